@@ -1,0 +1,1 @@
+"""loadtests: Locust users with exact streaming metrics, load shapes, CI gates and benchmarks."""

@@ -1,0 +1,1 @@
+"""mockllm: a deterministic OpenAI-compatible streaming provider with a request ledger."""

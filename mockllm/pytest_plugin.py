@@ -1,0 +1,1 @@
+"""pytest plugin for mockllm (fixtures arrive with the mock server)."""

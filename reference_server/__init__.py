@@ -1,0 +1,1 @@
+"""reference_server: the token-streaming server done right (WebSocket, SSE, blocking, polling)."""

@@ -1,0 +1,1 @@
+"""scenarios: fault proxy, stack launcher, scenario catalogue, runner and reports."""
