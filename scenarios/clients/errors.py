@@ -1,0 +1,31 @@
+"""Errors of the client library.
+
+::
+
+    ClientError
+    ├── ClientProtocolError   the server sent something the protocol does not allow
+    └── ClientConnectError    could not open the connection (refused, handshake rejected)
+
+Third-party exceptions (websockets, httpx) are translated at the I/O boundary in
+:mod:`scenarios.clients.aio`, so callers catch only these.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ClientConnectError", "ClientError", "ClientProtocolError"]
+
+
+class ClientError(Exception):
+    """Root of the client library's errors."""
+
+
+class ClientProtocolError(ClientError, ValueError):
+    """A frame, event or body that does not follow the protocol."""
+
+
+class ClientConnectError(ClientError):
+    """The connection could not be opened; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
