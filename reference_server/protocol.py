@@ -1,0 +1,285 @@
+"""WebSocket protocol v1 (``llm-stream.v1``) and the tutorial-shaped protocol, as pure data.
+
+Parsing turns one text frame into one frozen model or raises :class:`ProtocolError` with the
+protocol error code; encoding turns a server message into one JSON text frame. No sockets here:
+the transports in ``transports/`` drive these functions. The contract is ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from reference_server.errors import ProtocolError
+
+__all__ = [
+    "PROTOCOL_V1",
+    "CancelRequest",
+    "Cancelled",
+    "ChatRequest",
+    "ClientMessage",
+    "End",
+    "Error",
+    "Hello",
+    "Limits",
+    "Ping",
+    "PingRequest",
+    "Pong",
+    "PongRequest",
+    "ResumeRequest",
+    "ServerMessage",
+    "Start",
+    "Token",
+    "ToolCall",
+    "TutorialRequest",
+    "encode",
+    "parse_client_message",
+    "parse_tutorial_message",
+    "tutorial_end",
+    "tutorial_error",
+    "tutorial_token",
+]
+
+PROTOCOL_V1 = "llm-stream.v1"
+
+# Ids are echoed in every message: keep them short enough that a hostile id cannot bloat frames.
+_MAX_ID = 200
+Ts = float | int | str | None
+
+
+class _ClientModel(BaseModel):
+    # strict: "5" is not an int and a number is not a string, so wrong types are errors;
+    # extra="ignore": unknown fields are ignored (forward compatibility).
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+def _check_messages(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for position, turn in enumerate(value):
+        if not isinstance(turn.get("role"), str):
+            raise ValueError(f"messages[{position}].role must be a string")
+    return value
+
+
+class ChatRequest(_ClientModel):
+    type: Literal["chat"] = "chat"
+    id: str = Field(min_length=1, max_length=_MAX_ID)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    resume_token: str | None = None
+    after: int = Field(default=-1, ge=-1)
+
+    _messages = field_validator("messages")(_check_messages)
+
+
+class CancelRequest(_ClientModel):
+    type: Literal["cancel"] = "cancel"
+    id: str = Field(min_length=1, max_length=_MAX_ID)
+
+
+class ResumeRequest(_ClientModel):
+    type: Literal["resume"] = "resume"
+    stream_id: str = Field(min_length=1, max_length=_MAX_ID)
+    after: int = Field(default=-1, ge=-1)
+    resume_token: str = Field(min_length=1, max_length=_MAX_ID)
+
+
+class PingRequest(_ClientModel):
+    type: Literal["ping"] = "ping"
+    ts: Ts = None
+
+
+class PongRequest(_ClientModel):
+    type: Literal["pong"] = "pong"
+    ts: Ts = None
+
+
+ClientMessage = ChatRequest | CancelRequest | ResumeRequest | PingRequest | PongRequest
+
+_CLIENT_TYPES: dict[str, type[_ClientModel]] = {
+    "chat": ChatRequest,
+    "cancel": CancelRequest,
+    "resume": ResumeRequest,
+    "ping": PingRequest,
+    "pong": PongRequest,
+}
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(piece) for piece in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _load_object(text: str | bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_message", "a message must be a JSON object")
+    return data
+
+
+def parse_client_message(text: str | bytes) -> ClientMessage:
+    """Parse one v1 text frame. Raises :class:`ProtocolError` with the error code to send."""
+    data = _load_object(text)
+    raw_id = data.get("id")
+    msg_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= _MAX_ID else None
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("invalid_message", "field 'type' must be a string", msg_id=msg_id)
+    model = _CLIENT_TYPES.get(kind)
+    if model is None:
+        known = ", ".join(sorted(_CLIENT_TYPES))
+        raise ProtocolError(
+            "unknown_type", f"unknown message type {kind[:50]!r} (known: {known})", msg_id=msg_id
+        )
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError("invalid_message", _describe(exc), msg_id=msg_id) from None
+    assert isinstance(
+        parsed, ChatRequest | CancelRequest | ResumeRequest | PingRequest | PongRequest
+    )
+    return parsed
+
+
+class TutorialRequest(_ClientModel):
+    """The tutorial frontend sends ``{"messages": [...], "model": ...}`` (no ``type``)."""
+
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | int | None = None
+    metadata: dict[str, str] | None = None
+
+    _messages = field_validator("messages")(_check_messages)
+
+
+def parse_tutorial_message(text: str | bytes) -> TutorialRequest:
+    data = _load_object(text)
+    if "messages" not in data and isinstance(data.get("message"), str):
+        # Several tutorial variants send a bare prompt; it means one user turn.
+        data = {**data, "messages": [{"role": "user", "content": data["message"]}]}
+    try:
+        return TutorialRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError("invalid_message", _describe(exc)) from None
+
+
+# --- server -> client -------------------------------------------------------------------------
+
+
+class _ServerModel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    # Fields left out of the frame when they are None (all others are always present).
+    omit_if_none: ClassVar[frozenset[str]] = frozenset()
+
+
+class Limits(_ServerModel):
+    max_message_bytes: int
+    max_streams: int
+    messages_per_second: float
+    resume_grace_ms: int
+
+
+class Hello(_ServerModel):
+    type: Literal["hello"] = "hello"
+    protocol: str = PROTOCOL_V1
+    session_id: str
+    resume_token: str
+    heartbeat_interval_ms: int
+    limits: Limits
+
+
+class Start(_ServerModel):
+    type: Literal["start"] = "start"
+    id: str
+    stream_id: str
+    resume_token: str
+    replay: bool = False
+
+
+class Token(_ServerModel):
+    type: Literal["token"] = "token"
+    id: str
+    index: int
+    content: str
+
+
+class ToolCall(_ServerModel):
+    type: Literal["tool_call"] = "tool_call"
+    id: str
+    index: int
+    call_index: int
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"call_id", "name"})
+
+
+class End(_ServerModel):
+    type: Literal["end"] = "end"
+    id: str
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+    tokens: int
+
+
+class Cancelled(_ServerModel):
+    type: Literal["cancelled"] = "cancelled"
+    id: str
+    index: int
+
+
+class Error(_ServerModel):
+    type: Literal["error"] = "error"
+    id: str | None = None
+    stream_id: str | None = None
+    code: str
+    message: str
+    retryable: bool = False
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"id", "stream_id"})
+
+
+class Ping(_ServerModel):
+    type: Literal["ping"] = "ping"
+    ts: Ts = None
+
+
+class Pong(_ServerModel):
+    type: Literal["pong"] = "pong"
+    ts: Ts = None
+
+
+ServerMessage = Hello | Start | Token | ToolCall | End | Cancelled | Error | Ping | Pong
+
+
+def encode(message: ServerMessage) -> str:
+    """One compact JSON text frame."""
+    data = message.model_dump(mode="json")
+    for name in message.omit_if_none:
+        if data.get(name) is None:
+            data.pop(name, None)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def tutorial_token(content: str) -> str:
+    return json.dumps({"type": "token", "content": content}, ensure_ascii=False)
+
+
+def tutorial_end() -> str:
+    return '{"type": "end"}'
+
+
+def tutorial_error(message: str) -> str:
+    return json.dumps({"type": "error", "message": message}, ensure_ascii=False)

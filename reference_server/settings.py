@@ -1,0 +1,75 @@
+"""Every setting of the server, read once from the environment (prefix ``STREAMHARNESS_SERVER_``).
+
+CLI flags override the environment (``cli.py`` passes them as init arguments). Library code gets
+a :class:`Settings` object passed in and never reads ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMHARNESS_SERVER_", extra="ignore", frozen=True
+    )
+
+    # --- where to listen and what to call
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    upstream_url: str = "http://127.0.0.1:8080/v1"
+    api_key: SecretStr | None = None
+    default_model: str = "gpt-4o-mini"
+
+    # --- heartbeat and resume
+    heartbeat_interval_s: float = Field(default=15.0, gt=0)
+    # A peer silent this long (no pong to WebSocket ping frames, no message at all) is closed.
+    heartbeat_timeout_s: float = Field(default=30.0, gt=0)
+    # A stream with no reader keeps generating this long so a reconnect can resume it.
+    resume_grace_s: float = Field(default=10.0, ge=0)
+    # Streams created over HTTP (SSE, polling) may wait this long for their first/next reader.
+    http_stream_idle_s: float = Field(default=30.0, gt=0)
+    # Finished streams stay resumable (replay only) this long, then only a tombstone remains.
+    stream_retention_s: float = Field(default=60.0, ge=0)
+
+    # --- upstream
+    upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
+    # No byte from the provider for this long = stalled; the stream fails with upstream_timeout.
+    upstream_read_timeout_s: float = Field(default=30.0, gt=0)
+    upstream_max_retries: int = Field(default=3, ge=0)
+    upstream_backoff_base_s: float = Field(default=0.2, ge=0)
+    upstream_backoff_max_s: float = Field(default=4.0, ge=0)
+    # A Retry-After longer than this is not waited for: the client gets a retryable error.
+    upstream_max_retry_after_s: float = Field(default=10.0, ge=0)
+    upstream_max_connections: int = Field(default=1000, gt=0)
+    upstream_retry_seed: int = 0
+
+    # --- limits and hygiene
+    max_message_bytes: int = Field(default=64 * 1024, gt=0)
+    max_streams_per_connection: int = Field(default=8, gt=0)
+    messages_per_second: float = Field(default=20.0, gt=0)
+    message_burst: int = Field(default=40, gt=0)
+    send_queue_max_messages: int = Field(default=256, gt=0)
+    # A single frame that cannot be written this long means the reader stopped reading.
+    send_timeout_s: float = Field(default=10.0, gt=0)
+    # Empty = any Origin. Comma-separated in the environment.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Non-browser clients send no Origin header; refuse them too by setting this to false.
+    allow_missing_origin: bool = True
+    auth_token: SecretStr | None = None
+    shutdown_grace_s: float = Field(default=3.0, ge=0)
+    sse_retry_ms: int = Field(default=1000, ge=0)
+
+    log_level: str = "warning"
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

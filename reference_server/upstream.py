@@ -1,0 +1,297 @@
+"""The provider side: OpenAI-compatible streaming chat over httpx, as an async generator of events.
+
+Pure parts (no I/O): :class:`SSEDataDecoder` (lines in, ``data`` payloads out),
+:class:`ChunkDecoder` (chat chunks in, :data:`UpstreamEvent` out), :func:`parse_retry_after` and
+:class:`RetryPolicy`. :class:`UpstreamClient` drives them with httpx and is the only place that
+catches httpx exceptions: they become :class:`UpstreamError` subclasses here (see ``errors.py``).
+
+Retries happen only before the first event was yielded; after that a failure ends the stream
+with a retryable error, because the client already shows part of the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from reference_server.errors import UpstreamError, UpstreamStatusError, UpstreamTimeout
+
+__all__ = [
+    "ChunkDecoder",
+    "RetryPolicy",
+    "SSEDataDecoder",
+    "UpstreamClient",
+    "UpstreamEvent",
+    "UpstreamFinish",
+    "UpstreamToken",
+    "UpstreamToolCall",
+    "parse_retry_after",
+]
+
+
+@dataclass(frozen=True)
+class UpstreamToken:
+    content: str
+
+
+@dataclass(frozen=True)
+class UpstreamToolCall:
+    call_index: int
+    call_id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True)
+class UpstreamFinish:
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+
+
+UpstreamEvent = UpstreamToken | UpstreamToolCall | UpstreamFinish
+
+
+class SSEDataDecoder:
+    """Feed lines (without terminators); get each event's joined ``data`` when it dispatches."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> str | None:
+        if line == "":
+            if not self._data:
+                return None
+            data, self._data = "\n".join(self._data), []
+            return data
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if name == "data":
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        return None
+
+    def flush(self) -> str | None:
+        """The pending event at EOF (a last event without its blank line)."""
+        return self.feed("")
+
+
+class ChunkDecoder:
+    """OpenAI ``chat.completion.chunk`` payloads in, events out; remembers finish and usage."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.events = 0
+
+    def feed(self, data: str) -> list[UpstreamEvent]:
+        if data.startswith("[DONE]"):
+            self.done = True
+            return []
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError:
+            raise UpstreamError(f"malformed chunk from upstream: {data[:80]!r}") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamError("malformed chunk from upstream: not an object")
+        error = chunk.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamError(f"upstream error mid-stream: {message}")
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        events: list[UpstreamEvent] = []
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            raise UpstreamError("malformed chunk from upstream: no 'choices' list")
+        for choice in choices:
+            # n > 1 is not part of this protocol: only the first choice is streamed.
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                events.append(UpstreamToken(content))
+            for call in delta.get("tool_calls") or []:
+                function = call.get("function") or {}
+                events.append(
+                    UpstreamToolCall(
+                        call_index=int(call.get("index", 0)),
+                        call_id=call.get("id"),
+                        name=function.get("name"),
+                        arguments=function.get("arguments") or "",
+                    )
+                )
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        self.events += len(events)
+        return events
+
+    def finish(self) -> UpstreamFinish:
+        """The end of the body: complete, or a truncated stream (an error)."""
+        if not self.done and self.finish_reason is None:
+            raise UpstreamError("upstream stream ended without a finish_reason or [DONE]")
+        return UpstreamFinish(self.finish_reason or "stop", self.usage)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (numbers only), else None."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue  # an HTTP-date: we do not read the wall clock; fall back to backoff
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 3
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 4.0
+    max_retry_after_s: float = 10.0
+
+    def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float | None:
+        """Seconds before retry number ``attempt + 1``, or None to give up."""
+        if attempt >= self.max_retries:
+            return None
+        if retry_after_s is not None:
+            return retry_after_s if retry_after_s <= self.max_retry_after_s else None
+        backoff: float = min(self.backoff_base_s * 2**attempt, self.backoff_max_s)
+        return backoff * (0.75 + 0.25 * rng.random())
+
+
+def _translate(exc: httpx.HTTPError) -> UpstreamError:
+    """The one place httpx exceptions become ours."""
+    if isinstance(exc, httpx.TimeoutException):
+        kind = "connect" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "read"
+        return UpstreamTimeout(f"upstream {kind} timeout ({type(exc).__name__})")
+    return UpstreamError(f"upstream connection failed: {type(exc).__name__}: {exc}")
+
+
+class UpstreamClient:
+    """Streams chat completions from one OpenAI-compatible base URL."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 1000,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(
+                connect=connect_timeout_s,
+                read=read_timeout_s,
+                write=read_timeout_s,
+                pool=connect_timeout_s,
+            ),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=min(max_connections, 100)
+            ),
+            transport=transport,
+        )
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random(0)
+        # Counts for /stats: responses open right now, and totals.
+        self.in_flight = 0
+        self.requests_total = 0
+        self.retries_total = 0
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def stream_chat(self, body: dict[str, Any]) -> AsyncGenerator[UpstreamEvent, None]:
+        """Yield tokens and tool-call fragments, then exactly one :class:`UpstreamFinish`.
+
+        Raises :class:`UpstreamError` (after bounded retries when nothing was yielded yet).
+        Closing the generator (cancel, disconnect) closes the HTTP response at once, which the
+        provider sees as a client disconnect.
+        """
+        payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        attempt = 0
+        while True:
+            yielded = False
+            try:
+                # aclosing: a cancelled or closed consumer must close the HTTP response now,
+                # not whenever the garbage collector finalizes the inner generator.
+                async with contextlib.aclosing(self._one_attempt(payload)) as events:
+                    async for event in events:
+                        yielded = True
+                        yield event
+                return
+            except UpstreamError as exc:
+                if yielded or not exc.retryable:
+                    raise
+                retry_after = exc.retry_after_s if isinstance(exc, UpstreamStatusError) else None
+                delay = self._retry.delay(attempt, retry_after, self._rng)
+                if delay is None:
+                    raise
+                attempt += 1
+                self.retries_total += 1
+                await self._sleep(delay)
+
+    async def _one_attempt(self, payload: dict[str, Any]) -> AsyncGenerator[UpstreamEvent, None]:
+        self.requests_total += 1
+        try:
+            async with self._client.stream("POST", "chat/completions", json=payload) as response:
+                self.in_flight += 1
+                try:
+                    if response.status_code != 200:
+                        raise await self._status_error(response)
+                    sse = SSEDataDecoder()
+                    chunks = ChunkDecoder()
+                    async for line in response.aiter_lines():
+                        data = sse.feed(line.rstrip("\r"))
+                        if data is None:
+                            continue
+                        for event in chunks.feed(data):
+                            yield event
+                        if chunks.done:
+                            break
+                    if not chunks.done:
+                        last = sse.flush()
+                        if last is not None:
+                            for event in chunks.feed(last):
+                                yield event
+                    yield chunks.finish()
+                finally:
+                    self.in_flight -= 1
+        except httpx.HTTPError as exc:
+            raise _translate(exc) from None
+
+    @staticmethod
+    async def _status_error(response: httpx.Response) -> UpstreamStatusError:
+        body = (await response.aread())[:2000]
+        message = body.decode("utf-8", "replace")
+        try:
+            error = json.loads(body).get("error")
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                message = error["message"]
+        except (ValueError, AttributeError):
+            pass
+        return UpstreamStatusError(
+            response.status_code, message, retry_after_s=parse_retry_after(response.headers)
+        )

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+
+from reference_server.settings import Settings
+
+
+def test_environment_prefix_and_origin_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMHARNESS_SERVER_HEARTBEAT_INTERVAL_S", "1.5")
+    monkeypatch.setenv("STREAMHARNESS_SERVER_ALLOWED_ORIGINS", "http://a, http://b")
+    monkeypatch.setenv("STREAMHARNESS_SERVER_AUTH_TOKEN", "sekrit")
+    settings = Settings()
+    assert settings.heartbeat_interval_s == 1.5
+    assert settings.allowed_origins == ["http://a", "http://b"]
+    assert settings.auth_token is not None
+    assert settings.auth_token.get_secret_value() == "sekrit"
+    assert "sekrit" not in repr(settings)
+
+
+def test_init_arguments_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMHARNESS_SERVER_PORT", "9000")
+    assert Settings(port=0).port == 0
+
+
+def test_bad_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMHARNESS_SERVER_MAX_MESSAGE_BYTES", "-1")
+    with pytest.raises(ValueError, match="max_message_bytes"):
+        Settings()

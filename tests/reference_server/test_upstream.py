@@ -1,0 +1,118 @@
+"""Pure parts of the upstream client: SSE lines, chat chunks, Retry-After, backoff.
+
+The client itself is exercised against the live mockllm in test_integration_*.py.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from reference_server.errors import UpstreamError, UpstreamStatusError
+from reference_server.upstream import (
+    ChunkDecoder,
+    RetryPolicy,
+    SSEDataDecoder,
+    UpstreamFinish,
+    UpstreamToken,
+    UpstreamToolCall,
+    parse_retry_after,
+)
+
+
+def chunk(delta: dict[str, object], finish: str | None = None) -> str:
+    return json.dumps(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+    )
+
+
+def test_sse_decoder_joins_data_lines_and_skips_comments() -> None:
+    decoder = SSEDataDecoder()
+    lines = [": keep-alive", "", "event: x", "id: 3", 'data:{"a":', "data: 1}", "", "data: [DONE]"]
+    out = [d for d in (decoder.feed(line) for line in lines) if d is not None]
+    assert out == ['{"a":\n1}']
+    assert decoder.flush() == "[DONE]"
+
+
+def test_chunk_decoder_text_stream() -> None:
+    decoder = ChunkDecoder()
+    events = []
+    for data in [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"content": "Hel"}),
+        chunk({"content": "lo"}),
+        chunk({}, "stop"),
+        json.dumps({"choices": [], "usage": {"total_tokens": 5}}),
+        "[DONE]",
+    ]:
+        events += decoder.feed(data)
+    assert events == [UpstreamToken("Hel"), UpstreamToken("lo")]
+    assert decoder.done
+    assert decoder.finish() == UpstreamFinish("stop", {"total_tokens": 5})
+
+
+def test_chunk_decoder_tool_calls() -> None:
+    decoder = ChunkDecoder()
+    first = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get", "arguments": ""},
+    }
+    assert decoder.feed(chunk({"content": None, "tool_calls": [first]})) == [
+        UpstreamToolCall(0, "call_1", "get", "")
+    ]
+    assert decoder.feed(chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})) == [
+        UpstreamToolCall(0, None, None, "{}")
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["{not json", '"a string"', '{"error": {"message": "overloaded"}}', '{"object": "x"}'],
+)
+def test_chunk_decoder_errors(data: str) -> None:
+    with pytest.raises(UpstreamError) as info:
+        ChunkDecoder().feed(data)
+    assert info.value.retryable
+
+
+def test_truncated_stream_is_an_error_but_missing_done_after_finish_is_not() -> None:
+    truncated = ChunkDecoder()
+    truncated.feed(chunk({"content": "a"}))
+    with pytest.raises(UpstreamError, match="without a finish_reason"):
+        truncated.finish()
+    no_done = ChunkDecoder()
+    no_done.feed(chunk({}, "length"))
+    assert no_done.finish() == UpstreamFinish("length", None)
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
+    assert parse_retry_after({}) is None
+
+
+def test_retry_policy() -> None:
+    policy = RetryPolicy(max_retries=2, backoff_base_s=0.1, backoff_max_s=0.15, max_retry_after_s=5)
+    rng = random.Random(1)
+    first = policy.delay(0, None, rng)
+    assert first is not None and 0.075 <= first <= 0.1
+    second = policy.delay(1, None, rng)
+    assert second is not None and second <= 0.15  # capped
+    assert policy.delay(2, None, rng) is None  # bounded
+    assert policy.delay(0, 3.0, rng) == 3.0  # Retry-After honoured
+    assert policy.delay(0, 60.0, rng) is None  # too long to wait: give up
+
+
+def test_status_error_retryability() -> None:
+    assert UpstreamStatusError(429, "slow down").retryable
+    assert UpstreamStatusError(503, "x").retryable
+    assert not UpstreamStatusError(404, "model_not_found").retryable
