@@ -272,6 +272,8 @@ class LoadMetrics:
     streams: list[StreamSample] = field(default_factory=list)
     tokens_per_second: Counter[int] = field(default_factory=Counter)
     """Tokens received per wall-clock second (epoch second -> count), for the timeline."""
+    lag: ExactHistogram = field(default_factory=ExactHistogram)
+    """Benchmarks only: receive time minus the source's stamped send time, per token."""
 
     def record(
         self, sample: StreamSample, gaps: Sequence[float], token_epochs: Iterable[float] = ()
@@ -323,12 +325,14 @@ class LoadMetrics:
         self.e2e.merge(other.e2e)
         self.streams.extend(other.streams)
         self.tokens_per_second.update(other.tokens_per_second)
+        self.lag.merge(other.lag)
 
     def take(self) -> LoadMetrics:
         """Return everything recorded so far and start afresh (a worker's report delta)."""
         taken = LoadMetrics(
-            self.ttft, self.itl, self.tpot, self.e2e, self.streams, self.tokens_per_second
+            self.ttft, self.itl, self.tpot, self.e2e, self.streams, self.tokens_per_second, self.lag
         )
+        self.lag = ExactHistogram()
         self.ttft, self.itl, self.tpot, self.e2e = (
             ExactHistogram(),
             ExactHistogram(),
@@ -353,6 +357,7 @@ class LoadMetrics:
             "stream_fields": [f for f in StreamSample.__dataclass_fields__],
             "streams": [s.to_row() for s in self.streams],
             "tokens_per_second": sorted([k, v] for k, v in self.tokens_per_second.items()),
+            "lag": self.lag.to_dict(),
         }
 
     @classmethod
@@ -365,6 +370,7 @@ class LoadMetrics:
                 e2e=ExactHistogram.from_dict(data["e2e"]),
                 streams=[StreamSample.from_row(r) for r in data["streams"]],
                 tokens_per_second=Counter({int(k): int(v) for k, v in data["tokens_per_second"]}),
+                lag=ExactHistogram.from_dict(data["lag"]) if "lag" in data else ExactHistogram(),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, MetricsError):
@@ -440,6 +446,7 @@ class LoadMetrics:
             "slo_ms": {k: (v * 1000 if v is not None else None) for k, v in asdict(slo).items()},
             "goodput": self.goodput(slo),
             "metrics_ms": metrics,
+            **({"lag_ms": histogram_summary_ms(self.lag)} if self.lag.count else {}),
         }
 
 

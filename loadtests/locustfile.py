@@ -1,0 +1,161 @@
+"""Locust entry point: ``locust -f loadtests/locustfile.py --host http://127.0.0.1:8000``.
+
+Users (pick one or more by class name on the command line, default: all, equal weight):
+``WsV1User`` (ws), ``TutorialUser``, ``SseUser``, ``BlockingUser``, ``PollingUser``.
+
+Our options all start with ``--sh-`` (see ``locust -f loadtests/locustfile.py --help``).
+Exact metrics: each process keeps a :class:`~loadtests.metrics.LoadMetrics`; workers ship
+their delta to the master on every Locust report (``report_to_master``/``worker_report``), so
+the master's copy equals what one process would have computed from every sample. When the
+run ends the master (or the only process) prints the summary table and, with
+``--sh-metrics-out FILE``, writes the serialised metrics for ``streamharness load`` to gate on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+# Locust runs this file by path; make our packages importable when run from a checkout.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from locust import LoadTestShape, events  # noqa: E402
+from locust.env import Environment  # noqa: E402
+from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
+
+from loadtests.metrics import LoadMetrics  # noqa: E402
+from loadtests.report import summary_table  # noqa: E402
+from loadtests.shapes import SHAPE_NAMES, Shape, make_shape  # noqa: E402
+from loadtests.users import (  # noqa: E402
+    BlockingUser,
+    PollingUser,
+    SseUser,
+    TutorialUser,
+    WsV1User,
+    metrics_of,
+)
+
+__all__ = ["BlockingUser", "PollingUser", "SseUser", "StreamShape", "TutorialUser", "WsV1User"]
+
+_REPORT_KEY = "streamharness_metrics"
+
+
+def _listen(hook: Any, handler: Any) -> None:
+    # Locust's EventHook.add_listener is untyped; one cast here keeps mypy strict elsewhere.
+    hook.add_listener(handler)
+
+
+def _add_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("streamharness")
+    group.add_argument("--sh-prompt", default="Tell me a story.", help="user message")
+    group.add_argument("--sh-model", default="", help="model name sent with each request")
+    group.add_argument("--sh-max-tokens", type=int, default=0, help="max_tokens (0 = unset)")
+    group.add_argument("--sh-extra-body", default="", help="JSON object merged into requests")
+    group.add_argument("--sh-think-min", type=float, default=0.5, help="think time min, s")
+    group.add_argument("--sh-think-max", type=float, default=2.0, help="think time max, s")
+    group.add_argument("--sh-cancel-rate", type=float, default=0.0, help="share cancelled")
+    group.add_argument("--sh-drop-rate", type=float, default=0.0, help="share dropped+resumed")
+    group.add_argument("--sh-interrupt-after", type=int, default=3, help="tokens before it")
+    group.add_argument("--sh-poll-interval", type=float, default=1.0, help="polling period, s")
+    group.add_argument("--sh-stream-timeout", type=float, default=60.0, help="per stream, s")
+    group.add_argument("--sh-seed", type=int, default=0, help="seed of every user decision")
+    group.add_argument(
+        "--sh-shape", default="constant", choices=SHAPE_NAMES, help="load shape over --run-time"
+    )
+    group.add_argument(
+        "--sh-probe-lag",
+        action="store_true",
+        default=False,
+        help="bench: token content is the source's send time; record receive lag",
+    )
+    group.add_argument("--sh-metrics-out", default="", help="write exact metrics JSON here")
+    group.add_argument(
+        "--sh-quiet", action="store_true", default=False, help="no summary table at the end"
+    )
+
+
+_listen(events.init_command_line_parser, _add_arguments)
+
+
+class StreamShape(LoadTestShape):
+    """Drives ``--sh-shape`` with Locust's own ``--users``, ``--spawn-rate``, ``--run-time``."""
+
+    use_common_options = True
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._shape: Shape | None = None
+
+    def _make(self) -> Shape | None:
+        options = self.runner.environment.parsed_options if self.runner else None
+        if options is None:
+            return None
+        users = int(getattr(options, "num_users", None) or 1)
+        rate = float(getattr(options, "spawn_rate", None) or users)
+        duration = getattr(options, "run_time", None)
+        if not duration:
+            # No --run-time: hold the constant load until stopped, as Locust itself would.
+            duration = 10**9 if options.sh_shape == "constant" else 60
+        return make_shape(
+            options.sh_shape, users=users, spawn_rate=rate, duration_s=float(duration)
+        )
+
+    def tick(self) -> tuple[int, float] | None:
+        if self._shape is None:
+            self._shape = self._make()
+            if self._shape is None:
+                return None
+        return self._shape.tick(self.get_run_time())  # type: ignore[no-untyped-call]
+
+
+def _on_init(environment: Environment, **_: Any) -> None:
+    metrics_of(environment)
+    runner = environment.runner
+
+    if isinstance(runner, WorkerRunner):
+
+        def _ship(client_id: str, data: dict[str, Any]) -> None:
+            delta = metrics_of(environment).take()
+            if not delta.empty or delta.itl.count:
+                data[_REPORT_KEY] = delta.to_dict()
+
+        _listen(environment.events.report_to_master, _ship)
+
+    if isinstance(runner, MasterRunner):
+
+        def _merge(client_id: str, data: dict[str, Any]) -> None:
+            payload = data.get(_REPORT_KEY)
+            if payload:
+                metrics_of(environment).merge(LoadMetrics.from_dict(payload))
+
+        _listen(environment.events.worker_report, _merge)
+
+    if not isinstance(runner, WorkerRunner):
+
+        def _write(exit_code: int, **_: Any) -> None:
+            # `quit` fires after the master's last wait for worker reports.
+            _finish(environment)
+
+        _listen(environment.events.quit, _write)
+
+
+_listen(events.init, _on_init)
+
+
+def _finish(environment: Environment) -> None:
+    options = environment.parsed_options
+    metrics = metrics_of(environment)
+    out = getattr(options, "sh_metrics_out", "") if options else ""
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(metrics.to_dict()))
+        os.replace(tmp, path)
+    if not (options and getattr(options, "sh_quiet", False)):
+        print(summary_table(metrics.summary()), flush=True)

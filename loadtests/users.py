@@ -1,0 +1,562 @@
+"""Locust users for every transport of the reference server (gevent + blocking clients).
+
+Imported only inside Locust processes: it imports Locust, which monkey-patches the standard
+library with gevent. The asyncio ``websockets`` client does not run under gevent, so the
+WebSocket users use ``websocket-client`` and the HTTP users ``requests`` (both cooperative once
+patched). Parsing is the shared client library's (:mod:`scenarios.clients`), the same code the
+scenarios and tests use, so a Locust run and a scenario agree on what a stream was.
+
+How timing stays honest at high frame rates: the receive loop only reads a frame, stamps it
+with ``time.perf_counter()`` and hands it to the pure recorder; nothing is reported per frame.
+When a stream ends it is summarised once (:func:`loadtests.metrics.summarise_stream`) into the
+process's exact :class:`~loadtests.metrics.LoadMetrics`, and ONE Locust event is fired per
+metric (request types ``TTFT``, ``TPOT``, ``E2E`` and ``STREAM``), so Locust's UI and CSV show
+streaming figures live at a cost of a few events per stream, not one per token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import requests
+import websocket
+from locust import User, task
+from locust.env import Environment
+
+from loadtests.metrics import LoadMetrics
+from scenarios.clients.errors import ClientProtocolError
+from scenarios.clients.records import StreamRecord
+from scenarios.clients.sse import SSEParser, SSERecorder
+from scenarios.clients.tutorial import TutorialRecorder, decode_tutorial, encode_tutorial
+from scenarios.clients.v1 import (
+    PROTOCOL,
+    V1Hello,
+    V1Ping,
+    V1Recorder,
+    decode_v1,
+    encode_cancel,
+    encode_chat,
+    encode_pong,
+    encode_resume,
+)
+
+__all__ = [
+    "BlockingUser",
+    "PollingUser",
+    "SseUser",
+    "StreamError",
+    "TutorialUser",
+    "UserOptions",
+    "WsV1User",
+]
+
+
+class StreamError(Exception):
+    """What Locust shows in its failures table for a stream that did not complete."""
+
+
+@dataclass(frozen=True)
+class UserOptions:
+    """What a simulated user does; read from Locust's parsed options (``--sh-*``)."""
+
+    prompt: str = "Tell me a story."
+    model: str | None = None
+    max_tokens: int | None = None
+    think_min_s: float = 0.5
+    think_max_s: float = 2.0
+    cancel_rate: float = 0.0
+    drop_rate: float = 0.0
+    interrupt_after: int = 3
+    poll_interval_s: float = 1.0
+    stream_timeout_s: float = 60.0
+    seed: int = 0
+    extra_body: str | None = None
+    probe_lag: bool = False
+
+    @classmethod
+    def from_parsed(cls, parsed: Any) -> UserOptions:
+        def get(name: str, default: Any) -> Any:
+            value = getattr(parsed, f"sh_{name}", None) if parsed is not None else None
+            return default if value is None else value
+
+        d = cls()
+        return cls(
+            prompt=get("prompt", d.prompt),
+            model=get("model", d.model) or None,
+            max_tokens=get("max_tokens", d.max_tokens) or None,
+            think_min_s=float(get("think_min", d.think_min_s)),
+            think_max_s=float(get("think_max", d.think_max_s)),
+            cancel_rate=float(get("cancel_rate", d.cancel_rate)),
+            drop_rate=float(get("drop_rate", d.drop_rate)),
+            interrupt_after=int(get("interrupt_after", d.interrupt_after)),
+            poll_interval_s=float(get("poll_interval", d.poll_interval_s)),
+            stream_timeout_s=float(get("stream_timeout", d.stream_timeout_s)),
+            seed=int(get("seed", d.seed)),
+            extra_body=get("extra_body", d.extra_body) or None,
+            probe_lag=bool(get("probe_lag", False)),
+        )
+
+    def request_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if self.model:
+            fields["model"] = self.model
+        if self.max_tokens:
+            fields["max_tokens"] = self.max_tokens
+        if self.extra_body:
+            fields.update(json.loads(self.extra_body))
+        return fields
+
+
+def metrics_of(environment: Environment) -> LoadMetrics:
+    """The process's exact metrics, created by the locustfile's ``init`` listener."""
+    metrics: LoadMetrics | None = getattr(environment, "streamharness_metrics", None)
+    if metrics is None:
+        metrics = LoadMetrics()
+        environment.streamharness_metrics = metrics  # type: ignore[attr-defined]
+    return metrics
+
+
+def report_stream(environment: Environment, record: StreamRecord, probe_lag: bool = False) -> None:
+    """Summarise one finished stream into the exact metrics and fire one event per metric."""
+    outcome: str = record.outcome or "error"
+    if outcome == "completed" and record.reconnects:
+        outcome = "resumed"
+    sent_at = record.sent_at if record.sent_at is not None else 0.0
+    ended_at = record.ended_at if record.ended_at is not None else time.perf_counter()
+    metrics = metrics_of(environment)
+    sample = metrics.record_stream(
+        transport=record.transport,
+        outcome=outcome,
+        sent_at=sent_at,
+        sent_at_epoch=record.sent_at_epoch or 0.0,
+        arrivals=[a.t for a in record.arrivals],
+        ended_at=ended_at,
+        error_code=record.error_code,
+    )
+    if probe_lag:
+        # Bench only: the frame source writes its perf_counter send time as the content.
+        for a in record.arrivals:
+            with contextlib.suppress(ValueError):
+                metrics.lag.add(a.t - float(a.content))
+    fire: Any = environment.events.request.fire
+    name = record.transport
+    exception: Exception | None = None
+    if outcome in ("error", "timeout", "disconnected"):
+        detail = record.error_code or (
+            f"close {record.close_code}" if record.close_code is not None else "no end"
+        )
+        exception = StreamError(f"{outcome}: {detail}")
+    fire(
+        request_type="STREAM",
+        name=name,
+        response_time=sample.duration_s * 1000.0,
+        response_length=sample.tokens,
+        exception=exception,
+        context={"outcome": outcome},
+    )
+    if exception is not None:
+        return
+    for request_type, value in (
+        ("TTFT", sample.ttft_s),
+        ("TPOT", sample.tpot_s),
+        ("E2E", sample.e2e_s),
+    ):
+        if value is not None:
+            fire(
+                request_type=request_type,
+                name=name,
+                response_time=value * 1000.0,
+                response_length=sample.tokens,
+                exception=None,
+                context={},
+            )
+
+
+_user_ids = itertools.count()
+
+
+class StreamingUser(User):
+    """One simulated person: opens a stream, reads it to the end, thinks, repeats."""
+
+    abstract = True
+    transport: ClassVar[str] = ""
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.options = UserOptions.from_parsed(environment.parsed_options)
+        self.user_index = next(_user_ids)
+        # Every decision a user makes comes from its own seeded RNG: same seed, same plan.
+        self.rng = random.Random(f"{self.options.seed}:{self.transport}:{self.user_index}")
+        self.client_id = f"load-{self.options.seed}-{self.user_index}"
+        self.stream_counter = itertools.count()
+
+    def wait_time(self) -> float:
+        lo, hi = self.options.think_min_s, self.options.think_max_s
+        return lo if hi <= lo else self.rng.uniform(lo, hi)
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": "user", "content": self.options.prompt}]
+
+    def new_record(self) -> StreamRecord:
+        n = next(self.stream_counter)
+        return StreamRecord(transport=self.transport, id=f"{self.client_id}-{n}")  # type: ignore[arg-type]
+
+    def plan_interrupt(self, can_drop: bool) -> str | None:
+        """``"cancel"``, ``"drop"`` or None for the next stream (seeded)."""
+        roll = self.rng.random()
+        if roll < self.options.cancel_rate:
+            return "cancel"
+        if can_drop and roll < self.options.cancel_rate + self.options.drop_rate:
+            return "drop"
+        return None
+
+    @task
+    def one_stream(self) -> None:
+        record = self.run_stream()
+        report_stream(self.environment, record, self.options.probe_lag)
+
+    def run_stream(self) -> StreamRecord:
+        raise NotImplementedError
+
+    @property
+    def http_base(self) -> str:
+        return (self.host or "").rstrip("/")
+
+    @property
+    def ws_base(self) -> str:
+        base = self.http_base
+        return "ws" + base[4:] if base.startswith("http") else base
+
+
+# --- WebSocket ---------------------------------------------------------------------------
+
+
+class _WsBase(StreamingUser):
+    abstract = True
+    subprotocol: ClassVar[str | None] = None
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.ws: websocket.WebSocket | None = None
+
+    def connect(self) -> websocket.WebSocket:
+        kwargs: dict[str, Any] = {"timeout": self.options.stream_timeout_s}
+        if self.subprotocol:
+            kwargs["subprotocols"] = [self.subprotocol]
+        ws = websocket.create_connection(f"{self.ws_base}/ws/chat/{self.client_id}", **kwargs)
+        self.ws = ws
+        return ws
+
+    def drop(self) -> None:
+        """Abrupt close, no close frame: what a lost network looks like to the server."""
+        ws, self.ws = self.ws, None
+        if ws is not None and ws.sock is not None:
+            with contextlib.suppress(OSError):
+                ws.sock.close()
+
+    def on_stop(self) -> None:
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                ws.close(timeout=1)
+
+
+class WsV1User(_WsBase):
+    """Protocol v1 (``llm-stream.v1``): hello, chat, per-id tokens, cancel, resume."""
+
+    transport = "ws"
+    subprotocol = PROTOCOL
+
+    def connect(self) -> websocket.WebSocket:
+        ws = super().connect()
+        event = decode_v1(ws.recv())
+        if not isinstance(event, V1Hello):
+            raise ClientProtocolError(f"expected hello, got {event!r}")
+        return ws
+
+    def run_stream(self) -> StreamRecord:
+        record = self.new_record()
+        recorder = V1Recorder()
+        recorder.track(record)
+        interrupt = self.plan_interrupt(can_drop=True)
+        at = self.options.interrupt_after
+        try:
+            ws = self.ws or self.connect()
+        except (OSError, websocket.WebSocketException, ClientProtocolError) as exc:
+            self.ws = None
+            record.error_code = f"connect: {exc}"
+            record.sent_at = time.perf_counter()
+            record.sent_at_epoch = time.time()
+            record.finish("error", time.perf_counter())
+            return record
+        record.sent_at_epoch = time.time()
+        record.sent_at = time.perf_counter()
+        frame = encode_chat(record.id, self.messages(), **self.options.request_fields())
+        perf = time.perf_counter
+        try:
+            ws.send(frame)
+            while not record.done:
+                data = ws.recv()
+                t = perf()
+                event = decode_v1(data)
+                if isinstance(event, V1Ping):
+                    ws.send(encode_pong(event.ts))
+                    continue
+                recorder.handle(event, t)
+                if interrupt is not None and len(record.arrivals) >= at and not record.done:
+                    if interrupt == "cancel":
+                        record.cancelled_at = perf()
+                        record.cancelled_at_epoch = time.time()
+                        ws.send(encode_cancel(record.id))
+                    else:
+                        ws = self._drop_and_resume(record, recorder)
+                    interrupt = None
+        except websocket.WebSocketTimeoutException:
+            record.finish("timeout", perf())
+            self.drop()
+        except (OSError, websocket.WebSocketException) as exc:
+            close = getattr(exc, "status_code", None)
+            recorder.connection_lost(perf(), close if isinstance(close, int) else None)
+            self.ws = None
+        except ClientProtocolError as exc:
+            record.error_code = f"protocol: {exc}"
+            record.finish("error", perf())
+            self.drop()
+        return record
+
+    def _drop_and_resume(self, record: StreamRecord, recorder: V1Recorder) -> websocket.WebSocket:
+        self.drop()
+        ws = self.connect()
+        record.reopen()
+        last = record.arrivals[-1].index if record.arrivals else -1
+        if record.stream_id is None or record.resume_token is None:
+            raise ClientProtocolError("cannot resume: no start (stream_id, resume_token) seen")
+        ws.send(encode_resume(record.stream_id, last, record.resume_token))
+        return ws
+
+
+class TutorialUser(_WsBase):
+    """The tutorial-shaped protocol (no subprotocol; ends with ``end`` or in-band ``[END]``)."""
+
+    transport = "tutorial"
+
+    def run_stream(self) -> StreamRecord:
+        record = self.new_record()
+        recorder = TutorialRecorder()
+        perf = time.perf_counter
+        try:
+            ws = self.ws or self.connect()
+        except (OSError, websocket.WebSocketException) as exc:
+            self.ws = None
+            record.error_code = f"connect: {exc}"
+            record.sent_at = perf()
+            record.sent_at_epoch = time.time()
+            record.finish("error", perf())
+            return record
+        record.sent_at_epoch = time.time()
+        record.sent_at = perf()
+        recorder.begin(record, record.sent_at)
+        try:
+            ws.send(encode_tutorial(self.messages(), **self.options.request_fields()))
+            while not record.done:
+                data = ws.recv()
+                recorder.handle(decode_tutorial(data), perf())
+        except websocket.WebSocketTimeoutException:
+            record.finish("timeout", perf())
+            self.drop()
+        except (OSError, websocket.WebSocketException):
+            recorder.connection_lost(perf(), None)
+            self.ws = None
+        except ClientProtocolError as exc:
+            record.error_code = f"protocol: {exc}"
+            record.finish("error", perf())
+            self.drop()
+        return record
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+
+class _HttpBase(StreamingUser):
+    abstract = True
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.session = requests.Session()
+
+    def on_stop(self) -> None:
+        self.session.close()
+
+    def create_stream(self, record: StreamRecord) -> dict[str, Any]:
+        body = {"id": record.id, "messages": self.messages(), **self.options.request_fields()}
+        response = self.session.post(
+            f"{self.http_base}/v1/streams", json=body, timeout=self.options.stream_timeout_s
+        )
+        record.http_status = response.status_code
+        if response.status_code != 201:
+            raise StreamError(f"POST /v1/streams -> {response.status_code}: {response.text[:200]}")
+        created: dict[str, Any] = response.json()
+        record.stream_id = created.get("stream_id")
+        record.resume_token = created.get("resume_token")
+        return created
+
+    def _url(self, path: str) -> str:
+        return path if path.startswith("http") else f"{self.http_base}{path}"
+
+    def run_stream(self) -> StreamRecord:
+        record = self.new_record()
+        perf = time.perf_counter
+        record.sent_at_epoch = time.time()
+        record.sent_at = perf()
+        try:
+            self.read(record)
+            if not record.done:
+                record.finish("disconnected", perf())
+        except requests.Timeout:
+            record.finish("timeout", perf())
+        except (requests.RequestException, OSError) as exc:
+            record.error_code = type(exc).__name__
+            record.finish("disconnected", perf())
+        except (StreamError, ClientProtocolError, ValueError) as exc:
+            record.error_code = str(exc)[:200]
+            record.finish("error", perf())
+        return record
+
+    def read(self, record: StreamRecord) -> None:
+        raise NotImplementedError
+
+
+class SseUser(_HttpBase):
+    """``POST /v1/streams`` then read ``GET .../events`` as server-sent events."""
+
+    transport = "sse"
+
+    def read(self, record: StreamRecord) -> None:
+        created = self.create_stream(record)
+        url = self._url(created.get("events_url") or f"/v1/streams/{record.stream_id}/events")
+        headers = {"Accept": "text/event-stream", "X-Resume-Token": record.resume_token or ""}
+        perf = time.perf_counter
+        parser = SSEParser()
+        recorder = SSERecorder(record)
+        interrupt = self.plan_interrupt(can_drop=True)
+        with self.session.get(
+            url, headers=headers, stream=True, timeout=self.options.stream_timeout_s
+        ) as response:
+            if response.status_code != 200:
+                raise StreamError(f"GET events -> {response.status_code}")
+            # chunk_size=None yields each chunk as the socket delivers it: no added buffering.
+            for chunk in response.raw.stream(None, decode_content=False):
+                t = perf()
+                for item in parser.feed(chunk):
+                    recorder.handle(item, t)
+                if record.done:
+                    return
+                if interrupt is not None and len(record.arrivals) >= self.options.interrupt_after:
+                    if interrupt == "cancel":
+                        record.finish("cancelled", perf())
+                        return
+                    # drop: close this response, reconnect with Last-Event-ID
+                    interrupt = None
+                    response.close()
+                    record.reopen()
+                    self._resume(record, url, headers, parser, recorder)
+                    return
+
+    def _resume(
+        self,
+        record: StreamRecord,
+        url: str,
+        headers: dict[str, str],
+        parser: SSEParser,
+        recorder: SSERecorder,
+    ) -> None:
+        perf = time.perf_counter
+        parser = SSEParser()
+        headers = {**headers, "Last-Event-ID": record.last_event_id or "-1"}
+        with self.session.get(
+            url, headers=headers, stream=True, timeout=self.options.stream_timeout_s
+        ) as response:
+            if response.status_code != 200:
+                raise StreamError(f"GET events (resume) -> {response.status_code}")
+            for chunk in response.raw.stream(None, decode_content=False):
+                t = perf()
+                for item in parser.feed(chunk):
+                    recorder.handle(item, t)
+                if record.done:
+                    return
+
+
+class BlockingUser(_HttpBase):
+    """``POST /v1/chat/blocking``: the whole answer at once (TTFT = E2E by construction)."""
+
+    transport = "blocking"
+
+    def read(self, record: StreamRecord) -> None:
+        body = {"messages": self.messages(), **self.options.request_fields()}
+        response = self.session.post(
+            f"{self.http_base}/v1/chat/blocking", json=body, timeout=self.options.stream_timeout_s
+        )
+        t = time.perf_counter()
+        record.http_status = response.status_code
+        if response.status_code != 200:
+            raise StreamError(f"POST /v1/chat/blocking -> {response.status_code}")
+        data = response.json()
+        tokens = data.get("tokens")
+        pieces: list[str]
+        if isinstance(tokens, list):
+            pieces = [str(x) for x in tokens]
+        else:
+            count = tokens if isinstance(tokens, int) else 1
+            pieces = [str(data.get("content", ""))] + [""] * max(0, count - 1)
+        for i, piece in enumerate(pieces):
+            record.add(i, piece, t)
+        record.finish_reason = data.get("finish_reason")
+        record.usage = data.get("usage")
+        record.finish("completed", t)
+
+
+class PollingUser(_HttpBase):
+    """``POST /v1/streams`` then ``GET .../tokens?after=N`` every ``poll_interval`` seconds."""
+
+    transport = "polling"
+
+    def read(self, record: StreamRecord) -> None:
+        created = self.create_stream(record)
+        url = self._url(created.get("tokens_url") or f"/v1/streams/{record.stream_id}/tokens")
+        headers = {"X-Resume-Token": record.resume_token or ""}
+        after = -1
+        perf = time.perf_counter
+        deadline = perf() + self.options.stream_timeout_s
+        while True:
+            response = self.session.get(
+                url, params={"after": after}, headers=headers, timeout=self.options.stream_timeout_s
+            )
+            t = perf()
+            if response.status_code != 200:
+                raise StreamError(f"GET tokens -> {response.status_code}")
+            data = response.json()
+            for token in data.get("tokens", []):
+                index = int(token["index"])
+                record.add(index, str(token.get("content", "")), t)
+                after = max(after, index)
+            if data.get("error"):
+                err = data["error"]
+                record.error_code = err.get("code") if isinstance(err, dict) else str(err)
+                record.finish("error", t)
+                return
+            if data.get("done"):
+                record.finish_reason = data.get("finish_reason")
+                record.usage = data.get("usage")
+                record.finish("completed", t)
+                return
+            if t > deadline:
+                record.finish("timeout", t)
+                return
+            # Polling is the one place a sleep is the behaviour under test.
+            time.sleep(self.options.poll_interval_s)
