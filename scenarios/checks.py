@@ -1,0 +1,502 @@
+"""The checks of a scenario: pure functions from what was observed to a verdict with a reason.
+
+The runner turns what the clients recorded (one ``StreamObservation`` per logical stream, its
+reconnects merged), the mock's ledger and the server's ``/stats`` snapshots into a
+``RunObservation``; every check reads only that, so each is unit-tested on synthetic data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scenarios import model
+
+__all__ = [
+    "Arrival",
+    "CheckResult",
+    "LedgerEntry",
+    "RunObservation",
+    "StreamObservation",
+    "figures",
+    "percentile",
+    "run_check",
+    "run_checks",
+]
+
+# Per-stream details kept in a failure's reason; the rest is counted, not listed.
+MAX_DETAILS = 5
+
+
+@dataclass(frozen=True)
+class Arrival:
+    index: int | None  # None for transports without indexes (tutorial shape, blocking)
+    content: str
+    t: float  # seconds since the stream's first request left the client
+
+
+@dataclass(frozen=True)
+class StreamObservation:
+    """One logical stream (a chat message) as the client saw it, across reconnects."""
+
+    key: str  # "<group>/c<client>/m<message>", unique in a run
+    group: str
+    client: int
+    message: int
+    prompt: str
+    transport: str
+    arrivals: tuple[Arrival, ...] = ()
+    # completed | cancelled | error | disconnected | timeout
+    outcome: str = "completed"
+    finish_reason: str | None = None
+    error_code: str | None = None
+    error_retryable: bool | None = None
+    close_code: int | None = None
+    sent_at_epoch: float = 0.0
+    # When the client cancelled or dropped the stream: upstream must stop soon after.
+    cancelled_at_epoch: float | None = None
+    ended_t: float | None = None  # seconds since the first request, when the outcome was known
+    attempts: int = 1
+    expected_text: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return "".join(a.content for a in self.arrivals)
+
+    @property
+    def ttft_s(self) -> float | None:
+        return self.arrivals[0].t if self.arrivals else None
+
+    @property
+    def gaps_s(self) -> list[float]:
+        times = [a.t for a in self.arrivals]
+        return [b - a for a, b in itertools.pairwise(times)]
+
+    @property
+    def e2e_s(self) -> float | None:
+        if self.ended_t is not None:
+            return self.ended_t
+        return self.arrivals[-1].t if self.arrivals else None
+
+    @property
+    def indexed(self) -> bool:
+        return bool(self.arrivals) and all(a.index is not None for a in self.arrivals)
+
+    @property
+    def duplicate_indexes(self) -> list[int]:
+        seen: set[int] = set()
+        dupes: list[int] = []
+        for a in self.arrivals:
+            if a.index is None:
+                continue
+            if a.index in seen and a.index not in dupes:
+                dupes.append(a.index)
+            seen.add(a.index)
+        return dupes
+
+    @property
+    def missing_indexes(self) -> list[int]:
+        indexes = {a.index for a in self.arrivals if a.index is not None}
+        if not indexes:
+            return []
+        return [i for i in range(max(indexes) + 1) if i not in indexes]
+
+    def describe(self) -> str:
+        parts = [f"{self.outcome} after {len(self.arrivals)} tokens"]
+        if self.close_code is not None:
+            parts.append(f"close {self.close_code}")
+        if self.error_code:
+            parts.append(f"error {self.error_code}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One upstream request as the mock recorded it (the fields checks use)."""
+
+    id: str
+    seq: int
+    status: int
+    stream: bool
+    tokens_sent: int
+    outcome: str | None
+    started_at: float
+    first_token_at: float | None
+    ended_at: float | None
+    disconnect_index: int | None
+    prompt_text: str
+    text: str
+    body: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, entry: Mapping[str, Any]) -> LedgerEntry:
+        body = entry.get("body") or {}
+        messages = body.get("messages") if isinstance(body, Mapping) else None
+        return cls(
+            id=str(entry.get("id", "")),
+            seq=int(entry.get("seq", 0)),
+            status=int(entry.get("status", 0)),
+            stream=bool(entry.get("stream", False)),
+            tokens_sent=int(entry.get("tokens_sent", 0)),
+            outcome=entry.get("outcome"),
+            started_at=float(entry.get("started_at", 0.0)),
+            first_token_at=_opt_float(entry.get("first_token_at")),
+            ended_at=_opt_float(entry.get("ended_at")),
+            disconnect_index=entry.get("disconnect_index"),
+            prompt_text=_messages_text(messages),
+            text=str(entry.get("text", "")),
+            body=body if isinstance(body, Mapping) else {},
+            headers=entry.get("headers") or {},
+        )
+
+    def matches(self, prompt: str) -> bool:
+        return prompt in self.prompt_text
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _messages_text(messages: Any) -> str:
+    if not isinstance(messages, list):
+        return ""
+    parts = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):  # content parts
+            parts += [str(p.get("text", "")) for p in content if isinstance(p, Mapping)]
+    return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class RunObservation:
+    streams: tuple[StreamObservation, ...]
+    ledger: tuple[LedgerEntry, ...] = ()
+    stats_baseline: Mapping[str, float] | None = None
+    stats_after: Mapping[str, float] | None = None
+    stats_peak: Mapping[str, float] = field(default_factory=dict)
+
+    def entries_for(self, stream: StreamObservation) -> list[LedgerEntry]:
+        # Each prompt is unique in a run (it names the client and the message), so the prompt
+        # ties a stream to its upstream requests, retries and resends included.
+        return [e for e in self.ledger if e.matches(stream.prompt)]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str  # the check's label, e.g. "ttft p95 <= 500 ms"
+    passed: bool
+    reason: str  # one line; for a failure, what was wrong and where
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "passed": self.passed, "reason": self.reason}
+
+
+# -------------------------------------------------------------------------------- helpers
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (exact, no interpolation): the smallest value with at least
+    ``pct`` percent of the values at or below it."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _details(items: Sequence[str]) -> str:
+    shown = "; ".join(items[:MAX_DETAILS])
+    more = len(items) - MAX_DETAILS
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def _selected(check: Any, obs: RunObservation) -> list[StreamObservation]:
+    groups = check.groups
+    return [s for s in obs.streams if groups is None or s.group in groups]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def _diff_at(actual: str, expected: str) -> str:
+    i = next(
+        (k for k, (a, b) in enumerate(zip(actual, expected, strict=False)) if a != b),
+        min(len(actual), len(expected)),
+    )
+    return (
+        f"differs at char {i}: got {actual[max(0, i - 10) : i + 20]!r}, "
+        f"want {expected[max(0, i - 10) : i + 20]!r} (lengths {len(actual)} vs {len(expected)})"
+    )
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def _every_stream_ended(check: model.EveryStreamEnded, obs: RunObservation) -> CheckResult:
+    label = f"every stream ended ({'/'.join(check.outcomes)})"
+    streams = _selected(check, obs)
+    if not streams:
+        return CheckResult(label, False, "no streams were run")
+    bad = [f"{s.key} {s.describe()}" for s in streams if s.outcome not in check.outcomes]
+    if bad:
+        return CheckResult(label, False, f"{len(bad)} of {len(streams)} streams: {_details(bad)}")
+    return CheckResult(label, True, f"{len(streams)} streams ended")
+
+
+def _text_matches_mock(check: model.TextMatchesMock, obs: RunObservation) -> CheckResult:
+    label = "text equals the mock's answer"
+    streams = _selected(check, obs)
+    bad: list[str] = []
+    compared = 0
+    for s in streams:
+        if s.expected_text is None:
+            bad.append(f"{s.key}: the mock's answer is unknown (no preview)")
+            continue
+        compared += 1
+        if s.outcome == "completed":
+            if s.text != s.expected_text:
+                bad.append(f"{s.key}: {_diff_at(s.text, s.expected_text)}")
+        elif not s.expected_text.startswith(s.text):
+            # A stream cut short may stop early, but what arrived must be the answer's start.
+            diff = _diff_at(s.text, s.expected_text)
+            bad.append(f"{s.key} ({s.outcome}) is not a prefix of it: {diff}")
+    if not streams:
+        return CheckResult(label, False, "no streams were run")
+    if bad:
+        return CheckResult(label, False, f"{len(bad)} of {len(streams)} streams: {_details(bad)}")
+    return CheckResult(label, True, f"{compared} streams match")
+
+
+def _indexes_dense(check: model.IndexesDense, obs: RunObservation) -> CheckResult:
+    label = "no duplicate or missing token indexes"
+    streams = [s for s in _selected(check, obs) if s.indexed]
+    if not streams:
+        return CheckResult(label, False, "no stream carried token indexes")
+    bad = []
+    for s in streams:
+        if s.duplicate_indexes:
+            bad.append(f"{s.key}: duplicate {s.duplicate_indexes[:10]}")
+        if s.missing_indexes:
+            bad.append(f"{s.key}: missing {s.missing_indexes[:10]}")
+        if s.arrivals and s.arrivals[0].index != 0 and 0 not in s.missing_indexes:
+            bad.append(f"{s.key}: first index {s.arrivals[0].index}")
+    if bad:
+        return CheckResult(label, False, _details(bad))
+    return CheckResult(label, True, f"{len(streams)} streams dense from 0")
+
+
+def _upstream_stopped(check: model.UpstreamStoppedAfterCancel, obs: RunObservation) -> CheckResult:
+    label = f"upstream stopped within {check.within_ms:g} ms of the cancel"
+    streams = [s for s in _selected(check, obs) if s.cancelled_at_epoch is not None]
+    if not streams:
+        return CheckResult(label, False, "no stream was cancelled or dropped (no action ran)")
+    bad: list[str] = []
+    worst = 0.0
+    for s in streams:
+        cancel = s.cancelled_at_epoch
+        assert cancel is not None
+        entries = [e for e in obs.entries_for(s) if e.started_at <= cancel]
+        if not entries:
+            bad.append(f"{s.key}: no upstream request started before the cancel")
+            continue
+        for e in entries:
+            if e.ended_at is None:
+                bad.append(f"{s.key}: upstream request {e.id} was still running")
+                continue
+            late = (e.ended_at - cancel) * 1000
+            worst = max(worst, late)
+            if late > check.within_ms:
+                bad.append(
+                    f"{s.key}: upstream request {e.id} ended {late:.0f} ms after the cancel "
+                    f"({e.outcome}, {e.tokens_sent} tokens sent)"
+                )
+    if bad:
+        return CheckResult(label, False, _details(bad))
+    return CheckResult(label, True, f"{len(streams)} cancels, worst {worst:.0f} ms")
+
+
+def _upstream_requests(check: model.UpstreamRequests, obs: RunObservation) -> CheckResult:
+    bound = f"{check.min}" if check.max == check.min else f"{check.min}..{check.max or 'any'}"
+    status = f" with status {check.status}" if check.status is not None else ""
+    label = f"upstream requests{status} per stream: {bound}"
+    streams = _selected(check, obs)
+    if not streams:
+        return CheckResult(label, False, "no streams were run")
+    bad = []
+    for s in streams:
+        entries = [
+            e for e in obs.entries_for(s) if check.status is None or e.status == check.status
+        ]
+        n = len(entries)
+        if n < check.min or (check.max is not None and n > check.max):
+            bad.append(f"{s.key}: {n} requests")
+    if bad:
+        return CheckResult(label, False, _details(bad))
+    return CheckResult(label, True, f"{len(streams)} streams within bounds")
+
+
+def _band(
+    check: model.TtftBand | model.ItlBand | model.E2eBand,
+    obs: RunObservation,
+    name: str,
+    values_of: Callable[[StreamObservation], Iterable[float]],
+) -> CheckResult:
+    bounds = []
+    if check.min_ms is not None:
+        bounds.append(f">= {check.min_ms:g} ms")
+    if check.max_ms is not None:
+        bounds.append(f"<= {check.max_ms:g} ms")
+    label = f"{name} {check.stat} {' and '.join(bounds)}"
+    per_stream = [(s, [v * 1000 for v in values_of(s)]) for s in _selected(check, obs)]
+    pooled = [v for _, vs in per_stream for v in vs]
+    if not pooled:
+        return CheckResult(label, False, f"no {name} values were measured")
+
+    def out_of_band(value: float) -> bool:
+        return (check.min_ms is not None and value < check.min_ms) or (
+            check.max_ms is not None and value > check.max_ms
+        )
+
+    if check.stat == "each":
+        bad = [f"{s.key}: {v:.0f} ms" for s, vs in per_stream for v in vs if out_of_band(v)]
+        if bad:
+            return CheckResult(label, False, f"{len(bad)} of {len(pooled)} out: {_details(bad)}")
+        return CheckResult(
+            label, True, f"{len(pooled)} values in {min(pooled):.0f}..{max(pooled):.0f} ms"
+        )
+    value = _stat(check.stat, pooled)
+    passed = not out_of_band(value)
+    return CheckResult(label, passed, f"{check.stat} = {value:.1f} ms over {len(pooled)} values")
+
+
+def _stat(stat: str, values: Sequence[float]) -> float:
+    if stat == "max":
+        return max(values)
+    if stat == "min":
+        return min(values)
+    if stat == "mean":
+        return sum(values) / len(values)
+    return percentile(values, float(stat[1:]))
+
+
+def _ttft(check: model.TtftBand, obs: RunObservation) -> CheckResult:
+    return _band(check, obs, "TTFT", lambda s: [] if s.ttft_s is None else [s.ttft_s])
+
+
+def _itl(check: model.ItlBand, obs: RunObservation) -> CheckResult:
+    return _band(check, obs, "ITL", lambda s: s.gaps_s)
+
+
+def _e2e(check: model.E2eBand, obs: RunObservation) -> CheckResult:
+    return _band(check, obs, "E2E", lambda s: [] if s.e2e_s is None else [s.e2e_s])
+
+
+def _close_code(check: model.CloseCodeSeen, obs: RunObservation) -> CheckResult:
+    label = f"close code {check.code} seen ({check.streams} streams)"
+    streams = _selected(check, obs)
+    hits = [s for s in streams if s.close_code == check.code]
+    passed = bool(hits) if check.streams == "any" else bool(streams) and len(hits) == len(streams)
+    seen = sorted({s.close_code for s in streams if s.close_code is not None})
+    return CheckResult(label, passed, f"{len(hits)} of {len(streams)} streams; codes seen {seen}")
+
+
+def _error_code(check: model.ErrorCodeSeen, obs: RunObservation) -> CheckResult:
+    retry = "" if check.retryable is None else f", retryable={str(check.retryable).lower()}"
+    label = f"error {check.code}{retry} seen ({check.streams} streams)"
+    streams = _selected(check, obs)
+    hits = [
+        s
+        for s in streams
+        if s.error_code == check.code
+        and (check.retryable is None or s.error_retryable == check.retryable)
+    ]
+    passed = bool(hits) if check.streams == "any" else bool(streams) and len(hits) == len(streams)
+    seen = sorted({f"{s.error_code}" for s in streams if s.error_code})
+    others = [f"{s.key} {s.describe()}" for s in streams if s not in hits]
+    reason = f"{len(hits)} of {len(streams)} streams; codes seen {seen}"
+    if not passed and others:
+        reason += f"; {_details(others)}"
+    return CheckResult(label, passed, reason)
+
+
+def _no_leaks(check: model.NoLeaks, obs: RunObservation) -> CheckResult:
+    label = f"no leaked server resources ({', '.join(check.keys)})"
+    if obs.stats_baseline is None or obs.stats_after is None:
+        return CheckResult(label, False, "the server's /stats was not available")
+    bad = []
+    for key in check.keys:
+        if key not in obs.stats_after:
+            bad.append(f"{key} missing from /stats")
+            continue
+        before = obs.stats_baseline.get(key, 0)
+        after = obs.stats_after[key]
+        if after > before + check.slack:
+            bad.append(f"{key} {before:g} -> {after:g}")
+    if bad:
+        return CheckResult(label, False, _details(bad))
+    return CheckResult(label, True, "back to the idle baseline")
+
+
+def _stats_bounded(check: model.StatsBounded, obs: RunObservation) -> CheckResult:
+    label = f"/stats {check.key} stays <= {check.max:g}"
+    if check.key not in obs.stats_peak:
+        return CheckResult(label, False, f"{check.key} was never sampled from /stats")
+    peak = obs.stats_peak[check.key]
+    return CheckResult(label, peak <= check.max, f"peak {peak:g}")
+
+
+_CHECKS: dict[type[Any], Callable[[Any, RunObservation], CheckResult]] = {
+    model.EveryStreamEnded: _every_stream_ended,
+    model.TextMatchesMock: _text_matches_mock,
+    model.IndexesDense: _indexes_dense,
+    model.UpstreamStoppedAfterCancel: _upstream_stopped,
+    model.UpstreamRequests: _upstream_requests,
+    model.TtftBand: _ttft,
+    model.ItlBand: _itl,
+    model.E2eBand: _e2e,
+    model.CloseCodeSeen: _close_code,
+    model.ErrorCodeSeen: _error_code,
+    model.NoLeaks: _no_leaks,
+    model.StatsBounded: _stats_bounded,
+}
+
+
+def run_check(check: model.Check, obs: RunObservation) -> CheckResult:
+    result = _CHECKS[type(check)](check, obs)
+    if check.groups is not None:
+        result = dataclasses.replace(result, check=f"{result.check} [{', '.join(check.groups)}]")
+    return result
+
+
+def run_checks(checks: Sequence[model.Check], obs: RunObservation) -> list[CheckResult]:
+    return [run_check(c, obs) for c in checks]
+
+
+def figures(obs: RunObservation) -> dict[str, Any]:
+    """Key figures of a run for the final table and the reports."""
+    streams = obs.streams
+    ttfts = [s.ttft_s * 1000 for s in streams if s.ttft_s is not None]
+    gaps = [g * 1000 for s in streams for g in s.gaps_s]
+    out: dict[str, Any] = {
+        "streams": len(streams),
+        "completed": sum(1 for s in streams if s.outcome == "completed"),
+        "tokens": sum(len(s.arrivals) for s in streams),
+        "upstream_requests": len(obs.ledger),
+    }
+    if ttfts:
+        out["ttft_p50_ms"] = round(percentile(ttfts, 50), 1)
+        out["ttft_max_ms"] = round(max(ttfts), 1)
+    if gaps:
+        out["itl_p50_ms"] = round(percentile(gaps, 50), 1)
+        out["itl_p99_ms"] = round(percentile(gaps, 99), 1)
+    return out

@@ -1,0 +1,613 @@
+"""Scenarios as data: the YAML schema, its validation and the catalogue.
+
+A scenario file names its stack, the mock's behaviour, the toxics and when they apply, what
+each group of simulated clients does, and the checks that must hold. Loading is pure (text in,
+frozen models out); every error names the file, the line and the field::
+
+    scenarios/catalogue/cancel.yaml:14: clients[0].actions[0].do: Input should be 'cancel', ...
+
+Errors (one root, ``ScenarioError``)::
+
+    ScenarioError
+    ├── ScenarioFileError      a file that is not valid YAML or not a valid scenario
+    ├── CatalogueError         several invalid files of a catalogue (one ScenarioFileError each)
+    └── UnknownScenarioError   a name or pattern that matches no scenario of the catalogue
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "CATALOGUE_DIR",
+    "CatalogueError",
+    "Check",
+    "ClientAction",
+    "ClientGroup",
+    "MockSpec",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioFileError",
+    "ServerEvent",
+    "StackModel",
+    "ToxicSpec",
+    "UnknownScenarioError",
+    "load_catalogue",
+    "load_scenario_file",
+    "parse_scenario",
+    "select_scenarios",
+]
+
+CATALOGUE_DIR = Path(__file__).with_name("catalogue")
+
+Transport = Literal["ws", "tutorial", "sse", "blocking", "polling"]
+TargetName = Literal["reference", "naive"]
+Expectation = Literal["pass", "fail"]
+ProxyName = Literal["upstream", "downstream"]
+ToxicType = Literal[
+    "latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data", "noop"
+]
+
+# Attributes of each Toxiproxy toxic type (TOXIPROXY.md); anything else is a typo.
+TOXIC_ATTRIBUTES: dict[str, frozenset[str]] = {
+    "latency": frozenset({"latency", "jitter"}),
+    "bandwidth": frozenset({"rate"}),
+    "slow_close": frozenset({"delay"}),
+    "timeout": frozenset({"timeout"}),
+    "reset_peer": frozenset({"timeout"}),
+    "slicer": frozenset({"average_size", "size_variation", "delay"}),
+    "limit_data": frozenset({"bytes"}),
+    "noop": frozenset(),
+}
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class ScenarioError(Exception):
+    """Root of the errors of scenario loading and selection."""
+
+
+class ScenarioFileError(ScenarioError):
+    """A scenario file that cannot be used; ``problems`` lists every (line, field, message)."""
+
+    def __init__(self, path: str, problems: Sequence[tuple[int | None, str, str]]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        out = []
+        for line, field, message in self.problems:
+            where = f"{self.path}:{line}" if line is not None else self.path
+            out.append(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        return out
+
+
+class CatalogueError(ScenarioError):
+    """Several scenario files of a catalogue are invalid; ``errors`` has one per file."""
+
+    def __init__(self, errors: Sequence[ScenarioFileError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(line for error in self.errors for line in error.lines()))
+
+
+class UnknownScenarioError(ScenarioError):
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        super().__init__(
+            f"unknown scenario {name!r}{hint}; 'streamharness list' shows the {len(known)} known"
+        )
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StackModel(_Model):
+    """Which pieces stand between the clients and the mock (DESIGN section 2)."""
+
+    nginx: bool = False
+    nginx_read_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    upstream_proxy: bool = False
+    downstream_proxy: bool = False
+    # Settings of the reference server, without the STREAMHARNESS_SERVER_ prefix.
+    server_env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("server_env", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        # YAML reads `HEARTBEAT_INTERVAL_S: 0.5` as a float; the environment only holds strings.
+        if isinstance(value, Mapping):
+            return {
+                str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
+            }
+        return value
+
+
+class MockSpec(_Model):
+    """How the mock answers: its profile, the model the clients ask for, and rules."""
+
+    profile: Literal["instant", "fast", "realistic"] = "instant"
+    model: str = "mock-instant"
+    # Posted as they are to the mock's rules API (`POST /_mock/rules`); their shape is mockllm's.
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class _Timed(_Model):
+    """When something happens: at start (default), after N tokens reached the clients, or after T
+    ms. ``jitter_ms`` adds a seeded uniform delay in [0, jitter_ms] so faults land at varied but
+    replayable moments."""
+
+    after_tokens: int | None = Field(default=None, ge=1)
+    after_ms: int | None = Field(default=None, ge=0)
+    jitter_ms: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> _Timed:
+        if self.after_tokens is not None and self.after_ms is not None:
+            raise ValueError("give at most one of after_tokens and after_ms")
+        return self
+
+    @property
+    def trigger(self) -> str:
+        if self.after_tokens is not None:
+            return f"after {self.after_tokens} tokens"
+        if self.after_ms is not None:
+            return f"after {self.after_ms} ms"
+        return "at start"
+
+
+class ToxicSpec(_Timed):
+    """A Toxiproxy toxic on one of the stack's proxies, with its schedule."""
+
+    name: str | None = None
+    proxy: ProxyName
+    type: ToxicType
+    stream: Literal["upstream", "downstream"] = "downstream"
+    toxicity: float = Field(default=1.0, ge=0.0, le=1.0)
+    attributes: dict[str, int] = Field(default_factory=dict)
+    duration_ms: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _known_attributes(self) -> ToxicSpec:
+        unknown = sorted(set(self.attributes) - TOXIC_ATTRIBUTES[self.type])
+        if unknown:
+            allowed = ", ".join(sorted(TOXIC_ATTRIBUTES[self.type])) or "none"
+            raise ValueError(
+                f"unknown attribute(s) {', '.join(unknown)} for a {self.type} toxic "
+                f"(allowed: {allowed})"
+            )
+        negative = sorted(k for k, v in self.attributes.items() if v < 0)
+        if negative:
+            raise ValueError(f"attribute(s) {', '.join(negative)} must not be negative")
+        return self
+
+    @property
+    def toxic_name(self) -> str:
+        return self.name or f"{self.type}_{self.stream}"
+
+
+class ServerEvent(_Timed):
+    """Something done to the server under test during the run."""
+
+    do: Literal["restart_server"]
+
+
+class ClientAction(_Model):
+    """What a client does once it has received token ``at_token`` (0-based) of a stream."""
+
+    at_token: int = Field(ge=0)
+    do: Literal["cancel", "drop", "drop_and_resend", "drop_and_resume"]
+    # Wait before reconnecting after a drop (a seeded jitter is added by the group's think time).
+    reconnect_after_ms: int = Field(default=0, ge=0)
+
+
+class ClientGroup(_Model):
+    """``count`` identical simulated clients, each with its own connection and seeded timing."""
+
+    name: str | None = None
+    count: int = Field(default=1, ge=1, le=2000)
+    # One transport, or one per target (the naive server only speaks the tutorial shape).
+    transport: Transport | dict[TargetName, Transport] = "ws"
+    messages: int = Field(default=1, ge=1, le=100)
+    max_tokens: int | None = Field(default=None, ge=1)
+    # Prompt template: {client}, {message} and {word} (a seeded word) are filled in; the default
+    # makes every prompt unique so each stream can be matched to its upstream request.
+    prompt: str = "{scenario} client {client} message {message}: tell me about {word}"
+    start_jitter_ms: int = Field(default=0, ge=0)
+    think_ms: int = Field(default=0, ge=0)
+    read_delay_ms: float = Field(default=0.0, ge=0)
+    actions: list[ClientAction] = Field(default_factory=list)
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+    # Reconnect on an unexpected disconnect (e.g. a server restart) with resume, at most N times.
+    reconnects: int = Field(default=0, ge=0, le=10)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_fields(cls, value: str) -> str:
+        try:
+            value.format(scenario="s", client=0, message=0, word="w")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"bad prompt template ({exc}); use {{scenario}}, {{client}}, {{message}}, {{word}}"
+            ) from None
+        return value
+
+    def transport_for(self, target: str) -> Transport | None:
+        """The transport this group uses against ``target`` (None: it has none for it)."""
+        if isinstance(self.transport, str):
+            return self.transport
+        for name, transport in self.transport.items():
+            if name == target:
+                return transport
+        return None
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+class _Check(_Model):
+    # Every check may be limited to some client groups (by name).
+    groups: list[str] | None = None
+
+
+EndOutcome = Literal["completed", "cancelled", "error"]
+
+
+def _completed() -> list[EndOutcome]:
+    return ["completed"]
+
+
+class EveryStreamEnded(_Check):
+    check: Literal["every_stream_ended"]
+    outcomes: list[EndOutcome] = Field(default_factory=_completed)
+
+
+class TextMatchesMock(_Check):
+    check: Literal["text_matches_mock"]
+
+
+class IndexesDense(_Check):
+    check: Literal["indexes_dense"]
+
+
+class UpstreamStoppedAfterCancel(_Check):
+    check: Literal["upstream_stopped_after_cancel"]
+    within_ms: float = Field(gt=0)
+
+
+class UpstreamRequests(_Check):
+    check: Literal["upstream_requests"]
+    # Per stream: how many upstream requests its prompt caused (retries and resends included).
+    min: int = Field(default=1, ge=0)
+    max: int | None = Field(default=None, ge=0)
+    status: int | None = None
+
+
+class Band(_Check):
+    stat: Literal["each", "p50", "p95", "max", "min", "mean"] = "each"
+    min_ms: float | None = Field(default=None, ge=0)
+    max_ms: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Band:
+        if self.min_ms is None and self.max_ms is None:
+            raise ValueError("give min_ms, max_ms or both")
+        if self.min_ms is not None and self.max_ms is not None and self.min_ms > self.max_ms:
+            raise ValueError("min_ms is larger than max_ms")
+        return self
+
+
+class TtftBand(Band):
+    check: Literal["ttft"]
+
+
+class ItlBand(Band):
+    check: Literal["itl"]
+
+
+class E2eBand(Band):
+    check: Literal["e2e"]
+
+
+class CloseCodeSeen(_Check):
+    check: Literal["close_code"]
+    code: int
+    streams: Literal["any", "all"] = "any"
+
+
+class ErrorCodeSeen(_Check):
+    check: Literal["error_code"]
+    code: str
+    retryable: bool | None = None
+    streams: Literal["any", "all"] = "any"
+
+
+class NoLeaks(_Check):
+    check: Literal["no_leaks"]
+    keys: list[str] = Field(
+        default_factory=lambda: [
+            "streams",
+            "active_generations",
+            "upstream_connections",
+            "connections",
+        ]
+    )
+    # Allowed excess over the idle baseline (e.g. the harness's own /stats connection).
+    slack: int = Field(default=0, ge=0)
+
+
+class StatsBounded(_Check):
+    check: Literal["stats_bounded"]
+    key: str
+    max: float
+
+
+Check = Annotated[
+    EveryStreamEnded
+    | TextMatchesMock
+    | IndexesDense
+    | UpstreamStoppedAfterCancel
+    | UpstreamRequests
+    | TtftBand
+    | ItlBand
+    | E2eBand
+    | CloseCodeSeen
+    | ErrorCodeSeen
+    | NoLeaks
+    | StatsBounded,
+    Field(discriminator="check"),
+]
+
+
+class Scenario(_Model):
+    name: str
+    description: str
+    tags: list[str] = Field(default_factory=list)
+    # The verdict each built-in target must give; a target not listed is not applicable.
+    expect: dict[TargetName, Expectation]
+    stack: StackModel = StackModel()
+    mock: MockSpec = MockSpec()
+    toxics: list[ToxicSpec] = Field(default_factory=list)
+    events: list[ServerEvent] = Field(default_factory=list)
+    clients: list[ClientGroup] = Field(min_length=1)
+    checks: list[Check] = Field(min_length=1)
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use lower-case letters, digits, '_' and '-' (e.g. mid_stream_cancel)")
+        return value
+
+    @field_validator("expect")
+    @classmethod
+    def _some_target(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("name at least one target, e.g. {reference: pass}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        for i, toxic in enumerate(self.toxics):
+            enabled = (
+                self.stack.upstream_proxy
+                if toxic.proxy == "upstream"
+                else (self.stack.downstream_proxy)
+            )
+            if not enabled:
+                raise ValueError(
+                    f"toxics[{i}] uses the {toxic.proxy} proxy but stack.{toxic.proxy}_proxy "
+                    "is false"
+                )
+        names = [t.toxic_name for t in self.toxics if t.proxy == "upstream"]
+        names += [t.toxic_name + "@downstream-proxy" for t in self.toxics if t.proxy != "upstream"]
+        dupes = sorted({n.split("@")[0] for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"toxic names must be unique per proxy: {', '.join(dupes)}")
+        group_names = [g.name for g in self.clients if g.name]
+        if len(group_names) != len(set(group_names)):
+            raise ValueError("client group names must be unique")
+        for i, check in enumerate(self.checks):
+            for wanted in check.groups or []:
+                if wanted not in group_names:
+                    raise ValueError(f"checks[{i}] names unknown client group {wanted!r}")
+        for target in self.expect:
+            for i, group in enumerate(self.clients):
+                if group.transport_for(target) is None:
+                    raise ValueError(
+                        f"expect names target {target!r} but clients[{i}] has no transport for it"
+                    )
+        return self
+
+    @property
+    def needs_nginx(self) -> bool:
+        return self.stack.nginx
+
+    def group_name(self, index: int) -> str:
+        return self.clients[index].name or f"g{index}"
+
+
+# ---------------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class _Located:
+    data: Any
+    lines: dict[tuple[str | int, ...], int]  # path -> 1-based line of its key or item
+
+
+def _load_yaml(text: str, path: str) -> _Located:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioFileError(path, [(line, "", f"invalid YAML: {problem}")]) from None
+    lines: dict[tuple[str | int, ...], int] = {}
+    problems: list[tuple[int | None, str, str]] = []
+    if node is not None:
+        _walk(node, (), lines, problems)
+    if problems:
+        raise ScenarioFileError(path, problems)
+    return _Located(data, lines)
+
+
+def _walk(
+    node: yaml.Node,
+    path: tuple[str | int, ...],
+    lines: dict[tuple[str | int, ...], int],
+    problems: list[tuple[int | None, str, str]],
+) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = (*path, key)
+            if key in seen:
+                # PyYAML silently keeps the last of two equal keys; a typo'd copy-paste would
+                # then change a scenario without a word.
+                problems.append((key_node.start_mark.line + 1, _dotted(child), "duplicate key"))
+            seen.add(key)
+            lines[child] = key_node.start_mark.line + 1
+            _walk(value_node, child, lines, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), lines, problems)
+
+
+def _dotted(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line_of(loc: Sequence[str | int], lines: Mapping[tuple[str | int, ...], int]) -> int | None:
+    path = tuple(loc)
+    while True:
+        if path in lines:
+            return lines[path]
+        if not path:
+            return None
+        path = path[:-1]
+
+
+def _clean_loc(loc: Sequence[str | int]) -> list[str | int]:
+    # pydantic puts union members and discriminator tags in `loc` (e.g. "str",
+    # "function-after[...]", or "ttft" in checks.0.ttft.max_ms); they are not fields of the file.
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str):
+            if "[" in part or part in _TYPE_NAMES:
+                continue
+            if i >= 2 and loc[i - 2] == "checks" and isinstance(loc[i - 1], int):
+                continue
+        out.append(part)
+    return out
+
+
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "dict[str,str]", "dict[str,int]"})
+
+
+def parse_scenario(text: str, path: str = "<string>", expected_name: str | None = None) -> Scenario:
+    """Validate one scenario document. Raises ScenarioFileError listing every problem."""
+    located = _load_yaml(text, path)
+    if not isinstance(located.data, dict):
+        raise ScenarioFileError(path, [(1, "", "a scenario file must be a YAML mapping")])
+    try:
+        scenario = Scenario.model_validate(located.data)
+    except ValidationError as exc:
+        problems: list[tuple[int | None, str, str]] = []
+        for error in exc.errors():
+            loc = _clean_loc(error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown field"
+            elif error["type"] == "union_tag_invalid":
+                message = _unknown_check_message(error)
+            problems.append((_line_of(loc, located.lines), _dotted(loc), message))
+        raise ScenarioFileError(path, problems) from None
+    if expected_name is not None and scenario.name != expected_name:
+        raise ScenarioFileError(
+            path,
+            [
+                (
+                    located.lines.get(("name",)),
+                    "name",
+                    f"must equal the file name {expected_name!r} (got {scenario.name!r})",
+                )
+            ],
+        )
+    return scenario
+
+
+def _unknown_check_message(error: Any) -> str:
+    ctx = error.get("ctx") or {}
+    tag = ctx.get("tag", "?")
+    expected = ctx.get("expected_tags", "")
+    return f"unknown check {tag!r} (known: {expected})"
+
+
+def load_scenario_file(path: Path | str) -> Scenario:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioFileError(str(file), [(None, "", f"cannot read: {exc.strerror}")]) from None
+    return parse_scenario(text, str(file), expected_name=file.stem)
+
+
+def load_catalogue(directory: Path | str | None = None) -> list[Scenario]:
+    """Every ``*.yaml`` scenario of a directory, sorted by name; all files' errors at once."""
+    folder = Path(directory) if directory is not None else CATALOGUE_DIR
+    scenarios: list[Scenario] = []
+    problems: list[ScenarioFileError] = []
+    for file in sorted(folder.glob("*.yaml")):
+        try:
+            scenarios.append(load_scenario_file(file))
+        except ScenarioFileError as exc:
+            problems.append(exc)
+    if problems:
+        raise problems[0] if len(problems) == 1 else CatalogueError(problems)
+    return sorted(scenarios, key=lambda s: s.name)
+
+
+def select_scenarios(scenarios: Iterable[Scenario], patterns: Sequence[str]) -> list[Scenario]:
+    """Scenarios whose name or a tag matches one of the glob ``patterns`` (all when empty).
+
+    A pattern that matches nothing is an error, so a typo never turns into an empty, green run.
+    """
+    catalogue = list(scenarios)
+    if not patterns:
+        return catalogue
+    chosen: dict[str, Scenario] = {}
+    for pattern in patterns:
+        matched = [
+            s
+            for s in catalogue
+            if fnmatch.fnmatchcase(s.name, pattern) or any(t == pattern for t in s.tags)
+        ]
+        if not matched:
+            raise UnknownScenarioError(pattern, [s.name for s in catalogue])
+        for s in matched:
+            chosen.setdefault(s.name, s)
+    return [s for s in catalogue if s.name in chosen]

@@ -1,0 +1,434 @@
+"""Results of scenario runs and their reports: JSON, JUnit XML, text and HTML.
+
+Writers are pure (results in, strings out); ``write_reports`` only puts those strings in files.
+The text and HTML reports draw a token-arrival timeline per stream, the fault schedule on the
+same axis, and the reason of each failed check, so a failure can be read without a debugger.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from scenarios.checks import CheckResult, StreamObservation
+
+__all__ = [
+    "RunSummary",
+    "ScenarioResult",
+    "TimelineEvent",
+    "render_html",
+    "render_json",
+    "render_junit",
+    "render_scenario_text",
+    "render_table",
+    "render_text",
+    "write_reports",
+]
+
+Verdict = Literal["pass", "fail", "skip", "error"]
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """Something the harness did during a run (a toxic added or removed, a server restart)."""
+
+    t: float  # seconds since the scenario's clients started
+    what: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t_ms": round(self.t * 1000, 1), "what": self.what}
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    scenario: str
+    target: str
+    seed: int
+    verdict: Verdict
+    reason: str = ""  # why it failed, was skipped or errored (one line per cause)
+    description: str = ""
+    expected: Literal["pass", "fail"] | None = None
+    checks: tuple[CheckResult, ...] = ()
+    streams: tuple[StreamObservation, ...] = ()
+    events: tuple[TimelineEvent, ...] = ()
+    figures: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    replay: str = ""  # the exact command that replays this run
+    logs: dict[str, str] = field(default_factory=dict)  # process name -> log file
+
+    @property
+    def as_expected(self) -> bool | None:
+        """Whether the verdict is the one the scenario expects of this target (None: no opinion)."""
+        if self.expected is None or self.verdict not in ("pass", "fail"):
+            return None
+        return self.verdict == self.expected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "description": self.description,
+            "target": self.target,
+            "seed": self.seed,
+            "verdict": self.verdict,
+            "expected": self.expected,
+            "as_expected": self.as_expected,
+            "reason": self.reason,
+            "duration_s": round(self.duration_s, 3),
+            "replay": self.replay,
+            "figures": self.figures,
+            "checks": [c.to_dict() for c in self.checks],
+            "events": [e.to_dict() for e in self.events],
+            "streams": [_stream_dict(s) for s in self.streams],
+            "logs": self.logs,
+        }
+
+
+def _stream_dict(s: StreamObservation) -> dict[str, Any]:
+    return {
+        "key": s.key,
+        "transport": s.transport,
+        "prompt": s.prompt,
+        "outcome": s.outcome,
+        "finish_reason": s.finish_reason,
+        "error_code": s.error_code,
+        "error_retryable": s.error_retryable,
+        "close_code": s.close_code,
+        "attempts": s.attempts,
+        "tokens": len(s.arrivals),
+        "ttft_ms": None if s.ttft_s is None else round(s.ttft_s * 1000, 2),
+        "e2e_ms": None if s.e2e_s is None else round(s.e2e_s * 1000, 2),
+        "text": s.text,
+        "expected_text": s.expected_text,
+        "notes": list(s.notes),
+        "arrivals": [
+            {"index": a.index, "t_ms": round(a.t * 1000, 2), "content": a.content}
+            for a in s.arrivals
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    target: str
+    seed: int
+    results: tuple[ScenarioResult, ...]
+    duration_s: float
+    command: str = ""
+
+    def count(self, verdict: Verdict) -> int:
+        return sum(1 for r in self.results if r.verdict == verdict)
+
+
+# ------------------------------------------------------------------------------------ JSON
+
+
+def render_json(summary: RunSummary) -> str:
+    data = {
+        "target": summary.target,
+        "seed": summary.seed,
+        "command": summary.command,
+        "duration_s": round(summary.duration_s, 3),
+        "totals": {v: summary.count(v) for v in ("pass", "fail", "skip", "error")},
+        "results": [r.to_dict() for r in summary.results],
+    }
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
+# ------------------------------------------------------------------------------- JUnit XML
+
+
+def render_junit(summary: RunSummary) -> str:
+    """JUnit XML as Jenkins, GitLab and GitHub test reporters read it: one testcase per run of a
+    scenario, a <failure> for a failed verdict, <error> for a harness error, <skipped>."""
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": f"streamharness.{_target_slug(summary.target)}",
+            "tests": str(len(summary.results)),
+            "failures": str(summary.count("fail")),
+            "errors": str(summary.count("error")),
+            "skipped": str(summary.count("skip")),
+            "time": f"{summary.duration_s:.3f}",
+        },
+    )
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("target", summary.target), ("seed", str(summary.seed))):
+        ET.SubElement(props, "property", {"name": name, "value": value})
+    for r in summary.results:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": f"scenarios.{_target_slug(r.target)}",
+                "name": f"{r.scenario}[seed={r.seed}]",
+                "time": f"{r.duration_s:.3f}",
+            },
+        )
+        if r.verdict == "fail":
+            failed = [c for c in r.checks if not c.passed]
+            message = r.reason or "; ".join(f"{c.check}: {c.reason}" for c in failed)
+            node = ET.SubElement(case, "failure", {"message": message, "type": "ScenarioFailed"})
+            node.text = render_scenario_text(r)
+        elif r.verdict == "error":
+            node = ET.SubElement(case, "error", {"message": r.reason, "type": "HarnessError"})
+            node.text = render_scenario_text(r)
+        elif r.verdict == "skip":
+            ET.SubElement(case, "skipped", {"message": r.reason})
+        out = ET.SubElement(case, "system-out")
+        out.text = f"expected: {r.expected or 'n/a'}\nreplay: {r.replay}\n"
+    root = ET.Element("testsuites", {"name": "streamharness"})
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def _target_slug(target: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in target).strip("_") or "target"
+
+
+# ------------------------------------------------------------------------------------ text
+
+TIMELINE_WIDTH = 60
+
+
+def _span(r: ScenarioResult) -> float:
+    ends = [a.t for s in r.streams for a in s.arrivals] + [e.t for e in r.events]
+    ends += [s.ended_t for s in r.streams if s.ended_t is not None]
+    return max([*ends, 0.001])
+
+
+def _column(t: float, span: float) -> int:
+    return min(TIMELINE_WIDTH - 1, max(0, int(t / span * TIMELINE_WIDTH)))
+
+
+def _timeline_row(s: StreamObservation, span: float) -> str:
+    counts = [0] * TIMELINE_WIDTH
+    for a in s.arrivals:
+        counts[_column(a.t, span)] += 1
+    cells = ["." if n == 0 else (str(n) if n < 10 else "#") for n in counts]
+    if s.ended_t is not None:
+        col = _column(s.ended_t, span)
+        if counts[col] == 0:
+            cells[col] = {"completed": "|", "cancelled": "c", "error": "E"}.get(s.outcome, "x")
+    return "".join(cells)
+
+
+def render_scenario_text(r: ScenarioResult, max_streams: int = 40) -> str:
+    expected = f", expected {r.expected}" if r.expected else ""
+    lines = [
+        f"== {r.scenario} on {r.target}: {r.verdict.upper()}{expected} "
+        f"(seed {r.seed}, {r.duration_s:.2f} s)",
+    ]
+    if r.description:
+        lines.append(f"   {r.description.strip()}")
+    if r.reason:
+        lines += [f"   reason: {line}" for line in r.reason.splitlines()]
+    for c in r.checks:
+        lines.append(f"   [{'ok' if c.passed else 'FAIL'}] {c.check}: {c.reason}")
+    if r.figures:
+        lines.append("   figures: " + ", ".join(f"{k}={v}" for k, v in r.figures.items()))
+    if r.streams or r.events:
+        span = _span(r)
+        lines.append(
+            f"   timeline (0 .. {span * 1000:.0f} ms, {span * 1000 / TIMELINE_WIDTH:.1f} ms per "
+            "column; digit = tokens arrived, | end, c cancelled, E error, x cut off):"
+        )
+        width = max([len(s.key) for s in r.streams] + [6])
+        if r.events:
+            marks = ["-"] * TIMELINE_WIDTH
+            for e in r.events:
+                marks[_column(e.t, span)] = "^"
+            lines.append(f"   {'faults'.ljust(width)} {''.join(marks)}")
+        for s in r.streams[:max_streams]:
+            lines.append(
+                f"   {s.key.ljust(width)} {_timeline_row(s, span)} {len(s.arrivals):>4} tok "
+                f"{s.describe()}"
+            )
+        if len(r.streams) > max_streams:
+            lines.append(f"   ... and {len(r.streams) - max_streams} more streams")
+        for e in r.events:
+            lines.append(f"   at {e.t * 1000:7.1f} ms: {e.what}")
+        for s in r.streams:
+            for note in s.notes:
+                lines.append(f"   {s.key}: {note}")
+    if r.verdict in ("fail", "error") and r.replay:
+        lines.append(f"   replay: {r.replay}")
+    return "\n".join(lines) + "\n"
+
+
+def render_text(summary: RunSummary) -> str:
+    parts = [render_table(summary), ""]
+    parts += [render_scenario_text(r) for r in summary.results]
+    return "\n".join(parts)
+
+
+def _expectation(r: ScenarioResult) -> str:
+    if r.expected is None:
+        return "-"
+    if r.as_expected is None:
+        return f"want {r.expected}"
+    return "as expected" if r.as_expected else f"UNEXPECTED (want {r.expected})"
+
+
+def render_table(summary: RunSummary) -> str:
+    header = ("scenario", "verdict", "expected", "streams", "TTFT p50", "ITL p50", "time")
+    rows = [header]
+    for r in summary.results:
+        f = r.figures
+        rows.append(
+            (
+                r.scenario,
+                r.verdict.upper(),
+                _expectation(r),
+                f"{f.get('completed', 0)}/{f.get('streams', 0)}" if f else "-",
+                f"{f['ttft_p50_ms']:.0f} ms" if "ttft_p50_ms" in f else "-",
+                f"{f['itl_p50_ms']:.1f} ms" if "itl_p50_ms" in f else "-",
+                f"{r.duration_s:.1f} s",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    totals = ", ".join(
+        f"{summary.count(v)} {v}" for v in ("pass", "fail", "skip", "error") if summary.count(v)
+    )
+    lines.append(
+        f"{len(summary.results)} runs on {summary.target} (seed {summary.seed}): {totals or 'none'}"
+        f" in {summary.duration_s:.1f} s"
+    )
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# ------------------------------------------------------------------------------------ HTML
+
+_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "skip": "#9a6700", "error": "#8250df"}
+
+
+def _svg_timeline(r: ScenarioResult, max_streams: int = 60) -> str:
+    streams = r.streams[:max_streams]
+    span = _span(r)
+    left, width, row = 130, 640, 14
+    height = row * (len(streams) + 2)
+
+    def x(t: float) -> float:
+        return left + t / span * width
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{height}" '
+        'font-family="monospace" font-size="10">'
+    ]
+    for i, s in enumerate(streams):
+        y = row * (i + 1)
+        parts.append(f'<text x="2" y="{y + 4}">{html.escape(s.key)}</text>')
+        parts.append(f'<line x1="{left}" y1="{y}" x2="{left + width}" y2="{y}" stroke="#ddd"/>')
+        colour = "#0969da" if s.outcome in ("completed", "cancelled") else "#cf222e"
+        for a in s.arrivals:
+            parts.append(
+                f'<line x1="{x(a.t):.1f}" y1="{y - 4}" x2="{x(a.t):.1f}" y2="{y + 4}" '
+                f'stroke="{colour}"><title>#{a.index} {html.escape(repr(a.content))} '
+                f"at {a.t * 1000:.1f} ms</title></line>"
+            )
+        if s.ended_t is not None:
+            parts.append(
+                f'<circle cx="{x(s.ended_t):.1f}" cy="{y}" r="3" fill="{colour}">'
+                f"<title>{html.escape(s.describe())}</title></circle>"
+            )
+    for e in r.events:
+        parts.append(
+            f'<line x1="{x(e.t):.1f}" y1="0" x2="{x(e.t):.1f}" y2="{height}" stroke="#cf222e" '
+            f'stroke-dasharray="3,2"><title>{html.escape(e.what)} at {e.t * 1000:.0f} ms'
+            "</title></line>"
+        )
+    parts.append(
+        f'<text x="{left}" y="{height - 2}">0 ms</text>'
+        f'<text x="{left + width - 40}" y="{height - 2}">{span * 1000:.0f} ms</text></svg>'
+    )
+    return "".join(parts)
+
+
+def render_html(summary: RunSummary) -> str:
+    esc = html.escape
+    body = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>streamharness report</title>",
+        "<style>body{font-family:sans-serif;margin:2em}pre{background:#f6f8fa;padding:.5em}"
+        "td,th{padding:2px 8px;text-align:left}.v{font-weight:bold}</style></head><body>",
+        f"<h1>streamharness: {esc(summary.target)}, seed {summary.seed}</h1>",
+        f"<pre>{esc(render_table(summary))}</pre>",
+    ]
+    for r in summary.results:
+        colour = _COLOURS[r.verdict]
+        body.append(
+            f"<h2 id='{esc(r.scenario)}'>{esc(r.scenario)} "
+            f"<span class='v' style='color:{colour}'>{r.verdict.upper()}</span></h2>"
+        )
+        if r.description:
+            body.append(f"<p>{esc(r.description)}</p>")
+        if r.reason:
+            body.append(f"<p><b>Reason:</b> {esc(r.reason)}</p>")
+        if r.checks:
+            body.append("<table><tr><th></th><th>check</th><th>detail</th></tr>")
+            for c in r.checks:
+                mark = "&#10003;" if c.passed else "&#10007;"
+                body.append(
+                    f"<tr style='color:{_COLOURS['pass' if c.passed else 'fail']}'>"
+                    f"<td>{mark}</td><td>{esc(c.check)}</td><td>{esc(c.reason)}</td></tr>"
+                )
+            body.append("</table>")
+        if r.streams:
+            body.append(_svg_timeline(r))
+        if r.events:
+            body.append(
+                "<ul>"
+                + "".join(f"<li>{e.t * 1000:.0f} ms: {esc(e.what)}</li>" for e in r.events)
+                + "</ul>"
+            )
+        if r.replay:
+            body.append(f"<p>Replay: <code>{esc(r.replay)}</code></p>")
+    body.append("</body></html>")
+    return "\n".join(body) + "\n"
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+def write_reports(summary: RunSummary, directory: Path | str) -> list[Path]:
+    """Write report.json, junit.xml, report.txt, report.html and one text file per scenario
+    run (``<scenario>-<seed>.txt``). Returns the paths written."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, text in (
+        ("report.json", render_json(summary)),
+        ("junit.xml", render_junit(summary)),
+        ("report.txt", render_text(summary)),
+        ("report.html", render_html(summary)),
+    ):
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    for r in summary.results:
+        path = folder / f"{r.scenario}-{r.seed}.txt"
+        path.write_text(render_scenario_text(r, max_streams=10_000), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def summarise_failures(results: Sequence[ScenarioResult]) -> list[str]:
+    """One block per failed or errored run: its reasons, the seed and the replay command."""
+    out = []
+    for r in results:
+        if r.verdict not in ("fail", "error"):
+            continue
+        reasons = [f"{c.check}: {c.reason}" for c in r.checks if not c.passed]
+        if r.reason:
+            reasons.insert(0, r.reason)
+        block = [f"FAILED {r.scenario} on {r.target} (seed {r.seed})"]
+        block += [f"  - {line}" for line in reasons]
+        block.append(f"  replay: {r.replay}")
+        out.append("\n".join(block))
+    return out
