@@ -1,0 +1,369 @@
+"""``streamharness load`` and ``streamharness bench``.
+
+``load`` runs Locust headless in a subprocess (Locust monkey-patches the interpreter with
+gevent; this process stays a plain asyncio/threads program that can start the reference stack),
+reads back the exact metrics the Locust master wrote, prints the summary table, writes JSON,
+CSV and an HTML report, and evaluates the CI gates. Exit codes: 0 all gates passed, 1 a gate
+failed (a line ``gate <name> FAILED: ...`` names it), 2 bad arguments, 3 the run itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from loadtests.gates import GATE_SPECS, Gate, all_passed, evaluate, make_gate
+from loadtests.metrics import LoadMetrics, MetricsError, Slo
+from loadtests.report import html_report, streams_csv, summary_csv, summary_table
+from loadtests.shapes import SHAPE_NAMES
+
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+
+USER_CLASSES: dict[str, str] = {
+    "ws": "WsV1User",
+    "tutorial": "TutorialUser",
+    "sse": "SseUser",
+    "blocking": "BlockingUser",
+    "polling": "PollingUser",
+}
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
+
+_DURATION = re.compile(
+    r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$"
+)
+
+
+class LoadError(Exception):
+    """The load run could not produce results (Locust failed, no metrics written)."""
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``2m``, ``1m30s``, ``1h`` -> seconds (positive)."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None or not any(match.groupdict().values()):
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r} (examples: 30, 30s, 2m, 1m30s)"
+        )
+    parts = {k: float(v) for k, v in match.groupdict().items() if v}
+    seconds = parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive, got {text!r}")
+    return seconds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _share(text: str) -> float:
+    value = _non_negative(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text}")
+    return value
+
+
+def _url(text: str) -> str:
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise argparse.ArgumentTypeError(
+            f"target must be an http:// or https:// URL of the server, got {text!r}"
+        )
+    return text.rstrip("/")
+
+
+def _think(text: str) -> tuple[float, float]:
+    lo_s, _, hi_s = text.partition(":")
+    try:
+        lo = float(lo_s)
+        hi = float(hi_s) if hi_s else lo
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"think time is MIN[:MAX] seconds, got {text!r}") from None
+    if lo < 0 or hi < lo:
+        raise argparse.ArgumentTypeError(f"think time needs 0 <= MIN <= MAX, got {text!r}")
+    return lo, hi
+
+
+def _add_workload_options(parser: argparse.ArgumentParser) -> None:
+    w = parser.add_argument_group("workload")
+    w.add_argument("--prompt", default="Tell me a story.", help="the user message")
+    w.add_argument("--model", default="", help="model name sent with each request")
+    w.add_argument("--max-tokens", type=_positive_int, default=None)
+    w.add_argument(
+        "--think-time", type=_think, default=(0.5, 2.0), metavar="MIN[:MAX]",
+        help="seconds between a user's streams, uniform in [MIN, MAX] (default 0.5:2)",
+    )  # fmt: skip
+    w.add_argument("--cancel-rate", type=_share, default=0.0, help="share of streams cancelled")
+    w.add_argument(
+        "--drop-rate", type=_share, default=0.0,
+        help="share of streams whose connection is dropped and the stream resumed",
+    )  # fmt: skip
+    w.add_argument("--interrupt-after", type=_positive_int, default=3, help="tokens first")
+    w.add_argument("--poll-interval", type=_positive, default=1.0, help="polling period, s")
+    w.add_argument("--stream-timeout", type=_positive, default=60.0, help="per stream, s")
+    w.add_argument("--seed", type=int, default=0, help="seeds every user decision")
+
+
+def build_load_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamharness load",
+        description="Run a headless Locust load test of streaming chats with exact TTFT/ITL/"
+        "TPOT/E2E metrics and CI gates. Without --target the reference stack is started.",
+    )
+    parser.add_argument("--target", type=_url, default=None, help="server URL (http://host:port)")
+    parser.add_argument("--users", type=_positive_int, default=10, help="peak users (default 10)")
+    parser.add_argument("--spawn-rate", type=_positive, default=None, help="users/s (default: all)")
+    parser.add_argument("--duration", type=parse_duration, default=30.0, help="e.g. 30s, 2m")
+    parser.add_argument("--shape", choices=SHAPE_NAMES, default="constant")
+    parser.add_argument("--transport", choices=list(USER_CLASSES), default="ws")
+    parser.add_argument("--processes", type=_positive_int, default=1, help="Locust processes")
+    parser.add_argument("--out", type=Path, default=Path("loadtest-report"), help="output dir")
+    parser.add_argument(
+        "--mock-profile", default="fast", help="mock timing profile when the stack is started"
+    )
+    parser.add_argument(
+        "--locust-arg", action="append", default=[], metavar="ARG",
+        help="extra argument passed to Locust as is (repeatable)",
+    )  # fmt: skip
+    _add_workload_options(parser)
+    g = parser.add_argument_group("gates (exit 1 when one fails)")
+    for name in GATE_SPECS:
+        share = name in ("max-error-rate", "min-goodput")
+        g.add_argument(f"--{name}", type=_share if share else _non_negative, default=None)
+    s = parser.add_argument_group("SLOs for goodput (ms)")
+    s.add_argument("--slo-ttft-ms", type=_positive, default=None)
+    s.add_argument("--slo-tpot-ms", type=_positive, default=None)
+    s.add_argument("--slo-e2e-ms", type=_positive, default=None)
+    return parser
+
+
+def locust_command(
+    args: argparse.Namespace, host: str, metrics_out: Path, csv_prefix: Path
+) -> list[str]:
+    """The Locust command line for one run (also what the docs show)."""
+    spawn_rate = args.spawn_rate or float(args.users)
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "--host", host, "--users", str(args.users), "--spawn-rate", f"{spawn_rate:g}",
+        "--run-time", f"{max(1, round(args.duration))}s", "--sh-shape", args.shape,
+        "--only-summary", "--exit-code-on-error", "0", "--csv", str(csv_prefix),
+        "--sh-metrics-out", str(metrics_out), "--sh-quiet",
+        "--sh-prompt", args.prompt, "--sh-think-min", f"{args.think_time[0]:g}",
+        "--sh-think-max", f"{args.think_time[1]:g}", "--sh-cancel-rate", f"{args.cancel_rate:g}",
+        "--sh-drop-rate", f"{args.drop_rate:g}", "--sh-interrupt-after", str(args.interrupt_after),
+        "--sh-poll-interval", f"{args.poll_interval:g}",
+        "--sh-stream-timeout", f"{args.stream_timeout:g}", "--sh-seed", str(args.seed),
+    ]  # fmt: skip
+    if args.model:
+        cmd += ["--sh-model", args.model]
+    if args.max_tokens:
+        cmd += ["--sh-max-tokens", str(args.max_tokens)]
+    if args.processes > 1:
+        cmd += ["--processes", str(args.processes)]
+    cmd += list(args.locust_arg)
+    cmd.append(USER_CLASSES[args.transport])
+    return cmd
+
+
+def gates_from_args(args: argparse.Namespace) -> list[Gate]:
+    gates = []
+    for name in GATE_SPECS:
+        value = getattr(args, name.replace("-", "_"))
+        if value is not None:
+            gates.append(make_gate(name, value))
+    return gates
+
+
+def slo_from_args(args: argparse.Namespace) -> Slo:
+    def s(v: float | None) -> float | None:
+        return None if v is None else v / 1000.0
+
+    return Slo(ttft_s=s(args.slo_ttft_ms), tpot_s=s(args.slo_tpot_ms), e2e_s=s(args.slo_e2e_ms))
+
+
+def run_locust(cmd: Sequence[str], log_path: Path, timeout_s: float) -> int:
+    """Run Locust, its output to ``log_path``; kill it if it overruns ``timeout_s``."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise LoadError(f"Locust did not finish within {timeout_s:.0f} s") from None
+        except BaseException:
+            # Ctrl-C: Locust got the SIGINT too; make sure it is gone before we return.
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            proc.wait()
+            raise
+
+
+@dataclass
+class LoadResult:
+    metrics: LoadMetrics
+    summary: dict[str, Any]
+    gate_lines: list[str]
+    passed: bool
+
+
+def write_outputs(
+    out: Path, metrics: LoadMetrics, slo: Slo, gates: Sequence[Gate], command: str
+) -> LoadResult:
+    summary = metrics.summary(slo)
+    results = evaluate(gates, summary)
+    summary["gates"] = [
+        {"name": r.gate.name, "passed": r.passed, "actual": r.actual, "threshold": r.gate.threshold}
+        for r in results
+    ]
+    lines = [r.message for r in results]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.csv").write_text(summary_csv(summary))
+    (out / "streams.csv").write_text(streams_csv(metrics.streams))
+    (out / "report.html").write_text(html_report(metrics, summary, gates=lines, command=command))
+    return LoadResult(metrics, summary, lines, all_passed(results))
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_load(args: argparse.Namespace, host: str) -> int:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.json"
+    metrics_path.unlink(missing_ok=True)
+    cmd = locust_command(args, host, metrics_path, out / "locust")
+    print(f"load: {args.users} {args.transport} users, shape {args.shape}, "
+          f"{args.duration:g} s against {host}", flush=True)  # fmt: skip
+    log_path = out / "locust.log"
+    code = run_locust(cmd, log_path, timeout_s=args.duration + args.stream_timeout + 60)
+    if not metrics_path.exists():
+        print(f"load: Locust exited with {code} and wrote no metrics; its log ({log_path}):\n"
+              f"{_tail(log_path)}", file=sys.stderr)  # fmt: skip
+        return EXIT_RUN_FAILED
+    try:
+        metrics = LoadMetrics.from_dict(json.loads(metrics_path.read_text()))
+    except (ValueError, MetricsError) as exc:
+        print(f"load: unreadable metrics {metrics_path}: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    result = write_outputs(
+        out, metrics, slo_from_args(args), gates_from_args(args), shlex.join(cmd)
+    )
+    print(summary_table(result.summary))
+    for line in result.gate_lines:
+        print(line)
+    print(f"reports: {out}/summary.json, summary.csv, streams.csv, report.html, locust_*.csv")
+    if metrics.empty:
+        print("load: no stream finished during the run", file=sys.stderr)
+    return EXIT_OK if result.passed else EXIT_GATE_FAILED
+
+
+async def _with_stack(args: argparse.Namespace) -> int:
+    try:
+        from scenarios.stack import Stack, StackSpec
+    except ImportError as exc:
+        print(f"load: cannot start the reference stack ({exc}); pass --target URL",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    spec = StackSpec(target="reference", mock_profile=args.mock_profile, mock_seed=args.seed)
+    log_dir = args.out / "stack-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    async with Stack(spec, log_dir=log_dir) as stack:
+        url = stack.client_http_url
+        print(f"load: started the reference stack ({url}, mock profile {args.mock_profile})")
+        return await asyncio.to_thread(run_load, args, url)
+
+
+def load_main(argv: Sequence[str] | None = None) -> int:
+    parser = build_load_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.spawn_rate is None:
+        args.spawn_rate = float(args.users)
+    if args.transport == "tutorial" and args.drop_rate:
+        parser.print_usage(sys.stderr)
+        print("streamharness load: error: --drop-rate needs a resumable transport "
+              "(ws or sse), not tutorial", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    try:
+        if args.target:
+            return run_load(args, args.target)
+        return asyncio.run(_with_stack(args))
+    except LoadError as exc:
+        print(f"load: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except KeyboardInterrupt:
+        print("load: interrupted", file=sys.stderr)
+        return 130
+
+
+# --- bench -----------------------------------------------------------------------------------
+
+BENCHES = ("transports", "relay", "capacity")
+_BENCH_USAGE = """usage: streamharness bench {transports,relay,capacity} [options]
+
+  transports  TTFT/E2E per transport, clean loopback and +100 ms latency
+  relay       direct mock vs reference vs naive server at rising concurrency
+  capacity    load-generator timing error vs frames/s per Locust process"""
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_BENCH_USAGE)
+        return 0 if args else EXIT_USAGE
+    name, rest = args[0], args[1:]
+    if name not in BENCHES:
+        print(f"streamharness bench: unknown benchmark {name!r}; choose from {', '.join(BENCHES)}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    from loadtests.bench import capacity, relay, transports
+
+    module = {"transports": transports, "relay": relay, "capacity": capacity}[name]
+    code: int = module.main(rest)
+    return code
