@@ -1,0 +1,5 @@
+"""``python -m scenarios.faultproxy``: same as ``streamharness proxy``."""
+
+from scenarios.faultproxy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""``streamharness proxy``: run the embedded Toxiproxy-compatible server.
+
+Prints ``faultproxy listening on http://HOST:PORT`` (one line, flushed) once the API accepts
+connections, and exits 0 on SIGTERM/SIGINT after closing every proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from scenarios.faultproxy.api import DEFAULT_LISTEN, create_app
+from scenarios.faultproxy.engine import Engine
+from scenarios.faultproxy.errors import ApiError
+from scenarios.faultproxy.models import populate_items
+
+__all__ = ["main", "parse_args", "serve"]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server that announces itself once the API socket accepts requests."""
+
+    def __init__(self, on_started: Callable[[], None], config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_started()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="streamharness proxy",
+        description="Toxiproxy-compatible TCP fault proxy with seeded, replayable toxics.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=8474, help="API port (default 8474; 0 picks a free port)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of jitter, toxicity and slicer draws (default 0); a proxy or toxic "
+        "may override it with an extra 'seed' field",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="JSON file of proxies to create at start (same shape as POST /populate)",
+    )
+    parser.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+    )
+    return parser.parse_args(argv)
+
+
+def _load_config(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise SystemExit(f"faultproxy: cannot read --config {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"faultproxy: --config {path} is not JSON: {exc}") from None
+
+
+async def serve(
+    host: str,
+    port: int,
+    seed: int,
+    config: Any = None,
+    log_level: str = "warning",
+    ready: asyncio.Event | None = None,
+) -> int:
+    """Run the API until told to stop; returns the exit code."""
+    engine = Engine(seed=seed)
+    if config is not None:
+        try:
+            await engine.populate(populate_items(config, default_listen=DEFAULT_LISTEN))
+        except ApiError as exc:
+            print(f"faultproxy: --config rejected: {exc.message}", file=sys.stderr)
+            await engine.close()
+            return 2
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        await engine.close()
+        print(f"faultproxy: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    sock.listen(1024)
+    sock.setblocking(False)
+    bound_port = sock.getsockname()[1]
+
+    def announce() -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"faultproxy listening on http://{shown}:{bound_port}", flush=True)
+        if ready is not None:
+            ready.set()
+
+    server = _Server(
+        announce,
+        uvicorn.Config(
+            create_app(engine),
+            log_level=log_level,
+            access_log=log_level == "debug",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        ),
+    )
+
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        await engine.close()
+        sock.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    config = _load_config(args.config) if args.config is not None else None
+
+    # uvicorn re-raises the signal it caught once it has shut down; with these handlers in
+    # place that re-raise is a no-op and the process exits 0 instead of dying of SIGTERM.
+    def ignore(signum: int, frame: object) -> None:
+        return None
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, ignore)
+    return asyncio.run(serve(args.host, args.port, args.seed, config, args.log_level))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
