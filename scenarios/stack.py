@@ -1,0 +1,387 @@
+"""The stack launcher: mock provider, server under test, fault proxies and nginx on loopback.
+
+::
+
+    client -> [nginx] -> [fault proxy "downstream"] -> server -> [fault proxy "upstream"] -> mockllm
+
+(DESIGN.md section 2.) ``async with Stack(spec) as stack:`` starts what ``spec`` asks for, on
+free ports, waits until each piece is ready, and on leaving (normally, on an exception, on
+cancellation / Ctrl-C) stops everything in reverse order. Every child's output goes to one
+log file per process in ``log_dir`` (``stack.logs``). The server under test is the reference
+server, the naive server, or an external URL that is not started (``StackSpec.target``).
+
+Both fault proxies are proxies of one Toxiproxy-compatible server: the embedded one
+(``python -m scenarios.faultproxy``, started here) or an external one given by
+``StackSpec.toxiproxy_url``. Scenarios add toxics through ``stack.proxy_api_url`` and the
+names ``stack.upstream_proxy_name`` / ``stack.downstream_proxy_name``.
+
+This module reads no environment variable: a CLI that honours ``TOXIPROXY_URL`` passes it
+in the spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
+
+import httpx
+
+from scenarios.nginx import Nginx, NginxError, NginxUnavailable
+from scenarios.procs import (
+    ManagedProcess,
+    ProcessStartError,
+    StackError,
+    restart_process,
+    start_process,
+)
+
+__all__ = [
+    "NginxError",
+    "NginxUnavailable",
+    "ProcessStartError",
+    "Stack",
+    "StackError",
+    "StackSpec",
+    "TargetProtocol",
+]
+
+TargetProtocol = Literal["v1", "tutorial"]
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """What to start. Defaults: reference server straight on the mock, no proxy, no nginx.
+
+    ``target``: ``"reference"``, ``"naive"`` or the URL of a server already running
+    (http(s):// or ws(s)://, root of its paths). ``target_protocol``: what the target
+    speaks on ``/ws/chat/{id}``; None means v1 for the reference server and external URLs,
+    tutorial for the naive server.
+    """
+
+    target: str = "reference"
+    target_protocol: TargetProtocol | None = None
+    nginx: bool = False
+    nginx_read_timeout_s: float = 60.0
+    nginx_send_timeout_s: float = 60.0
+    nginx_gzip_event_stream: bool = False
+    nginx_binary: str | None = None
+    upstream_proxy: bool = False
+    downstream_proxy: bool = False
+    mock_seed: int = 0
+    mock_profile: str | None = None
+    mock_args: tuple[str, ...] = ()
+    proxy_seed: int = 0
+    # An external Toxiproxy-compatible server to use instead of starting the embedded one.
+    toxiproxy_url: str | None = None
+    # Prefix of the proxy names, so several stacks can share one external Toxiproxy.
+    proxy_name_prefix: str = ""
+    server_env: Mapping[str, str] = field(default_factory=dict)
+    server_args: tuple[str, ...] = ()
+    ready_timeout_s: float = 30.0
+    stop_timeout_s: float = 8.0
+
+    @property
+    def external(self) -> bool:
+        return self.target not in ("reference", "naive")
+
+    @property
+    def protocol(self) -> TargetProtocol:
+        if self.target_protocol is not None:
+            return self.target_protocol
+        return "tutorial" if self.target == "naive" else "v1"
+
+    def __post_init__(self) -> None:
+        if self.external and urlsplit(self.target).scheme not in ("http", "https", "ws", "wss"):
+            raise ValueError(
+                f"target must be 'reference', 'naive' or an http(s)/ws(s) URL, got {self.target!r}"
+            )
+        if self.target_protocol not in (None, "v1", "tutorial"):
+            raise ValueError(
+                f"target_protocol must be 'v1' or 'tutorial': {self.target_protocol!r}"
+            )
+        if self.nginx_read_timeout_s <= 0:
+            raise ValueError("nginx_read_timeout_s must be > 0")
+
+
+def _http(url: str) -> str:
+    """ws(s)://... -> http(s)://..., without a trailing slash."""
+    url = url.rstrip("/")
+    return "http" + url.removeprefix("ws") if url.startswith("ws") else url
+
+
+def _ws(url: str) -> str:
+    return "ws" + url.removeprefix("http") if url.startswith("http") else url
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    return parts.hostname or LOOPBACK, port
+
+
+class Stack:
+    """A running stack; see the module docstring. Attributes are set once started.
+
+    ``client_http_url`` / ``client_ws_url``: the front of the chain (nginx, else the
+    downstream proxy, else the server), root URLs without a path. ``server_url``: the
+    server itself. ``mock_url``: the mock's root (no ``/v1``); ``upstream_url``: what the
+    server calls (``.../v1``, through the upstream proxy when there is one).
+    """
+
+    def __init__(
+        self,
+        spec: StackSpec,
+        *,
+        log_dir: Path | str | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.spec = spec
+        self.log_dir = (
+            Path(log_dir)
+            if log_dir is not None
+            else Path(tempfile.mkdtemp(prefix="streamharness-stack-"))
+        )
+        self.python = python
+        self.mock: ManagedProcess | None = None
+        self.server: ManagedProcess | None = None
+        self.faultproxy: ManagedProcess | None = None
+        self.nginx: Nginx | None = None
+        self.mock_url = ""
+        self.upstream_url = ""
+        self.server_url = ""
+        self.proxy_api_url: str | None = None
+        self.upstream_proxy_name: str | None = None
+        self.downstream_proxy_name: str | None = None
+        self.downstream_proxy_url: str | None = None
+        self.client_http_url = ""
+        self.client_ws_url = ""
+        self.started_at = 0.0
+        self._proxies_created: list[str] = []
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        procs = [
+            self.nginx.process if self.nginx else None,
+            self.server,
+            self.faultproxy,
+            self.mock,
+        ]
+        return [p for p in procs if p is not None]
+
+    @property
+    def logs(self) -> dict[str, Path]:
+        """Captured output per process (and nginx's error log)."""
+        out = {p.name: p.log_path for p in reversed(self.processes)}
+        if self.nginx is not None:
+            out["nginx-error"] = self.nginx.error_log
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """URLs and names, for reports and error messages."""
+        return {
+            "target": self.spec.target,
+            "protocol": self.spec.protocol,
+            "client_http_url": self.client_http_url,
+            "client_ws_url": self.client_ws_url,
+            "server_url": self.server_url,
+            "mock_url": self.mock_url,
+            "upstream_url": self.upstream_url,
+            "proxy_api_url": self.proxy_api_url,
+            "upstream_proxy": self.upstream_proxy_name,
+            "downstream_proxy": self.downstream_proxy_name,
+            "nginx": self.nginx.url if self.nginx else None,
+            "logs": {k: str(v) for k, v in self.logs.items()},
+        }
+
+    async def start(self) -> None:
+        spec = self.spec
+        self.started_at = time.perf_counter()
+        try:
+            if spec.nginx:
+                # Fail before starting anything when nginx cannot run here.
+                from scenarios.nginx import find_nginx
+
+                find_nginx(spec.nginx_binary)
+            await self._start_mock()
+            if spec.upstream_proxy or spec.downstream_proxy:
+                await self._start_proxy_server()
+            self.upstream_url = self.mock_url + "/v1"
+            if spec.upstream_proxy:
+                self.upstream_proxy_name = spec.proxy_name_prefix + "upstream"
+                listen = await self._create_proxy(self.upstream_proxy_name, self.mock_url)
+                self.upstream_url = f"http://{listen}/v1"
+            await self._start_server()
+            front = self.server_url
+            if spec.downstream_proxy:
+                self.downstream_proxy_name = spec.proxy_name_prefix + "downstream"
+                listen = await self._create_proxy(self.downstream_proxy_name, self.server_url)
+                self.downstream_proxy_url = front = f"http://{listen}"
+            if spec.nginx:
+                host, port = _host_port(front)
+                self.nginx = await Nginx.start(
+                    port,
+                    log_dir=self.log_dir,
+                    read_timeout_s=spec.nginx_read_timeout_s,
+                    send_timeout_s=spec.nginx_send_timeout_s,
+                    gzip_event_stream=spec.nginx_gzip_event_stream,
+                    binary=spec.nginx_binary,
+                    upstream_host=host,
+                )
+                front = self.nginx.url
+            self.client_http_url = front
+            self.client_ws_url = _ws(front)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop everything that runs, front to back; safe to call twice, and on Ctrl-C."""
+        try:
+            if self.nginx is not None:
+                await self.nginx.stop(self.spec.stop_timeout_s)
+            if self.spec.toxiproxy_url is not None:
+                await self._delete_proxies()
+            if self.server is not None:
+                await self.server.stop(self.spec.stop_timeout_s)
+            if self.faultproxy is not None:
+                await self.faultproxy.stop(self.spec.stop_timeout_s)
+            if self.mock is not None:
+                await self.mock.stop(self.spec.stop_timeout_s)
+        finally:
+            # Cancelled or failed half-way: whatever still runs is killed right now.
+            for proc in self.processes:
+                proc.kill_now()
+
+    async def restart_server(self) -> None:
+        """Graceful SIGTERM, wait for the exit, start again on the same port, wait ready."""
+        if self.server is None:
+            raise StackError("restart_server: the target is external, nothing to restart")
+        await self.server.stop(self.spec.stop_timeout_s)
+        # The port may still be held a moment by the dying listener: retry briefly.
+        deadline = time.monotonic() + self.spec.ready_timeout_s
+        while True:
+            try:
+                await restart_process(self.server, ready_timeout_s=self.spec.ready_timeout_s)
+                break
+            except ProcessStartError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        await self._wait_server_ready()
+
+    # --- pieces --------------------------------------------------------------------------
+
+    async def _start_mock(self) -> None:
+        spec = self.spec
+        argv = [self.python, "-m", "mockllm", "--host", LOOPBACK, "--port", "0"]
+        argv += ["--seed", str(spec.mock_seed)]
+        if spec.mock_profile is not None:
+            argv += ["--profile", spec.mock_profile]
+        argv += list(spec.mock_args)
+        self.mock = await start_process(
+            "mockllm", argv, log_dir=self.log_dir, ready_timeout_s=spec.ready_timeout_s
+        )
+        assert self.mock.url is not None
+        self.mock_url = self.mock.url.rstrip("/")
+        # The mock prints its line once listening; nothing more to wait for.
+
+    async def _start_proxy_server(self) -> None:
+        spec = self.spec
+        if spec.toxiproxy_url is not None:
+            self.proxy_api_url = spec.toxiproxy_url.rstrip("/")
+            return
+        argv = [self.python, "-m", "scenarios.faultproxy", "--host", LOOPBACK, "--port", "0"]
+        argv += ["--seed", str(spec.proxy_seed)]
+        self.faultproxy = await start_process(
+            "faultproxy", argv, log_dir=self.log_dir, ready_timeout_s=spec.ready_timeout_s
+        )
+        assert self.faultproxy.url is not None
+        self.proxy_api_url = self.faultproxy.url.rstrip("/")
+
+    async def _create_proxy(self, name: str, upstream_url: str) -> str:
+        """Create a Toxiproxy proxy to ``upstream_url``'s host:port; return its listen addr."""
+        assert self.proxy_api_url is not None
+        host, port = _host_port(upstream_url)
+        body = {"name": name, "listen": f"{LOOPBACK}:0", "upstream": f"{host}:{port}"}
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            if self.spec.toxiproxy_url is not None:
+                # A leftover of an earlier run on a shared server would make this a 409.
+                await http.delete(f"{self.proxy_api_url}/proxies/{name}")
+            response = await http.post(f"{self.proxy_api_url}/proxies", json=body)
+        if response.status_code != 201:
+            raise StackError(
+                f"fault proxy at {self.proxy_api_url} refused proxy {name!r}: "
+                f"HTTP {response.status_code} {response.text.strip()}"
+            )
+        self._proxies_created.append(name)
+        listen: str = response.json()["listen"]
+        # A server that echoes "0.0.0.0:port" or "[::]:port" listens on loopback too.
+        return f"{LOOPBACK}:{listen.rsplit(':', 1)[1]}"
+
+    async def _delete_proxies(self) -> None:
+        if not self._proxies_created or self.proxy_api_url is None:
+            return
+        with contextlib.suppress(httpx.HTTPError):
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                for name in self._proxies_created:
+                    await http.delete(f"{self.proxy_api_url}/proxies/{name}")
+        self._proxies_created.clear()
+
+    async def _start_server(self) -> None:
+        spec = self.spec
+        if spec.external:
+            self.server_url = _http(spec.target)
+            return
+        module = "reference_server" if spec.target == "reference" else "reference_server.naive"
+        argv = [self.python, "-m", module, "--host", LOOPBACK, "--port", "0"]
+        argv += ["--upstream", self.upstream_url, *spec.server_args]
+        env = {**os.environ, **spec.server_env}
+        self.server = await start_process(
+            spec.target, argv, log_dir=self.log_dir, env=env, ready_timeout_s=spec.ready_timeout_s
+        )
+        assert self.server.url is not None
+        self.server_url = self.server.url.rstrip("/")
+        # Restarts must come back on the same port: pin it in the argv.
+        self.server.argv[self.server.argv.index("--port") + 1] = str(_host_port(self.server_url)[1])
+        await self._wait_server_ready()
+
+    async def _wait_server_ready(self) -> None:
+        """The reference server answers /healthz once its app started; others: the line."""
+        if self.spec.target != "reference" or self.server is None:
+            return
+        deadline = time.monotonic() + self.spec.ready_timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{self.server_url}/healthz")).status_code == 200:
+                        return
+                if not self.server.running or time.monotonic() > deadline:
+                    raise ProcessStartError(
+                        f"{self.server.name} never answered /healthz; log {self.server.log_path}"
+                    )
+                await asyncio.sleep(0.05)
