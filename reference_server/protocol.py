@@ -23,6 +23,7 @@ __all__ = [
     "End",
     "Error",
     "Hello",
+    "HttpChatRequest",
     "Limits",
     "Ping",
     "PingRequest",
@@ -34,6 +35,7 @@ __all__ = [
     "Token",
     "ToolCall",
     "TutorialRequest",
+    "describe_validation_error",
     "encode",
     "parse_client_message",
     "parse_tutorial_message",
@@ -111,7 +113,7 @@ _CLIENT_TYPES: dict[str, type[_ClientModel]] = {
 }
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(piece) for piece in error["loc"]) or "message"
@@ -146,7 +148,9 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
-        raise ProtocolError("invalid_message", _describe(exc), msg_id=msg_id) from None
+        raise ProtocolError(
+            "invalid_message", describe_validation_error(exc), msg_id=msg_id
+        ) from None
     assert isinstance(
         parsed, ChatRequest | CancelRequest | ResumeRequest | PingRequest | PongRequest
     )
@@ -165,6 +169,21 @@ class TutorialRequest(_ClientModel):
     _messages = field_validator("messages")(_check_messages)
 
 
+class HttpChatRequest(_ClientModel):
+    """Body of ``POST /v1/streams`` and ``POST /v1/chat/blocking``."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=_MAX_ID)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+
+    _messages = field_validator("messages")(_check_messages)
+
+
 def parse_tutorial_message(text: str | bytes) -> TutorialRequest:
     data = _load_object(text)
     if "messages" not in data and isinstance(data.get("message"), str):
@@ -173,7 +192,7 @@ def parse_tutorial_message(text: str | bytes) -> TutorialRequest:
     try:
         return TutorialRequest.model_validate(data)
     except ValidationError as exc:
-        raise ProtocolError("invalid_message", _describe(exc)) from None
+        raise ProtocolError("invalid_message", describe_validation_error(exc)) from None
 
 
 # --- server -> client -------------------------------------------------------------------------

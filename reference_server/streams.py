@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -168,12 +168,14 @@ class StreamRecord:
         self.outcome = Outcome(self.state, finish_reason=finish_reason, usage=usage)
         self._close(now)
 
-    def cancel(self, now: float, reason: str = "cancelled") -> bool:
-        """Cancel unless already terminal; returns whether this call cancelled it."""
+    def cancel(self, now: float, reason: str = "cancelled", code: str = "cancelled") -> bool:
+        """Cancel unless already terminal; returns whether this call cancelled it.
+
+        ``code`` is ``stream_expired`` when nobody came back within the grace period."""
         if self.terminal:
             return False
         self.state = transition(self.state, StreamInput.CANCEL)
-        self.outcome = Outcome(self.state, error_code="cancelled", error_message=reason)
+        self.outcome = Outcome(self.state, error_code=code, error_message=reason)
         self._close(now)
         return True
 
@@ -191,13 +193,18 @@ class StreamRecord:
         self.ended_at = now
         self._notify()
 
+    async def wait_terminal(self) -> Outcome:
+        while self.outcome is None:
+            await self._changed.wait()
+        return self.outcome
+
     def _cancelled(self) -> bool:
         # A method, not an inline check: the state changes while ``follow`` is suspended.
         return self.state is StreamState.CANCELLED
 
     async def follow(
         self, after: int, *, heartbeat_s: float | None = None
-    ) -> AsyncIterator[BufferedEvent | Outcome | _Heartbeat]:
+    ) -> AsyncGenerator[BufferedEvent | Outcome | _Heartbeat, None]:
         """Buffered events after ``after``, then live ones, then the :class:`Outcome`.
 
         A cancelled stream stops at once (the reader asked to stop; buffered tokens it has not

@@ -1,0 +1,79 @@
+"""The ASGI application: ``create_app(settings)`` wires store, upstream client and transports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from reference_server.manager import StreamManager
+from reference_server.settings import Settings
+from reference_server.streams import InMemoryStreamStore
+from reference_server.transports.http import router as http_router
+from reference_server.transports.ws import websocket_endpoint
+from reference_server.upstream import RetryPolicy, UpstreamClient
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upstream = UpstreamClient(
+            settings.upstream_url,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            connect_timeout_s=settings.upstream_connect_timeout_s,
+            read_timeout_s=settings.upstream_read_timeout_s,
+            retry=RetryPolicy(
+                max_retries=settings.upstream_max_retries,
+                backoff_base_s=settings.upstream_backoff_base_s,
+                backoff_max_s=settings.upstream_backoff_max_s,
+                max_retry_after_s=settings.upstream_max_retry_after_s,
+            ),
+            max_connections=settings.upstream_max_connections,
+        )
+        manager = StreamManager(settings, InMemoryStreamStore(), upstream)
+        app.state.manager = manager
+        manager.start()
+        try:
+            yield
+        finally:
+            if not manager.shutting_down:
+                await manager.shutdown()
+            await manager.close()
+            await upstream.aclose()
+
+    app = FastAPI(
+        title="streamharness reference_server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Resume-Token"],
+        )
+    app.add_api_websocket_route("/ws/chat/{client_id}", websocket_endpoint)
+    app.include_router(http_router)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        manager: StreamManager = app.state.manager
+        status = "shutting_down" if manager.shutting_down else "ok"
+        return JSONResponse({"status": status}, status_code=503 if manager.shutting_down else 200)
+
+    @app.get("/stats")
+    async def stats() -> JSONResponse:
+        manager: StreamManager = app.state.manager
+        return JSONResponse(manager.stats())
+
+    return app

@@ -1,0 +1,281 @@
+"""The stream manager: owns generations (one upstream request each), readers, expiry and stats.
+
+Transports never call the provider themselves; they ask the manager for a stream and follow its
+:class:`~reference_server.streams.StreamRecord`. A generation belongs to the manager, not to a
+socket, which is what lets a stream outlive a disconnect for ``resume_grace_s``.
+
+Expiry runs in one reaper loop (every 100 ms): a live stream without a reader for its idle limit
+is cancelled (its upstream request closed); a finished stream is dropped after
+``stream_retention_s``, leaving a tombstone so a late ``resume`` gets ``stream_expired``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from reference_server.errors import UpstreamError
+from reference_server.settings import Settings
+from reference_server.streams import Session, StreamRecord, StreamStore
+from reference_server.upstream import (
+    UpstreamClient,
+    UpstreamFinish,
+    UpstreamToken,
+    UpstreamToolCall,
+)
+
+__all__ = ["ManagedConnection", "StreamManager", "build_upstream_body"]
+
+logger = logging.getLogger(__name__)
+
+REAP_INTERVAL_S = 0.1
+
+
+class ManagedConnection(Protocol):
+    """What the manager needs from a live WebSocket connection."""
+
+    queue_bytes: int
+
+    def queue_messages(self) -> int: ...
+    async def shutdown(self) -> None: ...
+
+
+def build_upstream_body(
+    *,
+    model: str | None,
+    default_model: str,
+    messages: list[dict[str, Any]],
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: str | dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The chat-completions request body (``stream`` flags are added by the upstream client)."""
+    body: dict[str, Any] = {"model": model or default_model, "messages": messages}
+    optional = {
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "tools": tools,
+        "tool_choice": tool_choice,
+        "metadata": metadata,
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    return body
+
+
+class StreamManager:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StreamStore,
+        upstream: UpstreamClient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.upstream = upstream
+        self.clock = clock
+        self.shutting_down = False
+        self.connections: set[ManagedConnection] = set()
+        self.sse_readers = 0
+        self.blocking_waiters = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._generations: dict[str, asyncio.Task[None]] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self.totals = {"streams": 0, "ws_connections": 0, "cancelled": 0, "abandoned": 0}
+
+    # --- task bookkeeping: every task we start is counted, so /stats can prove none leak
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def start(self) -> None:
+        self._reaper = self.spawn(self._reap_loop(), "reaper")
+
+    async def close(self) -> None:
+        """Stop everything (after ``shutdown``); used by the app's lifespan."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- sessions
+    def new_session(self, client_id: str) -> Session:
+        session = Session(
+            session_id=secrets.token_urlsafe(12),
+            client_id=client_id,
+            resume_token=secrets.token_urlsafe(24),
+            last_seen=self.clock(),
+        )
+        self.store.add_session(session)
+        return session
+
+    # --- streams
+    def create_stream(
+        self, *, session_id: str, chat_id: str, body: dict[str, Any], idle_limit_s: float
+    ) -> StreamRecord:
+        now = self.clock()
+        record = StreamRecord(
+            stream_id=secrets.token_urlsafe(12),
+            chat_id=chat_id,
+            session_id=session_id,
+            resume_token=secrets.token_urlsafe(24),
+            created_at=now,
+            idle_limit_s=idle_limit_s,
+            idle_since=now,
+        )
+        self.store.add(record)
+        self.totals["streams"] += 1
+        self._generations[record.stream_id] = self.spawn(
+            self._generate(record, body), f"generate-{record.stream_id}"
+        )
+        return record
+
+    def attach(self, record: StreamRecord) -> None:
+        record.readers += 1
+        record.idle_since = None
+
+    def detach(self, record: StreamRecord) -> None:
+        record.readers -= 1
+        if record.readers > 0:
+            return
+        record.idle_since = self.clock()
+        if not record.terminal and record.idle_limit_s <= 0:
+            # No grace: stop the upstream request now rather than at the next reaper tick.
+            self.expire(record)
+
+    def touch(self, record: StreamRecord) -> None:
+        """A poll counts as a reader visiting: restart the idle clock."""
+        if record.readers == 0:
+            record.idle_since = self.clock()
+
+    def cancel(self, record: StreamRecord, reason: str = "cancelled by client") -> bool:
+        if not record.cancel(self.clock(), reason):
+            return False
+        self.totals["cancelled"] += 1
+        self._stop_generation(record)
+        return True
+
+    def expire(self, record: StreamRecord) -> None:
+        if record.cancel(
+            self.clock(), "no reader within the resume grace period", "stream_expired"
+        ):
+            self.totals["abandoned"] += 1
+            self._stop_generation(record)
+
+    def _stop_generation(self, record: StreamRecord) -> None:
+        task = self._generations.get(record.stream_id)
+        if task is not None:
+            task.cancel()
+
+    async def _generate(self, record: StreamRecord, body: dict[str, Any]) -> None:
+        try:
+            async with contextlib.aclosing(self.upstream.stream_chat(body)) as events:
+                async for event in events:
+                    if record.terminal:
+                        return  # cancelled or shut down between two events
+                    if isinstance(event, UpstreamToken):
+                        record.add_token(event.content)
+                    elif isinstance(event, UpstreamToolCall):
+                        record.add_tool_call(
+                            event.call_index, event.call_id, event.name, event.arguments
+                        )
+                    elif isinstance(event, UpstreamFinish):
+                        record.finish(self.clock(), event.finish_reason, event.usage)
+        except UpstreamError as exc:
+            record.fail(self.clock(), exc.code, exc.message, exc.retryable)
+        except asyncio.CancelledError:
+            record.cancel(self.clock())
+            raise
+        except Exception as exc:
+            # A bug must still end the stream: readers never hang.
+            logger.exception("generation %s failed", record.stream_id)
+            record.fail(self.clock(), "internal_error", f"internal error: {exc}", True)
+        finally:
+            self._generations.pop(record.stream_id, None)
+            if not record.terminal:
+                record.fail(self.clock(), "upstream_error", "upstream ended early", True)
+
+    # --- expiry
+    def reap(self, now: float) -> None:
+        live_sessions: set[str] = set()
+        for record in self.store.streams():
+            if not record.terminal:
+                live_sessions.add(record.session_id)
+                if (
+                    record.readers == 0
+                    and record.idle_since is not None
+                    and now - record.idle_since >= record.idle_limit_s
+                ):
+                    self.expire(record)
+            elif (
+                record.readers == 0
+                and record.ended_at is not None
+                and now - record.ended_at >= self.settings.stream_retention_s
+            ):
+                self.store.remove(record.stream_id)
+            else:
+                live_sessions.add(record.session_id)
+        keep_s = max(self.settings.stream_retention_s, self.settings.resume_grace_s)
+        for session in self.store.sessions():
+            if (
+                session.connections == 0
+                and session.session_id not in live_sessions
+                and now - session.last_seen >= keep_s
+            ):
+                self.store.remove_session(session.session_id)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL_S)
+            self.reap(self.clock())
+
+    # --- shutdown and stats
+    async def shutdown(self) -> None:
+        """End every live stream with a retryable error, then close sockets with 1001."""
+        self.shutting_down = True
+        now = self.clock()
+        for record in self.store.streams():
+            if record.fail(now, "server_shutdown", "server is shutting down; retry", True):
+                self._stop_generation(record)
+        connections = [self.spawn(c.shutdown(), "shutdown") for c in list(self.connections)]
+        if connections:
+            await asyncio.wait(connections, timeout=self.settings.shutdown_grace_s)
+        # SSE and blocking readers end on their own once their stream is terminal.
+        deadline = self.clock() + self.settings.shutdown_grace_s
+        # A short poll: these counters have no event of their own, and this runs once.
+        while (self.sse_readers or self.blocking_waiters) and self.clock() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    def stats(self) -> dict[str, Any]:
+        streams = self.store.streams()
+        return {
+            "connections": len(self.connections),
+            "sessions": len(self.store.sessions()),
+            "streams": len(streams),
+            "live_streams": sum(1 for r in streams if not r.terminal),
+            "readers": sum(r.readers for r in streams),
+            "active_generations": len(self._generations),
+            # Tasks this server started (generations, sockets' helpers, reaper): idle value 1.
+            "tasks": len(self._tasks),
+            "event_loop_tasks": len(asyncio.all_tasks()),
+            "upstream_connections": self.upstream.in_flight,
+            "send_queue_bytes": sum(c.queue_bytes for c in self.connections),
+            "send_queue_messages": sum(c.queue_messages() for c in self.connections),
+            "sse_readers": self.sse_readers,
+            "blocking_waiters": self.blocking_waiters,
+            "shutting_down": self.shutting_down,
+            "totals": {
+                **self.totals,
+                "upstream_requests": self.upstream.requests_total,
+                "upstream_retries": self.upstream.retries_total,
+            },
+        }

@@ -1,0 +1,390 @@
+"""The HTTP transports over the same generation: SSE, polling, blocking (and cancel).
+
+- ``POST /v1/streams`` creates a stream; ``GET .../events`` reads it as ``text/event-stream``
+  (``id:`` = token index, resume by ``Last-Event-ID``; the terminal event's id is the token
+  count, so an ``EventSource`` that reconnects after the end gets ``204`` and stops);
+- ``GET .../tokens?after=N`` polls; ``DELETE /v1/streams/{id}`` cancels;
+- ``POST /v1/chat/blocking`` answers once, when generation ends.
+
+Errors are JSON ``{"error": {"code", "message", "retryable"}}`` with the codes of protocol v1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from reference_server.limits import check_auth
+from reference_server.manager import StreamManager, build_upstream_body
+from reference_server.protocol import (
+    Cancelled,
+    End,
+    Error,
+    HttpChatRequest,
+    ServerMessage,
+    Start,
+    Token,
+    ToolCall,
+    describe_validation_error,
+    encode,
+)
+from reference_server.state import StreamState
+from reference_server.streams import (
+    HEARTBEAT,
+    Outcome,
+    StreamRecord,
+    TokenEvent,
+    ToolCallEvent,
+)
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+HTTP_SESSION = "http"
+_STATUS_OF_CODE = {
+    "upstream_timeout": 504,
+    "upstream_error": 502,
+    "server_shutdown": 503,
+    "internal_error": 500,
+    "stream_expired": 410,
+    "cancelled": 409,
+}
+
+
+def _manager(request: Request) -> StreamManager:
+    manager: StreamManager = request.app.state.manager
+    return manager
+
+
+def _error(status: int, code: str, message: str, retryable: bool = False) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "retryable": retryable}}
+    return JSONResponse(body, status_code=status)
+
+
+def _refuse(request: Request) -> JSONResponse | None:
+    settings = _manager(request).settings
+    expected = settings.auth_token.get_secret_value() if settings.auth_token else None
+    reason = check_auth(expected, request.headers, request.query_params)
+    if reason is not None:
+        return _error(401, "forbidden", reason)
+    return None
+
+
+async def _chat_request(request: Request) -> HttpChatRequest | JSONResponse:
+    manager = _manager(request)
+    raw = await request.body()
+    if len(raw) > manager.settings.max_message_bytes:
+        limit = manager.settings.max_message_bytes
+        return _error(413, "message_too_big", f"body larger than {limit} bytes")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return _error(400, "invalid_json", f"body is not valid JSON: {exc}")
+    try:
+        return HttpChatRequest.model_validate(data)
+    except ValidationError as exc:
+        return _error(422, "invalid_message", describe_validation_error(exc))
+
+
+def _body(manager: StreamManager, chat: HttpChatRequest) -> dict[str, Any]:
+    return build_upstream_body(
+        model=chat.model,
+        default_model=manager.settings.default_model,
+        messages=chat.messages,
+        max_tokens=chat.max_tokens,
+        temperature=chat.temperature,
+        tools=chat.tools,
+        tool_choice=chat.tool_choice,
+        metadata=chat.metadata,
+    )
+
+
+def _describe_stream(request: Request, record: StreamRecord) -> dict[str, Any]:
+    base = f"/v1/streams/{record.stream_id}"
+    return {
+        "id": record.chat_id,
+        "stream_id": record.stream_id,
+        "resume_token": record.resume_token,
+        "events_url": f"{base}/events?resume_token={record.resume_token}",
+        "tokens_url": f"{base}/tokens?resume_token={record.resume_token}",
+    }
+
+
+@router.post("/v1/streams")
+async def create_stream(request: Request) -> Response:
+    refused = _refuse(request)
+    if refused is not None:
+        return refused
+    manager = _manager(request)
+    chat = await _chat_request(request)
+    if isinstance(chat, JSONResponse):
+        return chat
+    if manager.shutting_down:
+        return _error(503, "server_shutdown", "server is shutting down", retryable=True)
+    if chat.id is not None:
+        existing = manager.store.find(HTTP_SESSION, chat.id)
+        if existing is not None:
+            # Idempotency key: the same id returns the same stream, never a second generation.
+            return JSONResponse(_describe_stream(request, existing), status_code=200)
+    record = manager.create_stream(
+        session_id=HTTP_SESSION,
+        chat_id=chat.id or secrets.token_urlsafe(9),
+        body=_body(manager, chat),
+        idle_limit_s=manager.settings.http_stream_idle_s,
+    )
+    return JSONResponse(_describe_stream(request, record), status_code=201)
+
+
+def _lookup(request: Request, stream_id: str) -> StreamRecord | JSONResponse:
+    refused = _refuse(request)
+    if refused is not None:
+        return refused
+    store = _manager(request).store
+    record = store.get(stream_id)
+    if record is None:
+        if store.expired(stream_id):
+            return _error(410, "stream_expired", "the stream is no longer buffered")
+        return _error(404, "unknown_stream", "no such stream")
+    token = request.headers.get("x-resume-token") or request.query_params.get("resume_token")
+    if token != record.resume_token:
+        return _error(403, "forbidden", "missing or wrong resume_token")
+    return record
+
+
+def _sse(message: ServerMessage, event_id: int | None = None) -> str:
+    head = f"event: {message.type}\n"
+    if event_id is not None:
+        head += f"id: {event_id}\n"
+    return f"{head}data: {encode(message)}\n\n"
+
+
+def _terminal_message(record: StreamRecord, outcome: Outcome, last_sent: int) -> ServerMessage:
+    if outcome.state is StreamState.ENDED:
+        return End(
+            id=record.chat_id,
+            finish_reason=outcome.finish_reason,
+            usage=outcome.usage,
+            tokens=len(record.buffer),
+        )
+    if outcome.state is StreamState.CANCELLED and outcome.error_code == "cancelled":
+        return Cancelled(id=record.chat_id, index=last_sent)
+    return Error(
+        id=record.chat_id,
+        stream_id=record.stream_id,
+        code=outcome.error_code or "upstream_error",
+        message=outcome.error_message or "stream failed",
+        retryable=outcome.retryable or outcome.error_code == "stream_expired",
+    )
+
+
+def _parse_after(value: str | None) -> int | None:
+    if value is None or value == "":
+        return -1
+    try:
+        after = int(value)
+    except ValueError:
+        return None
+    return after if after >= -1 else None
+
+
+@router.get("/v1/streams/{stream_id}/events")
+async def stream_events(request: Request, stream_id: str) -> Response:
+    found = _lookup(request, stream_id)
+    if isinstance(found, JSONResponse):
+        return found
+    record = found
+    manager = _manager(request)
+    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    after = _parse_after(raw)
+    if after is None:
+        return _error(400, "invalid_message", f"Last-Event-ID must be an integer >= -1: {raw!r}")
+    if record.terminal and after >= len(record.buffer):
+        # The client already saw the terminal event (its id is the token count): stop here,
+        # 204 is what makes a browser EventSource stop reconnecting.
+        return Response(status_code=204)
+    return StreamingResponse(
+        _event_stream(manager, record, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _event_stream(
+    manager: StreamManager, record: StreamRecord, after: int
+) -> AsyncIterator[str]:
+    manager.attach(record)
+    manager.sse_readers += 1
+    last_sent = after
+    try:
+        yield f"retry: {manager.settings.sse_retry_ms}\n\n"
+        start = Start(
+            id=record.chat_id,
+            stream_id=record.stream_id,
+            resume_token=record.resume_token,
+            replay=after >= 0,
+        )
+        yield _sse(start)
+        heartbeat = manager.settings.heartbeat_interval_s
+        async with contextlib.aclosing(record.follow(after, heartbeat_s=heartbeat)) as items:
+            async for item in items:
+                if item is HEARTBEAT:
+                    yield ": ping\n\n"
+                elif isinstance(item, TokenEvent):
+                    token = Token(id=record.chat_id, index=item.index, content=item.content)
+                    yield _sse(token, item.index)
+                    last_sent = item.index
+                elif isinstance(item, ToolCallEvent):
+                    call = ToolCall(
+                        id=record.chat_id,
+                        index=item.index,
+                        call_index=item.call_index,
+                        call_id=item.call_id,
+                        name=item.name,
+                        arguments=item.arguments,
+                    )
+                    yield _sse(call, item.index)
+                    last_sent = item.index
+                elif isinstance(item, Outcome):
+                    yield _sse(_terminal_message(record, item, last_sent), len(record.buffer))
+    finally:
+        manager.sse_readers -= 1
+        manager.detach(record)
+
+
+def _poll_body(record: StreamRecord, after: int, limit: int) -> dict[str, Any]:
+    events = record.buffer.after(after)[:limit]
+    complete = not events or events[-1].index == record.buffer.last_index
+    outcome = record.outcome if complete else None
+    error = None
+    if outcome is not None and outcome.state is not StreamState.ENDED:
+        error = {
+            "code": outcome.error_code,
+            "message": outcome.error_message,
+            "retryable": outcome.retryable,
+        }
+    return {
+        "stream_id": record.stream_id,
+        "tokens": [
+            {"index": e.index, "content": e.content} for e in events if isinstance(e, TokenEvent)
+        ],
+        "tool_calls": [
+            {
+                "index": e.index,
+                "call_index": e.call_index,
+                "call_id": e.call_id,
+                "name": e.name,
+                "arguments": e.arguments,
+            }
+            for e in events
+            if isinstance(e, ToolCallEvent)
+        ],
+        "next_after": events[-1].index if events else after,
+        "state": record.state.value if complete else StreamState.STREAMING.value,
+        "done": outcome is not None,
+        "finish_reason": outcome.finish_reason if outcome else None,
+        "usage": outcome.usage if outcome else None,
+        "error": error,
+    }
+
+
+@router.get("/v1/streams/{stream_id}/tokens")
+async def poll_tokens(request: Request, stream_id: str) -> Response:
+    found = _lookup(request, stream_id)
+    if isinstance(found, JSONResponse):
+        return found
+    after = _parse_after(request.query_params.get("after"))
+    if after is None:
+        return _error(400, "invalid_message", "after must be an integer >= -1")
+    try:
+        limit = int(request.query_params.get("limit", "1000"))
+    except ValueError:
+        limit = 0
+    if not 0 < limit <= 10_000:
+        return _error(400, "invalid_message", "limit must be an integer in 1..10000")
+    _manager(request).touch(found)
+    return JSONResponse(_poll_body(found, after, limit))
+
+
+@router.delete("/v1/streams/{stream_id}")
+async def cancel_stream(request: Request, stream_id: str) -> Response:
+    found = _lookup(request, stream_id)
+    if isinstance(found, JSONResponse):
+        return found
+    if not _manager(request).cancel(found):
+        state = found.state.value
+        return _error(409, "unknown_stream", f"stream is not active (already {state})")
+    return JSONResponse({"stream_id": found.stream_id, "cancelled": True})
+
+
+@router.post("/v1/chat/blocking")
+async def blocking_chat(request: Request) -> Response:
+    refused = _refuse(request)
+    if refused is not None:
+        return refused
+    manager = _manager(request)
+    chat = await _chat_request(request)
+    if isinstance(chat, JSONResponse):
+        return chat
+    if manager.shutting_down:
+        return _error(503, "server_shutdown", "server is shutting down", retryable=True)
+    record = manager.create_stream(
+        session_id="http-blocking",
+        chat_id=secrets.token_urlsafe(9),
+        body=_body(manager, chat),
+        idle_limit_s=0,  # nobody can resume a blocking call: stop as soon as its client leaves
+    )
+    manager.attach(record)
+    manager.blocking_waiters += 1
+    done = manager.spawn(record.wait_terminal(), "blocking-wait")
+    gone = manager.spawn(_wait_disconnect(request), "blocking-disconnect")
+    try:
+        await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (done, gone):
+            task.cancel()
+        await asyncio.gather(done, gone, return_exceptions=True)
+        manager.blocking_waiters -= 1
+        manager.detach(record)  # stops the generation if the client left early
+    outcome = record.outcome
+    if outcome is None or outcome.state is not StreamState.ENDED:
+        code = outcome.error_code if outcome and outcome.error_code else "cancelled"
+        message = outcome.error_message if outcome and outcome.error_message else "cancelled"
+        retryable = bool(outcome and outcome.retryable)
+        return _error(_STATUS_OF_CODE.get(code, 502), code, message, retryable)
+    return JSONResponse(
+        {
+            "stream_id": record.stream_id,
+            "content": record.buffer.text(),
+            "finish_reason": outcome.finish_reason,
+            "usage": outcome.usage,
+            "tokens": len(record.buffer),
+            "tool_calls": [
+                {
+                    "index": e.index,
+                    "call_index": e.call_index,
+                    "call_id": e.call_id,
+                    "name": e.name,
+                    "arguments": e.arguments,
+                }
+                for e in record.buffer
+                if isinstance(e, ToolCallEvent)
+            ],
+        }
+    )
+
+
+async def _wait_disconnect(request: Request) -> None:
+    # The body is read already, so the next ASGI message is the disconnect.
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
