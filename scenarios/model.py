@@ -136,12 +136,38 @@ class StackModel(_Model):
 
 
 class MockSpec(_Model):
-    """How the mock answers: its profile, the model the clients ask for, and rules."""
+    """How the mock answers: its profile, the model the clients ask for, and rules.
+
+    ``tokens``, ``ttft_ms``, ``itl_ms``, ``jitter_ms`` and ``tokens_per_chunk`` apply to every
+    request (a catch-all rule, and defaults merged into each of ``rules``); ``rules`` are
+    posted as they are to the mock's rules API (``POST /_mock/rules``), in order, so their
+    shape is mockllm's (``{match: {model, prompt, nth}, times, respond: {...}}``).
+    """
 
     profile: Literal["instant", "fast", "realistic"] = "instant"
     model: str = "mock-instant"
-    # Posted as they are to the mock's rules API (`POST /_mock/rules`); their shape is mockllm's.
+    tokens: int | None = Field(default=None, ge=0)
+    ttft_ms: float | None = Field(default=None, ge=0)
+    itl_ms: float | None = Field(default=None, ge=0)
+    jitter_ms: float | None = Field(default=None, ge=0)
+    tokens_per_chunk: int | None = Field(default=None, ge=1)
     rules: list[dict[str, Any]] = Field(default_factory=list)
+
+    def defaults(self) -> dict[str, Any]:
+        keys = ("tokens", "ttft_ms", "itl_ms", "jitter_ms", "tokens_per_chunk")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+    def rules_to_post(self) -> list[dict[str, Any]]:
+        """The scenario's rules with the defaults merged in, then the catch-all rule."""
+        defaults = self.defaults()
+        out = []
+        for rule in self.rules:
+            merged = dict(rule)
+            merged["respond"] = {**defaults, **(rule.get("respond") or {})}
+            out.append(merged)
+        if defaults:
+            out.append({"id": "scenario-defaults", "respond": defaults})
+        return out
 
 
 class _Timed(_Model):
@@ -205,11 +231,12 @@ class ServerEvent(_Timed):
 
 
 class ClientAction(_Model):
-    """What a client does once it has received token ``at_token`` (0-based) of a stream."""
+    """What a client does once it has received token ``at_token`` (0-based) of a stream:
+    cancel it, drop the socket (abrupt TCP close, no close frame) and go away, or drop it and
+    come back after ``reconnect_after_ms`` to resend the chat or resume the stream."""
 
     at_token: int = Field(ge=0)
     do: Literal["cancel", "drop", "drop_and_resend", "drop_and_resume"]
-    # Wait before reconnecting after a drop (a seeded jitter is added by the group's think time).
     reconnect_after_ms: int = Field(default=0, ge=0)
 
 
@@ -230,8 +257,11 @@ class ClientGroup(_Model):
     read_delay_ms: float = Field(default=0.0, ge=0)
     actions: list[ClientAction] = Field(default_factory=list)
     timeout_s: float = Field(default=10.0, gt=0, le=600)
-    # Reconnect on an unexpected disconnect (e.g. a server restart) with resume, at most N times.
-    reconnects: int = Field(default=0, ge=0, le=10)
+    # What a client does when its connection is lost before the stream ended (a reset, a
+    # server restart): nothing, resend the chat on a new connection, or resume the stream.
+    on_disconnect: Literal["none", "resend", "resume"] = "none"
+    reconnects: int = Field(default=3, ge=0, le=20)
+    reconnect_after_ms: int = Field(default=0, ge=0)
 
     @field_validator("prompt")
     @classmethod
@@ -258,8 +288,13 @@ class ClientGroup(_Model):
 
 
 class _Check(_Model):
-    # Every check may be limited to some client groups (by name).
+    # Every check may be limited to some client groups (by name) and to some targets (e.g. a
+    # leak check needs the reference server's /stats, which the naive server has not).
     groups: list[str] | None = None
+    targets: list[Literal["reference", "naive", "url"]] | None = None
+
+    def applies_to(self, target_kind: str) -> bool:
+        return self.targets is None or target_kind in self.targets
 
 
 EndOutcome = Literal["completed", "cancelled", "error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -104,8 +105,11 @@ def test_indexes_dense() -> None:
     assert not ok and "duplicate [1]" in reason
     ok, reason = verdict(c, stream(tokens="ac", indexes=[0, 2]))
     assert not ok and "missing [1]" in reason
-    ok, reason = verdict(c, stream(indexes=[None, None, None]))
-    assert not ok and "no stream carried token indexes" in reason
+    ok, reason = verdict(c, stream(tokens=""))
+    assert not ok and "no stream received a token" in reason
+    tutorial = dataclasses.replace(stream(indexes=[0, 0, 0]), transport="tutorial")
+    ok, reason = verdict(c, tutorial)
+    assert ok and "not applicable" in reason
 
 
 def test_upstream_stopped_after_cancel() -> None:

@@ -1,0 +1,63 @@
+"""The shipped catalogue: every file valid and the issue's list covered."""
+
+from __future__ import annotations
+
+from scenarios import model
+from scenarios.model import load_catalogue
+
+# The scenarios the catalogue must have (issue 6), and what each is expected to show.
+REQUIRED = {
+    "concurrency",
+    "mid_stream_cancel",
+    "latency_injection",
+    "bandwidth_limit",
+    "jitter",
+    "nginx_idle_timeout",
+    "reconnect_resend",
+    "resume_last_index",
+    "upstream_429_then_success",
+    "upstream_abort",
+    "stalled_upstream",
+    "slow_consumer",
+    "sse_resume_nginx",
+    "graceful_restart",
+    "tutorial_end_marker",
+}
+
+# Flaws of the naive server (reference_server/naive.py) that a scenario must catch.
+NAIVE_FLAWS = {
+    "nginx_idle_timeout",  # no heartbeat
+    "reconnect_resend",  # a resend starts a second generation
+    "upstream_429_then_success",  # upstream errors are printed, the socket just stops
+    "upstream_abort",
+    "stalled_upstream",
+    "tutorial_end_marker",  # the in-band [END] token
+}
+
+
+def test_catalogue_loads_and_covers_the_issue() -> None:
+    names = {s.name for s in load_catalogue()}
+    assert names >= REQUIRED
+
+
+def test_every_scenario_passes_on_the_reference_and_naive_flaws_fail() -> None:
+    catalogue = {s.name: s for s in load_catalogue()}
+    for scenario in catalogue.values():
+        assert scenario.expect.get("reference") == "pass", scenario.name
+    for name in NAIVE_FLAWS:
+        assert catalogue[name].expect.get("naive") == "fail", name
+
+
+def test_scenarios_stay_small_enough_for_ci() -> None:
+    # The whole suite should run in a minute or two on a shared 2-core box.
+    for s in load_catalogue():
+        assert sum(g.count * g.messages for g in s.clients) <= 60, s.name
+        assert all(g.timeout_s <= 10 for g in s.clients), s.name
+
+
+def test_every_toxic_and_nginx_scenario_is_tagged() -> None:
+    for s in load_catalogue():
+        if s.stack.nginx:
+            assert "nginx" in s.tags, s.name
+        assert s.description.strip(), s.name
+        assert isinstance(s.checks[0], model.EveryStreamEnded | model.StatsBounded), s.name
