@@ -1,0 +1,89 @@
+"""``streamharness mock`` / ``python -m mockllm``: run the mock provider."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mockllm.app import DEFAULT_MODELS, MockApp, MockConfig
+from mockllm.errors import RuleError
+from mockllm.profiles import PROFILES
+from mockllm.rules import Rule, load_rules_file
+from mockllm.server import bind_socket, make_uvicorn_server
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamharness mock",
+        description="Deterministic OpenAI-compatible streaming mock provider. See docs/mockllm.md.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
+    parser.add_argument("--seed", type=int, default=0, help="global content seed (default 0)")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="instant",
+        help="default timing profile (default instant)",
+    )
+    parser.add_argument("--rules", metavar="FILE", help="YAML or JSON rules file")
+    parser.add_argument(
+        "--directives",
+        action="store_true",
+        help="honour [[mock ...]] directives inside prompts (opt-in)",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
+        help=f"a model name to serve (repeatable; default: {', '.join(DEFAULT_MODELS)})",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop implementation (default auto: uvloop when installed)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be between 0 and 65535, got {args.port}")
+    rules: list[Rule] = []
+    if args.rules:
+        try:
+            rules = load_rules_file(args.rules)
+        except RuleError as exc:
+            print(f"streamharness mock: error: {exc.message}", file=sys.stderr)
+            return 2
+    config = MockConfig(
+        seed=args.seed,
+        profile=args.profile,
+        directives=args.directives,
+        models=tuple(args.models) if args.models else DEFAULT_MODELS,
+        rules=rules,
+    )
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        print(
+            f"streamharness mock: error: cannot listen on {args.host}:{args.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    # The socket already listens, so announcing now is safe: early clients wait in the backlog.
+    print(f"mockllm listening on http://{host}:{port}", flush=True)
+    print(f"OPENAI_BASE_URL=http://{host}:{port}/v1", flush=True)
+    server = make_uvicorn_server(MockApp(config), loop=args.loop)
+    # uvicorn installs its own SIGINT/SIGTERM handlers and shuts down gracefully.
+    server.run(sockets=[sock])
+    return 0

@@ -1,0 +1,108 @@
+"""Deterministic answer content: seeded prose, echo, and tool-call arguments.
+
+Everything here is a pure function of its arguments; randomness comes from a
+``random.Random`` built from a seed the caller derives with :func:`derive_seed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from typing import Any
+
+from mockllm.tokenizer import tokenize
+
+__all__ = ["derive_seed", "lorem_tokens", "tool_arguments"]
+
+# Plain English words so that the generated text tokenizes like ordinary prose.
+_WORD_TEXT = """
+the of and to in is that for it as with was on be by this are from at or an which
+have not but all can has were more their one will about would there if what when
+model stream token server client request response network latency buffer message
+system answer question value result data time first last next every small large
+quick simple careful steady final partial complete delayed ordered random signal
+process connection protocol gateway browser window socket reader writer channel
+river mountain garden morning evening summer winter window letter number pattern
+measure explain consider observe provide continue return receive deliver observe
+because however although therefore meanwhile usually rarely often quickly slowly
+important different possible available particular interesting reasonable
+understanding information development experience environment performance
+configuration implementation documentation international relationship
+"""
+_WORDS = tuple(_WORD_TEXT.split())
+
+
+def derive_seed(*parts: object) -> int:
+    """A 64-bit seed from JSON-serialisable parts (stable across runs and platforms).
+
+    Python's ``hash()`` is salted per process, so it cannot be used here.
+    """
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big")
+
+
+def _sentence(rng: random.Random) -> str:
+    length = rng.randint(6, 16)
+    words = [rng.choice(_WORDS) for _ in range(length)]
+    words[0] = words[0].capitalize()
+    if length > 9 and rng.random() < 0.5:
+        cut = rng.randint(3, length - 3)
+        words[cut] += ","
+    end = rng.choices((".", "?", "!"), weights=(16, 2, 1))[0]
+    return " ".join(words) + end
+
+
+def lorem_tokens(seed: int, count: int) -> list[str]:
+    """Exactly ``count`` tokens of seeded prose (the last sentence may be cut short)."""
+    if count <= 0:
+        return []
+    rng = random.Random(seed)
+    tokens: list[str] = []
+    first = True
+    while len(tokens) < count:
+        sentence = _sentence(rng)
+        tokens.extend(tokenize(sentence if first else " " + sentence))
+        first = False
+    return tokens[:count]
+
+
+def _value_for(schema: Any, rng: random.Random, name: str, depth: int) -> Any:
+    if not isinstance(schema, dict):
+        return rng.choice(_WORDS)
+    if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
+        return rng.choice(schema["enum"])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" or (kind is None and "properties" in schema):
+        return _object_for(schema, rng, depth + 1)
+    if kind == "array":
+        if depth > 3:
+            return []
+        return [_value_for(schema.get("items", {}), rng, name, depth + 1) for _ in range(2)]
+    if kind == "integer":
+        return rng.randint(1, 100)
+    if kind == "number":
+        return round(rng.uniform(0, 100), 2)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    words = rng.randint(1, 3)
+    return " ".join(rng.choice(_WORDS) for _ in range(words)).title()
+
+
+def _object_for(schema: dict[str, Any], rng: random.Random, depth: int) -> dict[str, Any]:
+    props = schema.get("properties")
+    if not isinstance(props, dict) or depth > 4:
+        return {}
+    # Every property, required or not: a fuller object exercises more of the consumer's parser.
+    return {str(key): _value_for(value, rng, str(key), depth) for key, value in props.items()}
+
+
+def tool_arguments(seed: int, parameters: Any) -> str:
+    """Seeded JSON arguments that satisfy a (simple) JSON schema, as a compact string."""
+    rng = random.Random(seed)
+    value = _object_for(parameters, rng, 0) if isinstance(parameters, dict) else {}
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,257 @@
+"""Which behaviour a request gets: the control keys, their sources and their priority.
+
+Sources, highest priority first: the in-prompt directive (opt-in), ``X-Mock-*`` request
+headers, the first matching rule, the model name's profile (``mock-fast``), the server's
+defaults. Every source speaks the same keys (:data:`KEYS`); a header is the key in
+``X-Mock-Title-Case`` form (``ttft_ms`` -> ``X-Mock-Ttft-Ms``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mockllm.errors import InvalidRequest
+from mockllm.faults import NO_FAULTS, Faults, parse_faults
+from mockllm.profiles import PROFILES, profile_for_model
+from mockllm.schedule import Timing
+
+__all__ = [
+    "HEADER_PREFIX",
+    "KEYS",
+    "Control",
+    "coerce",
+    "extract_directives",
+    "header_overrides",
+    "resolve",
+]
+
+HEADER_PREFIX = "x-mock-"
+MODES = ("lorem", "echo")
+
+# key -> (kind, minimum, maximum)
+KEYS: dict[str, tuple[str, float, float]] = {
+    "seed": ("int", -(2**63), 2**63 - 1),
+    "profile": ("profile", 0, 0),
+    "ttft_ms": ("float", 0, 600_000),
+    "itl_ms": ("float", 0, 600_000),
+    "jitter_ms": ("float", 0, 600_000),
+    "tokens_per_chunk": ("int", 1, 10_000),
+    "tokens": ("int", 0, 1_000_000),
+    "text": ("str", 0, 0),
+    "mode": ("mode", 0, 0),
+    "fault": ("fault", 0, 0),
+    "tool": ("str", 0, 0),
+    "tool_arguments": ("json", 0, 0),
+}
+
+
+@dataclass(frozen=True)
+class Control:
+    profile: str
+    timing: Timing
+    seed: int | None = None
+    tokens: int | None = None
+    text: str | None = None
+    mode: str = "lorem"
+    faults: Faults = NO_FAULTS
+    tool: str | None = None
+    tool_arguments: str | None = None
+    rule_id: str | None = None
+
+
+def coerce(key: str, value: Any, where: str) -> Any:
+    """Check and convert one control value; ``where`` names the source in error messages."""
+    if key not in KEYS:
+        raise InvalidRequest(
+            f"Unknown mock control {where!r}. Known keys: {', '.join(KEYS)}.",
+            param=where,
+            code="unknown_control",
+        )
+    kind, low, high = KEYS[key]
+    if kind in ("int", "float"):
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            if kind == "int":
+                number: float = value if isinstance(value, int) else int(str(value).strip())
+            else:
+                number = float(value) if isinstance(value, (int, float)) else float(str(value))
+        except ValueError:
+            expected = "an integer" if kind == "int" else "a number"
+            raise InvalidRequest(
+                f"Invalid value for {where}: expected {expected}, got {value!r}.",
+                param=where,
+                code="invalid_value",
+            ) from None
+        if not low <= number <= high or number != number:
+            raise InvalidRequest(
+                f"Invalid value for {where}: expected {low:g} <= value <= {high:g}, got {value!r}.",
+                param=where,
+                code="invalid_value",
+            )
+        return number
+    if kind == "profile":
+        if value not in PROFILES:
+            raise InvalidRequest(
+                f"Unknown profile {value!r} in {where}. Known profiles: {', '.join(PROFILES)}.",
+                param=where,
+                code="invalid_value",
+            )
+        return value
+    if kind == "mode":
+        if value not in MODES:
+            raise InvalidRequest(
+                f"Unknown mode {value!r} in {where}. Known modes: {', '.join(MODES)}.",
+                param=where,
+                code="invalid_value",
+            )
+        return value
+    if kind == "fault":
+        if not isinstance(value, str):
+            raise InvalidRequest(f"{where} must be a string.", param=where, code="invalid_type")
+        parse_faults(value)  # validate now so a bad fault is reported where it was given
+        return value
+    if kind == "json":
+        if isinstance(value, (dict, list)):
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        if isinstance(value, str):
+            try:
+                json.loads(value)
+            except ValueError:
+                raise InvalidRequest(
+                    f"{where} must be a JSON object or a JSON string.", param=where
+                ) from None
+            return value
+        raise InvalidRequest(f"{where} must be a JSON object.", param=where, code="invalid_type")
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{where} must be a string.", param=where, code="invalid_type")
+    return value
+
+
+def header_name(key: str) -> str:
+    return "X-Mock-" + "-".join(part.capitalize() for part in key.split("_"))
+
+
+def header_overrides(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Control values from ``X-Mock-*`` headers (names case-insensitive)."""
+    out: dict[str, Any] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if not lower.startswith(HEADER_PREFIX):
+            continue
+        key = lower[len(HEADER_PREFIX) :].replace("-", "_")
+        if key not in KEYS:
+            raise InvalidRequest(
+                f"Unknown header {name!r}. Known X-Mock headers: "
+                + ", ".join(header_name(k) for k in KEYS)
+                + ".",
+                param=name,
+                code="unknown_control",
+            )
+        out[key] = coerce(key, value, header_name(key))
+    return out
+
+
+# [[mock key=value key="value with spaces" ...]] anywhere in a message's text.
+DIRECTIVE = re.compile(r"\s?\[\[mock:?\s*(?P<body>[^\]]*)\]\]")
+
+
+def _parse_directive(body: str) -> dict[str, Any]:
+    try:
+        words = shlex.split(body)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"Malformed [[mock ...]] directive: {exc}.", param="messages"
+        ) from None
+    out: dict[str, Any] = {}
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq:
+            raise InvalidRequest(
+                f"Malformed [[mock ...]] directive item {word!r}: expected key=value.",
+                param="messages",
+            )
+        key = key.strip().lower().replace("-", "_")
+        out[key] = coerce(key, value, f"directive {key}")
+    return out
+
+
+def _strip_text(text: str, found: dict[str, Any]) -> str:
+    def take(match: re.Match[str]) -> str:
+        found.update(_parse_directive(match.group("body")))
+        return ""
+
+    stripped = DIRECTIVE.sub(take, text)
+    # A directive at the start leaves no leading space behind (the pattern eats one before it).
+    return stripped.lstrip(" ") if text.lstrip().startswith("[[mock") else stripped
+
+
+def extract_directives(
+    messages: tuple[dict[str, Any], ...],
+) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
+    """Remove ``[[mock ...]]`` directives from every message; later directives win."""
+    found: dict[str, Any] = {}
+    cleaned: list[dict[str, Any]] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str) and "[[mock" in content:
+            message = {**message, "content": _strip_text(content, found)}
+        elif isinstance(content, list) and any(
+            isinstance(p, dict) and "[[mock" in str(p.get("text", "")) for p in content
+        ):
+            parts = [
+                {**p, "text": _strip_text(p["text"], found)}
+                if isinstance(p, dict) and isinstance(p.get("text"), str)
+                else p
+                for p in content
+            ]
+            message = {**message, "content": parts}
+        cleaned.append(message)
+    return tuple(cleaned), found
+
+
+def resolve(
+    *,
+    model: str,
+    default_profile: str,
+    rule: Mapping[str, Any] | None = None,
+    rule_id: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    directive: Mapping[str, Any] | None = None,
+) -> Control:
+    """Merge the sources (lowest priority first) into one :class:`Control`.
+
+    A profile supplies the base timing; explicit timing keys from any source override it.
+    """
+    merged: dict[str, Any] = {"profile": default_profile}
+    model_profile = profile_for_model(model)
+    if model_profile is not None:
+        merged["profile"] = model_profile
+    for layer in (rule, headers, directive):
+        if layer:
+            merged.update(layer)
+    base = PROFILES[merged["profile"]].timing
+    timing = Timing(
+        ttft_ms=float(merged.get("ttft_ms", base.ttft_ms)),
+        itl_ms=float(merged.get("itl_ms", base.itl_ms)),
+        jitter_ms=float(merged.get("jitter_ms", base.jitter_ms)),
+        tokens_per_chunk=int(merged.get("tokens_per_chunk", base.tokens_per_chunk)),
+    )
+    fault = merged.get("fault")
+    return Control(
+        profile=merged["profile"],
+        timing=timing,
+        seed=merged.get("seed"),
+        tokens=merged.get("tokens"),
+        text=merged.get("text"),
+        mode=merged.get("mode", "lorem"),
+        faults=parse_faults(fault) if fault else NO_FAULTS,
+        tool=merged.get("tool"),
+        tool_arguments=merged.get("tool_arguments"),
+        rule_id=rule_id if rule else None,
+    )

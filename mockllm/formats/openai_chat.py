@@ -1,0 +1,181 @@
+"""OpenAI Chat Completions: chunk, completion and error bytes, exactly as the SDK parses them.
+
+Field order and shapes follow responses recorded from the live API (see WIRE_FORMATS.md 1.1):
+every chunk carries the same ``id`` and ``created``; the first delta of a text answer is
+``{"role":"assistant","content":"","refusal":null}``; a tool call's first fragment carries
+``id``, ``type`` and ``function.name``; the finish chunk has ``"delta":{}``; the usage chunk
+has ``"choices":[]``. Content chunks are built by concatenating pre-encoded byte pieces,
+because this is the hot path of every stream.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mockllm.sse import DONE
+
+__all__ = ["ChunkEncoder", "completion_body", "usage_body"]
+
+SYSTEM_FINGERPRINT = "fp_mockllm"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+class ChunkEncoder:
+    """Encodes the SSE events of one streamed completion."""
+
+    def __init__(self, completion_id: str, created: int, model: str):
+        self.head = (
+            b'data: {"id":'
+            + _json(completion_id)
+            + b',"object":"chat.completion.chunk","created":'
+            + str(created).encode()
+            + b',"model":'
+            + _json(model)
+            + b',"system_fingerprint":"'
+            + SYSTEM_FINGERPRINT.encode()
+            + b'","choices":'
+        )
+        self._content_prefix: dict[int, bytes] = {}
+        self._args_prefix: dict[int, bytes] = {}
+        self._escaped: dict[str, bytes] = {}
+
+    def _choice(self, index: int, delta: bytes, finish: bytes = b"null") -> bytes:
+        return (
+            self.head
+            + b'[{"index":'
+            + str(index).encode()
+            + b',"delta":'
+            + delta
+            + b',"logprobs":null,"finish_reason":'
+            + finish
+            + b"}]}\n\n"
+        )
+
+    def _escape(self, text: str) -> bytes:
+        escaped = self._escaped.get(text)
+        if escaped is None:
+            escaped = self._escaped[text] = _json(text)
+        return escaped
+
+    def role(self, index: int) -> bytes:
+        return self._choice(index, b'{"role":"assistant","content":"","refusal":null}')
+
+    def tool_call_start(self, index: int, call_id: str, name: str) -> bytes:
+        delta = _json(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": ""},
+                    }
+                ],
+                "refusal": None,
+            }
+        )
+        return self._choice(index, delta)
+
+    def content(self, index: int, text: str) -> bytes:
+        prefix = self._content_prefix.get(index)
+        if prefix is None:
+            prefix = self._content_prefix[index] = (
+                self.head + b'[{"index":' + str(index).encode() + b',"delta":{"content":'
+            )
+        return prefix + self._escape(text) + b'},"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def tool_arguments(self, index: int, fragment: str) -> bytes:
+        prefix = self._args_prefix.get(index)
+        if prefix is None:
+            prefix = self._args_prefix[index] = (
+                self.head
+                + b'[{"index":'
+                + str(index).encode()
+                + b',"delta":{"tool_calls":[{"index":0,"function":{"arguments":'
+            )
+        return prefix + self._escape(fragment) + b'}}]},"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def finish(self, index: int, reason: str) -> bytes:
+        return self._choice(index, b"{}", _json(reason))
+
+    def usage(self, usage: dict[str, Any]) -> bytes:
+        return self.head + b'[],"usage":' + _json(usage) + b"}\n\n"
+
+    def malformed(self, index: int) -> bytes:
+        """A chunk cut off mid-JSON: the SDK raises ``json.JSONDecodeError`` on it."""
+        whole = self.content(index, "garbled")
+        return whole[: len(whole) // 2] + b"\n\n"
+
+    @staticmethod
+    def error(message: str, error_type: str = "server_error", code: str | None = None) -> bytes:
+        body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+        return b"data: " + _json(body) + b"\n\n"
+
+    done = DONE
+
+
+def completion_body(
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    choices: list[dict[str, Any]],
+    usage: dict[str, Any],
+) -> bytes:
+    """A non-streamed ``chat.completion``. Each choice: index, text or tool call, finish."""
+    out_choices = []
+    for choice in choices:
+        message: dict[str, Any] = {"role": "assistant", "content": choice.get("text")}
+        if choice.get("tool_call") is not None:
+            call_id, name, arguments = choice["tool_call"]
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+            ]
+        message["refusal"] = None
+        message["annotations"] = []
+        out_choices.append(
+            {
+                "index": choice["index"],
+                "message": message,
+                "logprobs": None,
+                "finish_reason": choice["finish_reason"],
+            }
+        )
+    return _json(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": out_choices,
+            "usage": usage,
+            "service_tier": "default",
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+    )

@@ -1,0 +1,154 @@
+"""The ledger: every request the mock received, what it wrote, and how it ended.
+
+It lives on the server's event loop; waiters are futures woken on each arrival or ending,
+never by polling. Per-token updates only bump a counter, so the hot path stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Entry", "Ledger"]
+
+
+@dataclass
+class Entry:
+    id: str
+    seq: int
+    model: str | None
+    stream: bool
+    headers: dict[str, str]
+    body: Any
+    started_at: float
+    status: int = 200
+    tokens_sent: int = 0
+    outcome: str | None = None
+    disconnect_index: int | None = None
+    first_token_at: float | None = None
+    ended_at: float | None = None
+    rule_id: str | None = None
+    faults: tuple[str, ...] = ()
+    error: str | None = None
+    # The tokens of the answer in write order; ``text`` is the prefix actually written.
+    tokens: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens[: self.tokens_sent])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "seq": self.seq,
+            "model": self.model,
+            "stream": self.stream,
+            "status": self.status,
+            "tokens_sent": self.tokens_sent,
+            "outcome": self.outcome,
+            "disconnect_index": self.disconnect_index,
+            "started_at": self.started_at,
+            "first_token_at": self.first_token_at,
+            "ended_at": self.ended_at,
+            "rule_id": self.rule_id,
+            "faults": list(self.faults),
+            "error": self.error,
+            "headers": self.headers,
+            "body": self.body,
+            "text": self.text,
+        }
+
+
+Predicate = Callable[[Entry], bool]
+
+
+class Ledger:
+    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time):
+        self._entries: deque[Entry] = deque(maxlen=max_entries)
+        self._seq = 0
+        self._waiters: list[asyncio.Future[None]] = []
+        self.clock = clock
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def add(self, entry: Entry) -> Entry:
+        self._entries.append(entry)
+        self._notify()
+        return entry
+
+    def end(self, entry: Entry, outcome: str, *, disconnect: bool = False) -> None:
+        """Record how a request ended (the first ending wins)."""
+        if entry.outcome is not None:
+            return
+        entry.outcome = outcome
+        entry.ended_at = self.clock()
+        if disconnect:
+            entry.disconnect_index = entry.tokens_sent
+        self._notify()
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._notify()
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def query(
+        self,
+        *,
+        model: str | None = None,
+        outcome: str | None = None,
+        since: int | None = None,
+        ended: bool = False,
+    ) -> list[Entry]:
+        """Entries in arrival order; ``outcome`` may end with ``*`` (``fault:*``)."""
+
+        def keep(entry: Entry) -> bool:
+            if since is not None and entry.seq <= since:
+                return False
+            if model is not None and entry.model != model:
+                return False
+            if ended and entry.outcome is None:
+                return False
+            if outcome is not None:
+                if entry.outcome is None:
+                    return False
+                if outcome.endswith("*"):
+                    return entry.outcome.startswith(outcome[:-1])
+                return entry.outcome == outcome
+            return True
+
+        return [entry for entry in self._entries if keep(entry)]
+
+    def seq_of(self, entry_id: str) -> int | None:
+        for entry in self._entries:
+            if entry.id == entry_id:
+                return entry.seq
+        return None
+
+    async def wait(self, count: int, seconds: float, **filters: Any) -> list[Entry] | None:
+        """The matching entries once there are at least ``count``, or None on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            found = self.query(**filters)
+            if len(found) >= count:
+                return found
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                return None

@@ -1,0 +1,122 @@
+"""Running the mock: uvicorn on a socket we bind ourselves (so port 0 works and the real
+port is known before anyone connects), in the foreground (CLI) or in a thread (tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from types import TracebackType
+
+import uvicorn
+
+from mockllm.app import AbortConnection, MockApp, MockConfig
+
+__all__ = ["MockServer", "bind_socket", "make_uvicorn_server"]
+
+
+class _HideAborts(logging.Filter):
+    """uvicorn logs every exception that escapes the app; an abort fault is deliberate."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], AbortConnection))
+
+
+_FILTER = _HideAborts()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket. Connections queue in the backlog until the server runs."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_uvicorn_server(app: MockApp, *, loop: str = "auto") -> uvicorn.Server:
+    logging.getLogger("uvicorn.error").addFilter(_FILTER)
+    config = uvicorn.Config(
+        app,
+        loop=loop,
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        # Our own clients (benchmarks, load tests) hold many connections open at once.
+        backlog=2048,
+        timeout_keep_alive=30,
+    )
+    return uvicorn.Server(config)
+
+
+class MockServer:
+    """The mock in a background thread (a real uvicorn server on a real socket).
+
+    ::
+
+        with MockServer(MockConfig(seed=7)) as mock:
+            client = openai.OpenAI(base_url=mock.base_url, api_key="x")
+    """
+
+    def __init__(self, config: MockConfig | None = None, *, host: str = "127.0.0.1", port: int = 0):
+        self.app = MockApp(config)
+        self.host = host
+        self._sock = bind_socket(host, port)
+        self.port: int = self._sock.getsockname()[1]
+        self._server = make_uvicorn_server(self.app, loop="asyncio")
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What to give an OpenAI client as ``base_url``."""
+        return f"{self.url}/v1"
+
+    def start(self, timeout: float = 10.0) -> MockServer:
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._server.serve(sockets=[self._sock])),
+            name=f"mockllm:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        started = threading.Event()
+
+        def check() -> None:
+            while not self._server.started and self._thread is not None and self._thread.is_alive():
+                threading.Event().wait(0.005)
+            started.set()
+
+        checker = threading.Thread(target=check, daemon=True)
+        checker.start()
+        if not started.wait(timeout) or not self._server.started:
+            raise RuntimeError("mockllm server did not start")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._sock.close()
+
+    def __enter__(self) -> MockServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
