@@ -13,9 +13,10 @@ import logging
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from reference_server.app import create_app
@@ -28,9 +29,16 @@ __all__ = ["main"]
 class _Server(uvicorn.Server):
     """uvicorn's server, with our graceful shutdown first and the listening line printed."""
 
-    def __init__(self, config: uvicorn.Config, host: str) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, host: str) -> None:
         super().__init__(config)
+        self._app = app
         self._host = host
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after shutting down (exit status -15); a graceful
+        # shutdown is a clean exit for us and for launchers: status 0.
+        self._captured_signals.clear()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -40,12 +48,7 @@ class _Server(uvicorn.Server):
         print(f"reference_server listening on http://{self._host}:{port}", flush=True)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        manager: StreamManager | None = getattr(self.config.loaded_app.state, "manager", None)
-        if manager is None:  # loaded_app may be wrapped by middleware
-            app: Any = self.config.loaded_app
-            while manager is None and app is not None:
-                manager = getattr(getattr(app, "state", None), "manager", None)
-                app = getattr(app, "app", None)
+        manager: StreamManager | None = getattr(self._app.state, "manager", None)
         if manager is not None and not manager.shutting_down:
             await manager.shutdown()
         await super().shutdown(sockets)
@@ -87,8 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
     )
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -98,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 2,
         lifespan="on",
     )
-    server = _Server(config, settings.host)
+    server = _Server(config, app, settings.host)
     server.run()
     return 0 if server.started else 1
 
