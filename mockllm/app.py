@@ -565,6 +565,10 @@ class MockApp:
         await self._wait_until(due)
         if action is Action.ABORT:
             self.ledger.end(entry, script.outcome)
+            out = [_JSON, (b"content-length", str(len(data)).encode()), *headers]
+            await send({"type": "http.response.start", "status": 200, "headers": out})
+            half = data[: len(data) // 2]
+            await send({"type": "http.response.body", "body": half, "more_body": True})
             raise AbortConnection
         entry.first_token_at = time.time()
         entry.tokens_sent = len(entry.tokens) if ntok else 0

@@ -222,8 +222,6 @@ def body_script(plan: Plan, *, created: int) -> Script:
     due = max((c.end_time for c in plan.choices), default=plan.ttft)
     faults = plan.control.faults
     written = tuple(token for c in plan.choices for token in c.tokens)
-    if faults.abort_after is not None:
-        return Script(((due, b"", 0, Action.ABORT),), "fault:abort_after", tokens=written)
     body = completion_body(
         completion_id=plan.completion_id,
         created=created,
@@ -239,6 +237,9 @@ def body_script(plan: Plan, *, created: int) -> Script:
         ],
         usage=plan.usage,
     )
+    if faults.abort_after is not None:
+        # The I/O layer announces the whole body, writes half of it, then drops the connection.
+        return Script(((due, body, 0, Action.ABORT),), "fault:abort_after", tokens=written)
     if faults.malformed_after is not None:
         return Script(
             ((due, body[: len(body) // 2], 0, Action.WRITE),),

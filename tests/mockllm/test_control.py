@@ -1,0 +1,89 @@
+"""mockllm.control: sources of behaviour and their priority; the in-prompt directive."""
+
+from __future__ import annotations
+
+import pytest
+
+from mockllm.control import extract_directives, header_overrides, resolve
+from mockllm.errors import InvalidRequest
+from mockllm.faults import Faults
+
+
+def test_headers_are_case_insensitive_and_typed() -> None:
+    got = header_overrides(
+        [
+            ("X-Mock-Ttft-Ms", "120"),
+            ("x-mock-tokens", "7"),
+            ("X-MOCK-FAULT", "no_done"),
+            ("X-Mock-Text", "Hi there"),
+            ("Authorization", "Bearer x"),
+        ]
+    )
+    assert got == {"ttft_ms": 120.0, "tokens": 7, "fault": "no_done", "text": "Hi there"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("X-Mock-Tokens", "many"),
+        ("X-Mock-Tokens", "-1"),
+        ("X-Mock-Itl-Ms", "nan"),
+        ("X-Mock-Profile", "glacial"),
+        ("X-Mock-Fault", "explode"),
+        ("X-Mock-Colour", "red"),
+        ("X-Mock-Mode", "shout"),
+    ],
+)
+def test_bad_header_values_are_invalid_requests(header: tuple[str, str]) -> None:
+    with pytest.raises(InvalidRequest):
+        header_overrides([header])
+
+
+def test_priority_directive_over_headers_over_rule_over_model_over_default() -> None:
+    control = resolve(model="mock-fast", default_profile="instant")
+    assert control.profile == "fast"
+    assert control.timing.itl_ms == 5.0
+    control = resolve(
+        model="mock-fast",
+        default_profile="instant",
+        rule={"itl_ms": 30.0, "tokens": 3, "fault": "no_done"},
+        rule_id="r1",
+        headers={"itl_ms": 40.0},
+        directive={"tokens": 9},
+    )
+    assert control.timing.itl_ms == 40.0
+    assert control.timing.ttft_ms == 20.0  # the model's profile still supplies the rest
+    assert control.tokens == 9
+    assert control.faults == Faults(no_done=True)
+    assert control.rule_id == "r1"
+
+
+def test_a_higher_source_can_cancel_a_rule_fault() -> None:
+    control = resolve(
+        model="m",
+        default_profile="instant",
+        rule={"fault": "status=500"},
+        headers={"fault": "none"},
+    )
+    assert control.faults == Faults()
+
+
+def test_directive_is_parsed_and_stripped() -> None:
+    messages = (
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello [[mock tokens=4 fault=stall_after=2;seconds=1]] there"},
+        {"role": "user", "content": [{"type": "text", "text": '[[mock text="Fixed answer"]] Hi'}]},
+    )
+    cleaned, found = extract_directives(messages)
+    assert found == {"tokens": 4, "fault": "stall_after=2;seconds=1", "text": "Fixed answer"}
+    assert cleaned[1]["content"] == "Hello there"
+    assert cleaned[2]["content"] == [{"type": "text", "text": "Hi"}]
+    assert cleaned[0] is messages[0]
+
+
+@pytest.mark.parametrize(
+    "content", ["[[mock tokens]]", "[[mock tokens=x]]", '[[mock text="open]]', "[[mock a=1]]"]
+)
+def test_bad_directives_are_invalid_requests(content: str) -> None:
+    with pytest.raises(InvalidRequest):
+        extract_directives(({"role": "user", "content": content},))
