@@ -75,7 +75,8 @@ def ws_url(base_url: str, client_id: str, token: str | None = None) -> str:
     if base.startswith("http"):
         base = "ws" + base.removeprefix("http")
     url = f"{base}/ws/chat/{quote(client_id, safe='')}"
-    return f"{url}?{urlencode({'token': token})}" if token is not None else url
+    # Browsers cannot set headers on a WebSocket: the token also travels as ?access_token=.
+    return f"{url}?{urlencode({'access_token': token})}" if token is not None else url
 
 
 def _auth_headers(token: str | None) -> dict[str, str]:
@@ -742,16 +743,26 @@ async def poll(
     try:
         async with asyncio.timeout(timeout_s), _client(client, timeout_s) as http:
             while True:
-                response = await http.get(
-                    stream.tokens_url, params={"after": after}, headers=headers
-                )
+                # merge, not replace: the URL may carry ?resume_token= already
+                url = httpx.URL(stream.tokens_url).copy_merge_params({"after": after})
+                response = await http.get(url, headers=headers)
                 t = time.perf_counter()
                 if response.status_code != 200:
                     return _http_error(record, response, t)
                 data = response.json()
-                for tok in data.get("tokens") or []:
-                    record.add(int(tok["index"]), str(tok.get("content", "")), t)
-                    after = max(after, int(tok["index"]))
+                items = [(tok, "token") for tok in data.get("tokens") or []]
+                items += [(call, "tool_call") for call in data.get("tool_calls") or []]
+                for item, kind in sorted(items, key=lambda pair: int(pair[0]["index"])):
+                    if kind == "token":
+                        record.add(int(item["index"]), str(item.get("content", "")), t)
+                    else:
+                        record.add(
+                            int(item["index"]), str(item.get("arguments", "")), t, "tool_call"
+                        )
+                        record.tool_calls.append(item)
+                    after = max(after, int(item["index"]))
+                if isinstance(data.get("next_after"), int):
+                    after = max(after, data["next_after"])
                 if data.get("done"):
                     error = data.get("error")
                     if error:
