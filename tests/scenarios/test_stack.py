@@ -1,0 +1,167 @@
+"""The stack launcher: real processes up, traffic through the whole chain, nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from scenarios.clients.aio import V1Connection, stream_sse, stream_tutorial
+from scenarios.nginx import NginxUnavailable
+from scenarios.procs import ProcessStartError, start_process
+from scenarios.stack import Stack, StackSpec
+
+pytestmark = pytest.mark.integration
+
+PROMPT = [{"role": "user", "content": "hello there"}]
+
+
+def _gone(pids: list[int]) -> bool:
+    return not any(psutil.pid_exists(pid) for pid in pids)
+
+
+def _empty(directory: Path) -> bool:
+    return not any(directory.iterdir())
+
+
+def _pids(stack: Stack) -> list[int]:
+    return [p.pid for p in stack.processes if p.pid is not None]
+
+
+@pytest.mark.nginx
+async def test_full_chain_up_and_down(tmp_path: Path, nginx_binary: str) -> None:
+    spec = StackSpec(
+        nginx=True, upstream_proxy=True, downstream_proxy=True, nginx_binary=nginx_binary
+    )
+    async with Stack(spec, log_dir=tmp_path) as stack:
+        pids = _pids(stack)
+        assert len(pids) == 4  # nginx, server, fault proxy, mock
+        assert stack.nginx is not None and stack.client_http_url == stack.nginx.url
+        assert stack.client_ws_url == "ws" + stack.client_http_url.removeprefix("http")
+        assert (stack.upstream_proxy_name, stack.downstream_proxy_name) == (
+            "upstream",
+            "downstream",
+        )
+        assert stack.mock_url not in stack.upstream_url  # the server calls the proxy
+        async with httpx.AsyncClient() as http:
+            proxies = (await http.get(f"{stack.proxy_api_url}/proxies")).json()
+        assert set(proxies) == {"upstream", "downstream"}
+        async with await V1Connection.open(stack.client_ws_url, "chain") as conn:
+            ws = await conn.stream(PROMPT, model="mock-fast", timeout_s=15)
+        sse = await stream_sse(stack.client_http_url, PROMPT, model="mock-fast", timeout_s=15)
+        assert ws.outcome == sse.outcome == "completed"
+        assert ws.text == sse.text and ws.text
+        assert set(stack.logs) == {"mockllm", "faultproxy", "reference", "nginx", "nginx-error"}
+    assert _gone(pids)
+    assert "listening on" in (tmp_path / "mockllm.log").read_text()
+
+
+async def test_upstream_proxy_is_in_the_path(tmp_path: Path) -> None:
+    spec = StackSpec(
+        upstream_proxy=True, server_env={"STREAMHARNESS_SERVER_UPSTREAM_MAX_RETRIES": "0"}
+    )
+    async with Stack(spec, log_dir=tmp_path) as stack:
+        async with httpx.AsyncClient() as http:
+            r = await http.post(
+                f"{stack.proxy_api_url}/proxies/{stack.upstream_proxy_name}",
+                json={"enabled": False},
+            )
+            assert r.status_code == 200
+        async with await V1Connection.open(stack.client_ws_url, "cut") as conn:
+            rec = await conn.stream(PROMPT, model="mock-fast", timeout_s=15)
+    assert rec.outcome == "error" and rec.error_code is not None
+    assert rec.error_code.startswith("upstream")
+
+
+async def test_teardown_on_exception_and_on_cancel(tmp_path: Path) -> None:
+    pids: list[int] = []
+    with pytest.raises(RuntimeError, match="boom"):
+        async with Stack(StackSpec(target="naive"), log_dir=tmp_path / "a") as stack:
+            pids = _pids(stack)
+            raise RuntimeError("boom")
+    assert len(pids) == 2 and _gone(pids)
+
+    entered = asyncio.Event()
+    holder: list[Stack] = []
+
+    async def run_forever() -> None:
+        async with Stack(StackSpec(), log_dir=tmp_path / "b") as stack:
+            holder.append(stack)
+            entered.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(run_forever())
+    async with asyncio.timeout(30):
+        await entered.wait()
+    pids = _pids(holder[0])
+    task.cancel()  # what asyncio.run does on Ctrl-C
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(pids) == 2 and _gone(pids)
+
+
+async def test_restart_server_same_port_clients_reconnect(tmp_path: Path) -> None:
+    async with Stack(StackSpec(), log_dir=tmp_path) as stack:
+        url, pid = stack.server_url, stack.server.pid if stack.server else None
+        conn = await V1Connection.open(stack.client_ws_url, "r")
+        await stack.restart_server()
+        assert await conn.wait_closed(10)
+        assert conn.close_code == 1001  # graceful shutdown of the reference server
+        await conn.close()
+        assert stack.server_url == url and stack.server is not None and stack.server.pid != pid
+        assert stack.server.exit_codes == [0]
+        async with await V1Connection.open(stack.client_ws_url, "r") as again:
+            rec = await again.stream(PROMPT, model="mock-fast", timeout_s=15)
+        assert rec.outcome == "completed"
+        assert (tmp_path / "reference.log").read_text().count("--- start") == 2
+
+
+async def test_naive_target_and_external_url_target(tmp_path: Path) -> None:
+    async with Stack(StackSpec(target="naive"), log_dir=tmp_path / "n") as naive:
+        assert naive.spec.protocol == "tutorial"
+        rec = await stream_tutorial(naive.client_ws_url, PROMPT, model="mock-fast", timeout_s=15)
+        assert (rec.outcome, rec.finish_reason) == ("completed", "end_marker")
+        # an external target is not started; a downstream proxy can still sit in front of it
+        spec = StackSpec(
+            target=naive.client_ws_url, target_protocol="tutorial", downstream_proxy=True
+        )
+        async with Stack(spec, log_dir=tmp_path / "e") as outer:
+            assert outer.server is None and outer.server_url == naive.server_url
+            assert outer.client_http_url != naive.server_url
+            again = await stream_tutorial(
+                outer.client_ws_url, PROMPT, model="mock-fast", timeout_s=15
+            )
+            assert again.text == rec.text
+            with pytest.raises(Exception, match="external"):
+                await outer.restart_server()
+
+
+async def test_missing_nginx_fails_fast_with_a_reason(tmp_path: Path) -> None:
+    spec = StackSpec(nginx=True, nginx_binary="/nonexistent/nginx")
+    with pytest.raises(NginxUnavailable, match="not found") as info:
+        async with Stack(spec, log_dir=tmp_path):
+            pass
+    assert "/nonexistent/nginx" in info.value.reason
+    assert _empty(tmp_path)  # nothing was started
+
+
+def test_bad_spec_values() -> None:
+    with pytest.raises(ValueError, match="target must be"):
+        StackSpec(target="ftp://example")
+    with pytest.raises(ValueError, match="nginx_read_timeout_s"):
+        StackSpec(nginx_read_timeout_s=0)
+
+
+async def test_child_that_dies_reports_its_log(tmp_path: Path) -> None:
+    code = "print('config is broken', flush=True); raise SystemExit(3)"
+    with pytest.raises(ProcessStartError, match=r"exited with code 3[\s\S]*config is broken"):
+        await start_process("broken", [sys.executable, "-c", code], log_dir=tmp_path)
+    silent = "import time; time.sleep(60)"
+    with pytest.raises(ProcessStartError, match=r"no 'listening on' line within 0\.5 s"):
+        await start_process(
+            "silent", [sys.executable, "-c", silent], log_dir=tmp_path, ready_timeout_s=0.5
+        )
