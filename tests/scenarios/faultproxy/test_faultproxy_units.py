@@ -1,0 +1,272 @@
+"""Pure logic of the fault proxy: toxic plans and REST shapes, with no sockets or loop."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+
+from scenarios.faultproxy.errors import ApiError
+from scenarios.faultproxy.models import (
+    ToxicConfig,
+    decode_proxy_create,
+    decode_proxy_update,
+    decode_toxic_create,
+    decode_toxic_update,
+    populate_items,
+)
+from scenarios.faultproxy.toxics import (
+    TOXIC_TYPES,
+    Chunk,
+    Close,
+    Emit,
+    InvalidAttributes,
+    LimitDataState,
+    Plan,
+    Reset,
+    RunningToxic,
+    jitter_delays_ms,
+    make_toxic,
+    slice_offsets,
+    validate_attributes,
+)
+
+
+def toxic(
+    kind: str, rng_seed: int = 0, state: LimitDataState | None = None, **attrs: int
+) -> RunningToxic:
+    full = {name: 0 for name in TOXIC_TYPES[kind].names} | attrs
+    validate_attributes(kind, full)
+    return make_toxic(kind, full, random.Random(rng_seed), state)
+
+
+def emits(plan: Plan) -> list[tuple[float, bytes]]:
+    return [(round(a.at, 6), a.chunk.data) for a in plan.actions if isinstance(a, Emit)]
+
+
+# -- latency ------------------------------------------------------------------------------------
+
+
+def test_latency_counts_from_read_time_so_chunks_pipeline() -> None:
+    t = toxic("latency", latency=100)
+    # Read at 0.0, the stage only gets to it at 0.05 (busy with an earlier chunk): still 0.1.
+    assert emits(t.on_chunk(Chunk(b"a", 0.0), now=0.05)) == [(0.1, b"a")]
+    # Already late: goes out at once.
+    assert emits(t.on_chunk(Chunk(b"b", 0.0), now=0.3)) == [(0.3, b"b")]
+
+
+def test_latency_restamps_the_chunk_for_the_next_toxic() -> None:
+    plan = toxic("latency", latency=100).on_chunk(Chunk(b"a", 1.0), now=1.0)
+    action = plan.actions[0]
+    assert isinstance(action, Emit)
+    assert action.chunk.t == pytest.approx(1.1)
+    assert plan.until == pytest.approx(1.1)
+
+
+def test_jitter_is_seeded_and_bounded() -> None:
+    first = jitter_delays_ms(100, 20, random.Random(9), 200)
+    assert first == jitter_delays_ms(100, 20, random.Random(9), 200)
+    assert first != jitter_delays_ms(100, 20, random.Random(10), 200)
+    assert min(first) >= 80
+    assert max(first) < 120
+    assert len(set(first)) > 20
+    assert jitter_delays_ms(100, 0, random.Random(1), 3) == [100, 100, 100]
+
+
+def test_latency_toxic_draws_the_same_jitter_as_the_sequence() -> None:
+    t = toxic("latency", rng_seed=4, latency=50, jitter=30)
+    delays = jitter_delays_ms(50, 30, random.Random(4), 5)
+    for delay in delays:
+        assert emits(t.on_chunk(Chunk(b"x", 0.0), 0.0))[0][0] == pytest.approx(max(delay, 0) / 1000)
+
+
+# -- bandwidth ----------------------------------------------------------------------------------
+
+
+def test_bandwidth_splits_into_100ms_slices() -> None:
+    t = toxic("bandwidth", rate=100)  # 100 KB/s: 10_000 bytes per 100 ms
+    out = emits(t.on_chunk(Chunk(bytes(50_000), 0.0), now=0.0))
+    assert [at for at, _ in out] == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert [len(d) for _, d in out] == [10_000] * 5
+
+
+def test_bandwidth_paces_small_chunks_back_to_back() -> None:
+    t = toxic("bandwidth", rate=10)  # 10_000 B/s
+    first = t.on_chunk(Chunk(bytes(500), 0.0), now=0.0)
+    assert emits(first) == [(0.05, bytes(500))]
+    second = t.on_chunk(Chunk(bytes(500), 0.0), now=first.until)
+    assert emits(second) == [(0.1, bytes(500))]
+
+
+def test_bandwidth_rate_zero_holds_forever() -> None:
+    plan = toxic("bandwidth", rate=0).on_chunk(Chunk(b"x", 0.0), 0.0)
+    assert plan.until == math.inf
+    assert emits(plan) == [(math.inf, b"x")]
+
+
+# -- slicer -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("average", "variation"), [(10, 0), (10, 5), (1, 0), (100, 99)])
+def test_slice_offsets_cover_the_chunk(average: int, variation: int) -> None:
+    for size in (0, 1, 7, 100, 1000, 4097):
+        bounds = slice_offsets(size, average, variation, random.Random(size))
+        assert bounds[0] == 0
+        assert bounds[-1] == size
+        pieces = [b - a for a, b in itertools.pairwise(bounds)]
+        assert all(p > 0 for p in pieces) or size == 0
+        assert all(p <= average + variation or p <= 1 for p in pieces), pieces
+
+
+def test_slicer_is_seeded() -> None:
+    assert slice_offsets(1000, 20, 10, random.Random(1)) == slice_offsets(
+        1000, 20, 10, random.Random(1)
+    )
+    assert slice_offsets(1000, 20, 10, random.Random(1)) != slice_offsets(
+        1000, 20, 10, random.Random(2)
+    )
+
+
+def test_slicer_delays_each_piece() -> None:
+    t = toxic("slicer", average_size=10, delay=1000)  # 1 ms
+    plan = t.on_chunk(Chunk(bytes(40), 0.0), now=0.0)
+    out = emits(plan)
+    assert b"".join(d for _, d in out) == bytes(40)
+    assert [at for at, _ in out] == [0.0, 0.001, 0.002, 0.003]
+    assert plan.until == pytest.approx(0.004)
+
+
+# -- closing toxics -----------------------------------------------------------------------------
+
+
+def test_timeout_drops_and_closes_after_its_deadline() -> None:
+    t = toxic("timeout", timeout=250)
+    assert t.deadline(10.0) == Close(10.25)
+    assert t.on_chunk(Chunk(b"x", 10.0), 10.1).actions == ()
+    assert t.on_eof(10.2).actions == (Close(10.2),)
+    assert t.closes_on_removal
+    assert toxic("timeout", timeout=0).deadline(10.0) is None
+
+
+def test_reset_peer_on_first_data_or_eof() -> None:
+    t = toxic("reset_peer", timeout=100)
+    assert t.on_chunk(Chunk(b"x", 1.0), 1.0).actions == (Reset(1.1),)
+    assert t.on_eof(2.0).actions == (Reset(2.1),)
+    assert t.uninterruptible
+
+
+def test_slow_close_delays_eof_only() -> None:
+    t = toxic("slow_close", delay=300)
+    assert emits(t.on_chunk(Chunk(b"x", 1.0), 1.0)) == [(1.0, b"x")]
+    assert t.on_eof(2.0).actions == (Close(2.3),)
+
+
+def test_limit_data_truncates_and_keeps_count_across_restarts() -> None:
+    state = LimitDataState()
+    t = toxic("limit_data", state=state, bytes=10)
+    assert t.on_chunk(Chunk(b"123456", 0.0), 0.0).actions == (Emit(0.0, Chunk(b"123456", 0.0)),)
+    # Updated to 8 bytes: the 6 already sent still count.
+    t = toxic("limit_data", state=state, bytes=8)
+    plan = t.on_chunk(Chunk(b"abcdef", 0.0), 0.0)
+    assert plan.actions == (Emit(0.0, Chunk(b"ab", 0.0)), Close(0.0))
+
+
+def test_noop_and_eof() -> None:
+    t = toxic("noop")
+    assert emits(t.on_chunk(Chunk(b"x", 0.0), 0.5)) == [(0.5, b"x")]
+    assert t.on_eof(1.0).actions == (Close(1.0),)
+
+
+@pytest.mark.parametrize(
+    ("kind", "attrs"),
+    [
+        ("latency", {"latency": -1}),
+        ("latency", {"jitter": -1}),
+        ("bandwidth", {"rate": -5}),
+        ("slicer", {"average_size": 0}),
+        ("slicer", {"average_size": 5, "size_variation": 5}),
+        ("limit_data", {"bytes": -1}),
+    ],
+)
+def test_invalid_attributes(kind: str, attrs: dict[str, int]) -> None:
+    full = {name: 0 for name in TOXIC_TYPES[kind].names} | attrs
+    with pytest.raises(InvalidAttributes):
+        validate_attributes(kind, full)
+
+
+# -- REST shapes --------------------------------------------------------------------------------
+
+
+def test_toxic_defaults() -> None:
+    config = decode_toxic_create({"type": "latency"}, set())
+    assert config == ToxicConfig(
+        "latency_downstream", "latency", "downstream", 1.0, {"latency": 0, "jitter": 0}
+    )
+    assert config.to_json() == {
+        "attributes": {"latency": 0, "jitter": 0},
+        "name": "latency_downstream",
+        "type": "latency",
+        "stream": "downstream",
+        "toxicity": 1,
+    }
+
+
+def test_toxic_keys_match_case_insensitively_like_go() -> None:
+    config = decode_toxic_create(
+        {"Type": "bandwidth", "Stream": "upstream", "Attributes": {"Rate": 5}}, set()
+    )
+    assert (config.type, config.stream, dict(config.attributes)) == (
+        "bandwidth",
+        "upstream",
+        {"rate": 5},
+    )
+
+
+def test_toxic_check_order_matches_the_real_server() -> None:
+    def error(body: object, names: set[str] | None = None) -> tuple[int, str]:
+        with pytest.raises(ApiError) as info:
+            decode_toxic_create(body, names or set())
+        return info.value.status, info.value.message
+
+    # Stream before type, type before duplicate name, duplicate before attributes.
+    assert error({"type": "nope", "stream": "x"})[0] == 400
+    assert error({"type": "nope", "stream": "x"})[1].startswith("stream was invalid")
+    assert error({"type": "nope", "name": "a"}, {"a"}) == (400, "invalid toxic type")
+    assert error({"type": "noop", "name": "a", "attributes": 5}, {"a"}) == (
+        409,
+        "toxic already exists",
+    )
+    status, message = error({"type": "latency", "attributes": {"latency": 1.5}})
+    assert status == 400
+    assert "cannot unmarshal number 1.5" in message
+
+
+def test_toxic_update_merges_and_null_keeps() -> None:
+    current = decode_toxic_create(
+        {"type": "latency", "attributes": {"latency": 5, "jitter": 2}}, set()
+    )
+    updated = decode_toxic_update({"attributes": {"latency": 9, "jitter": None}}, current)
+    assert dict(updated.attributes) == {"latency": 9, "jitter": 2}
+    assert updated.toxicity == 1.0
+    assert decode_toxic_update({"toxicity": 0}, current).toxicity == 0.0
+
+
+def test_proxy_shapes() -> None:
+    spec = decode_proxy_create({"name": "a", "upstream": "h:1"}, default_listen="127.0.0.1:0")
+    assert (spec.listen, spec.enabled, spec.seed) == ("127.0.0.1:0", True, None)
+    with pytest.raises(ApiError, match="missing required field: name"):
+        decode_proxy_create({"upstream": "h:1"}, default_listen="x")
+    with pytest.raises(ApiError, match="not host:port"):
+        decode_proxy_create({"name": "a", "upstream": "nohost"}, default_listen="x")
+    assert decode_proxy_update({"enabled": False}).enabled is False
+
+
+def test_populate_rejects_duplicates_and_names_the_item() -> None:
+    with pytest.raises(ApiError, match="duplicate proxy name"):
+        populate_items(
+            [{"name": "a", "upstream": "h:1"}, {"name": "a", "upstream": "h:2"}], default_listen="x"
+        )
+    with pytest.raises(ApiError, match="upstream at proxy 2"):
+        populate_items([{"name": "a", "upstream": "h:1"}, {"name": "b"}], default_listen="x")
