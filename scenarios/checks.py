@@ -63,6 +63,7 @@ class StreamObservation:
     # When the client cancelled or dropped the stream: upstream must stop soon after.
     cancelled_at_epoch: float | None = None
     ended_t: float | None = None  # seconds since the first request, when the outcome was known
+    sent_t: float = 0.0  # seconds since the run's clients started, when the request left
     attempts: int = 1
     expected_text: str | None = None
     notes: tuple[str, ...] = ()

@@ -371,15 +371,20 @@ class ErrorCodeSeen(_Check):
 
 class NoLeaks(_Check):
     check: Literal["no_leaks"]
+    # Counts of the reference server's /stats that must return to their idle value. Finished
+    # streams are kept for resume (``streams``), so they are not a leak; live ones are.
     keys: list[str] = Field(
         default_factory=lambda: [
-            "streams",
-            "active_generations",
-            "upstream_connections",
             "connections",
+            "live_streams",
+            "readers",
+            "active_generations",
+            "tasks",
+            "upstream_connections",
+            "send_queue_bytes",
         ]
     )
-    # Allowed excess over the idle baseline (e.g. the harness's own /stats connection).
+    # Allowed excess over the idle baseline.
     slack: int = Field(default=0, ge=0)
 
 

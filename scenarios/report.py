@@ -100,6 +100,7 @@ def _stream_dict(s: StreamObservation) -> dict[str, Any]:
         "close_code": s.close_code,
         "attempts": s.attempts,
         "tokens": len(s.arrivals),
+        "sent_ms": round(s.sent_t * 1000, 2),
         "ttft_ms": None if s.ttft_s is None else round(s.ttft_s * 1000, 2),
         "e2e_ms": None if s.e2e_s is None else round(s.e2e_s * 1000, 2),
         "text": s.text,
@@ -197,8 +198,8 @@ TIMELINE_WIDTH = 60
 
 
 def _span(r: ScenarioResult) -> float:
-    ends = [a.t for s in r.streams for a in s.arrivals] + [e.t for e in r.events]
-    ends += [s.ended_t for s in r.streams if s.ended_t is not None]
+    ends = [s.sent_t + a.t for s in r.streams for a in s.arrivals] + [e.t for e in r.events]
+    ends += [s.sent_t + s.ended_t for s in r.streams if s.ended_t is not None]
     return max([*ends, 0.001])
 
 
@@ -209,10 +210,13 @@ def _column(t: float, span: float) -> int:
 def _timeline_row(s: StreamObservation, span: float) -> str:
     counts = [0] * TIMELINE_WIDTH
     for a in s.arrivals:
-        counts[_column(a.t, span)] += 1
+        counts[_column(s.sent_t + a.t, span)] += 1
     cells = ["." if n == 0 else (str(n) if n < 10 else "#") for n in counts]
+    cells[_column(s.sent_t, span)] = (
+        ">" if counts[_column(s.sent_t, span)] == 0 else cells[_column(s.sent_t, span)]
+    )
     if s.ended_t is not None:
-        col = _column(s.ended_t, span)
+        col = _column(s.sent_t + s.ended_t, span)
         if counts[col] == 0:
             cells[col] = {"completed": "|", "cancelled": "c", "error": "E"}.get(s.outcome, "x")
     return "".join(cells)
@@ -236,7 +240,7 @@ def render_scenario_text(r: ScenarioResult, max_streams: int = 40) -> str:
         span = _span(r)
         lines.append(
             f"   timeline (0 .. {span * 1000:.0f} ms, {span * 1000 / TIMELINE_WIDTH:.1f} ms per "
-            "column; digit = tokens arrived, | end, c cancelled, E error, x cut off):"
+            "column; > sent, digit = tokens arrived, | end, c cancelled, E error, x cut off):"
         )
         width = max([len(s.key) for s in r.streams] + [6])
         if r.events:
@@ -328,14 +332,15 @@ def _svg_timeline(r: ScenarioResult, max_streams: int = 60) -> str:
         parts.append(f'<line x1="{left}" y1="{y}" x2="{left + width}" y2="{y}" stroke="#ddd"/>')
         colour = "#0969da" if s.outcome in ("completed", "cancelled") else "#cf222e"
         for a in s.arrivals:
+            at = s.sent_t + a.t
             parts.append(
-                f'<line x1="{x(a.t):.1f}" y1="{y - 4}" x2="{x(a.t):.1f}" y2="{y + 4}" '
+                f'<line x1="{x(at):.1f}" y1="{y - 4}" x2="{x(at):.1f}" y2="{y + 4}" '
                 f'stroke="{colour}"><title>#{a.index} {html.escape(repr(a.content))} '
                 f"at {a.t * 1000:.1f} ms</title></line>"
             )
         if s.ended_t is not None:
             parts.append(
-                f'<circle cx="{x(s.ended_t):.1f}" cy="{y}" r="3" fill="{colour}">'
+                f'<circle cx="{x(s.sent_t + s.ended_t):.1f}" cy="{y}" r="3" fill="{colour}">'
                 f"<title>{html.escape(s.describe())}</title></circle>"
             )
     for e in r.events:
