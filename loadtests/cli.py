@@ -362,8 +362,8 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
         print(f"streamharness bench: unknown benchmark {name!r}; choose from {', '.join(BENCHES)}",
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
-    from loadtests.bench import capacity, relay, transports
+    import importlib
 
-    module = {"transports": transports, "relay": relay, "capacity": capacity}[name]
+    module = importlib.import_module(f"loadtests.bench.{name}")
     code: int = module.main(rest)
     return code

@@ -274,6 +274,10 @@ class LoadMetrics:
     """Tokens received per wall-clock second (epoch second -> count), for the timeline."""
     lag: ExactHistogram = field(default_factory=ExactHistogram)
     """Benchmarks only: receive time minus the source's stamped send time, per token."""
+    generator_cpu_s: float = 0.0
+    """CPU seconds the load generator processes spent during the test (summed over workers)."""
+    generator_wall_s: float = 0.0
+    """Wall seconds of those processes' tests, summed the same way (so cpu/wall = mean load)."""
 
     def record(
         self, sample: StreamSample, gaps: Sequence[float], token_epochs: Iterable[float] = ()
@@ -326,13 +330,24 @@ class LoadMetrics:
         self.streams.extend(other.streams)
         self.tokens_per_second.update(other.tokens_per_second)
         self.lag.merge(other.lag)
+        self.generator_cpu_s += other.generator_cpu_s
+        self.generator_wall_s += other.generator_wall_s
 
     def take(self) -> LoadMetrics:
         """Return everything recorded so far and start afresh (a worker's report delta)."""
         taken = LoadMetrics(
-            self.ttft, self.itl, self.tpot, self.e2e, self.streams, self.tokens_per_second, self.lag
+            self.ttft,
+            self.itl,
+            self.tpot,
+            self.e2e,
+            self.streams,
+            self.tokens_per_second,
+            self.lag,
+            self.generator_cpu_s,
+            self.generator_wall_s,
         )
         self.lag = ExactHistogram()
+        self.generator_cpu_s = self.generator_wall_s = 0.0
         self.ttft, self.itl, self.tpot, self.e2e = (
             ExactHistogram(),
             ExactHistogram(),
@@ -358,6 +373,8 @@ class LoadMetrics:
             "streams": [s.to_row() for s in self.streams],
             "tokens_per_second": sorted([k, v] for k, v in self.tokens_per_second.items()),
             "lag": self.lag.to_dict(),
+            "generator_cpu_s": self.generator_cpu_s,
+            "generator_wall_s": self.generator_wall_s,
         }
 
     @classmethod
@@ -371,6 +388,8 @@ class LoadMetrics:
                 streams=[StreamSample.from_row(r) for r in data["streams"]],
                 tokens_per_second=Counter({int(k): int(v) for k, v in data["tokens_per_second"]}),
                 lag=ExactHistogram.from_dict(data["lag"]) if "lag" in data else ExactHistogram(),
+                generator_cpu_s=float(data.get("generator_cpu_s", 0.0)),
+                generator_wall_s=float(data.get("generator_wall_s", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, MetricsError):
@@ -445,6 +464,9 @@ class LoadMetrics:
             "error_rate": self.error_rate(),
             "slo_ms": {k: (v * 1000 if v is not None else None) for k, v in asdict(slo).items()},
             "goodput": self.goodput(slo),
+            "generator_cpu_share": (
+                self.generator_cpu_s / self.generator_wall_s if self.generator_wall_s else None
+            ),
             "metrics_ms": metrics,
             **({"lag_ms": histogram_summary_ms(self.lag)} if self.lag.count else {}),
         }

@@ -59,6 +59,14 @@ def summary_table(summary: dict[str, Any]) -> str:
         + ("-" if good is None else f"{good:.2%}")
         + _slo_text(summary.get("slo_ms", {}))
     )
+    share = summary.get("generator_cpu_share")
+    if share is not None:
+        lines.append(f"load generator CPU {share:.0%} of one core per process")
+        if share > 0.8:
+            lines.append(
+                "warning: the load generator was near saturation; timings include its own "
+                "delays: add --processes or machines"
+            )
     return "\n".join(lines)
 
 

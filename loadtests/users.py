@@ -21,6 +21,7 @@ import itertools
 import json
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,6 +31,7 @@ from locust import User, task
 from locust.env import Environment
 
 from loadtests.metrics import LoadMetrics
+from loadtests.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameError, FrameReader
 from scenarios.clients.errors import ClientProtocolError
 from scenarios.clients.records import StreamRecord
 from scenarios.clients.sse import SSEParser, SSERecorder
@@ -139,7 +141,7 @@ def report_stream(environment: Environment, record: StreamRecord, probe_lag: boo
         ended_at=ended_at,
         error_code=record.error_code,
     )
-    if probe_lag:
+    if probe_lag and getattr(environment, "streamharness_steady", False):
         # Bench only: the frame source writes its perf_counter send time as the content.
         for a in record.arrivals:
             with contextlib.suppress(ValueError):
@@ -237,13 +239,26 @@ class StreamingUser(User):
 # --- WebSocket ---------------------------------------------------------------------------
 
 
+class ConnectionClosed(Exception):
+    """The server closed the WebSocket (close frame or EOF); ``code`` when it sent one."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(f"connection closed ({code})")
+        self.code = code
+
+
 class _WsBase(StreamingUser):
+    """websocket-client opens the connection and sends; reads go through :class:`FrameReader`
+    on the raw socket in 64 KiB chunks (see :mod:`loadtests.wsframes` for why)."""
+
     abstract = True
     subprotocol: ClassVar[str | None] = None
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self.ws: websocket.WebSocket | None = None
+        self.reader = FrameReader()
+        self.pending: deque[tuple[float, int, bytes]] = deque()
 
     def connect(self) -> websocket.WebSocket:
         kwargs: dict[str, Any] = {"timeout": self.options.stream_timeout_s}
@@ -251,11 +266,43 @@ class _WsBase(StreamingUser):
             kwargs["subprotocols"] = [self.subprotocol]
         ws = websocket.create_connection(f"{self.ws_base}/ws/chat/{self.client_id}", **kwargs)
         self.ws = ws
+        self.reader = FrameReader()
+        self.pending.clear()
         return ws
+
+    def next_message(self) -> tuple[float, bytes]:
+        """The next text/binary message and the time its last byte was read.
+
+        Answers pings on the way; raises :class:`ConnectionClosed` on close or EOF and
+        ``TimeoutError`` when nothing arrives for ``stream_timeout``."""
+        ws = self.ws
+        if ws is None or ws.sock is None:
+            raise ConnectionClosed(None)
+        sock = ws.sock
+        pending = self.pending
+        perf = time.perf_counter
+        while True:
+            while not pending:
+                data = sock.recv(65536)
+                t = perf()
+                if not data:
+                    raise ConnectionClosed(None)
+                for op, payload in self.reader.feed(data):
+                    pending.append((t, op, payload))
+            t, op, payload = pending.popleft()
+            if op in (OP_TEXT, OP_BINARY):
+                return t, payload
+            if op == OP_PING:
+                ws.pong(payload)
+            elif op == OP_CLOSE:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                self.drop()
+                raise ConnectionClosed(code)
 
     def drop(self) -> None:
         """Abrupt close, no close frame: what a lost network looks like to the server."""
         ws, self.ws = self.ws, None
+        self.pending.clear()
         if ws is not None and ws.sock is not None:
             with contextlib.suppress(OSError):
                 ws.sock.close()
@@ -267,6 +314,9 @@ class _WsBase(StreamingUser):
                 ws.close(timeout=1)
 
 
+_WS_ERRORS = (OSError, websocket.WebSocketException, ConnectionClosed, FrameError)
+
+
 class WsV1User(_WsBase):
     """Protocol v1 (``llm-stream.v1``): hello, chat, per-id tokens, cancel, resume."""
 
@@ -275,7 +325,8 @@ class WsV1User(_WsBase):
 
     def connect(self) -> websocket.WebSocket:
         ws = super().connect()
-        event = decode_v1(ws.recv())
+        _, data = self.next_message()
+        event = decode_v1(data)
         if not isinstance(event, V1Hello):
             raise ClientProtocolError(f"expected hello, got {event!r}")
         return ws
@@ -286,24 +337,23 @@ class WsV1User(_WsBase):
         recorder.track(record)
         interrupt = self.plan_interrupt(can_drop=True)
         at = self.options.interrupt_after
+        perf = time.perf_counter
         try:
             ws = self.ws or self.connect()
-        except (OSError, websocket.WebSocketException, ClientProtocolError) as exc:
-            self.ws = None
+        except (*_WS_ERRORS, ClientProtocolError) as exc:
+            self.drop()
             record.error_code = f"connect: {exc}"
-            record.sent_at = time.perf_counter()
+            record.sent_at = perf()
             record.sent_at_epoch = time.time()
-            record.finish("error", time.perf_counter())
+            record.finish("error", perf())
             return record
         record.sent_at_epoch = time.time()
-        record.sent_at = time.perf_counter()
+        record.sent_at = perf()
         frame = encode_chat(record.id, self.messages(), **self.options.request_fields())
-        perf = time.perf_counter
         try:
             ws.send(frame)
             while not record.done:
-                data = ws.recv()
-                t = perf()
+                t, data = self.next_message()
                 event = decode_v1(data)
                 if isinstance(event, V1Ping):
                     ws.send(encode_pong(event.ts))
@@ -315,28 +365,28 @@ class WsV1User(_WsBase):
                         record.cancelled_at_epoch = time.time()
                         ws.send(encode_cancel(record.id))
                     else:
-                        ws = self._drop_and_resume(record, recorder)
+                        ws = self._drop_and_resume(record)
                     interrupt = None
-        except websocket.WebSocketTimeoutException:
+        except TimeoutError:
             record.finish("timeout", perf())
             self.drop()
-        except (OSError, websocket.WebSocketException) as exc:
-            close = getattr(exc, "status_code", None)
-            recorder.connection_lost(perf(), close if isinstance(close, int) else None)
-            self.ws = None
+        except _WS_ERRORS as exc:
+            code = exc.code if isinstance(exc, ConnectionClosed) else None
+            recorder.connection_lost(perf(), code)
+            self.drop()
         except ClientProtocolError as exc:
             record.error_code = f"protocol: {exc}"
             record.finish("error", perf())
             self.drop()
         return record
 
-    def _drop_and_resume(self, record: StreamRecord, recorder: V1Recorder) -> websocket.WebSocket:
+    def _drop_and_resume(self, record: StreamRecord) -> websocket.WebSocket:
+        if record.stream_id is None or record.resume_token is None:
+            raise ClientProtocolError("cannot resume: no start (stream_id, resume_token) seen")
         self.drop()
         ws = self.connect()
         record.reopen()
         last = record.arrivals[-1].index if record.arrivals else -1
-        if record.stream_id is None or record.resume_token is None:
-            raise ClientProtocolError("cannot resume: no start (stream_id, resume_token) seen")
         ws.send(encode_resume(record.stream_id, last, record.resume_token))
         return ws
 
@@ -352,8 +402,8 @@ class TutorialUser(_WsBase):
         perf = time.perf_counter
         try:
             ws = self.ws or self.connect()
-        except (OSError, websocket.WebSocketException) as exc:
-            self.ws = None
+        except _WS_ERRORS as exc:
+            self.drop()
             record.error_code = f"connect: {exc}"
             record.sent_at = perf()
             record.sent_at_epoch = time.time()
@@ -365,14 +415,15 @@ class TutorialUser(_WsBase):
         try:
             ws.send(encode_tutorial(self.messages(), **self.options.request_fields()))
             while not record.done:
-                data = ws.recv()
-                recorder.handle(decode_tutorial(data), perf())
-        except websocket.WebSocketTimeoutException:
+                t, data = self.next_message()
+                recorder.handle(decode_tutorial(data), t)
+        except TimeoutError:
             record.finish("timeout", perf())
             self.drop()
-        except (OSError, websocket.WebSocketException):
-            recorder.connection_lost(perf(), None)
-            self.ws = None
+        except _WS_ERRORS as exc:
+            code = exc.code if isinstance(exc, ConnectionClosed) else None
+            recorder.connection_lost(perf(), code)
+            self.drop()
         except ClientProtocolError as exc:
             record.error_code = f"protocol: {exc}"
             record.finish("error", perf())
