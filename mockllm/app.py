@@ -134,7 +134,7 @@ class MockApp:
         self.config = MockConfig(
             self.initial.seed, self.initial.profile, self.initial.directives, self.initial.models
         )
-        self.ledger.clear()
+        self.ledger.clear(restart_numbering=True)
         self.rules = RuleBook()
         self.rules.add(list(self.initial.rules))
 

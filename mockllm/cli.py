@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from mockllm.app import DEFAULT_MODELS, MockApp, MockConfig
 from mockllm.errors import RuleError
@@ -84,6 +86,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"mockllm listening on http://{host}:{port}", flush=True)
     print(f"OPENAI_BASE_URL=http://{host}:{port}/v1", flush=True)
     server = make_uvicorn_server(MockApp(config), loop=args.loop)
-    # uvicorn installs its own SIGINT/SIGTERM handlers and shuts down gracefully.
-    server.run(sockets=[sock])
+    # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown), then re-raises the signal to
+    # the handler that was installed before it: make that one end the process with status 0.
+    previous = {sig: signal.signal(sig, _stop_requested) for sig in _STOP_SIGNALS}
+    try:
+        server.run(sockets=[sock])
+    except _StopRequested:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
     return 0
+
+
+class _StopRequested(Exception):
+    pass
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop_requested(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequested

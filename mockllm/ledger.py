@@ -92,8 +92,11 @@ class Ledger:
             entry.disconnect_index = entry.tokens_sent
         self._notify()
 
-    def clear(self) -> None:
+    def clear(self, *, restart_numbering: bool = False) -> None:
+        """Forget every entry; ``restart_numbering`` makes the next request ``seq`` 1 again."""
         self._entries.clear()
+        if restart_numbering:
+            self._seq = 0
         self._notify()
 
     def _notify(self) -> None:

@@ -67,12 +67,13 @@ def admin(mock_url: str) -> Iterator[MockAdmin]:
 
 
 @pytest.fixture
-def client(mock_url: str) -> Iterator[openai.OpenAI]:
+def client(mock_url: str, admin: MockAdmin) -> Iterator[openai.OpenAI]:
+    # Depending on ``admin`` resets the server: no rule or config leaks between tests.
     # max_retries=0: a fault must surface as the exception a user would see on the first try.
     with openai.OpenAI(base_url=f"{mock_url}/v1", api_key="test", max_retries=0) as sdk:
         yield sdk
 
 
 @pytest.fixture
-async def aclient(mock_url: str) -> openai.AsyncOpenAI:
+async def aclient(mock_url: str, admin: MockAdmin) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{mock_url}/v1", api_key="test", max_retries=0)

@@ -1,0 +1,113 @@
+"""The admin API: ledger list/filter/wait/clear, preview, config, health."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from mockllm.client import MockAdmin, MockAdminError
+
+pytestmark = pytest.mark.integration
+
+MESSAGES: list[Any] = [{"role": "user", "content": "Hi"}]
+
+
+def test_health(admin: MockAdmin) -> None:
+    assert admin.health() == {"status": "ok"}
+
+
+def test_ledger_records_body_headers_text_and_timings(
+    client: openai.OpenAI, admin: MockAdmin
+) -> None:
+    completion = client.chat.completions.create(
+        model="mock-fast", messages=MESSAGES, extra_headers={"X-Mock-Tokens": "4"}
+    )
+    (entry,) = admin.requests()
+    assert entry["id"] == completion.id
+    assert entry["seq"] == 1
+    assert entry["model"] == "mock-fast" and entry["stream"] is False
+    assert entry["status"] == 200 and entry["outcome"] == "completed"
+    assert entry["tokens_sent"] == 4
+    assert entry["text"] == completion.choices[0].message.content
+    assert entry["body"]["messages"] == MESSAGES
+    assert entry["headers"]["x-mock-tokens"] == "4"
+    assert entry["started_at"] <= entry["first_token_at"] <= entry["ended_at"]
+
+
+def test_list_filters_newest_last(client: openai.OpenAI, admin: MockAdmin) -> None:
+    for model in ("mock-instant", "gpt-4o-mini", "mock-instant"):
+        client.chat.completions.create(model=model, messages=MESSAGES)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="unknown", messages=MESSAGES)
+    entries = admin.requests()
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4]
+    assert len(admin.requests(model="mock-instant")) == 2
+    assert [e["status"] for e in admin.requests(outcome="rejected")] == [404]
+    assert len(admin.requests(since_id=entries[1]["id"])) == 2
+    assert len(admin.requests(since_id="3")) == 1
+    admin.clear()
+    assert admin.requests() == []
+
+
+def test_wait_returns_when_the_condition_holds(mock_url: str, admin: MockAdmin) -> None:
+    def later() -> None:
+        time.sleep(0.2)  # the background request starts after wait() is already blocking
+        httpx.post(
+            f"{mock_url}/v1/chat/completions", json={"model": "mock-fast", "messages": MESSAGES}
+        )
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    start = time.monotonic()
+    entries = admin.wait(1, outcome="completed", model="mock-fast", timeout=10)
+    thread.join()
+    assert entries[0]["model"] == "mock-fast"
+    assert time.monotonic() - start < 5
+
+
+def test_wait_times_out_with_408(admin: MockAdmin, mock_url: str) -> None:
+    with pytest.raises(TimeoutError):
+        admin.wait(1, timeout=0.2)
+    response = httpx.post(f"{mock_url}/_mock/requests/wait", json={"count": "x"})
+    assert response.status_code == 400
+
+
+def test_preview_is_exactly_what_streams_and_is_not_recorded(
+    client: openai.OpenAI, admin: MockAdmin
+) -> None:
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 6}
+    preview = admin.preview(body, headers={"X-Mock-Seed": "99"})
+    assert admin.requests() == []
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        max_tokens=6,
+        stream=True,
+        extra_headers={"X-Mock-Seed": "99"},
+    )
+    tokens = [
+        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+    ]
+    assert preview["tokens"] == tokens
+    assert preview["text"] == "".join(tokens)
+    assert preview["finish_reason"] == "length"
+
+
+def test_config_changes_and_reset(client: openai.OpenAI, admin: MockAdmin) -> None:
+    before = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    admin.configure(seed=12345, profile="fast")
+    assert admin.config()["profile"] == "fast"
+    after = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert after.choices[0].message.content != before.choices[0].message.content
+    with pytest.raises(MockAdminError) as info:
+        admin.configure(profile="glacial")
+    assert info.value.status == 400
+    admin.reset()
+    assert admin.config()["profile"] == "instant"
+    again = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert again.choices[0].message.content == before.choices[0].message.content
