@@ -1,0 +1,122 @@
+"""``streamharness proxy`` / ``python -m scenarios.faultproxy`` as a process."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scenarios import cli
+
+pytestmark = pytest.mark.integration
+
+LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "scenarios.faultproxy", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=5)
+
+
+def url_of(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = LISTENING.search(line)
+    assert match, line
+    return match.group(1)
+
+
+def test_prints_one_line_and_exits_0_on_sigterm(procs: list[subprocess.Popen[str]]) -> None:
+    proc = start("--seed", "3")
+    procs.append(proc)
+    url = url_of(proc)
+    assert url.startswith("http://127.0.0.1:")
+    assert httpx.get(f"{url}/version").status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def test_config_file_populates_at_start(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+    config = tmp_path / "proxies.json"
+    config.write_text(
+        json.dumps(
+            [
+                {"name": "a", "upstream": "127.0.0.1:9", "listen": "127.0.0.1:0"},
+                {"name": "b", "upstream": "127.0.0.1:9", "listen": "127.0.0.1:0", "enabled": False},
+            ]
+        )
+    )
+    proc = start("--config", str(config))
+    procs.append(proc)
+    url = url_of(proc)
+    proxies = httpx.get(f"{url}/proxies").json()
+    assert set(proxies) == {"a", "b"}
+    assert proxies["b"]["enabled"] is False
+    port = int(proxies["a"]["listen"].rpartition(":")[2])
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
+    # The proxies' listeners went away with the process.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('[{"name": "a"}]', "missing required field: upstream at proxy 1"),
+        ("{nope", "is not JSON"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "proxies.json"
+    config.write_text(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "scenarios.faultproxy", "--port", "0", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_api_port_in_use_is_a_clear_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "scenarios.faultproxy", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    assert done.returncode == 1
+    assert "cannot listen" in done.stderr
+
+
+def test_dispatcher_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["proxy", "--help"])
+    assert exited.value.code == 0
+    assert "--seed" in capsys.readouterr().out
