@@ -26,6 +26,7 @@ import json
 import socket
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -87,6 +88,14 @@ async def chat(websocket: WebSocket, client_id: str) -> None:
             del connections[client_id]
 
 
+class Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal once stopped (exit status -15): a stop asked for
+        # with SIGTERM or Ctrl-C is a clean exit.
+        self._captured_signals.clear()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     global UPSTREAM, MODEL
     parser = argparse.ArgumentParser(prog="python -m reference_server.naive")
@@ -107,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = uvicorn.Config(
         app, log_level="warning", ws_ping_interval=None, timeout_graceful_shutdown=2
     )
-    server = uvicorn.Server(config)
+    server = Server(config)
     print(f"naive listening on http://{args.host}:{port}", flush=True)
     asyncio.run(server.serve(sockets=[sock]))
     return 0

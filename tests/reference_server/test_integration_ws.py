@@ -111,7 +111,7 @@ async def test_resend_after_reconnect_continues_exactly_once(
     messages = prompt("resend", tokens=40, itl_ms=15)
     await first.chat("q1", messages)
     part = await first.collect("q1", stop_after_tokens=5)
-    first.drop()
+    await first.drop()
     second = await V1Client.open(server.ws_url, "phone")
     last = part.indexes[-1]
     await second.chat("q1", messages, resume_token=first.hello["resume_token"], after=last)
@@ -132,7 +132,7 @@ async def test_resume_by_stream_id_delivers_every_token_once(
     await first.chat("q", prompt("resume", tokens=60, itl_ms=10))
     part = await first.collect("q", stop_after_tokens=7)
     assert part.start is not None
-    first.drop()
+    await first.drop()
     await asyncio.sleep(0.2)  # let generation run on while nobody listens (the point of resume)
     second = await V1Client.open(server.ws_url, "laptop")
     await second.send(

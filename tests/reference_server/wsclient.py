@@ -54,25 +54,25 @@ class V1Client:
     async def chat(self, id: str, messages: list[dict[str, Any]], **extra: Any) -> None:
         await self.send(type="chat", id=id, messages=messages, **extra)
 
-    async def recv(self, timeout: float = 10) -> dict[str, Any]:
-        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+    async def recv(self, wait_s: float = 10) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), wait_s))
         return message
 
-    async def recv_type(self, kind: str, timeout: float = 10) -> dict[str, Any]:
+    async def recv_type(self, kind: str, wait_s: float = 10) -> dict[str, Any]:
         """Next message of ``kind``; pings and other messages on the way are kept aside."""
         while True:
-            message = await self.recv(timeout)
+            message = await self.recv(wait_s)
             if message["type"] == kind:
                 return message
             self.others.append(message)
 
     async def collect(
-        self, id: str, *, stop_after_tokens: int | None = None, timeout: float = 20
+        self, id: str, *, stop_after_tokens: int | None = None, wait_s: float = 20
     ) -> Received:
         """Messages of stream ``id`` until its terminal message (or N tokens)."""
         received = Received()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + wait_s
         while True:
             message = await self.recv(max(0.01, deadline - loop.time()))
             if message.get("id") != id or message["type"] in ("ping", "pong"):
@@ -96,10 +96,12 @@ class V1Client:
         pong = await self.recv_type("pong")
         assert pong["ts"] == "still-there"
 
-    def drop(self) -> None:
+    async def drop(self) -> None:
         """Abrupt TCP close: no close frame (a phone losing its network)."""
-        transport = self.ws.transport
-        transport.abort()
+        self.ws.transport.abort()
+        # abort() closes the socket in a loop callback: run it before the caller blocks.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     async def close(self) -> None:
         await self.ws.close()
