@@ -75,6 +75,8 @@ class StackSpec:
     nginx_read_timeout_s: float = 60.0
     nginx_send_timeout_s: float = 60.0
     nginx_gzip_event_stream: bool = False
+    # proxy_buffering on (a backend's "X-Accel-Buffering: no" still turns it off per response)
+    nginx_buffering: bool = False
     nginx_binary: str | None = None
     upstream_proxy: bool = False
     downstream_proxy: bool = False
@@ -249,6 +251,7 @@ class Stack:
                     read_timeout_s=spec.nginx_read_timeout_s,
                     send_timeout_s=spec.nginx_send_timeout_s,
                     gzip_event_stream=spec.nginx_gzip_event_stream,
+                    buffering=spec.nginx_buffering,
                     binary=spec.nginx_binary,
                     upstream_host=host,
                 )

@@ -628,7 +628,7 @@ async def stream_sse(
             if response.status_code != 200:
                 await response.aread()
                 return _http_error(record, response, time.perf_counter())
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():
                 t = time.perf_counter()
                 for item in parser.feed(chunk):
                     recorder.handle(item, t)

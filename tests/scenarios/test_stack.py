@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from scenarios.clients.aio import V1Connection, stream_sse, stream_tutorial
+from scenarios.clients.aio import (
+    TutorialConnection,
+    V1Connection,
+    create_stream,
+    stream_sse,
+    stream_tutorial,
+)
 from scenarios.nginx import NginxUnavailable
 from scenarios.procs import ProcessStartError, start_process
 from scenarios.stack import Stack, StackSpec
@@ -165,3 +172,49 @@ async def test_child_that_dies_reports_its_log(tmp_path: Path) -> None:
         await start_process(
             "silent", [sys.executable, "-c", silent], log_dir=tmp_path, ready_timeout_s=0.5
         )
+
+
+@pytest.mark.nginx
+@pytest.mark.slow
+async def test_nginx_idle_timeout_cuts_naive_but_not_reference_heartbeat(
+    tmp_path: Path, nginx_binary: str
+) -> None:
+    naive_spec = StackSpec(target="naive", nginx=True, nginx_read_timeout_s=1.0)
+    ref_spec = StackSpec(
+        nginx=True,
+        nginx_read_timeout_s=1.0,
+        server_env={"STREAMHARNESS_SERVER_HEARTBEAT_INTERVAL_S": "0.3"},
+    )
+    async with (
+        Stack(naive_spec, log_dir=tmp_path / "naive") as naive,
+        Stack(ref_spec, log_dir=tmp_path / "ref") as ref,
+    ):
+        quiet = await TutorialConnection.open(naive.client_ws_url, "idle")
+        kept = await V1Connection.open(ref.client_ws_url, "idle")
+        t0 = time.monotonic()
+        assert await quiet.wait_closed(6)
+        assert quiet.close_code == 1006 and 0.7 < time.monotonic() - t0 < 4.0
+        # The reference server's pings keep its connection open well past the timeout.
+        assert not await kept.wait_closed(max(0.1, t0 + 2.5 - time.monotonic()))
+        assert kept.pings >= 1
+        rec = await kept.stream(PROMPT, model="mock-fast", timeout_s=15)
+        assert rec.outcome == "completed"
+        await kept.close()
+        await quiet.close()
+
+
+@pytest.mark.nginx
+async def test_sse_through_nginx_is_not_buffered_and_resumes(
+    tmp_path: Path, nginx_binary: str
+) -> None:
+    async with Stack(StackSpec(nginx=True), log_dir=tmp_path) as stack:
+        created = await create_stream(stack.client_http_url, PROMPT, model="mock-realistic")
+        rec = await stream_sse(stack.client_http_url, stream=created, stop_after_tokens=5)
+        assert rec.outcome == "disconnected"
+        # Tokens trickled in (mock-realistic: 12.3 ms apart), they were not held to the end.
+        assert rec.tpot_s is not None and rec.tpot_s > 0.004
+        await stream_sse(
+            stack.client_http_url, stream=created, record=rec, last_event_id=rec.last_event_id
+        )
+        assert rec.outcome == "completed" and rec.reconnects == 1
+        assert rec.missing_indexes == [] and rec.duplicate_indexes == []
