@@ -1,0 +1,215 @@
+"""SSE, polling, blocking and cancel over HTTP, plus /healthz and /stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.reference_server.conftest import Ledger, Process, ServerFactory
+from tests.reference_server.wsclient import assert_dense, prompt
+
+pytestmark = pytest.mark.integration
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    """Events as dicts: ``event``, ``id``, ``data`` (JSON); comments as ``{"comment": ...}``."""
+    events = []
+    for block in text.split("\n\n"):
+        event: dict[str, Any] = {}
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                events.append({"comment": line[1:].strip()})
+            elif line:
+                name, _, value = line.partition(": ")
+                event[name] = json.loads(value) if name == "data" else value
+        if "data" in event:
+            events.append(event)
+    return events
+
+
+async def create(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    response = await http.post("/v1/streams", json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def read_events(
+    http: httpx.AsyncClient, url: str, *, stop_after: int | None = None, **headers: str
+) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    buffer = ""
+    async with http.stream("GET", url, headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-accel-buffering"] == "no"
+        async for chunk in response.aiter_text():
+            buffer += chunk
+            *blocks, buffer = buffer.split("\n\n")
+            for block in blocks:
+                events += parse_sse(block + "\n\n")
+            tokens = [e for e in events if e.get("event") == "token"]
+            if stop_after is not None and len(tokens) >= stop_after:
+                return events
+    return events
+
+
+async def test_sse_stream_and_last_event_id_resume(server: Process, ledger: Ledger) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        info = await create(http, messages=prompt("sse", tokens=30, itl_ms=10))
+        first = await read_events(http, info["events_url"], stop_after=10)
+        assert first[0]["event"] == "start" and first[0]["data"]["stream_id"] == info["stream_id"]
+        seen = [e for e in first if e.get("event") == "token"]
+        last_id = seen[-1]["id"]
+        rest = await read_events(http, info["events_url"], **{"Last-Event-ID": last_id})
+        assert rest[0]["data"]["replay"] is True
+        more = [e for e in rest if e.get("event") == "token"]
+        assert_dense([e["data"]["index"] for e in seen + more], 30)
+        assert all(e["id"] == str(e["data"]["index"]) for e in seen + more)
+        end = rest[-1]
+        assert end["event"] == "end" and end["id"] == "30" and end["data"]["tokens"] == 30
+        [entry] = ledger.wait(1, outcome="completed")
+        assert "".join(e["data"]["content"] for e in seen + more) == entry["text"]
+        assert len(ledger.requests()) == 1
+        # A browser EventSource reconnecting after the end gets 204 and stops.
+        again = await http.get(info["events_url"], headers={"Last-Event-ID": "30"})
+        assert again.status_code == 204
+
+
+async def test_sse_errors(server: Process) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        info = await create(http, messages=prompt("x", tokens=2))
+        sid = info["stream_id"]
+        response = await http.get(f"/v1/streams/{sid}/events")
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+        response = await http.get("/v1/streams/nope/events?resume_token=x")
+        assert response.status_code == 404
+        response = await http.get(info["events_url"], headers={"Last-Event-ID": "abc"})
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_message"
+        ok = await http.get(
+            f"/v1/streams/{sid}/events", headers={"X-Resume-Token": info["resume_token"]}
+        )
+        assert ok.status_code == 200 and "event: end" in ok.text
+
+
+async def test_sse_heartbeat_comments(server_factory: ServerFactory) -> None:
+    server = server_factory(heartbeat_interval_s=0.2)
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        info = await create(http, messages=prompt("slow", tokens=2, ttft_ms=700))
+        events = await read_events(http, info["events_url"])
+        assert any(e.get("comment") == "ping" for e in events)
+        assert events[-1]["event"] == "end"
+
+
+async def test_create_stream_is_idempotent_by_id(server: Process, ledger: Ledger) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        body = {"id": "idem-http-1", "messages": prompt("idem", tokens=3)}
+        first = await create(http, **body)
+        second = await http.post("/v1/streams", json=body)
+        assert second.status_code == 200 and second.json()["stream_id"] == first["stream_id"]
+        ledger.wait(1, outcome="completed")
+        assert len(ledger.requests()) == 1
+
+
+async def test_polling(server: Process, ledger: Ledger) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        info = await create(http, messages=prompt("poll", tokens=25, itl_ms=10))
+        after, tokens, body = -1, [], {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            body = (await http.get(f"{info['tokens_url']}&after={after}")).json()
+            tokens += body["tokens"]
+            after = body["next_after"]
+            if body["done"]:
+                break
+            await asyncio.sleep(0.05)  # the polling interval of a polling client
+        assert body["done"] and body["finish_reason"] == "stop" and body["error"] is None
+        assert_dense([t["index"] for t in tokens], 25)
+        [entry] = ledger.wait(1, outcome="completed")
+        assert "".join(t["content"] for t in tokens) == entry["text"]
+        bad = await http.get(info["tokens_url"] + "&after=x")
+        assert bad.status_code == 400
+
+
+async def test_cancel_over_http(server: Process, ledger: Ledger) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        info = await create(http, messages=prompt("long", tokens=500, itl_ms=20))
+        headers = {"X-Resume-Token": info["resume_token"]}
+        response = await http.delete(f"/v1/streams/{info['stream_id']}", headers=headers)
+        assert response.status_code == 200
+        ledger.wait(1, outcome="client_disconnected")
+        again = await http.delete(f"/v1/streams/{info['stream_id']}", headers=headers)
+        assert again.status_code == 409
+
+
+async def test_blocking(server: Process, ledger: Ledger) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        response = await http.post("/v1/chat/blocking", json={"messages": prompt("b", tokens=9)})
+        assert response.status_code == 200
+        body = response.json()
+        [entry] = ledger.wait(1, outcome="completed")
+        assert body["content"] == entry["text"] and body["tokens"] == 9
+        assert body["finish_reason"] == "stop" and body["usage"]["completion_tokens"] == 9
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        (b"{nope", 400, "invalid_json"),
+        (b'{"messages": "hi"}', 422, "invalid_message"),
+        (b'{"messages": [{"role": "user"}], "max_tokens": "3"}', 422, "invalid_message"),
+        (
+            b'{"messages": [{"role": "user", "content": "' + b"x" * 70_000 + b'"}]}',
+            413,
+            "message_too_big",
+        ),
+    ],
+)
+async def test_http_bad_input(server: Process, payload: bytes, status: int, code: str) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        for path in ("/v1/chat/blocking", "/v1/streams"):
+            response = await http.post(path, content=payload)
+            assert response.status_code == status
+            assert response.json()["error"]["code"] == code
+
+
+async def test_blocking_upstream_failure(server: Process, ledger: Ledger) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        body = {"messages": prompt("b", tokens=9, fault="abort_after=2")}
+        response = await http.post("/v1/chat/blocking", json=body)
+        assert response.status_code == 502
+        assert response.json()["error"] == {
+            "code": "upstream_error",
+            "message": response.json()["error"]["message"],
+            "retryable": True,
+        }
+
+
+async def test_blocking_client_disconnect_stops_upstream(server: Process, ledger: Ledger) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=0.5) as http:
+        body = {"messages": prompt("b", tokens=500, itl_ms=20)}
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post("/v1/chat/blocking", json=body)
+    ledger.wait(1, outcome="client_disconnected")
+
+
+async def test_healthz_and_stats(server: Process) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        stats = (await http.get("/stats")).json()
+        for key in (
+            "connections",
+            "streams",
+            "active_generations",
+            "tasks",
+            "upstream_connections",
+            "send_queue_bytes",
+        ):
+            assert isinstance(stats[key], int), key

@@ -1,0 +1,120 @@
+"""Graceful shutdown and the leak check (hundreds of sockets dropped mid-stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.reference_server.conftest import Ledger, ServerFactory
+from tests.reference_server.test_integration_http import create, read_events
+from tests.reference_server.wsclient import V1Client, prompt
+
+pytestmark = pytest.mark.integration
+
+
+async def stats_of(http: httpx.AsyncClient) -> dict[str, Any]:
+    stats: dict[str, Any] = (await http.get("/stats")).json()
+    return stats
+
+
+async def poll_stats(http: httpx.AsyncClient, check: Any, timeout: float = 15) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    stats = await stats_of(http)
+    while not check(stats):
+        if loop.time() > deadline:
+            raise AssertionError(f"stats never reached the expected state: {stats}")
+        await asyncio.sleep(0.05)
+        stats = await stats_of(http)
+    return stats
+
+
+async def test_graceful_shutdown(server_factory: ServerFactory, ledger: Ledger) -> None:
+    server = server_factory(shutdown_grace_s=3)
+    client = await V1Client.open(server.ws_url)
+    await client.chat("a", prompt("long a", tokens=1000, itl_ms=20))
+    await client.chat("b", prompt("long b", tokens=1000, itl_ms=20))
+    await client.collect("a", stop_after_tokens=1)
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        info = await create(http, messages=prompt("long sse", tokens=1000, itl_ms=20))
+        sse = asyncio.ensure_future(read_events(http, info["events_url"]))
+        await poll_stats(http, lambda s: s["sse_readers"] == 1 and s["upstream_connections"] == 3)
+        server.proc.terminate()  # SIGTERM
+        errors = {}
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                message = await client.recv()
+                if message["type"] == "error":
+                    errors[message["id"]] = message
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert set(errors) == {"a", "b"}
+        assert all(e["code"] == "server_shutdown" and e["retryable"] for e in errors.values())
+        events = await asyncio.wait_for(sse, 10)
+        assert events[-1]["event"] == "error"
+        assert events[-1]["data"]["code"] == "server_shutdown"
+    assert await asyncio.to_thread(server.proc.wait, 10) == 0
+    entries = ledger.wait(3, outcome="client_disconnected")
+    assert len(entries) == 3
+    log = server.log.read_text()
+    assert "Traceback" not in log, log
+
+
+async def test_cli_rejects_bad_settings() -> None:
+    import sys
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "reference_server", "--port", "70000"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "port" in result.stderr
+
+
+@pytest.mark.slow
+async def test_leak_check_hundreds_of_abrupt_drops(
+    server_factory: ServerFactory, ledger: Ledger
+) -> None:
+    server = server_factory(resume_grace_s=0.3, stream_retention_s=0.3)
+    count = 300
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        idle = await stats_of(http)
+        gate = asyncio.Semaphore(50)
+
+        async def one(n: int) -> V1Client:
+            async with gate:
+                client = await V1Client.open(server.ws_url, f"leak-{n}")
+                await client.chat("s", prompt(f"leak {n}", tokens=2000, itl_ms=100))
+                await client.collect("s", stop_after_tokens=1, wait_s=30)
+                return client
+
+        clients = await asyncio.gather(*(one(n) for n in range(count)))
+        busy = await stats_of(http)
+        assert busy["connections"] == count and busy["active_generations"] == count
+        assert busy["upstream_connections"] == count
+        for client in clients:
+            client.ws.transport.abort()  # no close frame, mid-stream
+        await asyncio.sleep(0)  # abort() closes the sockets in loop callbacks
+        after = await poll_stats(
+            http,
+            lambda s: (
+                s["connections"] == 0
+                and s["active_generations"] == 0
+                and s["upstream_connections"] == 0
+                and s["streams"] == 0
+                and s["sessions"] == 0
+                and s["readers"] == 0
+                and s["send_queue_bytes"] == 0
+                and s["tasks"] == idle["tasks"]
+                and s["event_loop_tasks"] == idle["event_loop_tasks"]
+            ),
+            timeout=30,
+        )
+        assert after["totals"]["abandoned"] == count
+    assert len(ledger.wait(count, outcome="client_disconnected", timeout=30)) == count
