@@ -254,6 +254,8 @@ class _StreamState:
     sent_at: float | None = None
     sent_at_epoch: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # (arrivals so far, last index seen) when a resend started a new generation from 0
+    dedupe_from: tuple[int, int] | None = None
 
     @property
     def key(self) -> str:
@@ -770,6 +772,9 @@ async def _drive_v1(
                     state.notes.append(f"cancelled after token {action.at_token}")
                     continue
                 state.cancelled_at_epoch = time.time()
+                # What is already buffered on our side is drained at once, not at reading
+                # speed: the socket is gone, and a slow reader would otherwise take minutes.
+                conn.read_delay_s = 0.0
                 await conn.drop()
                 state.notes.append(f"dropped the socket after token {action.at_token}")
                 if action.do == "drop":
@@ -785,6 +790,16 @@ async def _drive_v1(
             while True:
                 left = stream_deadline - time.perf_counter()
                 await conn.wait(record.id, max(0.0, left))
+                if conn.closed and conn.close_code is not None:
+                    _add_close(state, conn.close_code)
+                if (
+                    group.on_disconnect != "none"
+                    and record.outcome == "error"
+                    and record.error_retryable
+                    and not conn.closed
+                ):
+                    # A retryable error may announce the close (server_shutdown, then 1001).
+                    await conn.wait_closed(1.0)
                 if conn.closed and conn.close_code is not None:
                     _add_close(state, conn.close_code)
                 lost = record.outcome == "disconnected" or (
@@ -829,14 +844,37 @@ async def _continue_v1(
     server no longer knows it), or resend the chat with the same id."""
     after = state.last_index()
     if mode == "drop_and_resume" and record.stream_id and record.resume_token:
+        errors_before = len(conn.recorder.connection_errors)
+        starts_before = record.starts
+
+        def answered() -> bool:
+            return (
+                record.done
+                or record.starts > starts_before
+                or _grew(record, after)
+                or len(conn.recorder.connection_errors) > errors_before
+            )
+
         await conn.resume(record.stream_id, after, record.resume_token, record=record)
         state.notes.append(f"resumed after index {after}")
-        # Wait for the first answer to the resume: a start/token, or an error.
-        await conn.wait_until(lambda: record.done or record.starts > 0 or _grew(record, after), 5.0)
-        if record.outcome == "error" and record.error_code in ("unknown_stream", "stream_expired"):
-            state.notes.append(f"resume refused ({record.error_code}); resending")
-        else:
+        # Wait for the answer to the resume: a start or token, or an error. An unknown
+        # stream's error names only the stream, so it comes as a connection-level error.
+        await conn.wait_until(answered, 5.0)
+        codes = [e.code for e in conn.recorder.connection_errors[errors_before:]]
+        if record.outcome == "error":
+            codes.append(record.error_code)
+        refused = [c for c in codes if c in ("unknown_stream", "stream_expired")]
+        if not refused:
             return
+        state.notes.append(f"resume refused ({refused[0]}); resending the chat")
+        # The server lost the stream (a restart): the resend starts a new generation that
+        # begins at index 0. The client already has 0..after and drops them again, as any
+        # client that keys tokens by index does.
+        state.dedupe_from = (state.arrivals_count(), after)
+        # The old session is gone with the stream: a fresh chat, in this connection's session.
+        await conn.chat(_messages(state.prompt), record=record, model=None)
+        state.notes.append("sent the chat again as a new generation")
+        return
     await conn.chat(
         _messages(state.prompt),
         record=record,
@@ -910,6 +948,7 @@ class _TutorialClient:
                 break
             # The tutorial protocol has no cancel: closing the socket is all a client can do.
             state.cancelled_at_epoch = time.time()
+            self.conn.read_delay_s = 0.0
             await self.conn.drop()
             state.notes.append(f"dropped the socket after token {action.at_token}")
             if action.do in ("cancel", "drop"):
@@ -1095,12 +1134,15 @@ def _observation(state: _StreamState, expected: str | None, t0: float) -> Stream
     records = state.records
     last = records[-1] if records else None
     base = state.sent_at if state.sent_at is not None else 0.0
-    arrivals = tuple(
-        Arrival(a.index, a.content, a.t - base)
-        for r in records
-        for a in r.arrivals
-        if getattr(a, "kind", "token") == "token"
-    )
+    raw = [a for r in records for a in r.arrivals if getattr(a, "kind", "token") == "token"]
+    notes = list(state.notes)
+    if state.dedupe_from is not None:
+        position, after = state.dedupe_from
+        kept = raw[:position] + [a for a in raw[position:] if a.index > after]
+        if len(kept) != len(raw):
+            notes.append(f"discarded {len(raw) - len(kept)} re-sent tokens <= index {after}")
+        raw = kept
+    arrivals = tuple(Arrival(a.index, a.content, a.t - base) for a in raw)
     close_code = next(iter(state.close_codes), None)
     if close_code is None and last is not None:
         close_code = last.close_code
@@ -1127,5 +1169,5 @@ def _observation(state: _StreamState, expected: str | None, t0: float) -> Stream
         sent_t=max(0.0, base - t0) if state.sent_at is not None else 0.0,
         attempts=len(records) + sum(getattr(r, "reconnects", 0) for r in records),
         expected_text=expected,
-        notes=tuple(state.notes),
+        notes=tuple(notes),
     )
