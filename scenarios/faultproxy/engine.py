@@ -55,7 +55,11 @@ __all__ = ["Connection", "Engine", "Link", "Proxy", "Stage"]
 
 #: Pause reading the source when this many bytes wait inside a link's toxics.
 LINK_BUFFER_LIMIT: Final = 4 * 1024 * 1024
-_EPS: Final = 1e-4
+# The selector rounds its timeout up to whole milliseconds, so a timer set for ``at`` fires
+# somewhere in [at, at + 1 ms). Timers are set half a millisecond early and an action counts
+# as due within 0.6 ms: delivery error is then about +-0.5 ms instead of 0..+1 ms.
+_TIMER_LEAD: Final = 0.0005
+_EPS: Final = 0.0006
 
 
 class Stage:
@@ -71,6 +75,7 @@ class Stage:
         self.inbox: deque[tuple[Item, float]] = deque()
         self.held: deque[Action] = deque()
         self.current: Item | None = None
+        self.planned_at = -math.inf
         self.until = -math.inf
         self.timer: asyncio.TimerHandle | None = None
         self.waiting_forever = False
@@ -201,7 +206,7 @@ class Stage:
         if at == math.inf:
             self.waiting_forever = True
         else:
-            self.timer = self.loop.call_at(at, self._on_timer)
+            self.timer = self.loop.call_at(at - _TIMER_LEAD, self._on_timer)
 
     def _process(self) -> None:
         now = self.loop.time()
@@ -212,6 +217,9 @@ class Stage:
                     self._wait_until(action.at)
                     return
                 self.held.popleft()
+                if isinstance(action, Emit) and action.at > self.planned_at + _EPS:
+                    # A delivery the toxic scheduled for later: how late did it leave?
+                    self.link.proxy.engine.lateness.observe(now - action.at)
                 if not self._apply(action):
                     return
             if self.until > now + _EPS:
@@ -225,6 +233,7 @@ class Stage:
             # lateness then does not accumulate into the pacing.
             start = min(max(arrived, self.until), now)
             self.current = item
+            self.planned_at = start
             if isinstance(item, Chunk):
                 self.buffered -= len(item.data)
                 plan = self.logic.on_chunk(item, start)
@@ -666,6 +675,35 @@ class Proxy:
             self.remove_toxic(toxic.name)
 
 
+class Histogram:
+    """Fixed-bucket histogram (Prometheus style) of seconds."""
+
+    BUCKETS: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, math.inf)
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(self.BUCKETS)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.count += 1
+        for i, bound in enumerate(self.BUCKETS):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+
+    def lines(self, metric: str) -> list[str]:
+        out: list[str] = []
+        running = 0
+        for bound, n in zip(self.BUCKETS, self.counts, strict=True):
+            running += n
+            le = "+Inf" if bound == math.inf else repr(bound)
+            out.append(f'{metric}_bucket{{le="{le}"}} {running}')
+        out += [f"{metric}_sum {self.sum!r}", f"{metric}_count {self.count}"]
+        return out
+
+
 class Engine:
     """The collection of proxies (Go's ProxyCollection) plus the server-wide seed."""
 
@@ -674,6 +712,8 @@ class Engine:
         self.loop = loop or asyncio.get_running_loop()
         self.proxies: dict[str, Proxy] = {}
         self.lock = asyncio.Lock()
+        #: How late scheduled deliveries (latency, bandwidth, slicer) left, in seconds.
+        self.lateness = Histogram()
         #: Hook for tests and logs: called with (proxy, connection index, direction, toxic
         #: name, applied) on every toxicity draw.
         self.draw_hooks: list[Callable[[str, int, str, str, bool], None]] = []
@@ -779,6 +819,12 @@ class Engine:
         for proxy in self.proxies.values():
             labels = _labels(proxy=proxy.name)
             lines.append(f"{metric}{{{labels}}} {len(proxy.connections)}")
+        metric = "faultproxy_delivery_lateness_seconds"
+        lines += [
+            f"# HELP {metric} Delay of scheduled deliveries past their due time (early < 0)",
+            f"# TYPE {metric} histogram",
+            *self.lateness.lines(metric),
+        ]
         return "\n".join(lines) + "\n"
 
 
