@@ -142,6 +142,7 @@ async def test_cancel_over_http(server: Process, ledger: Ledger) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         info = await create(http, messages=prompt("long", tokens=500, itl_ms=20))
         headers = {"X-Resume-Token": info["resume_token"]}
+        ledger.wait(1)  # the upstream request is running (a cancel before it would skip it)
         response = await http.delete(f"/v1/streams/{info['stream_id']}", headers=headers)
         assert response.status_code == 200
         ledger.wait(1, outcome="client_disconnected")

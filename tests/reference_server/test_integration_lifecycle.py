@@ -22,9 +22,9 @@ async def stats_of(http: httpx.AsyncClient) -> dict[str, Any]:
     return stats
 
 
-async def poll_stats(http: httpx.AsyncClient, check: Any, timeout: float = 15) -> dict[str, Any]:
+async def poll_stats(http: httpx.AsyncClient, check: Any, wait_s: float = 15) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + wait_s
     stats = await stats_of(http)
     while not check(stats):
         if loop.time() > deadline:
