@@ -19,6 +19,10 @@ __all__ = ["ChunkEncoder", "completion_body", "usage_body"]
 
 SYSTEM_FINGERPRINT = "fp_mockllm"
 
+# JSON-escaped token text, shared by every stream: tokens repeat a lot across answers.
+_ESCAPED: dict[str, bytes] = {}
+_ESCAPED_MAX = 200_000
+
 
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
@@ -56,7 +60,6 @@ class ChunkEncoder:
         )
         self._content_prefix: dict[int, bytes] = {}
         self._args_prefix: dict[int, bytes] = {}
-        self._escaped: dict[str, bytes] = {}
 
     def _choice(self, index: int, delta: bytes, finish: bytes = b"null") -> bytes:
         return (
@@ -70,10 +73,13 @@ class ChunkEncoder:
             + b"}]}\n\n"
         )
 
-    def _escape(self, text: str) -> bytes:
-        escaped = self._escaped.get(text)
+    @staticmethod
+    def _escape(text: str) -> bytes:
+        escaped = _ESCAPED.get(text)
         if escaped is None:
-            escaped = self._escaped[text] = _json(text)
+            escaped = _json(text)
+            if len(_ESCAPED) < _ESCAPED_MAX:
+                _ESCAPED[text] = escaped
         return escaped
 
     def role(self, index: int) -> bytes:

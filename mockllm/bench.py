@@ -1,0 +1,353 @@
+"""Benchmark: the mock's streaming hot path against a minimal raw-asyncio SSE writer.
+
+``python -m mockllm.bench`` starts two servers, each pinned to one CPU core when the machine
+has more than one: the real mock (``python -m mockllm``) and a baseline written directly on
+asyncio streams that does nothing but write the same pre-encoded chunks on the same schedule.
+A raw-asyncio client (pinned to another core) opens N concurrent streaming requests against
+each and measures:
+
+- throughput (``instant`` profile): tokens delivered per second of wall time and per second of
+  server CPU time (the fair figure on a shared machine), and the mock/baseline ratio;
+- timing (a fixed inter-token latency, e.g. 1,000 streams at 20 tokens/s): the error of every
+  observed inter-token gap against the scheduled gap, as percentiles.
+
+See docs/mockllm.md ("Speed") for the figures measured on our machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from mockllm.content import lorem_tokens
+from mockllm.formats.openai_chat import ChunkEncoder
+
+__all__ = ["main"]
+
+_LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
+_TOKEN_MARK = b'{"content":'
+
+
+# -- the baseline server -----------------------------------------------------------------------
+
+
+async def _baseline_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """HTTP/1.1 keep-alive loop writing chunked SSE with no framework at all."""
+    try:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            headers = {}
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower()] = value.strip()
+            await reader.readexactly(int(headers.get(b"content-length", b"0")))
+            count = int(headers.get(b"x-mock-tokens", b"32"))
+            itl = float(headers.get(b"x-mock-itl-ms", b"0")) / 1000.0
+            enc = ChunkEncoder("chatcmpl-baseline", int(time.time()), "gpt-4o-mini")
+            events = [enc.content(0, token) for token in lorem_tokens(count, count)]
+            events[0] = enc.role(0) + events[0]
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"transfer-encoding: chunked\r\n\r\n"
+            )
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for i, event in enumerate(events):
+                if itl:
+                    delay = start + i * itl - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                await writer.drain()
+            done = enc.finish(0, "stop") + enc.done
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+            await writer.drain()
+    except ConnectionError:
+        return
+    finally:
+        writer.close()
+
+
+async def _serve_baseline(port: int) -> None:
+    server = await asyncio.start_server(_baseline_connection, "127.0.0.1", port, backlog=4096)
+    print(
+        f"baseline listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True
+    )
+    async with server:
+        await server.serve_forever()
+
+
+# -- the client ----------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamResult:
+    tokens: int = 0
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (time, tokens so far)
+    error: str | None = None
+
+
+async def _one_stream(
+    host: str, port: int, tokens: int, itl_ms: float, delay: float, record: bool
+) -> StreamResult:
+    result = StreamResult()
+    await asyncio.sleep(delay)
+    body = json.dumps(
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "bench"}], "stream": True}
+    ).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        + f"X-Mock-Tokens: {tokens}\r\nX-Mock-Itl-Ms: {itl_ms}\r\n".encode()
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError as exc:
+        result.error = f"connect: {exc}"
+        return result
+    loop = asyncio.get_running_loop()
+    try:
+        writer.write(request)
+        tail = b""
+        while True:
+            data = await reader.read(262144)
+            if not data:
+                break
+            now = time.perf_counter()
+            # A marker may straddle two reads: keep the last few bytes for the next count.
+            window = tail + data
+            found = window.count(_TOKEN_MARK)
+            tail = window[-(len(_TOKEN_MARK) - 1) :]
+            if found:
+                result.tokens += found
+                if record:
+                    result.arrivals.append((now, result.tokens))
+            if data.endswith(b"0\r\n\r\n") and result.tokens >= tokens:
+                break
+    except OSError as exc:
+        result.error = str(exc)
+    finally:
+        writer.close()
+    return result
+
+
+async def _run_load(
+    host: str, port: int, streams: int, tokens: int, itl_ms: float, stagger: float, record: bool
+) -> tuple[float, list[StreamResult]]:
+    rng = random.Random(0)
+    delays = [rng.uniform(0, stagger) if stagger else 0.0 for _ in range(streams)]
+    start = time.perf_counter()
+    results = await asyncio.gather(
+        *(_one_stream(host, port, tokens, itl_ms, d, record) for d in delays)
+    )
+    return time.perf_counter() - start, list(results)
+
+
+def _gap_errors_ms(results: list[StreamResult], itl_ms: float) -> list[float]:
+    errors: list[float] = []
+    for result in results:
+        previous = None
+        for when, total in result.arrivals:
+            if previous is not None:
+                prev_when, prev_total = previous
+                # Several tokens in one read: the scheduled gap covers all of them.
+                expected = (total - prev_total) * itl_ms
+                errors.append(abs((when - prev_when) * 1000.0 - expected))
+            previous = (when, total)
+    return errors
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# -- orchestration -------------------------------------------------------------------------------
+
+
+def _start(cmd: list[str], cpu: int | None) -> tuple[subprocess.Popen[str], str, int]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = _LISTENING.search(line)
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {cmd}")
+    if cpu is not None:
+        os.sched_setaffinity(proc.pid, {cpu})
+    return proc, match.group(1), int(match.group(2))
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
+def _measure(
+    proc: subprocess.Popen[str],
+    host: str,
+    port: int,
+    *,
+    streams: int,
+    tokens: int,
+    itl_ms: float,
+    stagger: float,
+    record: bool,
+) -> dict[str, Any]:
+    ps = psutil.Process(proc.pid)
+    # Warm up (imports, caches, first connections) outside the measurement.
+    asyncio.run(_run_load(host, port, min(streams, 20), min(tokens, 50), 0, 0, False))
+    cpu_before = sum(ps.cpu_times()[:2])
+    wall, results = asyncio.run(_run_load(host, port, streams, tokens, itl_ms, stagger, record))
+    cpu = sum(ps.cpu_times()[:2]) - cpu_before
+    delivered = sum(r.tokens for r in results)
+    errors = [r.error for r in results if r.error]
+    out: dict[str, Any] = {
+        "streams": streams,
+        "tokens_per_stream": tokens,
+        "itl_ms": itl_ms,
+        "delivered_tokens": delivered,
+        "expected_tokens": streams * tokens,
+        "failed_streams": len(errors),
+        "wall_s": round(wall, 3),
+        "server_cpu_s": round(cpu, 3),
+        "tokens_per_s": round(delivered / wall),
+        "tokens_per_cpu_s": round(delivered / cpu) if cpu > 0 else None,
+    }
+    if record:
+        gaps = _gap_errors_ms(results, itl_ms)
+        out["gap_error_ms"] = {
+            "count": len(gaps),
+            "p50": round(_percentile(gaps, 50), 3),
+            "p90": round(_percentile(gaps, 90), 3),
+            "p99": round(_percentile(gaps, 99), 3),
+            "max": round(max(gaps), 3) if gaps else None,
+        }
+    return out
+
+
+def _servers(loop: str) -> dict[str, list[str]]:
+    return {
+        "mockllm": [sys.executable, "-m", "mockllm", "--port", "0", "--loop", loop],
+        "baseline": [sys.executable, "-m", "mockllm.bench", "--serve-baseline", "--loop", loop],
+    }
+
+
+def _run_client(loop: str) -> None:
+    if loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mockllm.bench", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--throughput-streams", type=int, default=100)
+    parser.add_argument("--throughput-tokens", type=int, default=2000)
+    parser.add_argument("--timing-streams", type=int, default=1000)
+    parser.add_argument("--timing-tokens", type=int, default=40)
+    parser.add_argument("--timing-itl-ms", type=float, default=50.0, help="50 ms = 20 tokens/s")
+    parser.add_argument(
+        "--stagger-s", type=float, default=1.0, help="spread timing-stream starts over this"
+    )
+    parser.add_argument("--skip", choices=("throughput", "timing"), action="append", default=[])
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    _run_client(args.loop)
+    if args.serve_baseline:
+        try:
+            asyncio.run(_serve_baseline(args.port))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = not args.no_pin and len(cpus) >= 2
+    server_cpu = cpus[0] if pin else None
+    if pin:
+        # The client gets the other cores so it never competes with the server it measures.
+        os.sched_setaffinity(0, set(cpus[1:]))
+    report: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "loop": args.loop,
+            "pinned": pin,
+        },
+    }
+    for name, cmd in _servers(args.loop).items():
+        proc, host, port = _start(cmd, server_cpu)
+        try:
+            results: dict[str, Any] = {}
+            if "throughput" not in args.skip:
+                results["throughput"] = _measure(
+                    proc,
+                    host,
+                    port,
+                    streams=args.throughput_streams,
+                    tokens=args.throughput_tokens,
+                    itl_ms=0.0,
+                    stagger=0.0,
+                    record=False,
+                )
+            if "timing" not in args.skip:
+                results["timing"] = _measure(
+                    proc,
+                    host,
+                    port,
+                    streams=args.timing_streams,
+                    tokens=args.timing_tokens,
+                    itl_ms=args.timing_itl_ms,
+                    stagger=args.stagger_s,
+                    record=True,
+                )
+            report[name] = results
+        finally:
+            _stop(proc)
+    if "throughput" not in args.skip:
+        mock, base = report["mockllm"]["throughput"], report["baseline"]["throughput"]
+        report["ratio"] = {
+            "tokens_per_cpu_s": round(mock["tokens_per_cpu_s"] / base["tokens_per_cpu_s"], 3),
+            "tokens_per_s": round(mock["tokens_per_s"] / base["tokens_per_s"], 3),
+        }
+    print(json.dumps(report, indent=2))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
