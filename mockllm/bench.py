@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -121,7 +122,6 @@ async def _one_stream(
     except OSError as exc:
         result.error = f"connect: {exc}"
         return result
-    loop = asyncio.get_running_loop()
     try:
         writer.write(request)
         tail = b""
@@ -288,10 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     _run_client(args.loop)
     if args.serve_baseline:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve_baseline(args.port))
-        except KeyboardInterrupt:
-            pass
         return 0
     cpus = sorted(os.sched_getaffinity(0))
     pin = not args.no_pin and len(cpus) >= 2
