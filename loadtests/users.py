@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import json
 import random
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -181,6 +182,10 @@ def report_stream(environment: Environment, record: StreamRecord, probe_lag: boo
 
 
 _user_ids = itertools.count()
+# Stream ids are idempotency keys on the server: they must not repeat across runs or across
+# worker processes, so each process adds a random token. Only names come from it; every
+# decision a user makes still comes from the seeded RNG below.
+_PROCESS_TOKEN = secrets.token_hex(3)
 
 
 class StreamingUser(User):
@@ -195,7 +200,7 @@ class StreamingUser(User):
         self.user_index = next(_user_ids)
         # Every decision a user makes comes from its own seeded RNG: same seed, same plan.
         self.rng = random.Random(f"{self.options.seed}:{self.transport}:{self.user_index}")
-        self.client_id = f"load-{self.options.seed}-{self.user_index}"
+        self.client_id = f"load-{_PROCESS_TOKEN}-{self.user_index}"
         self.stream_counter = itertools.count()
 
     def wait_time(self) -> float:

@@ -1,0 +1,163 @@
+"""``streamharness load`` end to end: real Locust subprocesses against mockllm + reference server.
+
+The mock's schedule is set per request with an in-prompt directive (the reference server
+forwards the prompt untouched): TTFT 200 ms, then one token every 20 ms, 10 tokens. So a
+correct measurement shows TTFT ~200 ms, ITL ~20 ms, TPOT ~20 ms and E2E ~380 ms. Bands are
+wide because this 2-core machine is shared.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.loadtests.conftest import LiveStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PROMPT = "[[mock ttft_ms=200 itl_ms=20 tokens=10]] hello"
+
+
+def run_load(
+    out: Path, *args: str, timeout: float = 50
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "scenarios.cli", "load", "--out", str(out), "--think-time", "0",
+         "--prompt", PROMPT, *args],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return result, summary
+
+
+def p(summary: dict[str, Any], metric: str, stat: str = "p50") -> float:
+    value = summary["metrics_ms"][metric][stat]
+    assert value is not None, f"no {metric} samples"
+    return float(value)
+
+
+def streams(out: Path) -> list[dict[str, str]]:
+    with (out / "streams.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_ws_metrics_match_the_mock_schedule_and_gates_pass(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    r, s = run_load(
+        tmp_path, "--target", live_stack.server, "--users", "3", "--duration", "4s",
+        "--ttft-p95-ms", "400", "--itl-p99-ms", "120", "--e2e-p99-ms", "900",
+        "--max-error-rate", "0", "--slo-ttft-ms", "450", "--min-goodput", "0.9",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert s["outcomes"]["completed"] >= 6
+    assert 190 <= p(s, "ttft") <= 330
+    assert 15 <= p(s, "itl") <= 35
+    assert 17 <= p(s, "tpot") <= 35
+    assert 370 <= p(s, "e2e") <= 600
+    assert all(row["tokens"] == "10" for row in streams(tmp_path))
+    assert s["metrics_ms"]["itl"]["count"] == 9 * s["streams"]
+    for gate in ("ttft-p95-ms", "itl-p99-ms", "e2e-p99-ms", "max-error-rate", "min-goodput"):
+        assert f"gate {gate} passed" in r.stdout
+    assert "TTFT" in r.stdout and "goodput" in r.stdout
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<svg") == 4
+    # Locust's own statistics got one event per stream per metric.
+    with (tmp_path / "locust_stats.csv").open() as f:
+        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
+    assert int(rows[("TTFT", "ws")]["Request Count"]) == s["outcomes"]["completed"]
+    assert int(rows[("STREAM", "ws")]["Request Count"]) == s["streams"]
+
+
+def test_a_failing_gate_exits_1_and_names_itself(live_stack: LiveStack, tmp_path: Path) -> None:
+    r, s = run_load(
+        tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "3s",
+        "--ttft-p95-ms", "50", "--itl-p99-ms", "150",
+    )  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "gate ttft-p95-ms FAILED" in r.stdout
+    assert "gate itl-p99-ms passed" in r.stdout
+    assert s["gates"][0] == {
+        "name": "ttft-p95-ms", "passed": False, "actual": s["gates"][0]["actual"], "threshold": 50.0
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("transport", "ttft_band"),
+    [
+        ("sse", (190, 330)),
+        ("tutorial", (190, 330)),
+        ("polling", (190, 450)),  # first poll that sees a token: up to one interval late
+        ("blocking", (370, 600)),  # the whole answer at once: TTFT = E2E
+    ],
+)
+def test_every_transport_is_measured(
+    live_stack: LiveStack, tmp_path: Path, transport: str, ttft_band: tuple[float, float]
+) -> None:
+    r, s = run_load(
+        tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "3s",
+        "--transport", transport, "--poll-interval", "0.1", "--max-error-rate", "0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert s["outcomes"]["completed"] >= 2
+    assert ttft_band[0] <= p(s, "ttft") <= ttft_band[1]
+    assert 370 <= p(s, "e2e") <= 650
+    assert all(row["tokens"] == "10" for row in streams(tmp_path))
+    if transport == "blocking":
+        assert p(s, "ttft") == p(s, "e2e")
+
+
+def test_processes_merge_into_one_exact_result(live_stack: LiveStack, tmp_path: Path) -> None:
+    r, s = run_load(
+        tmp_path, "--target", live_stack.server, "--users", "4", "--duration", "4s",
+        "--processes", "2",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = streams(tmp_path)
+    # Both workers contributed (their stream ids carry different process tokens)...
+    assert s["streams"] == len(rows) >= 8
+    with (tmp_path / "locust_stats.csv").open() as f:
+        stats = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
+    # ...and the master's merged exact metrics saw exactly the streams Locust counted.
+    assert int(stats[("STREAM", "ws")]["Request Count"]) == s["streams"]
+    assert s["metrics_ms"]["ttft"]["count"] == s["outcomes"]["completed"]
+    assert 190 <= p(s, "ttft") <= 330
+
+
+def test_cancel_and_drop_then_resume(live_stack: LiveStack, tmp_path: Path) -> None:
+    r, s = run_load(
+        tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "3s",
+        "--cancel-rate", "0.5", "--drop-rate", "0.5", "--interrupt-after", "3",
+        "--max-error-rate", "0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert s["outcomes"]["cancelled"] >= 1
+    assert s["outcomes"]["resumed"] >= 1
+    for row in streams(tmp_path):
+        if row["outcome"] == "resumed":
+            assert row["tokens"] == "10"  # nothing lost, nothing duplicated across the resume
+        else:
+            assert row["outcome"] == "cancelled"
+            assert 3 <= int(row["tokens"]) <= 10
+
+
+def test_unreachable_target_is_all_errors(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # nothing listens on `port` now
+    r, s = run_load(
+        tmp_path, "--target", f"http://127.0.0.1:{port}", "--users", "1", "--duration", "2s",
+        "--think-time", "0.2", "--max-error-rate", "0.05",
+    )  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert s["error_rate"] == 1.0
+    assert "gate max-error-rate FAILED" in r.stdout
