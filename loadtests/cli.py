@@ -308,7 +308,14 @@ async def _with_stack(args: argparse.Namespace) -> int:
         print(f"load: cannot start the reference stack ({exc}); pass --target URL",
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
-    spec = StackSpec(target="reference", mock_profile=args.mock_profile, mock_seed=args.seed)
+    # --directives lets --prompt carry "[[mock ttft_ms=... itl_ms=... tokens=...]]" through
+    # the server to the mock, so a load test can choose its own schedule.
+    spec = StackSpec(
+        target="reference",
+        mock_profile=args.mock_profile,
+        mock_seed=args.seed,
+        mock_args=("--directives",),
+    )
     log_dir = args.out / "stack-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     async with Stack(spec, log_dir=log_dir) as stack:

@@ -161,3 +161,12 @@ def test_unreachable_target_is_all_errors(tmp_path: Path) -> None:
     assert r.returncode == 1, r.stdout + r.stderr
     assert s["error_rate"] == 1.0
     assert "gate max-error-rate FAILED" in r.stdout
+
+
+def test_without_target_it_starts_the_reference_stack(tmp_path: Path) -> None:
+    r, s = run_load(tmp_path, "--users", "2", "--duration", "2s", "--max-error-rate", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "started the reference stack" in r.stdout
+    assert s["outcomes"]["completed"] >= 2
+    assert 190 <= p(s, "ttft") <= 330
+    assert (tmp_path / "stack-logs").is_dir()
