@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -213,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with start_server(seed=0, choice=choice) as server:
             result = asyncio.run(_run(server.client(), upstream_port, args.quick))
             result["server"] = server.kind
+            # The machine is shared: the load says how much the tail figures can be trusted.
+            result["load_average_1m"] = round(os.getloadavg()[0], 2)
+            result["cpus"] = os.cpu_count()
     finally:
         upstream.terminate()
         upstream.wait(5)

@@ -286,8 +286,12 @@ class Link:
         self.done = False
         self.paused_for_buffer = False
         self.stages: list[Stage] = []
-        for config in configs:
-            self.add(config)
+        # A new link starts every toxic once (one toxicity draw each), wired back to front.
+        output: Callable[[Item], None] = self.sink
+        for config in reversed(list(configs)):
+            stage = Stage(self, config, output)
+            self.stages.insert(0, stage)
+            output = stage.push
 
     def rng_key(self, config: ToxicConfig) -> str:
         seed = config.seed
