@@ -91,3 +91,13 @@ def test_pure_package_imports_no_event_loop() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_public_api_is_explicit() -> None:
+    import scenarios.clients as pure
+    from scenarios.clients import aio
+
+    for module in (pure, aio):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+    assert "V1Connection" in aio.__all__ and "StreamRecord" in pure.__all__
