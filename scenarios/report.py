@@ -280,7 +280,7 @@ def _expectation(r: ScenarioResult) -> str:
 
 
 def render_table(summary: RunSummary) -> str:
-    header = ("scenario", "verdict", "expected", "streams", "TTFT p50", "ITL p50", "time")
+    header = ("scenario", "verdict", "expected", "completed", "TTFT p50", "ITL p50", "time")
     rows = [header]
     for r in summary.results:
         f = r.figures

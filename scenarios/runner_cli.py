@@ -1,0 +1,346 @@
+"""``streamharness run | list | replay``: the scenario suite from the command line.
+
+- ``run [NAME|PATTERN|TAG ...]``: run scenarios (all by default) against the reference stack
+  or ``--target naive`` or ``--target URL``; a live progress line, then a table; each failure
+  prints its seed and the exact replay command; ``--report DIR`` writes JSON, JUnit XML, text
+  and HTML reports. Exit code 0 when every run passed (skips allowed), 1 when one failed or
+  errored, 2 for bad usage (unknown scenario, invalid scenario file, unreachable target).
+- ``list``: the catalogue with what each scenario expects of each target.
+- ``replay SEED SCENARIO``: run one scenario again with the same seed: same fault schedule,
+  same mock timing, same client timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from scenarios import model
+from scenarios.report import (
+    RunSummary,
+    ScenarioResult,
+    render_table,
+    summarise_failures,
+    write_reports,
+)
+from scenarios.runner import RunOptions, replay_command, run_scenario, target_kind
+from scenarios.seeds import MAX_SEED, new_root_seed, repetition_seed
+
+__all__ = ["list_main", "replay_main", "run_main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _target(text: str) -> str:
+    if text in ("reference", "naive") or text.split("://", 1)[0] in ("http", "https", "ws", "wss"):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: use 'reference', 'naive' or the URL of a running server (ws://host:port)"
+    )
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        type=_target,
+        default="reference",
+        help="server under test: reference (default), naive, or the URL of a running server",
+    )
+    parser.add_argument(
+        "--target-protocol",
+        choices=("v1", "tutorial"),
+        default=None,
+        help="what a --target URL speaks on /ws/chat/{id} (default v1)",
+    )
+    parser.add_argument(
+        "--catalogue",
+        type=Path,
+        default=None,
+        help="directory of scenario files (default: the built-in catalogue)",
+    )
+    parser.add_argument(
+        "--file",
+        dest="files",
+        type=Path,
+        action="append",
+        default=[],
+        help="also load this scenario file (repeatable)",
+    )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report", type=Path, default=None, help="write reports to this directory")
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=None,
+        help="keep each process's log under this directory (default: a temporary one)",
+    )
+    parser.add_argument(
+        "--toxiproxy-url",
+        default=os.environ.get("TOXIPROXY_URL"),
+        help="use this Toxiproxy server instead of the embedded fault proxy "
+        "(default: $TOXIPROXY_URL)",
+    )
+    parser.add_argument("--nginx", default=None, help="nginx binary (default: found on PATH)")
+    parser.add_argument(
+        "--expectations",
+        action="store_true",
+        help="exit 0 when every verdict is the one the scenario expects of this target "
+        "(e.g. the naive server failing where it should), instead of when every run passed",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+
+
+def _load(args: argparse.Namespace, err: TextIO) -> list[model.Scenario] | None:
+    try:
+        catalogue = model.load_catalogue(args.catalogue)
+        extra = [model.load_scenario_file(path) for path in args.files]
+    except model.ScenarioError as exc:
+        print(f"streamharness: invalid scenario file:\n{exc}", file=err)
+        return None
+    names = {s.name for s in extra}
+    return sorted([s for s in catalogue if s.name not in names] + extra, key=lambda s: s.name)
+
+
+class _Progress:
+    """One status line, rewritten in place on a terminal; plain lines otherwise."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = stream.isatty()
+        self.prefix = ""
+        self._last = 0.0
+        self._width = 0
+
+    def start(self, index: int, total: int, name: str, seed: int) -> None:
+        self.prefix = f"[{index}/{total}] {name} (seed {seed})"
+        self.update("starting the stack")
+
+    def update(self, message: str) -> None:
+        if not self.enabled or not self.tty:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1:
+            return
+        self._last = now
+        line = f"{self.prefix}: {message}"[:150]
+        self.stream.write("\r" + line.ljust(self._width))
+        self._width = len(line)
+        self.stream.flush()
+
+    def done(self, result: ScenarioResult) -> None:
+        if not self.enabled:
+            return
+        line = f"{self.prefix}: {result.verdict.upper()} in {result.duration_s:.1f} s"
+        if result.verdict == "skip":
+            line += f" ({result.reason})"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self._width) + "\n")
+            self._width = 0
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+async def _run_all(
+    scenarios: Sequence[model.Scenario],
+    root_seed: int,
+    repeat: int,
+    options: RunOptions,
+    progress: _Progress,
+) -> list[ScenarioResult]:
+    results: list[ScenarioResult] = []
+    total = len(scenarios) * repeat
+    n = 0
+    for k in range(repeat):
+        seed = repetition_seed(root_seed, k)
+        for scenario in scenarios:
+            n += 1
+            progress.start(n, total, scenario.name, seed)
+            result = await run_scenario(scenario, seed, options, progress.update)
+            progress.done(result)
+            results.append(result)
+    return results
+
+
+def _exit_code(results: Sequence[ScenarioResult], expectations: bool) -> int:
+    if expectations:
+        bad = [r for r in results if r.verdict == "error" or r.as_expected is False]
+    else:
+        bad = [r for r in results if r.verdict in ("fail", "error")]
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def _execute(
+    scenarios: Sequence[model.Scenario],
+    args: argparse.Namespace,
+    seed: int,
+    repeat: int,
+    command: str,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    options = RunOptions(
+        target=args.target,
+        target_protocol=args.target_protocol,
+        toxiproxy_url=args.toxiproxy_url,
+        nginx_binary=args.nginx,
+        log_dir=args.logs,
+    )
+    if target_kind(args.target) == "url":
+        problem = _unreachable(args.target)
+        if problem:
+            print(f"streamharness: {problem}", file=err)
+            return EXIT_USAGE
+    progress = _Progress(err, not args.quiet)
+    print(
+        f"running {len(scenarios)} scenario(s) x {repeat} against {args.target}, seed {seed}",
+        file=err,
+    )
+    started = time.perf_counter()
+    try:
+        results = asyncio.run(_run_all(scenarios, seed, repeat, options, progress))
+    except KeyboardInterrupt:
+        print("\nstreamharness: interrupted; every process was stopped", file=err)
+        return EXIT_INTERRUPTED
+    summary = RunSummary(args.target, seed, tuple(results), time.perf_counter() - started, command)
+    print(render_table(summary), file=out)
+    skipped = [r for r in results if r.verdict == "skip"]
+    for r in skipped:
+        print(f"SKIPPED {r.scenario}: {r.reason}", file=out)
+    for block in summarise_failures(results):
+        print(block, file=out)
+    if args.report is not None:
+        written = write_reports(summary, args.report)
+        print(f"reports: {', '.join(str(p) for p in written[:4])}", file=out)
+    return _exit_code(results, args.expectations)
+
+
+def _unreachable(target: str) -> str | None:
+    """A quick TCP connect to a --target URL, so a typo fails at once with a clear message."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    try:
+        with socket.create_connection((host, port), timeout=3.0):
+            return None
+    except OSError as exc:
+        return f"target {target} is unreachable ({host}:{port}: {exc.strerror or exc})"
+
+
+def run_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="streamharness run",
+        description="Run scenarios against a stack: the reference server (default), the naive "
+        "server, or your own server.",
+    )
+    parser.add_argument(
+        "patterns",
+        nargs="*",
+        metavar="NAME|PATTERN|TAG",
+        help="scenario names, globs (e.g. 'upstream_*') or tags; default: all",
+    )
+    _add_target_options(parser)
+    parser.add_argument("--seed", type=_seed, default=None, help="root seed (default: random)")
+    parser.add_argument(
+        "--repeat", type=_positive, default=1, help="run each scenario K times (seeds derived)"
+    )
+    _add_run_options(parser)
+    args = parser.parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    catalogue = _load(args, err)
+    if catalogue is None:
+        return EXIT_USAGE
+    try:
+        scenarios = model.select_scenarios(catalogue, args.patterns)
+    except model.UnknownScenarioError as exc:
+        print(f"streamharness: {exc}", file=err)
+        return EXIT_USAGE
+    seed = args.seed if args.seed is not None else new_root_seed()
+    command = "streamharness run " + shlex.join(list(sys.argv[1:] if argv is None else argv))
+    return _execute(scenarios, args, seed, args.repeat, command, out, err)
+
+
+def replay_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="streamharness replay",
+        description="Run one scenario again with the seed a failure printed: same faults, "
+        "same timings.",
+    )
+    parser.add_argument("seed", type=_seed)
+    parser.add_argument("scenario")
+    _add_target_options(parser)
+    _add_run_options(parser)
+    args = parser.parse_args(argv)
+    err = sys.stderr
+    catalogue = _load(args, err)
+    if catalogue is None:
+        return EXIT_USAGE
+    by_name = {s.name: s for s in catalogue}
+    if args.scenario not in by_name:
+        print(
+            f"streamharness: {model.UnknownScenarioError(args.scenario, list(by_name))}", file=err
+        )
+        return EXIT_USAGE
+    command = replay_command(args.seed, args.scenario, args.target)
+    return _execute([by_name[args.scenario]], args, args.seed, 1, command, sys.stdout, err)
+
+
+def list_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="streamharness list", description="List the scenario catalogue."
+    )
+    parser.add_argument("patterns", nargs="*", metavar="NAME|PATTERN|TAG")
+    parser.add_argument("--catalogue", type=Path, default=None)
+    parser.add_argument("--file", dest="files", type=Path, action="append", default=[])
+    parser.add_argument("-v", "--verbose", action="store_true", help="show descriptions")
+    args = parser.parse_args(argv)
+    catalogue = _load(args, sys.stderr)
+    if catalogue is None:
+        return EXIT_USAGE
+    try:
+        scenarios = model.select_scenarios(catalogue, args.patterns)
+    except model.UnknownScenarioError as exc:
+        print(f"streamharness: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    width = max(len(s.name) for s in scenarios)
+    for s in scenarios:
+        expect = ", ".join(f"{target}: {verdict}" for target, verdict in s.expect.items())
+        needs = " [nginx]" if s.needs_nginx else ""
+        print(f"{s.name.ljust(width)}  {expect}{needs}  ({', '.join(s.tags)})")
+        if args.verbose:
+            print(f"{''.ljust(width)}  {' '.join(s.description.split())}")
+    print(f"{len(scenarios)} scenarios")
+    return EXIT_OK
