@@ -114,7 +114,7 @@ async def test_leak_check_hundreds_of_abrupt_drops(
                 and s["tasks"] == idle["tasks"]
                 and s["event_loop_tasks"] == idle["event_loop_tasks"]
             ),
-            timeout=30,
+            wait_s=30,
         )
         assert after["totals"]["abandoned"] == count
     assert len(ledger.wait(count, outcome="client_disconnected", timeout=30)) == count
