@@ -36,6 +36,7 @@ USER_CLASSES: dict[str, str] = {
     "sse": "SseUser",
     "blocking": "BlockingUser",
     "polling": "PollingUser",
+    "openai": "OpenAIUser",
 }
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3

@@ -1,7 +1,8 @@
 """Locust entry point: ``locust -f loadtests/locustfile.py --host http://127.0.0.1:8000``.
 
 Users (pick one or more by class name on the command line, default: all, equal weight):
-``WsV1User`` (ws), ``TutorialUser``, ``SseUser``, ``BlockingUser``, ``PollingUser``.
+``WsV1User`` (ws), ``TutorialUser``, ``SseUser``, ``BlockingUser``, ``PollingUser``, and
+``OpenAIUser`` (straight to an OpenAI-compatible provider, the relay benchmark's baseline).
 
 Our options all start with ``--sh-`` (see ``locust -f loadtests/locustfile.py --help``).
 Exact metrics: each process keeps a :class:`~loadtests.metrics.LoadMetrics`; workers ship
@@ -35,6 +36,7 @@ from loadtests.report import summary_table  # noqa: E402
 from loadtests.shapes import SHAPE_NAMES, Shape, make_shape  # noqa: E402
 from loadtests.users import (  # noqa: E402
     BlockingUser,
+    OpenAIUser,
     PollingUser,
     SseUser,
     TutorialUser,
@@ -42,7 +44,15 @@ from loadtests.users import (  # noqa: E402
     metrics_of,
 )
 
-__all__ = ["BlockingUser", "PollingUser", "SseUser", "StreamShape", "TutorialUser", "WsV1User"]
+__all__ = [
+    "BlockingUser",
+    "OpenAIUser",
+    "PollingUser",
+    "SseUser",
+    "StreamShape",
+    "TutorialUser",
+    "WsV1User",
+]
 
 _REPORT_KEY = "streamharness_metrics"
 

@@ -35,7 +35,7 @@ from loadtests.metrics import LoadMetrics
 from loadtests.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameError, FrameReader
 from scenarios.clients.errors import ClientProtocolError
 from scenarios.clients.records import StreamRecord
-from scenarios.clients.sse import SSEParser, SSERecorder
+from scenarios.clients.sse import SSEEvent, SSEParser, SSERecorder
 from scenarios.clients.tutorial import TutorialRecorder, decode_tutorial, encode_tutorial
 from scenarios.clients.v1 import (
     PROTOCOL,
@@ -51,6 +51,7 @@ from scenarios.clients.v1 import (
 
 __all__ = [
     "BlockingUser",
+    "OpenAIUser",
     "PollingUser",
     "SseUser",
     "StreamError",
@@ -546,6 +547,46 @@ class SseUser(_HttpBase):
                     recorder.handle(item, t)
                 if record.done:
                     return
+
+
+class OpenAIUser(_HttpBase):
+    """Straight to an OpenAI-compatible provider (``POST /v1/chat/completions``, streamed):
+    the baseline the relay benchmark subtracts. Each content delta is one token."""
+
+    transport = "openai"
+
+    def read(self, record: StreamRecord) -> None:
+        body = {"messages": self.messages(), "stream": True, **self.options.request_fields()}
+        body.setdefault("model", "mock")
+        perf = time.perf_counter
+        parser = SSEParser()
+        with self.session.post(
+            f"{self.http_base}/v1/chat/completions",
+            json=body,
+            stream=True,
+            timeout=self.options.stream_timeout_s,
+        ) as response:
+            record.http_status = response.status_code
+            if response.status_code != 200:
+                raise StreamError(f"POST /v1/chat/completions -> {response.status_code}")
+            for chunk in response.raw.stream(None, decode_content=False):
+                t = perf()
+                for item in parser.feed(chunk):
+                    if not isinstance(item, SSEEvent):
+                        continue
+                    if item.data == "[DONE]":
+                        record.finish("completed", t)
+                        return
+                    data = json.loads(item.data)
+                    if "error" in data:
+                        raise StreamError(f"provider error: {str(data['error'])[:200]}")
+                    for choice in data.get("choices", []):
+                        delta = choice.get("delta") or {}
+                        content = delta.get("content")
+                        if content:
+                            record.add(len(record.arrivals), content, t)
+                        if choice.get("finish_reason"):
+                            record.finish_reason = choice["finish_reason"]
 
 
 class BlockingUser(_HttpBase):
