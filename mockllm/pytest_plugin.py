@@ -30,6 +30,13 @@ __all__ = ["mockllm", "mockllm_server"]
 _MARKER_KEYS = {"seed", "profile", "directives", "models", "rules"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "mockllm(seed=, profile=, directives=, models=, rules=): options for the mockllm fixture",
+    )
+
+
 @pytest.fixture(scope="session")
 def mockllm_server() -> Iterator[MockServer]:
     server = MockServer(MockConfig()).start()
