@@ -200,6 +200,20 @@ def test_update_upstream_restarts_proxy(
     assert port_of(body["listen"]) == port_of(response.json()["listen"])
 
 
+def test_update_listen_moves_the_proxy(
+    http: httpx.Client, echo: EchoServer, connect: Callable[[int], socket.socket]
+) -> None:
+    body = create(http, "ls", echo.address, listen="127.0.0.1:0")
+    response = http.patch("/proxies/ls", json={"listen": "127.0.0.1:0"})
+    assert response.status_code == 200
+    moved = response.json()["listen"]
+    assert moved != body["listen"]
+    assert refuses(port_of(body["listen"]))
+    sock = connect(port_of(moved))
+    sock.sendall(b"m")
+    assert sock.recv(1) == b"m"
+
+
 def test_update_proxy_bad_body(http: httpx.Client, echo: EchoServer) -> None:
     create(http, "u", echo.address, listen="127.0.0.1:0")
     assert_error(http.patch("/proxies/u", content=b"{"), 400)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from scenarios.faultproxy.client import (
     ServerChoice,
     ToxiproxyClient,
     server_from_env,
+    start_server,
 )
 from scenarios.faultproxy.errors import (
     AlreadyExists,
@@ -207,3 +209,29 @@ def test_server_from_env(tmp_path: Path) -> None:
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
     assert server_from_env({"PATH": str(tmp_path)}) == ServerChoice(binary=str(binary))
+
+
+def test_start_server_prefers_toxiproxy_server_on_path(tmp_path: Path) -> None:
+    # A stand-in binary with toxiproxy-server's flags (-host, -port) that runs our server.
+    binary = tmp_path / "toxiproxy-server"
+    binary.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" -m scenarios.faultproxy --host "$2" --port "$4"\n'
+    )
+    binary.chmod(0o755)
+    choice = server_from_env({"PATH": str(tmp_path)})
+    with start_server(choice=choice) as server:
+        assert server.kind == "toxiproxy-server"
+        assert server.client().version()
+        proc = server.process
+    assert proc is not None
+    assert proc.poll() is not None
+
+
+def test_start_server_uses_toxiproxy_url_without_starting(
+    toxiproxy_server: RunningServer,
+) -> None:
+    choice = server_from_env({"TOXIPROXY_URL": toxiproxy_server.url})
+    with start_server(choice=choice) as server:
+        assert server.kind == "external"
+        assert server.process is None
+        assert server.client().version()

@@ -146,3 +146,28 @@ async def test_engine_leaves_no_tasks_after_abrupt_clients() -> None:
     upstream.close()
     with contextlib.suppress(Exception):
         await upstream.wait_closed()
+
+
+@pytest.mark.usefixtures("embedded_only")
+def test_slow_toxic_pushes_back_on_the_sender(
+    api: ToxiproxyClient, echo: EchoServer, toxiproxy_server: RunningServer
+) -> None:
+    """A 1 KB/s link must not buffer without bound: reading stops, TCP pushes back."""
+    info = api.create_proxy("bp", upstream=echo.address)
+    api.add_toxic("bp", "bandwidth", attributes={"rate": 1})
+    assert toxiproxy_server.process is not None
+    rss_before = psutil.Process(toxiproxy_server.process.pid).memory_info().rss
+    sock = socket.create_connection(("127.0.0.1", info.port), timeout=5)
+    sock.settimeout(0.5)
+    sent = 0
+    block = b"x" * 65536
+    try:
+        while sent < 300_000_000:
+            sent += sock.send(block)
+    except TimeoutError:
+        pass
+    finally:
+        abort(sock)
+    assert sent < 100_000_000, sent
+    rss_after = psutil.Process(toxiproxy_server.process.pid).memory_info().rss
+    assert rss_after - rss_before < 50_000_000
