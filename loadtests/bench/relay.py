@@ -1,0 +1,203 @@
+"""``streamharness bench relay``: what a relay server costs on top of the provider.
+
+Streams the same mock schedule (1) straight from mockllm (OpenAI SSE, ``OpenAIUser``), (2)
+through the reference server (WebSocket v1) and (3) through the naive server (tutorial
+protocol), at rising concurrency (users with no think time = concurrent streams). Reported:
+TTFT and ITL p50/p99 and what the relay adds over direct, tokens/s, and the relay process's
+CPU (percent of one core, µs per relayed token) and memory (RSS). Then:
+
+- **throughput**: an instant schedule (no TTFT, no ITL) at the highest concurrency, so the
+  token rate is what the chain can relay, not what the schedule allows;
+- **idle memory**: ``--idle`` WebSocket connections opened and left idle; RSS growth divided
+  by their number is the memory per idle connection.
+
+Everything shares this machine's cores (mock, servers, Locust), so read absolute figures with
+the machine line of the output; the comparison between columns is the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import websockets
+
+from loadtests.bench.common import Cell, machine, ms, run_cell
+from scenarios.stack import Stack, StackSpec
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated whole numbers, got {text!r}") from None
+    if not levels or any(n < 1 for n in levels):
+        raise argparse.ArgumentTypeError("concurrency levels must be >= 1")
+    return levels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamharness bench relay", description=__doc__)
+    p.add_argument("--concurrency", type=_levels, default=[10, 50, 100])
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per cell")
+    p.add_argument("--ttft-ms", type=float, default=100.0)
+    p.add_argument("--itl-ms", type=float, default=20.0)
+    p.add_argument("--tokens", type=int, default=50)
+    p.add_argument("--throughput-tokens", type=int, default=500, help="answer length, instant")
+    p.add_argument("--idle", type=int, default=200, help="idle connections for memory")
+    p.add_argument("--processes", type=int, default=1, help="Locust processes")
+    p.add_argument("--out", type=Path, default=Path("bench-results/relay"))
+    return p
+
+
+@dataclass
+class Measured:
+    cell: Cell
+    cpu_s: float
+    rss_mb: float
+
+
+async def _measure(
+    proc: psutil.Process | None, host: str, user_class: str, users: int, prompt: str,
+    args: argparse.Namespace, name: str,
+) -> Measured:  # fmt: skip
+    def cpu() -> float:
+        if proc is None:
+            return 0.0
+        t = proc.cpu_times()
+        return float(t.user + t.system)
+
+    before = cpu()
+    cell = await asyncio.to_thread(
+        run_cell, host=host, user_class=user_class, users=users, duration_s=args.duration,
+        out_dir=args.out, name=name, processes=args.processes, extra=["--sh-prompt", prompt],
+    )  # fmt: skip
+    rss = proc.memory_info().rss / 2**20 if proc is not None else 0.0
+    return Measured(cell, cpu() - before, rss)
+
+
+async def _idle_memory(proc: psutil.Process, ws_url: str, n: int, v1: bool) -> float:
+    """KiB of server RSS per idle WebSocket connection (``n`` opened, then measured)."""
+    base = proc.memory_info().rss
+    conns: list[Any] = []
+    try:
+        for i in range(n):
+            kwargs: dict[str, Any] = {"subprotocols": ["llm-stream.v1"]} if v1 else {}
+            ws = await websockets.connect(f"{ws_url}/ws/chat/idle-{i}", **kwargs)
+            conns.append(ws)
+            if v1:
+                await asyncio.wait_for(ws.recv(), 10)  # hello: the session exists
+        await asyncio.sleep(0.5)  # let the server finish allocating per-connection state
+        return (proc.memory_info().rss - base) / 1024 / n
+    finally:
+        for ws in conns:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+
+def _row(target: str, tag: str, users: int, m: Measured, direct: Measured | None) -> list[str]:
+    mt = m.cell.metrics
+    span = mt.time_span()
+    tokens = sum(s.tokens for s in mt.streams)
+    tps = tokens / (span[1] - span[0]) if span and span[1] > span[0] else 0.0
+    wall = m.cell.wall_s or 1.0
+
+    def added(p: float, hist: str) -> str:
+        if direct is None or target == "direct":
+            return "-"
+        a = getattr(mt, hist).percentile(p)
+        b = getattr(direct.cell.metrics, hist).percentile(p)
+        return "-" if a is None or b is None else f"{(a - b) * 1000:+.2f}"
+
+    return [
+        target + tag, str(users), str(len(mt.streams)), f"{mt.error_rate() or 0:.0%}",
+        ms(mt.ttft.percentile(50)), ms(mt.ttft.percentile(99)),
+        added(50, "ttft"), added(99, "ttft"),
+        ms(mt.itl.percentile(50)), ms(mt.itl.percentile(99)), added(50, "itl"), added(99, "itl"),
+        f"{tps:,.0f}",
+        "-" if target == "direct" else f"{100 * m.cpu_s / wall:.0f}%",
+        "-" if target == "direct" or not tokens else f"{1e6 * m.cpu_s / tokens:.0f}",
+        "-" if target == "direct" else f"{m.rss_mb:.0f}",
+    ]  # fmt: skip
+
+
+async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
+    prompt = f"[[mock ttft_ms={args.ttft_ms:g} itl_ms={args.itl_ms:g} tokens={args.tokens}]] relay"
+    fast = f"[[mock ttft_ms=0 itl_ms=0 tokens={args.throughput_tokens}]] relay"
+    rows: list[list[str]] = []
+    notes: list[str] = []
+    ref_spec = StackSpec(target="reference", mock_args=("--directives",))
+    naive_spec = StackSpec(target="naive", mock_args=("--directives",))
+    async with (
+        Stack(ref_spec, log_dir=args.out / "reference-logs") as ref,
+        Stack(naive_spec, log_dir=args.out / "naive-logs") as naive,
+    ):
+        assert ref.server is not None and ref.server.pid is not None
+        assert naive.server is not None and naive.server.pid is not None
+        ref_proc, naive_proc = psutil.Process(ref.server.pid), psutil.Process(naive.server.pid)
+        targets = [
+            ("direct", None, ref.mock_url, "OpenAIUser"),
+            ("reference", ref_proc, ref.server_url, "WsV1User"),
+            ("naive", naive_proc, naive.server_url, "TutorialUser"),
+        ]
+        phases = [(c, prompt, "") for c in args.concurrency]
+        phases.append((max(args.concurrency), fast, " (instant)"))
+        for users, text, tag in phases:
+            direct: Measured | None = None
+            for target, proc, host, user_class in targets:
+                name = f"{target}-{users}{'-instant' if tag else ''}"
+                m = await _measure(proc, host, user_class, users, text, args, name)
+                if target == "direct":
+                    direct = m
+                rows.append(_row(target, tag, users, m, direct))
+                print(" | ".join(rows[-1]), flush=True)
+        for label, proc, url, v1 in (
+            ("reference", ref_proc, ref.server_url, True),
+            ("naive", naive_proc, naive.server_url, False),
+        ):
+            try:
+                kib = await _idle_memory(proc, "ws" + url[4:], args.idle, v1)
+                notes.append(f"{label}: {kib:.1f} KiB RSS per idle WebSocket ({args.idle} open)")
+            except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+                notes.append(f"{label}: idle-connection memory not measured ({exc})")
+            print(notes[-1], flush=True)
+    return rows, notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.duration <= 0 or args.tokens < 2 or args.idle < 1 or args.processes < 1:
+        parser.error("--duration > 0, --tokens >= 2, --idle >= 1, --processes >= 1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, notes = asyncio.run(_run(args))
+    header = [
+        "path", "concurrency", "streams", "errors", "TTFT p50", "TTFT p99", "+TTFT p50",
+        "+TTFT p99", "ITL p50", "ITL p99", "+ITL p50", "+ITL p99", "tokens/s", "server CPU",
+        "CPU µs/token", "RSS MB",
+    ]  # fmt: skip
+    table = "\n".join(
+        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        + ["| " + " | ".join(r) + " |" for r in rows]
+    )
+    command = " ".join(argv if argv is not None else sys.argv[1:])
+    text = (
+        f"{table}\n\n(ms; '+' = added over direct at the same concurrency)\n"
+        + "\n".join(notes)
+        + f"\n\nschedule: TTFT {args.ttft_ms:g} ms, {args.tokens} tokens every {args.itl_ms:g} ms;"
+        f" {args.duration:g} s per cell\nmachine: {machine()}\n"
+        f"command: streamharness bench relay {command}\n"
+    )
+    (args.out / "relay.md").write_text(text)
+    print(text)
+    return 0
