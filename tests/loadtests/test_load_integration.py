@@ -156,7 +156,7 @@ def test_unreachable_target_is_all_errors(tmp_path: Path) -> None:
     # nothing listens on `port` now
     r, s = run_load(
         tmp_path, "--target", f"http://127.0.0.1:{port}", "--users", "1", "--duration", "2s",
-        "--think-time", "0.2", "--max-error-rate", "0.05",
+        "--think-time", "0.2", "--max-error-rate", "0.05", "--shape", "spike",
     )  # fmt: skip
     assert r.returncode == 1, r.stdout + r.stderr
     assert s["error_rate"] == 1.0
