@@ -1,0 +1,84 @@
+"""The catalogue against real stacks (mockllm, servers, fault proxy, nginx as subprocesses).
+
+The harness is only trusted once seen failing: every scenario must pass on the reference
+server, and every scenario aimed at a flaw of the naive server must fail on it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from scenarios.model import Scenario, load_catalogue
+from scenarios.nginx import NginxUnavailable, find_nginx
+from scenarios.report import ScenarioResult, render_scenario_text
+from scenarios.runner import RunOptions, run_scenario
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CATALOGUE = {s.name: s for s in load_catalogue()}
+NAIVE_FLAWS = sorted(n for n, s in CATALOGUE.items() if s.expect.get("naive") == "fail")
+SEED = 20260
+
+
+def _params(names: list[str]) -> list[object]:
+    return [
+        pytest.param(n, marks=[pytest.mark.nginx] if CATALOGUE[n].needs_nginx else [])
+        for n in names
+    ]
+
+
+def _skip_without_nginx(scenario: Scenario) -> None:
+    if scenario.needs_nginx:
+        try:
+            find_nginx()
+        except NginxUnavailable as exc:
+            pytest.skip(exc.reason)
+
+
+async def _run(name: str, target: str, seed: int = SEED) -> ScenarioResult:
+    scenario = CATALOGUE[name]
+    _skip_without_nginx(scenario)
+    return await run_scenario(scenario, seed, RunOptions(target=target))
+
+
+@pytest.mark.parametrize("name", _params(sorted(CATALOGUE)))
+async def test_every_scenario_passes_on_the_reference_server(name: str) -> None:
+    result = await _run(name, "reference")
+    assert result.verdict == "pass", render_scenario_text(result)
+    assert result.expected == "pass" and result.as_expected
+
+
+@pytest.mark.parametrize("name", _params(NAIVE_FLAWS))
+async def test_scenarios_aimed_at_naive_flaws_fail_on_the_naive_server(name: str) -> None:
+    result = await _run(name, "naive")
+    assert result.verdict == "fail", render_scenario_text(result)
+    assert result.as_expected
+    failed = [c for c in result.checks if not c.passed]
+    assert failed and all(c.reason for c in failed)
+    assert result.replay == f"streamharness replay {SEED} {name} --target naive"
+
+
+async def test_reference_only_scenarios_are_skipped_on_naive_with_a_reason() -> None:
+    result = await _run("mid_stream_cancel", "naive")
+    assert result.verdict == "skip"
+    assert "not aimed at the naive server" in result.reason
+
+
+async def test_same_seed_same_verdicts_and_fault_schedule() -> None:
+    # A scenario with a token-triggered toxic: its fault schedule depends on the run.
+    runs = [await _run("reconnect_resend", "naive", seed=77) for _ in range(2)]
+    a, b = runs
+    assert (a.verdict, b.verdict) == ("fail", "fail")
+    assert [(c.check, c.passed) for c in a.checks] == [(c.check, c.passed) for c in b.checks]
+    assert [e.what for e in a.events] == [e.what for e in b.events]
+    assert [s.text for s in a.streams] == [s.text for s in b.streams]
+
+
+async def test_missing_nginx_skips_with_a_visible_reason() -> None:
+    result = await run_scenario(
+        CATALOGUE["nginx_idle_timeout"],
+        1,
+        RunOptions(nginx_binary="/nonexistent/nginx"),
+    )
+    assert result.verdict == "skip"
+    assert "nginx unavailable" in result.reason and "/nonexistent/nginx" in result.reason

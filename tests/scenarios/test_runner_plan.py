@@ -1,0 +1,123 @@
+"""The runner's pure parts: the seeded plan and the observation of recorded streams."""
+
+from __future__ import annotations
+
+from scenarios.clients import StreamRecord
+from scenarios.model import load_catalogue, parse_scenario
+from scenarios.runner import (
+    ClientPlan,
+    _observation,
+    _StreamState,
+    plan_run,
+    replay_command,
+    target_kind,
+)
+
+SCENARIO = parse_scenario(
+    """\
+name: planned
+description: d
+expect: {reference: pass, naive: fail}
+stack: {downstream_proxy: true}
+toxics:
+  - {proxy: downstream, type: latency, attributes: {latency: 10}}
+  - {proxy: downstream, type: reset_peer, name: rp, after_tokens: 3, jitter_ms: 50,
+     duration_ms: 100}
+events:
+  - {do: restart_server, after_ms: 200, jitter_ms: 30}
+clients:
+  - name: a
+    count: 3
+    messages: 2
+    start_jitter_ms: 100
+    think_ms: 40
+    transport: {reference: ws, naive: tutorial}
+checks:
+  - check: every_stream_ended
+"""
+)
+
+
+def test_same_seed_same_plan() -> None:
+    assert plan_run(SCENARIO, 11) == plan_run(SCENARIO, 11)
+    for scenario in load_catalogue():
+        assert plan_run(scenario, 5) == plan_run(scenario, 5), scenario.name
+
+
+def test_other_seed_other_draws() -> None:
+    a, b = plan_run(SCENARIO, 11), plan_run(SCENARIO, 12)
+    assert a.mock_seed != b.mock_seed and a.proxy_seed != b.proxy_seed
+    assert [c.start_delay_ms for c in a.clients] != [c.start_delay_ms for c in b.clients]
+    assert [x.delay_ms for x in a.actions] != [x.delay_ms for x in b.actions]
+
+
+def test_plan_contents() -> None:
+    plan = plan_run(SCENARIO, 11)
+    latency, reset, restart = plan.actions
+    assert latency.at_start and latency.toxic == {
+        "name": "latency_downstream",
+        "type": "latency",
+        "stream": "downstream",
+        "toxicity": 1.0,
+        "attributes": {"latency": 10},
+    }
+    assert reset.after_tokens == 3 and 0 <= reset.delay_ms <= 50 and reset.duration_ms == 100
+    assert restart.kind == "restart_server" and restart.after_ms == 200
+    assert 0 <= restart.delay_ms <= 30
+    assert [c.client_id for c in plan.clients] == ["a-0", "a-1", "a-2"]
+    for c in plan.clients:
+        assert 0 <= c.start_delay_ms <= 100
+        assert len(c.think_ms) == 1 and 0 <= c.think_ms[0] <= 40
+        assert len(c.prompts) == 2 and c.prompts[0].startswith(f"planned client {c.client_id} ")
+    # every prompt of a run is unique: it ties each stream to its upstream requests
+    prompts = [p for c in plan.clients for p in c.prompts]
+    assert len(set(prompts)) == len(prompts)
+
+
+def test_transport_follows_the_target() -> None:
+    assert {c.transport for c in plan_run(SCENARIO, 1, "reference").clients} == {"ws"}
+    assert {c.transport for c in plan_run(SCENARIO, 1, "naive").clients} == {"tutorial"}
+
+
+def test_target_kind_and_replay_command() -> None:
+    assert target_kind("reference") == "reference"
+    assert target_kind("ws://127.0.0.1:9000") == "url"
+    assert replay_command(5, "jitter") == "streamharness replay 5 jitter"
+    assert replay_command(5, "jitter", "naive") == "streamharness replay 5 jitter --target naive"
+
+
+def _state(records: list[StreamRecord]) -> _StreamState:
+    plan = ClientPlan(0, "g0", 1, "g0-1", "ws", 0.0, (), ("hello",))
+    state = _StreamState(plan, 0, records=records, sent_at=10.0, sent_at_epoch=1000.0)
+    return state
+
+
+def test_observation_merges_attempts_and_times_from_the_request() -> None:
+    first = StreamRecord(transport="tutorial", id="t1", sent_at=10.0)
+    first.add(0, "a", 10.1)
+    first.finish("disconnected", 10.2)
+    second = StreamRecord(transport="tutorial", id="t2", sent_at=10.5)
+    second.add(0, "a", 10.6)
+    second.add(1, "b", 10.7)
+    second.finish("completed", 10.8)
+    state = _state([first, second])
+    state.close_codes.append(1006)
+    obs = _observation(state, "ab", t0=9.0)
+    assert obs.key == "g0/c1/m0" and obs.text == "aab" and obs.outcome == "completed"
+    assert obs.close_code == 1006 and obs.attempts == 2
+    assert round(obs.ttft_s or 0, 3) == 0.1 and round(obs.sent_t, 3) == 1.0
+    assert round(obs.ended_t or 0, 3) == 0.8
+
+
+def test_observation_drops_tokens_a_new_generation_sent_again() -> None:
+    record = StreamRecord(transport="ws", id="m0", sent_at=10.0)
+    for i, ch in enumerate("abc"):
+        record.add(i, ch, 10.1 + i / 100)
+    for i, ch in enumerate("abcdef"):  # after a restart: a new generation from index 0
+        record.add(i, ch, 11.0 + i / 100)
+    record.finish("completed", 11.1)
+    state = _state([record])
+    state.dedupe_from = (3, 2)
+    obs = _observation(state, "abcdef", t0=10.0)
+    assert obs.text == "abcdef" and [a.index for a in obs.arrivals] == [0, 1, 2, 3, 4, 5]
+    assert "discarded 3 re-sent tokens <= index 2" in obs.notes
