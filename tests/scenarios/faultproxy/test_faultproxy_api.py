@@ -254,7 +254,7 @@ def test_add_toxic_defaults(http: httpx.Client, echo: EchoServer, toxic_type: st
 def test_toxic_list_order_upstream_first(http: httpx.Client, echo: EchoServer) -> None:
     create(http, "o", echo.address, listen="127.0.0.1:0")
     for name, stream in [("d1", "downstream"), ("u1", "upstream"), ("d2", "downstream")]:
-        payload = {"name": name, "type": "noop", "stream": stream}
+        payload: dict[str, Any] = {"name": name, "type": "noop", "stream": stream}
         assert http.post("/proxies/o/toxics", json=payload).status_code == 200
     payload = {"name": "u2", "type": "latency", "stream": "upstream", "toxicity": 0.5}
     added = http.post("/proxies/o/toxics", json=payload).json()
