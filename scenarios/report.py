@@ -280,13 +280,14 @@ def _expectation(r: ScenarioResult) -> str:
 
 
 def render_table(summary: RunSummary) -> str:
-    header = ("scenario", "verdict", "expected", "completed", "TTFT p50", "ITL p50", "time")
+    header = ("scenario", "seed", "verdict", "expected", "completed", "TTFT p50", "ITL p50", "time")
     rows = [header]
     for r in summary.results:
         f = r.figures
         rows.append(
             (
                 r.scenario,
+                str(r.seed),
                 r.verdict.upper(),
                 _expectation(r),
                 f"{f.get('completed', 0)}/{f.get('streams', 0)}" if f else "-",

@@ -140,7 +140,7 @@ def test_text_report_has_timeline_reasons_and_replay() -> None:
 
 def test_table_marks_unexpected_verdicts() -> None:
     table = render_table(summary())
-    assert "concurrency  PASS" in table and "as expected" in table
+    assert "concurrency  7     PASS" in table and "as expected" in table
     assert "UNEXPECTED (want pass)" in table
     assert (
         table.splitlines()[-1]

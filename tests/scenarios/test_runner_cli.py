@@ -1,0 +1,119 @@
+"""``streamharness run | list | replay``: usage errors, exit codes, output, reports."""
+
+from __future__ import annotations
+
+import json
+import socket
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from scenarios import cli, runner_cli
+from scenarios.seeds import repetition_seed
+
+BAD = """\
+name: bad
+description: a scenario with a typo
+expect: {reference: pass}
+clients:
+  - count: 2
+    trasnport: ws
+checks:
+  - check: every_stream_ended
+"""
+
+
+def test_list_shows_every_scenario_and_expectations(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "nginx_idle_timeout" in out and "reference: pass, naive: fail [nginx]" in out
+    assert out.strip().endswith("scenarios")
+
+
+def test_list_filters_by_tag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert runner_cli.list_main(["nginx", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "sse_resume_nginx" in out and "concurrency" not in out
+    assert out.strip().endswith("2 scenarios")
+
+
+def test_unknown_scenario_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert runner_cli.run_main(["concurency"]) == 2
+    assert "unknown scenario 'concurency' (did you mean concurrency?)" in capsys.readouterr().err
+    assert runner_cli.replay_main(["3", "nope"]) == 2
+    assert "unknown scenario 'nope'" in capsys.readouterr().err
+
+
+def test_bad_scenario_file_names_file_line_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD)
+    assert runner_cli.run_main(["--file", str(path), "bad"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:6: clients[0].trasnport: unknown field" in err
+
+
+def test_bad_catalogue_directory_reports_every_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.yaml").write_text(BAD)
+    (tmp_path / "worse.yaml").write_text("name: worse\ndescription: [\n")
+    assert runner_cli.list_main(["--catalogue", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:6:" in err and "worse.yaml:" in err and "invalid YAML" in err
+
+
+def test_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        runner_cli.run_main(["--seed", "-4"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit):
+        runner_cli.run_main(["--target", "gopher://x"])
+    assert "use 'reference', 'naive' or the URL" in capsys.readouterr().err
+
+
+def test_unreachable_target(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        assert runner_cli.run_main(["--target", f"ws://127.0.0.1:{port}", "concurrency"]) == 2
+    err = capsys.readouterr().err
+    assert f"target ws://127.0.0.1:{port} is unreachable" in err
+
+
+@pytest.mark.integration
+def test_failure_prints_seed_and_replay_and_exits_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["tutorial_end_marker", "--target", "naive", "--seed", "99", "-q"]
+    assert runner_cli.run_main([*argv, "--report", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED tutorial_end_marker on naive (seed 99)" in out
+    assert "replay: streamharness replay 99 tutorial_end_marker --target naive" in out
+    assert "text equals the mock's answer" in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["results"][0]["verdict"] == "fail"
+    suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "1"
+    assert (tmp_path / "tutorial_end_marker-99.txt").read_text().count("[FAIL]") >= 1
+    # The same failure is what the scenario expects of the naive server.
+    assert runner_cli.run_main([*argv, "--expectations"]) == 0
+
+
+@pytest.mark.integration
+def test_replay_runs_one_scenario_with_the_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert runner_cli.replay_main(["5", "tutorial_end_marker", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "tutorial_end_marker  5     PASS" in out
+    assert "1 runs on reference (seed 5): 1 pass" in out
+
+
+@pytest.mark.integration
+def test_repeat_derives_one_seed_per_repetition(capsys: pytest.CaptureFixture[str]) -> None:
+    assert runner_cli.run_main(["tutorial_end_marker", "--seed", "5", "--repeat", "2", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs on reference (seed 5): 2 pass" in out
+    seeds = [line.split()[1] for line in out.splitlines() if line.startswith("tutorial_end")]
+    assert seeds == ["5", str(repetition_seed(5, 1))]
