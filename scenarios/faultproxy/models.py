@@ -6,7 +6,9 @@ value of the wrong JSON type is an error (``bad request body: ...``, 400). Integ
 JSON integers (Go refuses ``1.5`` for an ``int64``).
 
 Extra fields real clients never send: ``seed`` on a proxy or a toxic overrides the server seed
-for the randomness of that proxy's or toxic's links (jitter, toxicity draws, slicer sizes).
+for the randomness of that proxy's or toxic's links (jitter, toxicity draws, slicer sizes). A
+toxic's seed may also be given as ``attributes.seed`` (clients such as toxiproxy-python only
+pass ``attributes`` through); responses show it as the top-level ``seed``.
 """
 
 from __future__ import annotations
@@ -269,6 +271,13 @@ _GO_NAMES: Final = {
 }
 
 
+def _attribute_seed(raw_attrs: object) -> int | None:
+    """``attributes.seed``: the only place a toxiproxy-python user can put a toxic's seed."""
+    if not isinstance(raw_attrs, dict):
+        return None
+    return _opt_int(raw_attrs, "seed", "attributes.seed")
+
+
 def _check_toxicity(toxicity: float) -> None:
     if not 0.0 <= toxicity <= 1.0:
         raise bad_body(f"toxicity must be between 0 and 1, got {toxicity}")
@@ -301,6 +310,8 @@ def decode_toxic_create(body: object, existing_names: set[str]) -> ToxicConfig:
     _, raw_attrs = _lookup(obj, "attributes")
     zero = dict.fromkeys(TOXIC_TYPES[toxic_type].names, 0)
     attrs = _decode_attributes(toxic_type, raw_attrs, zero)
+    if seed is None:
+        seed = _attribute_seed(raw_attrs)
     toxicity = 1.0 if toxicity is None else toxicity
     _check_toxicity(toxicity)
     _validate(toxic_type, attrs)
@@ -314,6 +325,8 @@ def decode_toxic_update(body: object, current: ToxicConfig) -> ToxicConfig:
     attrs = _decode_attributes(current.type, raw_attrs, current.attributes)
     toxicity = _opt_float(obj, "toxicity", "toxicity")
     seed = _opt_int(obj, "seed", "seed")
+    if seed is None:
+        seed = _attribute_seed(raw_attrs)
     toxicity = current.toxicity if toxicity is None else toxicity
     _check_toxicity(toxicity)
     _validate(current.type, attrs)

@@ -270,3 +270,14 @@ def test_populate_rejects_duplicates_and_names_the_item() -> None:
         )
     with pytest.raises(ApiError, match="upstream at proxy 2"):
         populate_items([{"name": "a", "upstream": "h:1"}, {"name": "b"}], default_listen="x")
+
+
+def test_toxic_seed_top_level_or_in_attributes() -> None:
+    assert decode_toxic_create({"type": "noop", "seed": 4}, set()).seed == 4
+    in_attrs = decode_toxic_create({"type": "latency", "attributes": {"seed": 5}}, set())
+    assert in_attrs.seed == 5
+    assert "seed" not in in_attrs.attributes
+    assert in_attrs.to_json()["seed"] == 5
+    assert decode_toxic_create({"type": "noop"}, set()).seed is None
+    with pytest.raises(ApiError):
+        decode_toxic_create({"type": "noop", "attributes": {"seed": "x"}}, set())
