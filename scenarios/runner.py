@@ -218,7 +218,7 @@ class RunOptions:
     nginx_binary: str | None = None
     log_dir: Path | None = None
     # Extra time after the clients finished for the ledger and /stats to settle.
-    settle_timeout_s: float = 3.0
+    settle_timeout_s: float = 2.0
     stats_interval_s: float = 0.05
 
 
