@@ -96,7 +96,6 @@ class Stage:
             )
         else:
             self.logic = noop()
-        self.link.proxy.engine.record_draw(self.link, self.config.name, active)
         deadline = self.logic.deadline(self.loop.time())
         if deadline is not None:
             self.deadline_timer = self.loop.call_at(deadline.at, self._on_deadline)
@@ -718,13 +717,6 @@ class Engine:
         self.lock = asyncio.Lock()
         #: How late scheduled deliveries (latency, bandwidth, slicer) left, in seconds.
         self.lateness = Histogram()
-        #: Hook for tests and logs: called with (proxy, connection index, direction, toxic
-        #: name, applied) on every toxicity draw.
-        self.draw_hooks: list[Callable[[str, int, str, str, bool], None]] = []
-
-    def record_draw(self, link: Link, toxic: str, applied: bool) -> None:
-        for hook in self.draw_hooks:
-            hook(link.proxy.name, link.conn.index, link.direction, toxic, applied)
 
     def get(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)

@@ -14,7 +14,7 @@ pass ``attributes`` through); responses show it as the top-level ``seed``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from scenarios.faultproxy.errors import ApiError
@@ -24,7 +24,7 @@ __all__ = [
     "ProxyInput",
     "ProxyUpdate",
     "ToxicConfig",
-    "ToxicUpdate",
+    "bad_body",
     "decode_proxy_create",
     "decode_proxy_update",
     "decode_toxic_create",
@@ -232,13 +232,6 @@ class ToxicConfig:
         if self.seed is not None:
             out["seed"] = self.seed
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class ToxicUpdate:
-    attributes: Mapping[str, int] = field(default_factory=dict)
-    toxicity: float | None = None
-    seed: int | None = None
 
 
 def _decode_attributes(toxic_type: str, raw: object, base: Mapping[str, int]) -> dict[str, int]:

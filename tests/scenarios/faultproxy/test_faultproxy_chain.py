@@ -75,9 +75,6 @@ class FakeEngine:
     seed = 0
     lateness = Histogram()
 
-    def record_draw(self, *args: Any) -> None:
-        pass
-
 
 class FakeProxy:
     def __init__(self, loop: FakeLoop) -> None:
