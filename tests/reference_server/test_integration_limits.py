@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 
 import httpx
@@ -200,3 +201,30 @@ async def test_tutorial_shaped_client(server_factory: ServerFactory, ledger: Led
         ws.transport.abort()
         await asyncio.sleep(0)  # abort() closes the socket in a loop callback
     ledger.wait(1, outcome="client_disconnected")
+
+
+@pytest.mark.slow
+async def test_client_that_stops_reading_is_closed(
+    server_factory: ServerFactory, ledger: Ledger
+) -> None:
+    """Kernel buffers absorb a few MB first, so this takes ~5-10 s on this machine."""
+    server = server_factory(send_queue_max_messages=4, send_timeout_s=1)
+    # A small receive buffer so the server's writes block soon after the client stops reading.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    host, port = server.url.removeprefix("http://").split(":")
+    sock.connect((host, int(port)))
+    client = await V1Client.open(server.ws_url, sock=sock, max_queue=1, compression=None)  # type: ignore[arg-type]
+    await client.chat("flood", prompt("flood", tokens=120_000))
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 45
+        stats = (await http.get("/stats")).json()
+        while stats["connections"] != 0:
+            assert loop.time() < deadline, f"slow reader never closed: {stats}"
+            assert stats["send_queue_messages"] <= 4
+            await asyncio.sleep(0.1)
+            stats = (await http.get("/stats")).json()
+        # The stream outlives the socket (resume grace) and its buffer is still there.
+        assert stats["streams"] == 1 and stats["readers"] == 0
+    client.ws.transport.abort()
