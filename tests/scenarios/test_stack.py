@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -218,3 +221,44 @@ async def test_sse_through_nginx_is_not_buffered_and_resumes(
         )
         assert rec.outcome == "completed" and rec.reconnects == 1
         assert rec.missing_indexes == [] and rec.duplicate_indexes == []
+
+
+_HOLD_STACK = """
+import asyncio, json, sys
+from scenarios.stack import Stack, StackSpec
+
+async def main():
+    async with Stack(StackSpec(target="naive"), log_dir=sys.argv[1]) as stack:
+        print(json.dumps([p.pid for p in stack.processes]), flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+async def test_children_never_outlive_the_harness(tmp_path: Path, sig: int) -> None:
+    # SIGINT: asyncio.run cancels the main task and the stack stops its children in order.
+    # SIGKILL: no cleanup code runs at all; the kernel's parent-death signal stops them.
+    children: list[psutil.Process] = []
+    harness = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLD_STACK, str(tmp_path), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert harness.stdout is not None
+        async with asyncio.timeout(30):
+            line = await harness.stdout.readline()
+        pids = json.loads(line)
+        children += [psutil.Process(pid) for pid in pids]
+        harness.send_signal(sig)
+        async with asyncio.timeout(20):
+            await harness.wait()
+        _, alive = await asyncio.to_thread(psutil.wait_procs, children, timeout=15)
+        assert alive == []
+    finally:
+        if harness.returncode is None:
+            harness.kill()
+            await harness.wait()
+        for child in children:  # only reached with children alive when the test failed
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
