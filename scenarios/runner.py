@@ -435,7 +435,7 @@ async def _run(
         try:
             for action in plan.actions:
                 if action.at_start:
-                    await _fire(action, stack, http, live, in_background=True)
+                    await _fire(action, stack, http, live, quiet=True)
             live.t0 = time.perf_counter()
             for action in plan.actions:
                 if action.at_start:
@@ -623,7 +623,7 @@ async def _fire(
     http: httpx.AsyncClient,
     live: _Live,
     *,
-    in_background: bool = False,
+    quiet: bool = False,
 ) -> None:
     if action.kind == "restart_server":
         live.note(f"{action.label}: restarting the server")
@@ -641,7 +641,7 @@ async def _fire(
             f"the fault proxy refused {action.label}: HTTP {response.status_code} "
             f"{response.text.strip()[:300]}"
         )
-    if not in_background:
+    if not quiet:  # at-start actions are noted once the clock starts
         live.note(f"{action.label}: added")
     if action.duration_ms is not None:
         asyncio.get_running_loop().create_task(
