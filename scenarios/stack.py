@@ -41,8 +41,10 @@ from scenarios.procs import (
     ManagedProcess,
     ProcessStartError,
     StackError,
+    free_port,
     restart_process,
     start_process,
+    wait_for_port,
 )
 
 __all__ = [
@@ -86,6 +88,8 @@ class StackSpec:
     proxy_seed: int = 0
     # An external Toxiproxy-compatible server to use instead of starting the embedded one.
     toxiproxy_url: str | None = None
+    # Or a real ``toxiproxy-server`` binary to start (its toxics are not seeded).
+    toxiproxy_binary: str | None = None
     # Prefix of the proxy names, so several stacks can share one external Toxiproxy.
     proxy_name_prefix: str = ""
     server_env: Mapping[str, str] = field(default_factory=dict)
@@ -317,6 +321,15 @@ class Stack:
         spec = self.spec
         if spec.toxiproxy_url is not None:
             self.proxy_api_url = spec.toxiproxy_url.rstrip("/")
+            return
+        if spec.toxiproxy_binary is not None:
+            port = free_port()
+            argv = [spec.toxiproxy_binary, "-host", LOOPBACK, "-port", str(port)]
+            self.faultproxy = await start_process(
+                "toxiproxy-server", argv, log_dir=self.log_dir, ready_pattern=None
+            )
+            await wait_for_port(LOOPBACK, port, spec.ready_timeout_s, self.faultproxy)
+            self.proxy_api_url = f"http://{LOOPBACK}:{port}"
             return
         argv = [self.python, "-m", "scenarios.faultproxy", "--host", LOOPBACK, "--port", "0"]
         argv += ["--seed", str(spec.proxy_seed)]
