@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -64,9 +65,18 @@ async def test_graceful_shutdown(server_factory: ServerFactory, ledger: Ledger) 
     assert "Traceback" not in log, log
 
 
-async def test_cli_rejects_bad_settings() -> None:
-    import sys
+async def test_streamharness_server_subcommand_help() -> None:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "scenarios.cli", "server", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0 and "--upstream" in result.stdout
 
+
+async def test_cli_rejects_bad_settings() -> None:
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "reference_server", "--port", "70000"],
