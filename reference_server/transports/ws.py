@@ -132,6 +132,8 @@ class WSConnection:
         self._helpers: list[asyncio.Task[Any]] = []
         # Tutorial mode: one stream at a time, in arrival order, like the tutorial's server.
         self._tutorial_jobs: asyncio.Queue[dict[str, Any]] = asyncio.Queue(16)
+        self._tutorial_idle = asyncio.Event()
+        self._tutorial_idle.set()
 
     def queue_messages(self) -> int:
         return self.queue.qsize()
@@ -187,7 +189,9 @@ class WSConnection:
         if forwarders:
             await asyncio.wait(forwarders, timeout=self.settings.shutdown_grace_s)
         if self.mode == "tutorial":
-            self._tutorial_jobs = asyncio.Queue(1)  # drop queued jobs; the worker sees the error
+            # The running stream already failed with server_shutdown: let its error out first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tutorial_idle.wait(), self.settings.shutdown_grace_s)
         try:
             self.queue.put_nowait(_CloseRequest(1001, "server shutting down"))
         except asyncio.QueueFull:
@@ -556,6 +560,7 @@ class WSConnection:
                 await self._enqueue(tutorial_error("server_shutdown: server is shutting down"))
                 continue
             turn += 1
+            self._tutorial_idle.clear()
             # No resume in this shape: a stream without its socket stops at once (grace 0).
             record = self.manager.create_stream(
                 session_id=f"tutorial:{id(self)}", chat_id=str(turn), body=body, idle_limit_s=0
@@ -574,3 +579,4 @@ class WSConnection:
                                 await self._enqueue(tutorial_error(message))
             finally:
                 self.manager.detach(record)
+                self._tutorial_idle.set()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.reference_server.conftest import Ledger, ServerFactory
@@ -41,10 +43,13 @@ async def test_graceful_shutdown(server_factory: ServerFactory, ledger: Ledger) 
     await client.chat("a", prompt("long a", tokens=1000, itl_ms=20))
     await client.chat("b", prompt("long b", tokens=1000, itl_ms=20))
     await client.collect("a", stop_after_tokens=1)
+    tutorial = await connect(f"{server.ws_url}/ws/chat/tutorial")
+    await tutorial.send(json.dumps({"messages": prompt("long t", tokens=1000, itl_ms=20)}))
+    assert json.loads(await asyncio.wait_for(tutorial.recv(), 10))["type"] == "token"
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         info = await create(http, messages=prompt("long sse", tokens=1000, itl_ms=20))
         sse = asyncio.ensure_future(read_events(http, info["events_url"]))
-        await poll_stats(http, lambda s: s["sse_readers"] == 1 and s["upstream_connections"] == 3)
+        await poll_stats(http, lambda s: s["sse_readers"] == 1 and s["upstream_connections"] == 4)
         server.proc.terminate()  # SIGTERM
         errors = {}
         with pytest.raises(ConnectionClosed) as closed:
@@ -55,12 +60,18 @@ async def test_graceful_shutdown(server_factory: ServerFactory, ledger: Ledger) 
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
         assert set(errors) == {"a", "b"}
         assert all(e["code"] == "server_shutdown" and e["retryable"] for e in errors.values())
+        last = None
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                last = json.loads(await asyncio.wait_for(tutorial.recv(), 10))
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert last is not None and last["type"] == "error" and "shutting down" in last["message"]
         events = await asyncio.wait_for(sse, 10)
         assert events[-1]["event"] == "error"
         assert events[-1]["data"]["code"] == "server_shutdown"
     assert await asyncio.to_thread(server.proc.wait, 10) == 0
-    entries = ledger.wait(3, outcome="client_disconnected")
-    assert len(entries) == 3
+    entries = ledger.wait(4, outcome="client_disconnected")
+    assert len(entries) == 4
     log = server.log.read_text()
     assert "Traceback" not in log, log
 
