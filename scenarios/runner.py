@@ -219,6 +219,8 @@ class RunOptions:
     log_dir: Path | None = None
     # Extra time after the clients finished for the ledger and /stats to settle.
     settle_timeout_s: float = 2.0
+    # Fixed port for the mock, so an external --target can be configured to call it.
+    mock_port: int | None = None
     stats_interval_s: float = 0.05
 
 
@@ -232,7 +234,7 @@ class _Live:
     t0: float = 0.0
     records: list[Any] = field(default_factory=list)  # StreamRecord of every attempt
     events: list[TimelineEvent] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    logs: dict[str, str] = field(default_factory=dict)  # process name -> log file
 
     def tokens(self) -> int:
         return sum(len(r.arrivals) for r in self.records)
@@ -277,10 +279,6 @@ class _StreamState:
         return max(indexes, default=-1)
 
 
-class _Skip(Exception):
-    pass
-
-
 async def run_scenario(
     scenario: model.Scenario,
     seed: int,
@@ -314,6 +312,12 @@ async def run_scenario(
                 reason=f"clients[{g}] has no transport for a {opts.target_protocol} target",
                 **base,  # type: ignore[arg-type]
             )
+    if kind == "url" and scenario.events:
+        return ScenarioResult(
+            verdict="skip",
+            reason="restarts the server, which the harness cannot do to an external target",
+            **base,  # type: ignore[arg-type]
+        )
     # Imported here: the pure parts of this module (plans) must not need the stack's imports.
     from scenarios.stack import NginxUnavailable, StackError
 
@@ -321,31 +325,30 @@ async def run_scenario(
     if kind == "url":
         plan = _retarget(plan, scenario, opts)
     live = _Live()
-    logs: dict[str, str] = {}
+
+    def error(reason: str) -> ScenarioResult:
+        return ScenarioResult(
+            verdict="error",
+            reason=reason,
+            duration_s=time.perf_counter() - started,
+            events=tuple(live.events),
+            logs=live.logs,
+            **base,  # type: ignore[arg-type]
+        )
+
     try:
         async with asyncio.timeout(scenario.timeout_s + 30):
-            obs, logs = await _run(scenario, plan, opts, live, progress)
+            obs = await _run(scenario, plan, opts, live, progress)
     except NginxUnavailable as exc:
         return ScenarioResult(verdict="skip", reason=f"nginx unavailable: {exc.reason}", **base)  # type: ignore[arg-type]
-    except _Skip as exc:
-        return ScenarioResult(verdict="skip", reason=str(exc), **base)  # type: ignore[arg-type]
     except (StackError, _TargetUnreachable) as exc:
-        return ScenarioResult(
-            verdict="error",
-            reason=str(exc),
-            duration_s=time.perf_counter() - started,
-            events=tuple(live.events),
-            logs=logs,
-            **base,  # type: ignore[arg-type]
-        )
+        return error(str(exc))
     except TimeoutError:
-        return ScenarioResult(
-            verdict="error",
-            reason=f"the run did not finish within {scenario.timeout_s + 30:.0f} s",
-            duration_s=time.perf_counter() - started,
-            events=tuple(live.events),
-            **base,  # type: ignore[arg-type]
-        )
+        return error(f"the run did not finish within {scenario.timeout_s + 30:.0f} s")
+    except (httpx.HTTPError, ValueError, KeyError, OSError) as exc:
+        # A harness-side surprise (the mock's admin API answered oddly, a socket error):
+        # reported as this run's error with the logs, so the other scenarios still run.
+        return error(f"harness error: {exc!r}")
     checks = [c for c in scenario.checks if c.applies_to(kind)]
     results = run_checks(checks, obs)
     failed = [r for r in results if not r.passed]
@@ -357,7 +360,7 @@ async def run_scenario(
         events=tuple(live.events),
         figures=figures(obs),
         duration_s=time.perf_counter() - started,
-        logs=logs,
+        logs=live.logs,
         **base,  # type: ignore[arg-type]
     )
 
@@ -397,7 +400,7 @@ async def _run(
     opts: RunOptions,
     live: _Live,
     progress: Progress | None,
-) -> tuple[RunObservation, dict[str, str]]:
+) -> RunObservation:
     from scenarios.stack import Stack, StackSpec
 
     kind = target_kind(opts.target)
@@ -413,6 +416,7 @@ async def _run(
         downstream_proxy=scenario.stack.downstream_proxy,
         mock_seed=plan.mock_seed,
         mock_profile=scenario.mock.profile,
+        mock_args=("--port", str(opts.mock_port)) if opts.mock_port is not None else (),
         proxy_seed=plan.proxy_seed,
         toxiproxy_url=opts.toxiproxy_url,
         server_env=env if kind == "reference" else {},
@@ -422,8 +426,9 @@ async def _run(
         log_dir = opts.log_dir / f"{scenario.name}-{plan.seed}"
         log_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(spec, log_dir=log_dir)
+    live.logs = {"directory": str(stack.log_dir)}
     async with stack, httpx.AsyncClient(timeout=10.0) as http:
-        logs = {k: str(v) for k, v in stack.logs.items()}
+        live.logs.update({k: str(v) for k, v in stack.logs.items()})
         if progress:
             progress("stack up")
         await _post_rules(http, stack.mock_url, scenario.mock)
@@ -478,7 +483,7 @@ async def _run(
         stats_after=after,
         stats_peak=peak,
     )
-    return obs, logs
+    return obs
 
 
 # ------------------------------------------------------------------------ mock and stats

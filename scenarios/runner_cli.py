@@ -111,6 +111,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--nginx", default=None, help="nginx binary (default: found on PATH)")
     parser.add_argument(
+        "--mock-port",
+        type=int,
+        default=None,
+        help="start the mock on this port (for a --target URL whose upstream is "
+        "http://127.0.0.1:PORT/v1); default: a free port",
+    )
+    parser.add_argument(
         "--expectations",
         action="store_true",
         help="exit 0 when every verdict is the one the scenario expects of this target "
@@ -215,6 +222,7 @@ def _execute(
         toxiproxy_url=args.toxiproxy_url,
         nginx_binary=args.nginx,
         log_dir=args.logs,
+        mock_port=args.mock_port,
     )
     if target_kind(args.target) == "url":
         problem = _unreachable(args.target)

@@ -6,10 +6,14 @@ server, and every scenario aimed at a flaw of the naive server must fail on it.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from scenarios.model import Scenario, load_catalogue
 from scenarios.nginx import NginxUnavailable, find_nginx
+from scenarios.procs import free_port, start_process
 from scenarios.report import ScenarioResult, render_scenario_text
 from scenarios.runner import RunOptions, run_scenario
 
@@ -82,3 +86,33 @@ async def test_missing_nginx_skips_with_a_visible_reason() -> None:
     )
     assert result.verdict == "skip"
     assert "nginx unavailable" in result.reason and "/nonexistent/nginx" in result.reason
+
+
+async def test_an_external_target_given_by_url(tmp_path: Path) -> None:
+    """A server the harness did not start (here a reference server run by hand), calling the
+    mock on the port given with --mock-port."""
+    mock_port = free_port()
+    server = await start_process(
+        "external",
+        [
+            sys.executable,
+            "-m",
+            "reference_server",
+            "--port",
+            "0",
+            "--upstream",
+            f"http://127.0.0.1:{mock_port}/v1",
+        ],
+        log_dir=tmp_path,
+    )
+    try:
+        assert server.url is not None
+        target = "ws" + server.url.removeprefix("http")
+        options = RunOptions(target=target, mock_port=mock_port)
+        result = await run_scenario(CATALOGUE["concurrency"], 4, options)
+        assert result.verdict == "pass", render_scenario_text(result)
+        assert result.expected is None and result.replay.endswith(f"--target {target}")
+        restart = await run_scenario(CATALOGUE["graceful_restart"], 4, options)
+        assert restart.verdict == "skip" and "external target" in restart.reason
+    finally:
+        await server.stop(5.0)
