@@ -112,6 +112,7 @@ class TutorialRecorder:
             self.current.finish("cancelled", t)
         self.current = record
         self.records.append(record)
+        record.owner = id(self)
         return record
 
     def handle(self, event: TutorialEvent, t: float) -> StreamRecord | None:

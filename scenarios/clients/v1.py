@@ -305,10 +305,12 @@ class V1Recorder:
 
     def track(self, record: StreamRecord) -> StreamRecord:
         self.records[record.id] = record
+        record.owner = id(self)
         return record
 
     def open_records(self) -> list[StreamRecord]:
-        return [r for r in self.records.values() if not r.done]
+        """Streams still running on this connection (not moved to another one)."""
+        return [r for r in self.records.values() if not r.done and r.owner == id(self)]
 
     def handle(self, event: V1Event, t: float) -> StreamRecord | None:
         """Apply one event received at perf-counter time ``t``; return the record it touched."""

@@ -159,3 +159,14 @@ def test_replayed_start_is_counted() -> None:
     rec.handle(V1Start("a", "S", None, False), 1.0)
     rec.handle(V1Start("a", "S", None, True), 2.0)
     assert (a.starts, a.replays) == (2, 1)
+
+
+def test_stream_moved_to_a_new_connection_is_not_lost_with_the_old_one() -> None:
+    old, new = V1Recorder(), V1Recorder()
+    rec = old.track(StreamRecord(transport="ws", id="a"))
+    rec.reopen()
+    new.track(rec)
+    assert old.connection_lost(1.0, 1006) == []
+    assert rec.outcome is None
+    assert new.connection_lost(2.0, 1001) == [rec]
+    assert (rec.outcome, rec.close_code) == ("disconnected", 1001)
