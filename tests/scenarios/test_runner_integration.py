@@ -7,6 +7,7 @@ server, and every scenario aimed at a flaw of the naive server must fail on it.
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -88,31 +89,23 @@ async def test_missing_nginx_skips_with_a_visible_reason() -> None:
     assert "nginx unavailable" in result.reason and "/nonexistent/nginx" in result.reason
 
 
-async def test_an_external_target_given_by_url(tmp_path: Path) -> None:
-    """A server the harness did not start (here a reference server run by hand), calling the
-    mock on the port given with --mock-port."""
+@pytest.fixture
+async def external_server(tmp_path: Path) -> AsyncIterator[tuple[str, int]]:
+    """A reference server the harness does not start, calling the mock on a fixed port."""
     mock_port = free_port()
-    server = await start_process(
-        "external",
-        [
-            sys.executable,
-            "-m",
-            "reference_server",
-            "--port",
-            "0",
-            "--upstream",
-            f"http://127.0.0.1:{mock_port}/v1",
-        ],
-        log_dir=tmp_path,
-    )
-    try:
-        assert server.url is not None
-        target = "ws" + server.url.removeprefix("http")
-        options = RunOptions(target=target, mock_port=mock_port)
-        result = await run_scenario(CATALOGUE["concurrency"], 4, options)
-        assert result.verdict == "pass", render_scenario_text(result)
-        assert result.expected is None and result.replay.endswith(f"--target {target}")
-        restart = await run_scenario(CATALOGUE["graceful_restart"], 4, options)
-        assert restart.verdict == "skip" and "external target" in restart.reason
-    finally:
-        await server.stop(5.0)
+    argv = [sys.executable, "-m", "reference_server", "--port", "0"]
+    argv += ["--upstream", f"http://127.0.0.1:{mock_port}/v1"]
+    server = await start_process("external", argv, log_dir=tmp_path)
+    assert server.url is not None
+    yield "ws" + server.url.removeprefix("http"), mock_port
+    await server.stop(5.0)
+
+
+async def test_an_external_target_given_by_url(external_server: tuple[str, int]) -> None:
+    target, mock_port = external_server
+    options = RunOptions(target=target, mock_port=mock_port)
+    result = await run_scenario(CATALOGUE["concurrency"], 4, options)
+    assert result.verdict == "pass", render_scenario_text(result)
+    assert result.expected is None and result.replay.endswith(f"--target {target}")
+    restart = await run_scenario(CATALOGUE["graceful_restart"], 4, options)
+    assert restart.verdict == "skip" and "external target" in restart.reason
