@@ -163,15 +163,21 @@ async def _run(api: ToxiproxyClient, upstream: int, quick: bool) -> dict[str, An
         "added_p50": round(p50 - d50, 4),
     }
     api.add_toxic("bench", "latency", attributes={"latency": 50})
-    errors = await _latency_accuracy(proxy.port, 100, 5 if quick else 20, 50)
-    errors = [e - d50 for e in errors]
-    result["latency_toxic_error_ms_100_conns"] = {
-        "samples": len(errors),
-        "p50": round(statistics.median(errors), 3),
-        "p99": round(_pct(errors, 0.99), 3),
-        "max": round(max(errors), 3),
-        "min": round(min(errors), 3),
-    }
+    runs = []
+    for _ in range(1 if quick else 3):
+        # Repeated: on a shared machine one run's tail says more about the neighbours.
+        errors = await _latency_accuracy(proxy.port, 100, 5 if quick else 20, 50)
+        errors = [e - d50 for e in errors]
+        runs.append(
+            {
+                "samples": len(errors),
+                "p50": round(statistics.median(errors), 3),
+                "p99": round(_pct(errors, 0.99), 3),
+                "max": round(max(errors), 3),
+                "min": round(min(errors), 3),
+            }
+        )
+    result["latency_toxic_error_ms_100_conns"] = runs
     buckets = _lateness_buckets(api.metrics())
     if buckets:
         total_obs = buckets[-1][1]
