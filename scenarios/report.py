@@ -59,6 +59,8 @@ class ScenarioResult:
     figures: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     replay: str = ""  # the exact command that replays this run
+    # The seeded plan: sub-seeds, each fault with its drawn delay, each client's timing.
+    schedule: tuple[str, ...] = ()
     logs: dict[str, str] = field(default_factory=dict)  # process name -> log file
 
     @property
@@ -80,6 +82,7 @@ class ScenarioResult:
             "reason": self.reason,
             "duration_s": round(self.duration_s, 3),
             "replay": self.replay,
+            "schedule": list(self.schedule),
             "figures": self.figures,
             "checks": [c.to_dict() for c in self.checks],
             "events": [e.to_dict() for e in self.events],
@@ -236,6 +239,8 @@ def render_scenario_text(r: ScenarioResult, max_streams: int = 40) -> str:
         lines.append(f"   [{'ok' if c.passed else 'FAIL'}] {c.check}: {c.reason}")
     if r.figures:
         lines.append("   figures: " + ", ".join(f"{k}={v}" for k, v in r.figures.items()))
+    if r.schedule:
+        lines.append("   plan: " + "; ".join(r.schedule[:8]))
     if r.streams or r.events:
         span = _span(r)
         lines.append(

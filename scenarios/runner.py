@@ -47,6 +47,7 @@ __all__ = [
     "PlannedAction",
     "RunOptions",
     "RunPlan",
+    "describe_plan",
     "plan_run",
     "replay_command",
     "run_scenario",
@@ -198,6 +199,22 @@ def plan_run(scenario: model.Scenario, seed: int, target: str = "reference") -> 
     )
 
 
+def describe_plan(plan: RunPlan) -> tuple[str, ...]:
+    """The plan in words, for reports (and for comparing two runs' fault schedules)."""
+    lines = [
+        f"seeds: mock {plan.mock_seed}, fault proxy {plan.proxy_seed}, server {plan.server_seed}"
+    ]
+    for a in plan.actions:
+        lines.append(f"{a.label} + {a.delay_ms:g} ms" if a.delay_ms else a.label)
+    for c in plan.clients:
+        thinks = ", ".join(f"{t:g}" for t in c.think_ms)
+        lines.append(
+            f"client {c.client_id} ({c.transport}) starts at +{c.start_delay_ms:g} ms"
+            + (f", thinks {thinks} ms" if thinks else "")
+        )
+    return tuple(lines)
+
+
 def _transport(
     group: model.ClientGroup, kind: TargetKind, protocol: str | None = None
 ) -> str | None:
@@ -325,6 +342,7 @@ async def run_scenario(
     if kind == "url":
         plan = _retarget(plan, scenario, opts)
     live = _Live()
+    base["schedule"] = describe_plan(plan)
 
     def error(reason: str) -> ScenarioResult:
         return ScenarioResult(

@@ -8,6 +8,7 @@ from scenarios.runner import (
     ClientPlan,
     _observation,
     _StreamState,
+    describe_plan,
     plan_run,
     replay_command,
     target_kind,
@@ -42,6 +43,15 @@ def test_same_seed_same_plan() -> None:
     assert plan_run(SCENARIO, 11) == plan_run(SCENARIO, 11)
     for scenario in load_catalogue():
         assert plan_run(scenario, 5) == plan_run(scenario, 5), scenario.name
+
+
+def test_plan_in_words_changes_with_the_seed() -> None:
+    words = describe_plan(plan_run(SCENARIO, 11))
+    assert words == describe_plan(plan_run(SCENARIO, 11))
+    assert words != describe_plan(plan_run(SCENARIO, 12))
+    assert words[0].startswith("seeds: mock ")
+    assert any(line.startswith("reset_peer toxic 'rp'") and " + " in line for line in words)
+    assert any(line.startswith("client a-0 (ws) starts at +") for line in words)
 
 
 def test_other_seed_other_draws() -> None:
