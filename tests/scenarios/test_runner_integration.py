@@ -77,7 +77,8 @@ async def test_same_seed_same_verdicts_and_fault_schedule() -> None:
     assert [(c.check, c.passed) for c in a.checks] == [(c.check, c.passed) for c in b.checks]
     assert [e.what for e in a.events] == [e.what for e in b.events]
     assert a.schedule == b.schedule and any("reset_peer" in line for line in a.schedule)
-    assert [s.text for s in a.streams] == [s.text for s in b.streams]
+    # Not compared: how many tokens slipped through before the reset hit; that depends on
+    # the machine's timing, which the seed does not control.
 
 
 async def test_missing_nginx_skips_with_a_visible_reason() -> None:
