@@ -10,4 +10,3 @@ def test_all_names_exist_and_nothing_else_is_advertised() -> None:
         assert hasattr(reference_server, name), name
     assert sorted(reference_server.__all__) == sorted(set(reference_server.__all__))
     assert "create_app" in reference_server.__all__
-
