@@ -144,11 +144,12 @@ def server_factory(
 ) -> Iterator[ServerFactory]:
     started: list[Process] = []
 
-    def start(**settings: Any) -> Process:
+    def start(upstream: str | None = None, **settings: Any) -> Process:
         env = dict(BASE_ENV)
         env.update({f"STREAMHARNESS_SERVER_{k.upper()}": str(v) for k, v in settings.items()})
         log = tmp_path_factory.mktemp("server") / "reference_server.log"
-        args = ["-m", "reference_server", "--port", "0", "--upstream", f"{mock.url}/v1"]
+        upstream = upstream or f"{mock.url}/v1"
+        args = ["-m", "reference_server", "--port", "0", "--upstream", upstream]
         process = start_process(args, log, env)
         started.append(process)
         return process

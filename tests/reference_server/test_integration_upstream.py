@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -112,4 +113,19 @@ async def test_failure_after_first_token_ends_with_retryable_error(
     assert got.terminal["code"] == code and got.terminal["retryable"] is True
     assert_dense(got.indexes, 3)
     assert len(ledger.requests()) == 1  # no retry once tokens reached the client
+    await client.close()
+
+
+async def test_unreachable_upstream_is_a_retryable_error(server_factory: ServerFactory) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = server_factory(upstream=f"http://127.0.0.1:{port}/v1", upstream_max_retries=1)
+    client = await V1Client.open(server.ws_url)
+    await client.chat("x", prompt("anyone?"))
+    got = await client.collect("x")
+    assert got.terminal is not None and got.terminal["type"] == "error"
+    assert got.terminal["code"] == "upstream_error" and got.terminal["retryable"] is True
+    assert "ConnectError" in got.terminal["message"]
+    await client.assert_usable()
     await client.close()
