@@ -266,11 +266,14 @@ class V1Connection(_Connection):
         if wait_hello and not await conn.wait_until(
             lambda: conn.hello is not None, hello_timeout_s
         ):
-            code = conn.close_code
+            code, reason = conn.close_code, conn.close_reason
             await conn.close()
-            raise ClientConnectError(
-                f"no hello within {hello_timeout_s} s (close code {code})", None
-            )
+            if code is not None:
+                raise ClientConnectError(
+                    f"connection closed with code {code} ({reason or 'no reason'}) before hello",
+                    close_code=code,
+                )
+            raise ClientConnectError(f"no hello within {hello_timeout_s} s")
         return conn
 
     @property

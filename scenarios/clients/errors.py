@@ -24,8 +24,16 @@ class ClientProtocolError(ClientError, ValueError):
 
 
 class ClientConnectError(ClientError):
-    """The connection could not be opened; ``status`` is the HTTP status when there was one."""
+    """The connection could not be opened.
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    ``status``: the HTTP status of a refused request or handshake; ``close_code``: the
+    WebSocket close code when the server accepted, then closed before ``hello`` (1008 for a
+    refused Origin or token).
+    """
+
+    def __init__(
+        self, message: str, status: int | None = None, close_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.close_code = close_code

@@ -178,3 +178,29 @@ async def test_http_errors_become_outcomes(stack: Stack) -> None:
 async def test_connect_errors_are_ours() -> None:
     with pytest.raises(ClientConnectError, match="cannot connect"):
         await V1Connection.open(f"http://127.0.0.1:{free_port()}", "nobody", open_timeout_s=2)
+
+
+async def test_token_and_origin_are_sent(tmp_path: Path) -> None:
+    env = {
+        "STREAMHARNESS_SERVER_AUTH_TOKEN": "s3cret",
+        "STREAMHARNESS_SERVER_ALLOWED_ORIGINS": "http://good.example",
+    }
+    async with Stack(StackSpec(server_env=env), log_dir=tmp_path) as stack:
+        url = stack.client_ws_url
+        for kwargs in (
+            {},
+            {"token": "wrong"},
+            {"token": "s3cret", "origin": "http://evil.example"},
+        ):
+            with pytest.raises(ClientConnectError, match="code 1008") as info:
+                await V1Connection.open(url, "a", hello_timeout_s=5, **kwargs)
+            assert info.value.close_code == 1008
+        async with await V1Connection.open(
+            url, "a", token="s3cret", origin="http://good.example"
+        ) as conn:
+            assert conn.hello is not None
+        ok = await blocking(stack.client_http_url, PROMPT, model="mock-instant", token="s3cret")
+        refused = await blocking(stack.client_http_url, PROMPT, model="mock-instant")
+        sse = await stream_sse(stack.client_http_url, PROMPT, model="mock-instant", token="s3cret")
+    assert ok.outcome == sse.outcome == "completed"
+    assert (refused.outcome, refused.http_status) == ("error", 401)
