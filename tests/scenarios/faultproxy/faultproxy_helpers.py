@@ -98,3 +98,12 @@ def read_until_closed(sock: socket.socket, limit: float = 5.0) -> tuple[bytes, s
     except TimeoutError:
         return bytes(buf), "timeout"
     return bytes(buf), "eof"
+
+
+def assert_added_latency(
+    rtt_ms: float, base_ms: float, expected_ms: float, slack: float = 35
+) -> None:
+    """A toxic's latency was added: never less (a delay cannot shrink; timers may fire 0.5 ms
+    early), at most ``slack`` ms more than expected above the baseline on a busy machine."""
+    assert rtt_ms >= expected_ms - 1.5, (rtt_ms, base_ms, expected_ms)
+    assert rtt_ms - base_ms <= expected_ms + slack, (rtt_ms, base_ms, expected_ms)

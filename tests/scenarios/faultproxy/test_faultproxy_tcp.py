@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 from faultproxy_helpers import (
     EchoServer,
+    assert_added_latency,
     median_roundtrip_ms,
     read_until_closed,
     recv_exact,
@@ -48,10 +49,10 @@ def test_latency_adds_to_round_trip(
     base = median_roundtrip_ms(sock)
     api.add_toxic("tcp", "latency", attributes={"latency": 100})
     rtt = median_roundtrip_ms(sock)
-    assert 97 <= rtt - base <= 135, (base, rtt)
+    assert_added_latency(rtt, base, 100)
     api.add_toxic("tcp", "latency", stream="upstream", attributes={"latency": 50})
     rtt = median_roundtrip_ms(sock)
-    assert 147 <= rtt - base <= 190, (base, rtt)
+    assert_added_latency(rtt, base, 150, slack=40)
 
 
 def test_latency_is_pipelined(api: ToxiproxyClient, proxy: ProxyInfo, connect: Connect) -> None:
@@ -229,12 +230,12 @@ def test_add_update_remove_on_live_connection(
     sock = connect(proxy.port)
     base = median_roundtrip_ms(sock)
     api.add_toxic("tcp", "latency", attributes={"latency": 100, "jitter": 0})
-    assert 97 <= median_roundtrip_ms(sock) - base <= 135
+    assert_added_latency(median_roundtrip_ms(sock), base, 100)
     updated = api.update_toxic("tcp", "latency_downstream", attributes={"latency": 250})
     assert dict(updated.attributes) == {"latency": 250, "jitter": 0}
-    assert 247 <= median_roundtrip_ms(sock, 3) - base <= 290
+    assert_added_latency(median_roundtrip_ms(sock, 3), base, 250, slack=40)
     api.remove_toxic("tcp", "latency_downstream")
-    assert median_roundtrip_ms(sock) < base + 40
+    assert median_roundtrip_ms(sock) < base + 60
 
 
 def test_removal_flushes_held_data(
@@ -336,7 +337,9 @@ def test_same_seed_same_jitter_sequence(
     first = _jitter_sequence(api, echo, 5, connect)
     second = _jitter_sequence(api, echo, 5, connect)
     assert max(first) - min(first) > 15, first  # the draws do vary...
-    for a, b in zip(first, second, strict=True):
-        assert abs(a - b) <= 12, (first, second)  # ...the same way each run
+    # ...the same way each run (one sample may be hit by a scheduling stall on a busy box).
+    same = sum(abs(a - b) <= 12 for a, b in zip(first, second, strict=True))
+    assert same >= 5, (first, second)
     other = _jitter_sequence(api, echo, 6, connect)
-    assert any(abs(a - b) > 12 for a, b in zip(first, other, strict=True)), (first, other)
+    differ = sum(abs(a - b) > 12 for a, b in zip(first, other, strict=True))
+    assert differ >= 2, (first, other)
