@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from reference_server.manager import StreamManager
 from reference_server.settings import Settings
@@ -64,6 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_api_websocket_route("/ws/chat/{client_id}", websocket_endpoint)
     app.include_router(http_router)
+
+    @app.get("/")
+    async def client_page() -> HTMLResponse:
+        page = resources.files("reference_server").joinpath("client.html").read_text("utf-8")
+        return HTMLResponse(page)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

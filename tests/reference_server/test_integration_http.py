@@ -214,3 +214,10 @@ async def test_healthz_and_stats(server: Process) -> None:
             "send_queue_bytes",
         ):
             assert isinstance(stats[key], int), key
+
+
+async def test_browser_client_page(server: Process) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        page = await http.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "llm-stream.v1" in page.text and "EventSource" in page.text
