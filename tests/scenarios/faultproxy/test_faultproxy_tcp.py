@@ -173,7 +173,7 @@ def test_reset_peer_upstream_immediately(
 
 def test_slicer_splits_data(api: ToxiproxyClient, proxy: ProxyInfo, connect: Connect) -> None:
     api.add_toxic(
-        "tcp", "slicer", attributes={"average_size": 10, "size_variation": 4, "delay": 3000}
+        "tcp", "slicer", attributes={"average_size": 10, "size_variation": 4, "delay": 10_000}
     )
     sock = connect(proxy.port)
     payload = os.urandom(200)
@@ -184,9 +184,11 @@ def test_slicer_splits_data(api: ToxiproxyClient, proxy: ProxyInfo, connect: Con
         pieces.append(sock.recv(4096))
     elapsed = time.perf_counter() - start
     assert b"".join(pieces) == payload
-    # ~20 pieces of 6..14 bytes, 3 ms apart: they arrive in many reads, never all at once.
-    assert len(pieces) >= 8, [len(p) for p in pieces]
-    assert elapsed >= 0.04, elapsed
+    # ~20 pieces of 6..14 bytes, 10 ms apart: they arrive over ~200 ms in many reads (a
+    # stalled reader may see a few pieces at once, never all of them).
+    assert len(pieces) >= 5, [len(p) for p in pieces]
+    assert max(map(len, pieces)) < 200
+    assert elapsed >= 0.12, elapsed
 
 
 def test_limit_data_truncates_then_closes(
