@@ -139,3 +139,33 @@ async def test_leak_check_hundreds_of_abrupt_drops(
         )
         assert after["totals"]["abandoned"] == count
     assert len(ledger.wait(count, outcome="client_disconnected", timeout=30)) == count
+
+
+async def test_abandoned_sse_and_polling_streams_are_stopped(
+    server_factory: ServerFactory, ledger: Ledger
+) -> None:
+    server = server_factory(http_stream_idle_s=0.5, stream_retention_s=0.3)
+    count = 20
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        idle = await stats_of(http)
+        infos = [
+            await create(http, messages=prompt(f"sse {n}", tokens=2000, itl_ms=50))
+            for n in range(count)
+        ]
+        # Half are read over SSE and dropped mid-stream, half are polled once and forgotten.
+        for info in infos[: count // 2]:
+            await read_events(http, info["events_url"], stop_after=1)
+        for info in infos[count // 2 :]:
+            assert (await http.get(info["tokens_url"])).status_code == 200
+        await poll_stats(
+            http,
+            lambda s: (
+                s["streams"] == 0
+                and s["active_generations"] == 0
+                and s["upstream_connections"] == 0
+                and s["sse_readers"] == 0
+                and s["tasks"] == idle["tasks"]
+            ),
+            wait_s=20,
+        )
+    assert len(ledger.wait(count, outcome="client_disconnected")) == count
