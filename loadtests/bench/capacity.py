@@ -78,7 +78,7 @@ async def _run(args: argparse.Namespace) -> list[list[str]]:
         cpu_us = 1e6 * m.generator_cpu_s / frames if frames else float("nan")
         share = m.generator_cpu_s / m.generator_wall_s if m.generator_wall_s else float("nan")
         rows.append([
-            f"{rate:,.0f}", str(args.users), str(args.processes), f"{fps:,.0f}",
+            f"{rate:,.0f}", str(args.users), str(args.processes), f"{itl_ms:.2f}", f"{fps:,.0f}",
             ms(m.lag.percentile(50)), ms(m.lag.percentile(99)), ms(m.lag.max),
             ms(m.itl.percentile(99)), f"{cpu_us:.1f}", f"{100 * share:.0f}%",
         ])  # fmt: skip
@@ -97,15 +97,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = asyncio.run(_run(args))
     header = [
-        "target frames/s", "users", "processes", "recorded frames/s", "lag p50 ms",
-        "lag p99 ms", "lag max ms", "ITL p99 ms", "Locust CPU µs/frame", "Locust CPU per process",
+        "target frames/s", "users", "processes", "ITL ms", "recorded frames/s", "lag p50 ms",
+        "lag p99 ms", "lag max ms", "measured ITL p99 ms", "Locust CPU µs/frame",
+        "Locust CPU per process",
     ]  # fmt: skip
     table = "\n".join(
         ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         + ["| " + " | ".join(r) + " |" for r in rows]
     )
     command = " ".join(argv if argv is not None else sys.argv[1:])
-    text = f"{table}\n\nmachine: {machine()}\ncommand: streamharness bench capacity {command}\n"
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    text = (
+        f"{table}\n\nlag = receive stamp - send stamp (one CLOCK_MONOTONIC); "
+        f"load average after: {' '.join(load)}\nmachine: {machine()}\n"
+        f"command: streamharness bench capacity {command}\n"
+    )
     (args.out / "capacity.md").write_text(text)
     print(text)
     return 0
