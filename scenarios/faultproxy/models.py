@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 STREAMS: Final = ("upstream", "downstream")
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 
 def bad_body(detail: str) -> ApiError:
@@ -95,7 +97,11 @@ def _opt_int(obj: Mapping[str, Any], key: str, where: str, go_type: str = "int64
     found, value = _lookup(obj, key)
     if not found or value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not _INT64_MIN <= value <= _INT64_MAX
+    ):
         raise _type_error(value, f"{where}.{key}", go_type)
     return value
 

@@ -148,6 +148,30 @@ def test_port_in_use_is_500_and_server_stays_up(http: httpx.Client, echo: EchoSe
     assert_alive(http)
 
 
+def test_moving_to_a_busy_port_is_500_and_leaves_the_proxy_down(
+    http: httpx.Client, echo: EchoServer
+) -> None:
+    first = create(http, "a", echo.address, listen="127.0.0.1:0")
+    create(http, "b", echo.address, listen="127.0.0.1:0")
+    response = http.patch("/proxies/b", json={"listen": first["listen"]})
+    assert_error(response, 500)
+    assert "address already in use" in response.json()["error"]
+    assert http.get("/proxies/b").json()["enabled"] is False
+    assert http.get("/proxies/a").json()["enabled"] is True
+    assert_alive(http)
+
+
+def test_populate_onto_a_busy_port_is_an_error(http: httpx.Client, echo: EchoServer) -> None:
+    first = create(http, "a", echo.address, listen="127.0.0.1:0")
+    response = http.post(
+        "/populate", json=[{"name": "b", "upstream": echo.address, "listen": first["listen"]}]
+    )
+    assert response.status_code == 500
+    assert "address already in use" in response.json()["error"]
+    assert "b" not in http.get("/proxies").json()
+    assert_alive(http)
+
+
 def test_unknown_proxy_is_404(http: httpx.Client) -> None:
     assert_error(http.get("/proxies/nope"), 404, "proxy not found")
     assert_error(http.patch("/proxies/nope", json={"enabled": False}), 404, "proxy not found")

@@ -281,3 +281,10 @@ def test_toxic_seed_top_level_or_in_attributes() -> None:
     assert decode_toxic_create({"type": "noop"}, set()).seed is None
     with pytest.raises(ApiError):
         decode_toxic_create({"type": "noop", "attributes": {"seed": "x"}}, set())
+
+
+def test_integers_beyond_int64_are_rejected_like_go() -> None:
+    with pytest.raises(ApiError, match="cannot unmarshal number"):
+        decode_toxic_create({"type": "latency", "attributes": {"latency": 2**63}}, set())
+    with pytest.raises(ApiError):
+        decode_toxic_create({"type": "latency", "toxicity": float("nan")}, set())
