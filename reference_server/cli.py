@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=settings.log_level.lower(),
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.heartbeat_interval_s,
-        ws_ping_timeout=settings.heartbeat_timeout_s,
+        ws_ping_timeout=settings.heartbeat_deadline_s,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 2,
         lifespan="on",
     )

@@ -6,9 +6,9 @@ a :class:`Settings` object passed in and never reads ``os.environ`` itself.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     # --- heartbeat and resume
     heartbeat_interval_s: float = Field(default=15.0, gt=0)
     # A peer silent this long (no pong to WebSocket ping frames, no message at all) is closed.
-    heartbeat_timeout_s: float = Field(default=30.0, gt=0)
+    # Default: twice the interval.
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0)
     # A stream with no reader keeps generating this long so a reconnect can resume it.
     resume_grace_s: float = Field(default=10.0, ge=0)
     # Streams created over HTTP (SSE, polling) may wait this long for their first/next reader.
@@ -73,3 +74,22 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _heartbeat_timeout_covers_an_interval(self) -> Self:
+        # A timeout shorter than the interval would close healthy peers between two pings.
+        if self.heartbeat_timeout_s is not None and (
+            self.heartbeat_timeout_s <= self.heartbeat_interval_s
+        ):
+            raise ValueError(
+                f"heartbeat_timeout_s ({self.heartbeat_timeout_s}) must be greater than "
+                f"heartbeat_interval_s ({self.heartbeat_interval_s})"
+            )
+        return self
+
+    @property
+    def heartbeat_deadline_s(self) -> float:
+        """The effective heartbeat timeout."""
+        if self.heartbeat_timeout_s is not None:
+            return self.heartbeat_timeout_s
+        return 2 * self.heartbeat_interval_s

@@ -522,7 +522,7 @@ class WSConnection:
         beat = 0
         while True:
             await asyncio.sleep(interval)
-            if self.manager.clock() - self.last_heard > self.settings.heartbeat_timeout_s:
+            if self.manager.clock() - self.last_heard > self.settings.heartbeat_deadline_s:
                 self._close_now(1011, "heartbeat timeout: no message from the client")
                 return
             beat += 1

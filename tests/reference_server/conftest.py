@@ -129,7 +129,6 @@ ServerFactory = Callable[..., Process]
 # Settings shared by the test servers: quick heartbeat and expiry so tests stay short.
 BASE_ENV = {
     "STREAMHARNESS_SERVER_HEARTBEAT_INTERVAL_S": "5",
-    "STREAMHARNESS_SERVER_HEARTBEAT_TIMEOUT_S": "20",
     "STREAMHARNESS_SERVER_RESUME_GRACE_S": "5",
     "STREAMHARNESS_SERVER_UPSTREAM_BACKOFF_BASE_S": "0.01",
     "STREAMHARNESS_SERVER_MESSAGES_PER_SECOND": "1000",

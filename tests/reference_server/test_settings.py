@@ -26,3 +26,13 @@ def test_bad_value_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMHARNESS_SERVER_MAX_MESSAGE_BYTES", "-1")
     with pytest.raises(ValueError, match="max_message_bytes"):
         Settings()
+
+
+def test_heartbeat_timeout_must_exceed_interval() -> None:
+    with pytest.raises(ValueError, match="heartbeat_timeout_s"):
+        Settings(heartbeat_interval_s=5, heartbeat_timeout_s=5)
+
+
+def test_heartbeat_timeout_defaults_to_twice_the_interval() -> None:
+    assert Settings(heartbeat_interval_s=3).heartbeat_deadline_s == 6
+    assert Settings(heartbeat_interval_s=3, heartbeat_timeout_s=4).heartbeat_deadline_s == 4
