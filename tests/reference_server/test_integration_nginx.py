@@ -40,7 +40,7 @@ async def nginx_in_front(tmp_path: Path) -> AsyncIterator[StartNginx]:
 async def test_heartbeat_keeps_a_quiet_websocket_open_through_nginx(
     server_factory: ServerFactory, nginx_in_front: StartNginx
 ) -> None:
-    server = server_factory(heartbeat_interval_s=0.4)
+    server = server_factory(heartbeat_interval_s=0.4, heartbeat_timeout_s=10)
     nginx = await nginx_in_front(server, 1.5)
     client = await V1Client.open("ws" + nginx.url[4:])
     # 3 s before the first token: twice nginx's read timeout, silent but for heartbeats.
