@@ -255,32 +255,32 @@ class UpstreamClient:
 
     async def _one_attempt(self, payload: dict[str, Any]) -> AsyncGenerator[UpstreamEvent, None]:
         self.requests_total += 1
+        # Counted from the request's start (connect and header wait included) to its close.
+        self.in_flight += 1
         try:
             async with self._client.stream("POST", "chat/completions", json=payload) as response:
-                self.in_flight += 1
-                try:
-                    if response.status_code != 200:
-                        raise await self._status_error(response)
-                    sse = SSEDataDecoder()
-                    chunks = ChunkDecoder()
-                    async for line in response.aiter_lines():
-                        data = sse.feed(line.rstrip("\r"))
-                        if data is None:
-                            continue
-                        for event in chunks.feed(data):
+                if response.status_code != 200:
+                    raise await self._status_error(response)
+                sse = SSEDataDecoder()
+                chunks = ChunkDecoder()
+                async for line in response.aiter_lines():
+                    data = sse.feed(line.rstrip("\r"))
+                    if data is None:
+                        continue
+                    for event in chunks.feed(data):
+                        yield event
+                    if chunks.done:
+                        break
+                if not chunks.done:
+                    last = sse.flush()
+                    if last is not None:
+                        for event in chunks.feed(last):
                             yield event
-                        if chunks.done:
-                            break
-                    if not chunks.done:
-                        last = sse.flush()
-                        if last is not None:
-                            for event in chunks.feed(last):
-                                yield event
-                    yield chunks.finish()
-                finally:
-                    self.in_flight -= 1
+                yield chunks.finish()
         except httpx.HTTPError as exc:
             raise _translate(exc) from None
+        finally:
+            self.in_flight -= 1
 
     @staticmethod
     async def _status_error(response: httpx.Response) -> UpstreamStatusError:
