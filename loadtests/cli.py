@@ -352,12 +352,21 @@ def load_main(argv: Sequence[str] | None = None) -> int:
 
 # --- bench -----------------------------------------------------------------------------------
 
-BENCHES = ("transports", "relay", "capacity")
-_BENCH_USAGE = """usage: streamharness bench {transports,relay,capacity} [options]
+# name -> module with ``main(argv) -> int``; mock and proxy belong to their packages.
+BENCHES: dict[str, str] = {
+    "transports": "loadtests.bench.transports",
+    "relay": "loadtests.bench.relay",
+    "capacity": "loadtests.bench.capacity",
+    "mock": "mockllm.bench",
+    "proxy": "scenarios.faultproxy.bench",
+}
+_BENCH_USAGE = """usage: streamharness bench {transports,relay,capacity,mock,proxy} [options]
 
   transports  TTFT/E2E per transport, clean loopback and +100 ms latency
   relay       direct mock vs reference vs naive server at rising concurrency
-  capacity    load-generator timing error vs frames/s per Locust process"""
+  capacity    load-generator timing error vs frames/s per Locust process
+  mock        mockllm's own throughput benchmark (python -m mockllm.bench)
+  proxy       the fault proxy's benchmark (python -m scenarios.faultproxy.bench)"""
 
 
 def bench_main(argv: Sequence[str] | None = None) -> int:
@@ -372,6 +381,6 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     import importlib
 
-    module = importlib.import_module(f"loadtests.bench.{name}")
+    module = importlib.import_module(BENCHES[name])
     code: int = module.main(rest)
     return code
