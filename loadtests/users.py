@@ -305,6 +305,41 @@ class _WsBase(StreamingUser):
                 self.drop()
                 raise ConnectionClosed(code)
 
+    def ensure_connected(self) -> websocket.WebSocket:
+        """Before a stream: take in what arrived while the user was thinking (answer pings,
+        discard late frames of earlier streams), and reconnect if the server closed the idle
+        connection meanwhile: an idle socket closed between streams is not a failed stream."""
+        ws = self.ws
+        if ws is None or ws.sock is None:
+            return self.connect()
+        sock = ws.sock
+        timeout = sock.gettimeout()
+        try:
+            sock.settimeout(0.0)
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except (BlockingIOError, InterruptedError, TimeoutError):
+                    break
+                if not data:
+                    raise ConnectionClosed(None)
+                for op, payload in self.reader.feed(data):
+                    if op == OP_CLOSE:
+                        raise ConnectionClosed(None)
+                    if op == OP_PING:
+                        ws.pong(payload)
+                    elif op in (OP_TEXT, OP_BINARY):
+                        self.idle_message(ws, payload)
+            sock.settimeout(timeout)
+        except (OSError, websocket.WebSocketException, ConnectionClosed, FrameError):
+            self.drop()
+            return self.connect()
+        self.pending.clear()
+        return ws
+
+    def idle_message(self, ws: websocket.WebSocket, payload: bytes) -> None:
+        """A message that arrived between streams (protocols override to answer pings)."""
+
     def drop(self) -> None:
         """Abrupt close, no close frame: what a lost network looks like to the server."""
         ws, self.ws = self.ws, None
@@ -337,6 +372,12 @@ class WsV1User(_WsBase):
             raise ClientProtocolError(f"expected hello, got {event!r}")
         return ws
 
+    def idle_message(self, ws: websocket.WebSocket, payload: bytes) -> None:
+        with contextlib.suppress(ClientProtocolError):
+            event = decode_v1(payload)
+            if isinstance(event, V1Ping):
+                ws.send(encode_pong(event.ts))
+
     def run_stream(self) -> StreamRecord:
         record = self.new_record()
         recorder = V1Recorder()
@@ -345,7 +386,7 @@ class WsV1User(_WsBase):
         at = self.options.interrupt_after
         perf = time.perf_counter
         try:
-            ws = self.ws or self.connect()
+            ws = self.ensure_connected()
         except (*_WS_ERRORS, ClientProtocolError) as exc:
             self.drop()
             record.error_code = f"connect: {exc}"
@@ -407,7 +448,7 @@ class TutorialUser(_WsBase):
         recorder = TutorialRecorder()
         perf = time.perf_counter
         try:
-            ws = self.ws or self.connect()
+            ws = self.ensure_connected()
         except _WS_ERRORS as exc:
             self.drop()
             record.error_code = f"connect: {exc}"

@@ -6,6 +6,7 @@ run it in a subprocess through ``streamharness load`` / ``bench``.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -32,7 +33,9 @@ class LiveProcess:
             self.proc.stdout.close()
 
 
-def start_cli(argv: list[str], timeout_s: float = 30.0) -> LiveProcess:
+def start_cli(
+    argv: list[str], timeout_s: float = 30.0, env: dict[str, str] | None = None
+) -> LiveProcess:
     """Start ``python -m ...`` and wait for its ``listening on`` line (on a reader thread, so
     a silent child cannot block the test past ``timeout_s``)."""
     proc = subprocess.Popen(
@@ -40,6 +43,7 @@ def start_cli(argv: list[str], timeout_s: float = 30.0) -> LiveProcess:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, **env} if env else None,
     )
     output: list[str] = []
     found = threading.Event()

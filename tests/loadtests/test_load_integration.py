@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.loadtests.conftest import LiveStack
+from tests.loadtests.conftest import LiveStack, start_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -170,3 +170,27 @@ def test_without_target_it_starts_the_reference_stack(tmp_path: Path) -> None:
     assert s["outcomes"]["completed"] >= 2
     assert 190 <= p(s, "ttft") <= 330
     assert (tmp_path / "stack-logs").is_dir()
+
+
+def test_idle_connection_closed_by_heartbeat_is_reopened_not_an_error(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    # A server that drops connections silent for 0.6 s; users think 1.5 s between streams,
+    # so every idle socket is closed under them. That is not a failed stream.
+    server = start_cli(
+        ["reference_server", "--host", "127.0.0.1", "--port", "0",
+         "--upstream", f"{live_stack.mock}/v1"],
+        env={
+            "STREAMHARNESS_SERVER_HEARTBEAT_INTERVAL_S": "0.3",
+            "STREAMHARNESS_SERVER_HEARTBEAT_TIMEOUT_S": "0.6",
+        },
+    )  # fmt: skip
+    try:
+        r, s = run_load(
+            tmp_path, "--target", server.url, "--users", "2", "--duration", "5s",
+            "--think-time", "1.5", "--max-error-rate", "0",
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert s["outcomes"]["completed"] >= 4
