@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from mockllm.control import Control, extract_directives, header_overrides, resolve
+from mockllm.control import (
+    Control,
+    extract_directives,
+    header_overrides,
+    metadata_overrides,
+    resolve,
+)
 from mockllm.errors import InvalidRequest, MethodNotAllowed, MockError, NotFound
 from mockllm.generation import Action, Plan, Script, body_script, build_plan, stream_script
 from mockllm.ledger import Entry, Ledger
@@ -363,7 +369,9 @@ class MockApp:
         body = parse_body(raw)
         request = parse_chat_request(body)
         headers = [(_decode(k), _decode(v)) for k, v in scope["headers"]]
-        from_headers = header_overrides(headers)
+        # The request's ``metadata`` ({"mock_itl_ms": "20"}) is the same level as the headers,
+        # for clients that can set metadata but not headers; headers win on conflict.
+        from_headers = {**metadata_overrides(body.get("metadata")), **header_overrides(headers)}
         messages = request.messages
         directive: dict[str, Any] = {}
         if self.config.directives:

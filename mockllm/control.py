@@ -27,6 +27,7 @@ __all__ = [
     "coerce",
     "extract_directives",
     "header_overrides",
+    "metadata_overrides",
     "resolve",
 ]
 
@@ -154,6 +155,21 @@ def header_overrides(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
                 code="unknown_control",
             )
         out[key] = coerce(key, value, header_name(key))
+    return out
+
+
+METADATA_PREFIX = "mock_"
+
+
+def metadata_overrides(metadata: Any) -> dict[str, Any]:
+    """Control values from the request body's ``metadata`` (keys ``mock_<key>``)."""
+    if not isinstance(metadata, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for name, value in metadata.items():
+        if isinstance(name, str) and name.startswith(METADATA_PREFIX):
+            key = name[len(METADATA_PREFIX) :]
+            out[key] = coerce(key, value, f"metadata.{name}")
     return out
 
 

@@ -53,6 +53,8 @@ def make_uvicorn_server(app: MockApp, *, loop: str = "auto") -> uvicorn.Server:
         # Our own clients (benchmarks, load tests) hold many connections open at once.
         backlog=2048,
         timeout_keep_alive=30,
+        # Streams can stall for minutes on purpose: do not let them hold up a shutdown.
+        timeout_graceful_shutdown=1,
     )
     return uvicorn.Server(config)
 

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from mockllm.client import MockAdmin
 from tests.mockllm.conftest import start_cli, stop
 
 pytestmark = pytest.mark.integration
@@ -160,3 +161,33 @@ def test_cli_rules_file_and_sigterm(tmp_path: Path) -> None:
     finally:
         stop(proc)
     assert proc.returncode == 0
+
+
+def test_sigterm_with_a_stalled_stream_open_exits_quickly() -> None:
+    import threading
+    import time
+
+    proc, url = start_cli()
+    body = {**GOOD, "stream": True}
+    headers = {"X-Mock-Fault": "stall_after=1;seconds=60"}
+
+    def hold() -> None:
+        try:
+            with httpx.stream(
+                "POST", f"{url}/v1/chat/completions", json=body, headers=headers, timeout=30
+            ) as response:
+                for _ in response.iter_bytes():
+                    pass
+        except httpx.HTTPError:
+            pass
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    admin = MockAdmin(url)
+    admin.wait(1, timeout=10)  # the stream is open and stalled on the server
+    admin.close()
+    start = time.monotonic()
+    stop(proc)
+    assert time.monotonic() - start < 8
+    assert proc.returncode == 0
+    thread.join(timeout=10)

@@ -157,3 +157,50 @@ def test_unknown_fault_is_a_400_listing_names(client: openai.OpenAI) -> None:
         create(client, "explode")
     assert info.value.code == "unknown_fault"
     assert "abort_after" in info.value.message and "stall_after" in info.value.message
+
+
+async def test_async_client_sees_the_same_fault_exceptions(aclient: openai.AsyncOpenAI) -> None:
+    async with aclient:
+        with pytest.raises(openai.RateLimitError) as info:
+            await aclient.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=MESSAGES,
+                extra_headers={"X-Mock-Fault": "status=429;retry_after=1"},
+            )
+        assert info.value.response.headers["retry-after"] == "1"
+        stream = await aclient.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            extra_headers={"X-Mock-Fault": "error_after=1"},
+        )
+        with pytest.raises(openai.APIError):
+            async for _ in stream:
+                pass
+
+
+def test_disconnect_during_a_stall_is_recorded_at_once(
+    client: openai.OpenAI, admin: MockAdmin
+) -> None:
+    stream = create(client, "stall_after=2;seconds=30")
+    received = 0
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            received += 1
+        if received == 2:
+            break
+    stream.close()
+    closed_at = time.time()
+    entry = admin.wait(1, outcome="client_disconnected", timeout=5)[0]
+    assert entry["disconnect_index"] == 2
+    assert entry["ended_at"] - closed_at < 0.1
+
+
+def test_metadata_controls_like_headers(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        metadata={"mock_text": "From metadata."},
+        store=True,
+    )
+    assert completion.choices[0].message.content == "From metadata."
