@@ -504,6 +504,16 @@ class _HttpBase(StreamingUser):
         record.resume_token = created.get("resume_token")
         return created
 
+    def cancel(self, record: StreamRecord) -> None:
+        """``DELETE /v1/streams/{id}``; a 409 means it had already ended (not an error)."""
+        response = self.session.delete(
+            f"{self.http_base}/v1/streams/{record.stream_id}",
+            headers={"X-Resume-Token": record.resume_token or ""},
+            timeout=self.options.stream_timeout_s,
+        )
+        if response.status_code not in (200, 409):
+            raise StreamError(f"DELETE stream -> {response.status_code}")
+
     def _url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.http_base}{path}"
 
@@ -557,8 +567,12 @@ class SseUser(_HttpBase):
                     return
                 if interrupt is not None and len(record.arrivals) >= self.options.interrupt_after:
                     if interrupt == "cancel":
-                        record.finish("cancelled", perf())
-                        return
+                        # The protocol's cancel; the stream then ends with a `cancelled` event.
+                        interrupt = None
+                        record.cancelled_at = perf()
+                        record.cancelled_at_epoch = time.time()
+                        self.cancel(record)
+                        continue
                     # drop: close this response, reconnect with Last-Event-ID
                     interrupt = None
                     response.close()
@@ -580,6 +594,10 @@ class SseUser(_HttpBase):
         with self.session.get(
             url, headers=headers, stream=True, timeout=self.options.stream_timeout_s
         ) as response:
+            if response.status_code == 204:
+                # The stream ended while we were away and we had seen every token.
+                record.finish("completed", perf())
+                return
             if response.status_code != 200:
                 raise StreamError(f"GET events (resume) -> {response.status_code}")
             for chunk in response.raw.stream(None, decode_content=False):

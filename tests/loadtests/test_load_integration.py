@@ -132,9 +132,11 @@ def test_processes_merge_into_one_exact_result(live_stack: LiveStack, tmp_path: 
     assert 190 <= p(s, "ttft") <= 330
 
 
-def test_cancel_and_drop_then_resume(live_stack: LiveStack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_cancel_and_drop_then_resume(live_stack: LiveStack, tmp_path: Path, transport: str) -> None:
     r, s = run_load(
         tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "3s",
+        "--transport", transport,
         "--cancel-rate", "0.5", "--drop-rate", "0.5", "--interrupt-after", "3",
         "--max-error-rate", "0",
     )  # fmt: skip
