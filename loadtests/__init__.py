@@ -1,1 +1,34 @@
-"""loadtests: Locust users with exact streaming metrics, load shapes, CI gates and benchmarks."""
+"""loadtests: Locust users with exact streaming metrics, load shapes, CI gates and benchmarks.
+
+The package's pure API is re-exported here and imports neither Locust nor gevent (Locust
+monkey-patches the interpreter when imported): ``loadtests.users`` and
+``loadtests.locustfile`` are the only modules that do, and only Locust processes load them.
+"""
+
+from loadtests.gates import Gate, GateResult, all_passed, evaluate, make_gate
+from loadtests.metrics import (
+    ExactHistogram,
+    LoadMetrics,
+    MetricsError,
+    Slo,
+    StreamSample,
+    summarise_stream,
+)
+from loadtests.shapes import SHAPE_NAMES, Shape, make_shape
+
+__all__ = [
+    "SHAPE_NAMES",
+    "ExactHistogram",
+    "Gate",
+    "GateResult",
+    "LoadMetrics",
+    "MetricsError",
+    "Shape",
+    "Slo",
+    "StreamSample",
+    "all_passed",
+    "evaluate",
+    "make_gate",
+    "make_shape",
+    "summarise_stream",
+]

@@ -21,6 +21,7 @@ benchmark uses; ``statistics.quantiles(method="inclusive")`` gives the same numb
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import Counter
@@ -426,12 +427,14 @@ class LoadMetrics:
         if span is None:
             return []
         start, end = span
+        starts = sorted(s.started_at for s in self.streams)
+        ends = sorted(s.started_at + s.duration_s for s in self.streams)
         ticks = max(1, math.ceil((end - start) / step_s) + 1)
         out = []
         for i in range(ticks):
             t = start + i * step_s
-            open_ = sum(1 for s in self.streams if s.started_at <= t < s.started_at + s.duration_s)
-            out.append((i * step_s, open_))
+            # open at t: started at or before t, not yet ended (end > t)
+            out.append((i * step_s, bisect.bisect_right(starts, t) - bisect.bisect_right(ends, t)))
         return out
 
     def summary(self, slo: Slo | None = None) -> dict[str, Any]:

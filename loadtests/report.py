@@ -180,8 +180,9 @@ def html_report(
     tw, iw = _nice_width(ttft_max), _nice_width(itl_max)
     ttft_pts = [(x * 1000, c) for x, c in metrics.ttft.buckets(tw / 1000) if x * 1000 <= ttft_max]
     itl_pts = [(x * 1000, c) for x, c in metrics.itl.buckets(iw / 1000) if x * 1000 <= itl_max]
-    active = [(float(t), float(n)) for t, n in metrics.active_streams(1.0)]
     span = metrics.time_span()
+    step = min(5.0, max(0.1, (span[1] - span[0]) / 100)) if span else 1.0
+    active = [(float(t), float(n)) for t, n in metrics.active_streams(step)]
     tps: list[tuple[float, float]] = []
     if span:
         start = int(span[0])
