@@ -118,6 +118,11 @@ class StreamShape(LoadTestShape):
             options.sh_shape, users=users, spawn_rate=rate, duration_s=float(duration)
         )
 
+    def reset_time(self) -> None:
+        # Called at every test start (the web UI can start several): read the options anew.
+        super().reset_time()  # type: ignore[no-untyped-call]
+        self._shape = None
+
     def tick(self) -> tuple[int, float] | None:
         if self._shape is None:
             self._shape = self._make()
