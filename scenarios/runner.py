@@ -252,6 +252,7 @@ class _Live:
     records: list[Any] = field(default_factory=list)  # StreamRecord of every attempt
     events: list[TimelineEvent] = field(default_factory=list)
     logs: dict[str, str] = field(default_factory=dict)  # process name -> log file
+    timers: list[asyncio.Task[None]] = field(default_factory=list)  # toxic removals
 
     def tokens(self) -> int:
         return sum(len(r.arrivals) for r in self.records)
@@ -481,10 +482,15 @@ async def _run(
                     task.cancel()
                 await asyncio.gather(*clients, return_exceptions=True)
                 scheduler.cancel()
-                await asyncio.gather(scheduler, return_exceptions=True)
+                for timer in live.timers:
+                    timer.cancel()
+                await asyncio.gather(scheduler, *live.timers, return_exceptions=True)
                 if watcher is not None:
                     watcher.cancel()
                     await asyncio.gather(watcher, return_exceptions=True)
+            if not scheduler.cancelled() and scheduler.exception() is not None:
+                # A fault that could not be applied makes the run meaningless: say so.
+                raise scheduler.exception()  # type: ignore[misc]
             for action in plan.actions:
                 if not any(e.what.startswith(action.label) for e in live.events):
                     live.note(f"{action.label} never fired")
@@ -667,8 +673,8 @@ async def _fire(
     if not quiet:  # at-start actions are noted once the clock starts
         live.note(f"{action.label}: added")
     if action.duration_ms is not None:
-        asyncio.get_running_loop().create_task(
-            _remove_later(http, f"{url}/{action.toxic['name']}", action, live)
+        live.timers.append(
+            asyncio.create_task(_remove_later(http, f"{url}/{action.toxic['name']}", action, live))
         )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.model import Scenario, load_catalogue
+from scenarios.model import Scenario, load_catalogue, parse_scenario
 from scenarios.nginx import NginxUnavailable, find_nginx
 from scenarios.procs import free_port, start_process
 from scenarios.report import ScenarioResult, render_scenario_text
@@ -111,3 +111,25 @@ async def test_an_external_target_given_by_url(external_server: tuple[str, int])
     assert result.expected is None and result.replay.endswith(f"--target {target}")
     restart = await run_scenario(CATALOGUE["graceful_restart"], 4, options)
     assert restart.verdict == "skip" and "external target" in restart.reason
+
+
+@pytest.mark.parametrize("trigger", ["", ", after_tokens: 2"])
+async def test_a_fault_the_proxy_refuses_is_an_error_with_its_message(trigger: str) -> None:
+    scenario = parse_scenario(
+        f"""\
+name: refused
+description: slicer variation must be smaller than the average size (Toxiproxy refuses it)
+expect: {{reference: pass}}
+stack: {{downstream_proxy: true}}
+mock: {{tokens: 10, itl_ms: 5}}
+toxics:
+  - {{proxy: downstream, type: slicer, attributes: {{average_size: 5, size_variation: 9}}{trigger}}}
+clients: [{{count: 1, timeout_s: 3}}]
+checks: [{{check: every_stream_ended}}]
+"""
+    )
+    result = await run_scenario(scenario, 1, RunOptions())
+    assert result.verdict == "error", render_scenario_text(result)
+    assert "the fault proxy refused slicer toxic" in result.reason
+    assert "HTTP 400" in result.reason
+    assert result.logs.get("directory")
