@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import xml.etree.ElementTree as ET
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from scenarios import cli, runner_cli
+from scenarios.report import ScenarioResult
 from scenarios.seeds import repetition_seed
 
 BAD = """\
@@ -117,3 +119,29 @@ def test_repeat_derives_one_seed_per_repetition(capsys: pytest.CaptureFixture[st
     assert "2 runs on reference (seed 5): 2 pass" in out
     seeds = [line.split()[1] for line in out.splitlines() if line.startswith("tutorial_end")]
     assert seeds == ["5", str(repetition_seed(5, 1))]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_is_rewritten_in_place_on_a_terminal() -> None:
+    stream = _Tty()
+    progress = runner_cli._Progress(stream, enabled=True)
+    progress.start(2, 15, "jitter", 7)
+    result = ScenarioResult(scenario="jitter", target="reference", seed=7, verdict="pass")
+    progress.done(result)
+    text = stream.getvalue()
+    assert text.startswith("\r[2/15] jitter (seed 7): starting the stack")
+    assert text.endswith("\r[2/15] jitter (seed 7): PASS in 0.0 s\n")
+
+
+def test_progress_without_a_terminal_prints_one_line_per_run() -> None:
+    stream = io.StringIO()
+    progress = runner_cli._Progress(stream, enabled=True)
+    progress.start(1, 1, "x", 1)
+    progress.update("3/4 streams ended")
+    skipped = ScenarioResult(scenario="x", target="naive", seed=1, verdict="skip", reason="why")
+    progress.done(skipped)
+    assert stream.getvalue() == "[1/1] x (seed 1): SKIP in 0.0 s (why)\n"
