@@ -191,3 +191,26 @@ def test_sigterm_with_a_stalled_stream_open_exits_quickly() -> None:
     assert time.monotonic() - start < 8
     assert proc.returncode == 0
     thread.join(timeout=10)
+
+
+def test_streamharness_mock_subcommand() -> None:
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("streamharness")
+    command = [str(exe)] if exe.exists() else [shutil.which("streamharness") or "streamharness"]
+    proc = subprocess.Popen(
+        [*command, "mock", "--port", "0", "--seed", "5"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("mockllm listening on http://127.0.0.1:")
+        url = line.split()[-1]
+        assert proc.stdout.readline().strip() == f"OPENAI_BASE_URL={url}/v1"
+        assert httpx.get(f"{url}/_mock/health").json() == {"status": "ok"}
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
