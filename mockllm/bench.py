@@ -23,6 +23,7 @@ import json
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -269,6 +270,18 @@ def _measure(
     return out
 
 
+def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median over rounds of every number (gap percentiles included), plus the rounds."""
+
+    def median_of(values: list[Any]) -> Any:
+        if isinstance(values[0], dict):
+            return {k: median_of([v[k] for v in values]) for k in values[0]}
+        numbers = [v for v in values if isinstance(v, (int, float))]
+        return round(statistics.median(numbers), 3) if numbers else None
+
+    return {"median": median_of(results), "rounds": results}
+
+
 def _servers(loop: str) -> dict[str, list[str]]:
     return {
         "mockllm": [sys.executable, "-m", "mockllm", "--port", "0", "--loop", loop],
@@ -295,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stagger-s", type=float, default=1.0, help="spread timing-stream starts over this"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
     parser.add_argument("--skip", choices=("throughput", "timing"), action="append", default=[])
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
@@ -325,41 +339,60 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pinned": pin,
         },
     }
-    for name, cmd in _servers(args.loop).items():
-        proc, host, port = _start(cmd, server_cpu)
-        try:
-            results: dict[str, Any] = {}
-            if "throughput" not in args.skip:
-                results["throughput"] = _measure(
-                    proc,
-                    host,
-                    port,
-                    streams=args.throughput_streams,
-                    tokens=args.throughput_tokens,
-                    itl_ms=0.0,
-                    stagger=0.0,
-                    record=False,
-                )
-            if "timing" not in args.skip:
-                results["timing"] = _measure(
-                    proc,
-                    host,
-                    port,
-                    streams=args.timing_streams,
-                    tokens=args.timing_tokens,
-                    itl_ms=args.timing_itl_ms,
-                    stagger=args.stagger_s,
-                    record=True,
-                )
-            report[name] = results
-        finally:
+    # Both servers stay up (idle when not measured) and are measured in alternation, round
+    # after round: on a shared machine, load from other processes then hits both alike.
+    started = {name: _start(cmd, server_cpu) for name, cmd in _servers(args.loop).items()}
+    rounds: dict[str, dict[str, list[dict[str, Any]]]] = {
+        name: {"throughput": [], "timing": []} for name in started
+    }
+    try:
+        for _ in range(args.rounds):
+            for name, (proc, host, port) in started.items():
+                if "throughput" not in args.skip:
+                    rounds[name]["throughput"].append(
+                        _measure(
+                            proc,
+                            host,
+                            port,
+                            streams=args.throughput_streams,
+                            tokens=args.throughput_tokens,
+                            itl_ms=0.0,
+                            stagger=0.0,
+                            record=False,
+                        )
+                    )
+                if "timing" not in args.skip:
+                    rounds[name]["timing"].append(
+                        _measure(
+                            proc,
+                            host,
+                            port,
+                            streams=args.timing_streams,
+                            tokens=args.timing_tokens,
+                            itl_ms=args.timing_itl_ms,
+                            stagger=args.stagger_s,
+                            record=True,
+                        )
+                    )
+    finally:
+        for proc, _, _ in started.values():
             _stop(proc)
+    for name, kinds in rounds.items():
+        report[name] = {kind: _summary(results) for kind, results in kinds.items() if results}
     if "throughput" not in args.skip:
-        mock, base = report["mockllm"]["throughput"], report["baseline"]["throughput"]
-        report["ratio"] = {
-            "tokens_per_cpu_s": round(mock["tokens_per_cpu_s"] / base["tokens_per_cpu_s"], 3),
-            "tokens_per_s": round(mock["tokens_per_s"] / base["tokens_per_s"], 3),
-        }
+        mock, base = rounds["mockllm"]["throughput"], rounds["baseline"]["throughput"]
+        report["ratio"] = {}
+        for key in ("tokens_per_cpu_s", "tokens_per_s"):
+            # A run too short to register CPU time has no ratio.
+            ratios = [
+                round(m[key] / b[key], 3)
+                for m, b in zip(mock, base, strict=True)
+                if m[key] and b[key]
+            ]
+            report["ratio"][key] = {
+                "median": round(statistics.median(ratios), 3) if ratios else None,
+                "rounds": ratios,
+            }
     print(json.dumps(report, indent=2))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
