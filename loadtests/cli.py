@@ -333,10 +333,18 @@ def load_main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.spawn_rate is None:
         args.spawn_rate = float(args.users)
-    if args.transport == "tutorial" and args.drop_rate:
+    problem = None
+    if args.drop_rate and args.transport not in ("ws", "sse"):
+        problem = f"--drop-rate needs a resumable transport (ws or sse), not {args.transport}"
+    elif args.cancel_rate and args.transport not in ("ws", "sse", "polling"):
+        problem = (
+            f"--cancel-rate needs a cancellable transport (ws, sse, polling), not {args.transport}"
+        )
+    elif args.cancel_rate + args.drop_rate > 1:
+        problem = "--cancel-rate + --drop-rate must not exceed 1"
+    if problem:
         parser.print_usage(sys.stderr)
-        print("streamharness load: error: --drop-rate needs a resumable transport "
-              "(ws or sse), not tutorial", file=sys.stderr)  # fmt: skip
+        print(f"streamharness load: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
         if args.target:

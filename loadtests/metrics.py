@@ -41,7 +41,10 @@ OUTCOMES: tuple[str, ...] = (
     "error",
     "timeout",
     "disconnected",
+    "unfinished",
 )
+UNFINISHED = "unfinished"
+"""A stream still open when the run stopped: its tokens and gaps count, its outcome does not."""
 SUCCESS_OUTCOMES = frozenset({"completed", "resumed"})
 """A stream that delivered its whole answer (``resumed`` = after a drop and a resume)."""
 ERROR_OUTCOMES = frozenset({"error", "timeout", "disconnected"})
@@ -403,13 +406,16 @@ class LoadMetrics:
         return {o: counts.get(o, 0) for o in OUTCOMES}
 
     def error_rate(self) -> float | None:
-        if not self.streams:
+        """Errors / streams that ended (streams cut by the end of the run are left out)."""
+        ended = [s for s in self.streams if s.outcome != UNFINISHED]
+        if not ended:
             return None
-        return sum(1 for s in self.streams if s.outcome in ERROR_OUTCOMES) / len(self.streams)
+        return sum(1 for s in ended if s.outcome in ERROR_OUTCOMES) / len(ended)
 
     def goodput(self, slo: Slo) -> float | None:
-        """Share of requests (deliberate cancels excluded) that completed within every SLO."""
-        eligible = [s for s in self.streams if s.outcome != "cancelled"]
+        """Share of requests (deliberate cancels and unfinished streams excluded) that
+        completed within every SLO."""
+        eligible = [s for s in self.streams if s.outcome not in ("cancelled", UNFINISHED)]
         if not eligible:
             return None
         return sum(1 for s in eligible if slo.met_by(s)) / len(eligible)

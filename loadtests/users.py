@@ -28,10 +28,11 @@ from typing import Any, ClassVar
 
 import requests
 import websocket
+from gevent import GreenletExit
 from locust import User, task
 from locust.env import Environment
 
-from loadtests.metrics import LoadMetrics
+from loadtests.metrics import UNFINISHED, LoadMetrics
 from loadtests.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameError, FrameReader
 from scenarios.clients.errors import ClientProtocolError
 from scenarios.clients.records import StreamRecord
@@ -182,6 +183,20 @@ def report_stream(environment: Environment, record: StreamRecord, probe_lag: boo
             )
 
 
+def record_unfinished(environment: Environment, record: StreamRecord) -> None:
+    """Into the exact metrics only: Locust's statistics count requests that ended."""
+    if record.sent_at is None:
+        return
+    metrics_of(environment).record_stream(
+        transport=record.transport,
+        outcome=UNFINISHED,
+        sent_at=record.sent_at,
+        sent_at_epoch=record.sent_at_epoch or 0.0,
+        arrivals=[a.t for a in record.arrivals],
+        ended_at=time.perf_counter(),
+    )
+
+
 _user_ids = itertools.count()
 # Stream ids are idempotency keys on the server: they must not repeat across runs or across
 # worker processes, so each process adds a random token. Only names come from it; every
@@ -200,9 +215,12 @@ class StreamingUser(User):
         self.options = UserOptions.from_parsed(environment.parsed_options)
         self.user_index = next(_user_ids)
         # Every decision a user makes comes from its own seeded RNG: same seed, same plan.
-        self.rng = random.Random(f"{self.options.seed}:{self.transport}:{self.user_index}")
+        # The worker's index keeps workers from replaying each other's plans.
+        worker = getattr(environment.runner, "worker_index", 0)
+        self.rng = random.Random(f"{self.options.seed}:{worker}:{self.transport}:{self.user_index}")
         self.client_id = f"load-{_PROCESS_TOKEN}-{self.user_index}"
         self.stream_counter = itertools.count()
+        self.current: StreamRecord | None = None
 
     def wait_time(self) -> float:
         lo, hi = self.options.think_min_s, self.options.think_max_s
@@ -213,7 +231,9 @@ class StreamingUser(User):
 
     def new_record(self) -> StreamRecord:
         n = next(self.stream_counter)
-        return StreamRecord(transport=self.transport, id=f"{self.client_id}-{n}")  # type: ignore[arg-type]
+        record = StreamRecord(transport=self.transport, id=f"{self.client_id}-{n}")  # type: ignore[arg-type]
+        self.current = record
+        return record
 
     def plan_interrupt(self, can_drop: bool) -> str | None:
         """``"cancel"``, ``"drop"`` or None for the next stream (seeded)."""
@@ -226,7 +246,14 @@ class StreamingUser(User):
 
     @task
     def one_stream(self) -> None:
-        record = self.run_stream()
+        try:
+            record = self.run_stream()
+        except GreenletExit:
+            # Locust stops users by killing their greenlet. Keep the tokens of the stream that
+            # was running (tokens/s and gaps are real) as "unfinished", then let the kill go on.
+            if self.current is not None and not self.current.done:
+                record_unfinished(self.environment, self.current)
+            raise
         report_stream(self.environment, record, self.options.probe_lag)
 
     def run_stream(self) -> StreamRecord:
@@ -689,6 +716,7 @@ class PollingUser(_HttpBase):
         after = -1
         perf = time.perf_counter
         deadline = perf() + self.options.stream_timeout_s
+        cancel = self.plan_interrupt(can_drop=False) == "cancel"
         while True:
             response = self.session.get(
                 url, params={"after": after}, headers=headers, timeout=self.options.stream_timeout_s
@@ -701,6 +729,9 @@ class PollingUser(_HttpBase):
                 index = int(token["index"])
                 record.add(index, str(token.get("content", "")), t)
                 after = max(after, index)
+            if data.get("state") == "cancelled":
+                record.finish("cancelled", t)
+                return
             if data.get("error"):
                 err = data["error"]
                 record.error_code = err.get("code") if isinstance(err, dict) else str(err)
@@ -711,6 +742,12 @@ class PollingUser(_HttpBase):
                 record.usage = data.get("usage")
                 record.finish("completed", t)
                 return
+            if cancel and len(record.arrivals) >= self.options.interrupt_after:
+                cancel = False
+                record.cancelled_at = perf()
+                record.cancelled_at_epoch = time.time()
+                self.cancel(record)
+                continue  # the next poll shows the stream's end
             if t > deadline:
                 record.finish("timeout", t)
                 return

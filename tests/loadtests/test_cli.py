@@ -22,6 +22,8 @@ from loadtests.cli import bench_main, load_main, parse_duration
         (["--think-time", "3:1"], "think time needs 0 <= MIN <= MAX"),
         (["--spawn-rate", "0"], "must be > 0"),
         (["--transport", "tutorial", "--drop-rate", "0.5"], "--drop-rate needs a resumable"),
+        (["--transport", "blocking", "--cancel-rate", "0.5"], "--cancel-rate needs a cancellable"),
+        (["--cancel-rate", "0.7", "--drop-rate", "0.7"], "must not exceed 1"),
     ],
 )
 def test_bad_load_arguments(

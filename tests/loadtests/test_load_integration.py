@@ -44,9 +44,15 @@ def p(summary: dict[str, Any], metric: str, stat: str = "p50") -> float:
     return float(value)
 
 
-def streams(out: Path) -> list[dict[str, str]]:
+def streams(out: Path, *, ended: bool = True) -> list[dict[str, str]]:
+    """Rows of streams.csv; by default without the streams cut by the end of the run."""
     with (out / "streams.csv").open() as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    return [r for r in rows if r["outcome"] != "unfinished"] if ended else rows
+
+
+def ended_count(s: dict[str, Any]) -> int:
+    return int(s["streams"]) - int(s["outcomes"]["unfinished"])
 
 
 def test_ws_metrics_match_the_mock_schedule_and_gates_pass(
@@ -64,7 +70,9 @@ def test_ws_metrics_match_the_mock_schedule_and_gates_pass(
     assert 17 <= p(s, "tpot") <= 35
     assert 370 <= p(s, "e2e") <= 600
     assert all(row["tokens"] == "10" for row in streams(tmp_path))
-    assert s["metrics_ms"]["itl"]["count"] == 9 * s["streams"]
+    # every gap pooled, including those of streams the end of the run cut short
+    all_rows = streams(tmp_path, ended=False)
+    assert s["metrics_ms"]["itl"]["count"] == sum(max(0, int(r["tokens"]) - 1) for r in all_rows)
     for gate in ("ttft-p95-ms", "itl-p99-ms", "e2e-p99-ms", "max-error-rate", "min-goodput"):
         assert f"gate {gate} passed" in r.stdout
     assert "TTFT" in r.stdout and "goodput" in r.stdout
@@ -74,7 +82,7 @@ def test_ws_metrics_match_the_mock_schedule_and_gates_pass(
     with (tmp_path / "locust_stats.csv").open() as f:
         rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
     assert int(rows[("TTFT", "ws")]["Request Count"]) == s["outcomes"]["completed"]
-    assert int(rows[("STREAM", "ws")]["Request Count"]) == s["streams"]
+    assert int(rows[("STREAM", "ws")]["Request Count"]) == ended_count(s)
 
 
 def test_a_failing_gate_exits_1_and_names_itself(live_stack: LiveStack, tmp_path: Path) -> None:
@@ -123,12 +131,12 @@ def test_processes_merge_into_one_exact_result(live_stack: LiveStack, tmp_path: 
     assert r.returncode == 0, r.stdout + r.stderr
     rows = streams(tmp_path)
     # Both workers contributed (their stream ids carry different process tokens)...
-    assert s["streams"] == len(rows) >= 8
+    assert ended_count(s) == len(rows) >= 8
     with (tmp_path / "locust_stats.csv").open() as f:
         stats = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
     # ...and the master's merged exact metrics saw exactly the streams Locust counted.
-    assert int(stats[("STREAM", "ws")]["Request Count"]) == s["streams"]
-    assert s["metrics_ms"]["ttft"]["count"] == s["outcomes"]["completed"]
+    assert int(stats[("STREAM", "ws")]["Request Count"]) == ended_count(s)
+    assert int(stats[("TTFT", "ws")]["Request Count"]) == s["outcomes"]["completed"]
     assert 190 <= p(s, "ttft") <= 330
 
 
@@ -196,3 +204,16 @@ def test_idle_connection_closed_by_heartbeat_is_reopened_not_an_error(
         server.stop()
     assert r.returncode == 0, r.stdout + r.stderr
     assert s["outcomes"]["completed"] >= 4
+
+
+def test_polling_cancel_uses_delete(live_stack: LiveStack, tmp_path: Path) -> None:
+    r, _ = run_load(
+        tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "3s",
+        "--transport", "polling", "--poll-interval", "0.05", "--cancel-rate", "1",
+        "--interrupt-after", "2", "--max-error-rate", "0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = streams(tmp_path)
+    assert rows and all(row["outcome"] == "cancelled" for row in rows)
+    # cancelled after >= 2 tokens, well before the 10th (20 ms apart, polled every 50 ms)
+    assert all(2 <= int(row["tokens"]) < 10 for row in rows)
