@@ -79,3 +79,9 @@ def machine() -> str:
 
 def ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1000:.2f}"
+
+
+def done(metrics: LoadMetrics) -> int:
+    """Streams that finished (completed or resumed) during the cell."""
+    counts = metrics.outcome_counts()
+    return counts["completed"] + counts["resumed"]

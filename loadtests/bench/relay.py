@@ -30,6 +30,7 @@ import psutil
 import websockets
 
 from loadtests.bench.common import Cell, machine, ms, run_cell
+from loadtests.bench.common import done as _done
 from scenarios.stack import Stack, StackSpec
 
 
@@ -117,7 +118,7 @@ def _row(target: str, tag: str, users: int, m: Measured, direct: Measured | None
         return "-" if a is None or b is None else f"{(a - b) * 1000:+.2f}"
 
     return [
-        target + tag, str(users), str(len(mt.streams)), f"{mt.error_rate() or 0:.0%}",
+        target + tag, str(users), str(_done(mt)), f"{mt.error_rate() or 0:.0%}",
         ms(mt.ttft.percentile(50)), ms(mt.ttft.percentile(99)),
         added(50, "ttft"), added(99, "ttft"),
         ms(mt.itl.percentile(50)), ms(mt.itl.percentile(99)), added(50, "itl"), added(99, "itl"),
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows, notes = asyncio.run(_run(args))
     header = [
-        "path", "concurrency", "streams", "errors", "TTFT p50", "TTFT p99", "+TTFT p50",
+        "path", "concurrency", "streams done", "errors", "TTFT p50", "TTFT p99", "+TTFT p50",
         "+TTFT p99", "ITL p50", "ITL p99", "+ITL p50", "+ITL p99", "tokens/s", "server CPU",
         "CPU µs/token", "RSS MB",
     ]  # fmt: skip

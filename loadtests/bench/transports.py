@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from loadtests.bench.common import done as _done
 from loadtests.bench.common import machine, ms, run_cell
 from scenarios.stack import Stack, StackSpec
 
@@ -86,7 +87,7 @@ async def _run(args: argparse.Namespace, transports: list[str]) -> list[list[str
                     f"polling ({args.poll_interval:g} s)" if transport == "polling" else transport
                 )
                 rows.append([
-                    label, condition, str(len(m.streams)), f"{m.error_rate() or 0:.0%}",
+                    label, condition, str(_done(m)), f"{m.error_rate() or 0:.0%}",
                     ms(m.ttft.percentile(50)), ms(m.ttft.percentile(95)), ms(m.ttft.percentile(99)),
                     ms(m.e2e.percentile(50)), ms(m.e2e.percentile(95)), ms(m.e2e.percentile(99)),
                 ])  # fmt: skip
@@ -112,8 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = asyncio.run(_run(args, transports))
     header = [
-        "transport", "network", "streams", "errors", "TTFT p50 ms", "TTFT p95 ms", "TTFT p99 ms",
-        "E2E p50 ms", "E2E p95 ms", "E2E p99 ms",
+        "transport", "network", "streams done", "errors", "TTFT p50 ms", "TTFT p95 ms",
+        "TTFT p99 ms", "E2E p50 ms", "E2E p95 ms", "E2E p99 ms",
     ]  # fmt: skip
     table = "\n".join(
         ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
