@@ -207,3 +207,16 @@ def test_malformed_serialised_data_is_a_clear_error() -> None:
         ExactHistogram.from_dict({"resolution_s": 0.001, "counts": []})
     with pytest.raises(MetricsError):
         StreamSample.from_row([1, 2])
+
+
+def test_unfinished_streams_count_tokens_but_not_outcomes() -> None:
+    m = LoadMetrics()
+    base = {"transport": "ws", "sent_at": 0.0, "sent_at_epoch": 0.0}
+    m.record_stream(**base, outcome="completed", arrivals=[0.1, 0.2], ended_at=0.2)
+    m.record_stream(**base, outcome="error", arrivals=[], ended_at=0.1)
+    m.record_stream(**base, outcome="unfinished", arrivals=[0.1, 0.15, 0.3], ended_at=0.5)
+    assert m.error_rate() == pytest.approx(1 / 2)  # the cut stream neither fails nor passes
+    assert m.goodput(Slo()) == pytest.approx(1 / 2)
+    assert m.itl.count == 1 + 2  # its gaps are real observations
+    assert m.e2e.count == 1
+    assert m.summary()["tokens"] == 5
