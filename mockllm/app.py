@@ -24,6 +24,7 @@ from mockllm.control import (
     resolve,
 )
 from mockllm.errors import InvalidRequest, MethodNotAllowed, MockError, NotFound
+from mockllm.faults import Faults
 from mockllm.generation import Action, Plan, Script, body_script, build_plan, stream_script
 from mockllm.ledger import Entry, Ledger
 from mockllm.profiles import PROFILES
@@ -486,42 +487,56 @@ class MockApp:
         entry.tokens = list(script.tokens)
         response_headers = [(b"x-request-id", entry.id.encode()), *_COMMON_HEADERS]
 
-        task = asyncio.current_task()
-        assert task is not None
         ledger = self.ledger
+        # The response runs in its own task: a disconnect cancels just that task, and each
+        # token's wake-up resumes one shallow coroutine instead of the whole ASGI call chain.
+        work = asyncio.ensure_future(
+            self._respond(send, entry, request, faults, script, response_headers)
+        )
 
         def on_receive(watch: asyncio.Future[Message]) -> None:
-            # A disconnect is recorded the moment uvicorn reports it, then the handler is
-            # cancelled so a sleeping or stalled stream stops at once.
+            # A disconnect is recorded the moment uvicorn reports it, then the response task
+            # is cancelled so a sleeping or stalled stream stops at once.
             if watch.cancelled() or watch.exception() is not None:
                 return
             if watch.result()["type"] == "http.disconnect" and entry.outcome is None:
                 ledger.end(entry, "client_disconnected", disconnect=True)
-                task.cancel()
+                work.cancel()
 
         watcher = asyncio.ensure_future(receive())
         watcher.add_done_callback(on_receive)
         try:
-            if faults.slow_headers_ms:
-                await asyncio.sleep(faults.slow_headers_ms / 1000.0)
-            if faults.status is not None:
-                await self._status_fault(
-                    send, entry, faults.status, faults.retry_after, response_headers
-                )
-            elif request.stream:
-                await self._stream(send, entry, script, response_headers)
-            elif faults.error_after is not None:
-                await self._wait_until(script.events[0][0])
-                await self._status_fault(send, entry, 500, None, response_headers, "error_after")
-            else:
-                await self._body(send, entry, script, response_headers)
+            await work
         except asyncio.CancelledError:
-            if entry.outcome == "client_disconnected" and task.uncancel() == 0:
-                return
+            current = asyncio.current_task()
+            if work.cancelled() and current is not None and current.cancelling() == 0:
+                return  # the client went away; that is recorded, not an error
+            work.cancel()
             raise
         finally:
-            if not watcher.done() and entry.outcome is None:
+            if entry.outcome is None:
                 ledger.end(entry, "server_error")
+
+    async def _respond(
+        self,
+        send: Send,
+        entry: Entry,
+        request: ChatRequest,
+        faults: Faults,
+        script: Script,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        if faults.slow_headers_ms:
+            await asyncio.sleep(faults.slow_headers_ms / 1000.0)
+        if faults.status is not None:
+            await self._status_fault(send, entry, faults.status, faults.retry_after, headers)
+        elif request.stream:
+            await self._stream(send, entry, script, headers)
+        elif faults.error_after is not None:
+            await self._wait_until(script.events[0][0])
+            await self._status_fault(send, entry, 500, None, headers, "error_after")
+        else:
+            await self._body(send, entry, script, headers)
 
     async def _status_fault(
         self,

@@ -180,18 +180,43 @@ async def _run_load(
     return time.perf_counter() - start, list(results)
 
 
-def _gap_errors_ms(results: list[StreamResult], itl_ms: float) -> list[float]:
+def _gap_errors_ms(
+    results: list[StreamResult],
+    itl_ms: float,
+    window: tuple[float, float] = (float("-inf"), float("inf")),
+) -> list[float]:
+    """|observed - scheduled| of every inter-token gap that lies inside ``window``."""
+    low, high = window
     errors: list[float] = []
     for result in results:
         previous = None
         for when, total in result.arrivals:
-            if previous is not None:
+            if previous is not None and previous[0] >= low and when <= high:
                 prev_when, prev_total = previous
                 # Several tokens in one read: the scheduled gap covers all of them.
                 expected = (total - prev_total) * itl_ms
                 errors.append(abs((when - prev_when) * 1000.0 - expected))
             previous = (when, total)
     return errors
+
+
+def _all_active_window(results: list[StreamResult]) -> tuple[float, float] | None:
+    """From the last stream's first token to the first stream's last: all streams live."""
+    spans = [(r.arrivals[0][0], r.arrivals[-1][0]) for r in results if r.arrivals]
+    if not spans:
+        return None
+    low, high = max(s[0] for s in spans), min(s[1] for s in spans)
+    return (low, high) if low < high else None
+
+
+def _gap_summary(gaps: list[float]) -> dict[str, Any]:
+    return {
+        "count": len(gaps),
+        "p50": round(_percentile(gaps, 50), 3),
+        "p90": round(_percentile(gaps, 90), 3),
+        "p99": round(_percentile(gaps, 99), 3),
+        "max": round(max(gaps), 3) if gaps else None,
+    }
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -259,14 +284,12 @@ def _measure(
         "tokens_per_cpu_s": round(delivered / cpu) if cpu > 0 else None,
     }
     if record:
-        gaps = _gap_errors_ms(results, itl_ms)
-        out["gap_error_ms"] = {
-            "count": len(gaps),
-            "p50": round(_percentile(gaps, 50), 3),
-            "p90": round(_percentile(gaps, 90), 3),
-            "p99": round(_percentile(gaps, 99), 3),
-            "max": round(max(gaps), 3) if gaps else None,
-        }
+        out["gap_error_ms"] = _gap_summary(_gap_errors_ms(results, itl_ms))
+        # The same, only while every stream is live (after the ramp-up of new requests).
+        window = _all_active_window(results)
+        if window is not None:
+            out["all_active_s"] = round(window[1] - window[0], 3)
+            out["all_active_gap_error_ms"] = _gap_summary(_gap_errors_ms(results, itl_ms, window))
     return out
 
 
@@ -303,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--throughput-streams", type=int, default=100)
     parser.add_argument("--throughput-tokens", type=int, default=2000)
     parser.add_argument("--timing-streams", type=int, default=1000)
-    parser.add_argument("--timing-tokens", type=int, default=40)
+    parser.add_argument("--timing-tokens", type=int, default=100)
     parser.add_argument("--timing-itl-ms", type=float, default=50.0, help="50 ms = 20 tokens/s")
     parser.add_argument(
         "--stagger-s", type=float, default=1.0, help="spread timing-stream starts over this"

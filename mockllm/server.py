@@ -49,6 +49,8 @@ def make_uvicorn_server(app: MockApp, *, loop: str = "auto") -> uvicorn.Server:
         http="httptools",
         lifespan="on",
         access_log=False,
+        # We only ever sit on loopback; the middleware would wrap every await of every stream.
+        proxy_headers=False,
         log_level="warning",
         # Our own clients (benchmarks, load tests) hold many connections open at once.
         backlog=2048,
