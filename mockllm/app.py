@@ -9,6 +9,7 @@ iterators (see docs/mockllm.md, "Speed").
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -57,6 +58,9 @@ class MockConfig:
     directives: bool = False
     models: tuple[str, ...] = DEFAULT_MODELS
     rules: list[Rule] = field(default_factory=list)
+    # Own the process's garbage collector (the CLI does; an embedding test process does not):
+    # see MockApp._collector.
+    manage_gc: bool = False
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -135,6 +139,8 @@ class MockApp:
         self.ledger = Ledger()
         self.rules = RuleBook()
         self.rules.add(list(self.initial.rules))
+        self.active_streams = 0
+        self._collector_task: asyncio.Future[None] | None = None
 
     def reset(self) -> None:
         """Back to the start-up state: ledger empty, initial rules with fresh counters."""
@@ -170,10 +176,33 @@ class MockApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.initial.manage_gc:
+                    self._collector_task = asyncio.ensure_future(self._collector())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._collector_task is not None:
+                    self._collector_task.cancel()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _collector(self) -> None:
+        """Full garbage collections only while no stream is running (at least once a minute).
+
+        With a thousand open streams the oldest generation holds hundreds of thousands of
+        objects and one automatic full collection stalls every stream for 20-60 ms (measured:
+        docs/mockllm.md, "Speed"). The young generations keep their automatic collections.
+        """
+        gc.set_threshold(*gc.get_threshold()[:2], 1_000_000_000)
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        seen = self.ledger.next_seq_peek()
+        while True:
+            await asyncio.sleep(0.25)
+            now = loop.time()
+            arrived = self.ledger.next_seq_peek() != seen
+            if (arrived and self.active_streams == 0) or now - last > 60.0:
+                gc.collect()
+                last, seen = now, self.ledger.next_seq_peek()
 
     async def _route(
         self, path: str, method: str, scope: Scope, receive: Receive, send: Send
@@ -526,17 +555,21 @@ class MockApp:
         script: Script,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        if faults.slow_headers_ms:
-            await asyncio.sleep(faults.slow_headers_ms / 1000.0)
-        if faults.status is not None:
-            await self._status_fault(send, entry, faults.status, faults.retry_after, headers)
-        elif request.stream:
-            await self._stream(send, entry, script, headers)
-        elif faults.error_after is not None:
-            await self._wait_until(script.events[0][0])
-            await self._status_fault(send, entry, 500, None, headers, "error_after")
-        else:
-            await self._body(send, entry, script, headers)
+        self.active_streams += 1
+        try:
+            if faults.slow_headers_ms:
+                await asyncio.sleep(faults.slow_headers_ms / 1000.0)
+            if faults.status is not None:
+                await self._status_fault(send, entry, faults.status, faults.retry_after, headers)
+            elif request.stream:
+                await self._stream(send, entry, script, headers)
+            elif faults.error_after is not None:
+                await self._wait_until(script.events[0][0])
+                await self._status_fault(send, entry, 500, None, headers, "error_after")
+            else:
+                await self._body(send, entry, script, headers)
+        finally:
+            self.active_streams -= 1
 
     async def _status_fault(
         self,

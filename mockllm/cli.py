@@ -72,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         directives=args.directives,
         models=tuple(args.models) if args.models else DEFAULT_MODELS,
         rules=rules,
+        manage_gc=True,
     )
     try:
         sock = bind_socket(args.host, args.port)

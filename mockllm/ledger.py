@@ -73,6 +73,10 @@ class Ledger:
         self._waiters: list[asyncio.Future[None]] = []
         self.clock = clock
 
+    def next_seq_peek(self) -> int:
+        """The ``seq`` the next request will get (does not consume it)."""
+        return self._seq + 1
+
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq
