@@ -43,6 +43,8 @@ Send = Callable[[Message], Awaitable[None]]
 DEFAULT_MODELS = ("mock-instant", "mock-fast", "mock-realistic", "gpt-4o-mini")
 MAX_BODY = 16 * 1024 * 1024
 _MODEL_CREATED = 1721172741
+# The oldest generation's threshold counts young-generation collections: this never comes.
+_NO_AUTOMATIC_FULL_COLLECTION = 1_000_000_000
 
 
 class AbortConnection(Exception):
@@ -141,6 +143,7 @@ class MockApp:
         self.rules.add(list(self.initial.rules))
         self.active_streams = 0
         self._collector_task: asyncio.Future[None] | None = None
+        self._gc_threshold = gc.get_threshold()
 
     def reset(self) -> None:
         """Back to the start-up state: ledger empty, initial rules with fresh counters."""
@@ -177,11 +180,14 @@ class MockApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 if self.initial.manage_gc:
+                    self._gc_threshold = gc.get_threshold()
+                    gc.set_threshold(*self._gc_threshold[:2], _NO_AUTOMATIC_FULL_COLLECTION)
                     self._collector_task = asyncio.ensure_future(self._collector())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._collector_task is not None:
                     self._collector_task.cancel()
+                    gc.set_threshold(*self._gc_threshold)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -192,7 +198,6 @@ class MockApp:
         objects and one automatic full collection stalls every stream for 20-60 ms (measured:
         docs/mockllm.md, "Speed"). The young generations keep their automatic collections.
         """
-        gc.set_threshold(*gc.get_threshold()[:2], 1_000_000_000)
         loop = asyncio.get_running_loop()
         last = loop.time()
         seen = self.ledger.next_seq_peek()

@@ -1,0 +1,62 @@
+"""mockllm.ledger: recording, filtering and waiting (in memory, no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mockllm.ledger import Entry, Ledger
+
+
+def entry(ledger: Ledger, model: str = "m") -> Entry:
+    seq = ledger.next_seq()
+    return ledger.add(Entry(f"id{seq}", seq, model, True, {}, {}, started_at=0.0))
+
+
+def test_first_ending_wins_and_disconnect_index_is_tokens_sent() -> None:
+    ledger = Ledger(clock=lambda: 42.0)
+    e = entry(ledger)
+    e.tokens_sent = 7
+    ledger.end(e, "client_disconnected", disconnect=True)
+    ledger.end(e, "completed")
+    assert (e.outcome, e.disconnect_index, e.ended_at) == ("client_disconnected", 7, 42.0)
+
+
+def test_query_filters() -> None:
+    ledger = Ledger()
+    a, b, c = entry(ledger, "x"), entry(ledger, "y"), entry(ledger, "x")
+    ledger.end(a, "completed")
+    ledger.end(b, "fault:abort_after")
+    assert ledger.query(model="x") == [a, c]
+    assert ledger.query(outcome="fault:*") == [b]
+    assert ledger.query(since=1) == [b, c]
+    assert ledger.query(ended=True) == [a, b]
+    assert ledger.seq_of("id3") == 3
+
+
+def test_text_is_the_written_prefix() -> None:
+    ledger = Ledger()
+    e = entry(ledger)
+    e.tokens = ["Hello", ",", " world"]
+    e.tokens_sent = 2
+    assert e.text == "Hello,"
+    assert e.to_json()["text"] == "Hello,"
+
+
+async def test_wait_wakes_on_ending_and_times_out() -> None:
+    ledger = Ledger()
+    e = entry(ledger)
+    waiter = asyncio.ensure_future(ledger.wait(1, 5.0, outcome="completed"))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    ledger.end(e, "completed")
+    assert await asyncio.wait_for(waiter, 1.0) == [e]
+    assert await ledger.wait(2, 0.01, outcome="completed") is None
+
+
+def test_clear_can_restart_numbering() -> None:
+    ledger = Ledger()
+    entry(ledger)
+    ledger.clear()
+    assert entry(ledger).seq == 2
+    ledger.clear(restart_numbering=True)
+    assert entry(ledger).seq == 1
