@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 _REPORT_KEY = "streamharness_metrics"
+_WARMUP_S = 1.0
 
 
 def _listen(hook: Any, handler: Any) -> None:
@@ -176,9 +177,18 @@ def _on_init(environment: Environment, **_: Any) -> None:
                 started.clear()
 
         def _steady(**_: Any) -> None:
-            # Benchmarks measure the steady state: handshakes of users still spawning cost
-            # the process CPU and would be counted as timing error of the others.
-            environment.streamharness_steady = True  # type: ignore[attr-defined]
+            # Benchmarks measure the steady state: the last users' handshakes (just after
+            # spawning completes) and Locust's own stop sequence (it walks the stack with
+            # `inspect` while users still read) delay tokens in a way no steady run does.
+            window = (time.perf_counter() + _WARMUP_S, float("inf"))
+            environment.streamharness_lag_window = window  # type: ignore[attr-defined]
+
+        def _stopping(**_: Any) -> None:
+            window = getattr(environment, "streamharness_lag_window", None)
+            if window is not None:
+                environment.streamharness_lag_window = (window[0], time.perf_counter())  # type: ignore[attr-defined]
+
+        _listen(environment.events.test_stopping, _stopping)
 
         _listen(environment.events.spawning_complete, _steady)
         _listen(environment.events.test_start, _test_start)

@@ -144,12 +144,15 @@ def report_stream(environment: Environment, record: StreamRecord, probe_lag: boo
         ended_at=ended_at,
         error_code=record.error_code,
     )
-    if probe_lag and getattr(environment, "streamharness_steady", False):
+    window = getattr(environment, "streamharness_lag_window", None)
+    if probe_lag and window is not None:
         # Bench only: the frame source writes its perf_counter send time as the content.
+        lo, hi = window
         lags = []
         for a in record.arrivals:
-            with contextlib.suppress(ValueError):
-                lags.append(a.t - float(a.content))
+            if lo <= a.t < hi:
+                with contextlib.suppress(ValueError):
+                    lags.append(a.t - float(a.content))
         metrics.lag.add_many(lags)
     fire: Any = environment.events.request.fire
     name = record.transport

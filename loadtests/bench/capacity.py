@@ -71,7 +71,7 @@ async def _run(args: argparse.Namespace) -> list[list[str]]:
             await src.stop()
         m = cell.metrics
         span = m.time_span()
-        frames = m.lag.count
+        frames = sum(s.tokens for s in m.streams)
         seconds = (span[1] - span[0]) if span else 0.0
         fps = frames / seconds if seconds else 0.0
         # CPU the Locust processes spent during the test itself (start-up excluded).
