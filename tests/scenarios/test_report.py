@@ -152,6 +152,16 @@ def test_html_is_escaped_and_has_a_plot() -> None:
     page = render_html(summary())
     assert "<svg" in page and "&lt;proxy&gt;" in page and "<proxy>" not in page
     assert page.count("<h2") == 4
+    # every plot is well-formed SVG with a tick per token and a line per fault
+    svgs = [page[i : page.index("</svg>", i) + 6] for i in _find_all(page, "<svg")]
+    assert len(svgs) == 2
+    plot = ET.fromstring(svgs[1])
+    ticks = [
+        el
+        for el in plot.iter("{http://www.w3.org/2000/svg}line")
+        if el.find("{*}title") is not None
+    ]
+    assert len(ticks) == 3 + 1  # three tokens, one fault
 
 
 def test_failure_summary_prints_seed_and_replay() -> None:
@@ -167,3 +177,11 @@ def test_write_reports(tmp_path: Path) -> None:
     assert names[:4] == ["broken-7.txt", "concurrency-7.txt", "junit.xml", "nginx_idle-7.txt"]
     assert {"report.json", "report.html", "report.txt", "sse_resume-7.txt"} <= set(names)
     json.loads((tmp_path / "out" / "report.json").read_text())
+
+
+def _find_all(text: str, needle: str) -> list[int]:
+    out, i = [], text.find(needle)
+    while i != -1:
+        out.append(i)
+        i = text.find(needle, i + 1)
+    return out
