@@ -83,6 +83,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         "--catalogue",
         type=Path,
         default=None,
+        metavar="DIR",
         help="directory of scenario files (default: the built-in catalogue)",
     )
     parser.add_argument(
@@ -91,29 +92,37 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         action="append",
         default=[],
+        metavar="PATH",
         help="also load this scenario file (repeatable)",
     )
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--report", type=Path, default=None, help="write reports to this directory")
+    parser.add_argument(
+        "--report", type=Path, default=None, metavar="DIR", help="write reports to this directory"
+    )
     parser.add_argument(
         "--logs",
         type=Path,
         default=None,
+        metavar="DIR",
         help="keep each process's log under this directory (default: a temporary one)",
     )
     parser.add_argument(
         "--toxiproxy-url",
         default=os.environ.get("TOXIPROXY_URL"),
+        metavar="URL",
         help="use this Toxiproxy server instead of the embedded fault proxy "
         "(default: $TOXIPROXY_URL)",
     )
-    parser.add_argument("--nginx", default=None, help="nginx binary (default: found on PATH)")
+    parser.add_argument(
+        "--nginx", default=None, metavar="PATH", help="nginx binary (default: found on PATH)"
+    )
     parser.add_argument(
         "--mock-port",
         type=int,
         default=None,
+        metavar="PORT",
         help="start the mock on this port (for a --target URL whose upstream is "
         "http://127.0.0.1:PORT/v1); default: a free port",
     )
@@ -281,9 +290,15 @@ def run_main(argv: Sequence[str] | None = None) -> int:
         help="scenario names, globs (e.g. 'upstream_*') or tags; default: all",
     )
     _add_target_options(parser)
-    parser.add_argument("--seed", type=_seed, default=None, help="root seed (default: random)")
     parser.add_argument(
-        "--repeat", type=_positive, default=1, help="run each scenario K times (seeds derived)"
+        "--seed", type=_seed, default=None, metavar="N", help="root seed (default: random)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=_positive,
+        default=1,
+        metavar="K",
+        help="run each scenario K times (seeds derived)",
     )
     _add_run_options(parser)
     args = parser.parse_args(argv)
