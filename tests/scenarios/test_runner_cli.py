@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import socket
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import psutil
 import pytest
 
 from scenarios import cli, runner_cli
@@ -148,3 +153,26 @@ def test_progress_without_a_terminal_prints_one_line_per_run() -> None:
     skipped = ScenarioResult(scenario="x", target="naive", seed=1, verdict="skip", reason="why")
     progress.done(skipped)
     assert stream.getvalue() == "[1/1] x (seed 1): SKIP in 0.0 s (why)\n"
+
+
+@pytest.mark.integration
+def test_ctrl_c_stops_every_process_and_exits_130() -> None:
+    argv = [sys.executable, "-m", "scenarios.cli", "run", "upstream_429_then_success", "-q"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        children: list[psutil.Process] = []
+        deadline = time.monotonic() + 30
+        while len(children) < 2 and time.monotonic() < deadline:  # mock and server started
+            children = psutil.Process(proc.pid).children(recursive=True)
+            time.sleep(0.05)
+        assert len(children) >= 2
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        assert "interrupted; every process was stopped" in err
+        _, alive = psutil.wait_procs(children, timeout=5)
+        assert not alive
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
