@@ -1054,13 +1054,12 @@ async def _drive_http(
             messages = _messages(state.prompt)
             args: dict[str, Any] = {"model": scenario.mock.model, "max_tokens": group.max_tokens}
             if plan.transport == "blocking":
-                placeholder = StreamRecord(transport="blocking", id=f"m{m}")
-                state.records.append(placeholder)
                 record = await aio.blocking(
                     base, messages, timeout_s=group.timeout_s, client=http, **args
                 )
-                state.records[-1] = record
+                state.records.append(record)
                 live.records.append(record)
+                state.sent_at, state.sent_at_epoch = record.sent_at, record.sent_at_epoch or 0.0
                 continue
             try:
                 created = await aio.create_stream(base, messages, client=http, **args)
