@@ -60,6 +60,8 @@ class MockConfig:
     directives: bool = False
     models: tuple[str, ...] = DEFAULT_MODELS
     rules: list[Rule] = field(default_factory=list)
+    # How many requests the ledger keeps (the oldest are dropped first).
+    ledger_size: int = 20_000
     # Own the process's garbage collector (the CLI does; an embedding test process does not):
     # see MockApp._collector.
     manage_gc: bool = False
@@ -138,7 +140,7 @@ class MockApp:
         self.config = MockConfig(
             self.initial.seed, self.initial.profile, self.initial.directives, self.initial.models
         )
-        self.ledger = Ledger()
+        self.ledger = Ledger(max_entries=self.initial.ledger_size)
         self.rules = RuleBook()
         self.rules.add(list(self.initial.rules))
         self.active_streams = 0
@@ -550,6 +552,7 @@ class MockApp:
         finally:
             if entry.outcome is None:
                 ledger.end(entry, "server_error")
+            ledger.compact(entry)
 
     async def _respond(
         self,

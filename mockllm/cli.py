@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a model name to serve (repeatable; default: {', '.join(DEFAULT_MODELS)})",
     )
     parser.add_argument(
+        "--ledger-size",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="requests kept in the ledger, oldest dropped first (default 20000)",
+    )
+    parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
@@ -59,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be between 0 and 65535, got {args.port}")
+    if args.ledger_size < 1:
+        parser.error(f"--ledger-size must be at least 1, got {args.ledger_size}")
     rules: list[Rule] = []
     if args.rules:
         try:
@@ -72,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         directives=args.directives,
         models=tuple(args.models) if args.models else DEFAULT_MODELS,
         rules=rules,
+        ledger_size=args.ledger_size,
         manage_gc=True,
     )
     try:

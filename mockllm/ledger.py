@@ -35,10 +35,15 @@ class Entry:
     faults: tuple[str, ...] = ()
     error: str | None = None
     # The tokens of the answer in write order; ``text`` is the prefix actually written.
+    # Once the request has ended they are replaced by that text (a long soak keeps thousands
+    # of entries, and one string is far smaller than a list of token strings).
     tokens: list[str] = field(default_factory=list)
+    written: str | None = None
 
     @property
     def text(self) -> str:
+        if self.written is not None:
+            return self.written
         return "".join(self.tokens[: self.tokens_sent])
 
     def to_json(self) -> dict[str, Any]:
@@ -67,7 +72,7 @@ Predicate = Callable[[Entry], bool]
 
 
 class Ledger:
-    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time):
+    def __init__(self, max_entries: int = 20_000, clock: Callable[[], float] = time.time):
         self._entries: deque[Entry] = deque(maxlen=max_entries)
         self._seq = 0
         self._waiters: list[asyncio.Future[None]] = []
@@ -95,6 +100,11 @@ class Ledger:
         if disconnect:
             entry.disconnect_index = entry.tokens_sent
         self._notify()
+
+    def compact(self, entry: Entry) -> None:
+        """Freeze an ended entry's text and drop its token list."""
+        entry.written = entry.text
+        entry.tokens = []
 
     def clear(self, *, restart_numbering: bool = False) -> None:
         """Forget every entry; ``restart_numbering`` makes the next request ``seq`` 1 again."""

@@ -60,3 +60,20 @@ def test_clear_can_restart_numbering() -> None:
     assert entry(ledger).seq == 2
     ledger.clear(restart_numbering=True)
     assert entry(ledger).seq == 1
+
+
+def test_compact_keeps_the_written_text_only() -> None:
+    ledger = Ledger()
+    e = entry(ledger)
+    e.tokens = ["a", "b", "c"]
+    e.tokens_sent = 2
+    ledger.end(e, "client_disconnected", disconnect=True)
+    ledger.compact(e)
+    assert (e.text, e.tokens) == ("ab", [])
+
+
+def test_ledger_is_bounded() -> None:
+    ledger = Ledger(max_entries=3)
+    for _ in range(5):
+        entry(ledger)
+    assert [e.seq for e in ledger.query()] == [3, 4, 5]
