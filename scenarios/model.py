@@ -262,6 +262,17 @@ class ClientGroup(_Model):
     on_disconnect: Literal["none", "resend", "resume"] = "none"
     reconnects: int = Field(default=3, ge=0, le=20)
     reconnect_after_ms: int = Field(default=0, ge=0)
+    # Send all ``messages`` at once on the one connection instead of one after the other.
+    concurrent: bool = False
+    # Every client of the group connects with the same client id in the URL (/ws/chat/{id}),
+    # as two browser tabs of one user would.
+    shared_client_id: bool = False
+
+    @model_validator(mode="after")
+    def _concurrent_alone(self) -> ClientGroup:
+        if self.concurrent and (self.actions or self.on_disconnect != "none"):
+            raise ValueError("concurrent messages take no actions and no on_disconnect")
+        return self
 
     @field_validator("prompt")
     @classmethod

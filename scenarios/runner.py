@@ -111,11 +111,16 @@ class ClientPlan:
     group: int
     group_name: str
     index: int
-    client_id: str
+    client_id: str  # unique per client; names it in prompts and reports
     transport: str
     start_delay_ms: float
     think_ms: tuple[float, ...]  # before each message after the first
     prompts: tuple[str, ...]
+    connect_id: str = ""  # the id in /ws/chat/{id} (the group's when shared)
+
+    @property
+    def url_id(self) -> str:
+        return self.connect_id or self.client_id
 
 
 @dataclass(frozen=True)
@@ -186,7 +191,17 @@ def plan_run(scenario: model.Scenario, seed: int, target: str = "reference") -> 
                 for m in range(group.messages)
             )
             clients.append(
-                ClientPlan(g, name, i, client_id, transport, round(start, 3), thinks, prompts)
+                ClientPlan(
+                    g,
+                    name,
+                    i,
+                    client_id,
+                    transport,
+                    round(start, 3),
+                    thinks,
+                    prompts,
+                    connect_id=f"{name}-shared" if group.shared_client_id else "",
+                )
             )
     return RunPlan(
         scenario=scenario.name,
@@ -395,6 +410,7 @@ def _retarget(plan: RunPlan, scenario: model.Scenario, opts: RunOptions) -> RunP
             c.start_delay_ms,
             c.think_ms,
             c.prompts,
+            c.connect_id,
         )
         for c in plan.clients
     )
@@ -748,7 +764,7 @@ async def _open_v1(stack: Any, plan: ClientPlan, group: model.ClientGroup, deadl
         try:
             return await V1Connection.open(
                 stack.client_ws_url,
-                plan.client_id,
+                plan.url_id,
                 read_delay_s=group.read_delay_ms / 1000,
                 hello_timeout_s=max(0.5, min(5.0, deadline - time.perf_counter())),
             )
@@ -773,6 +789,12 @@ async def _drive_v1(
     conn = await _open_v1(stack, plan, group, deadline)
     assert conn.hello is not None
     session_token = conn.hello.resume_token
+    if group.concurrent:
+        try:
+            await _concurrent_v1(conn, plan, group, scenario, live, states)
+        finally:
+            await conn.close()
+        return
     try:
         for m in range(group.messages):
             if m and plan.think_ms[m - 1]:
@@ -946,7 +968,7 @@ class _TutorialClient:
         try:
             self.conn = await TutorialConnection.open(
                 self.stack.client_ws_url,
-                self.plan.client_id,
+                self.plan.url_id,
                 end_marker=self.end_marker,
                 read_delay_s=self.group.read_delay_ms / 1000,
             )
@@ -1006,6 +1028,53 @@ class _TutorialClient:
         return not self.conn.closed
 
 
+async def _concurrent_v1(
+    conn: Any,
+    plan: ClientPlan,
+    group: model.ClientGroup,
+    scenario: model.Scenario,
+    live: _Live,
+    states: list[_StreamState],
+) -> None:
+    """All messages at once on one connection, each its own stream (keyed by id)."""
+    deadline = time.perf_counter() + group.timeout_s
+    mine = []
+    for m in range(group.messages):
+        state = _StreamState(plan, m)
+        states.append(state)
+        record = await conn.chat(
+            _messages(state.prompt),
+            id=f"m{m}",
+            model=scenario.mock.model,
+            max_tokens=group.max_tokens,
+        )
+        state.records.append(record)
+        live.records.append(record)
+        state.sent_at, state.sent_at_epoch = record.sent_at, record.sent_at_epoch or 0.0
+        mine.append((state, record))
+    for state, record in mine:
+        await conn.wait(record.id, max(0.0, deadline - time.perf_counter()))
+        if conn.closed and conn.close_code is not None:
+            _add_close(state, conn.close_code)
+
+
+async def _concurrent_tutorial(
+    client: _TutorialClient, plan: ClientPlan, group: model.ClientGroup, states: list[_StreamState]
+) -> None:
+    """All messages at once on one tutorial socket. Its messages carry no id, so a client can
+    only attribute tokens to the message it sent last (the protocol's flaw, kept as is)."""
+    deadline = time.perf_counter() + group.timeout_s
+    mine = []
+    for m in range(group.messages):
+        state = _StreamState(plan, m)
+        states.append(state)
+        mine.append((state, await client.send(state)))
+    for state, record in mine:
+        await client.conn.wait(record, max(0.0, deadline - time.perf_counter()))
+        if client.conn.closed and client.conn.close_code is not None:
+            _add_close(state, client.conn.close_code)
+
+
 def _reached(state: _StreamState, record: Any, need: int) -> bool:
     return state.arrivals_count() >= need or bool(record.done)
 
@@ -1021,6 +1090,12 @@ async def _drive_tutorial(
 ) -> None:
     client = _TutorialClient(plan, group, scenario, stack, kind, live)
     await client.open()
+    if group.concurrent:
+        try:
+            await _concurrent_tutorial(client, plan, group, states)
+        finally:
+            await client.conn.close()
+        return
     try:
         for m in range(group.messages):
             if m and plan.think_ms[m - 1]:

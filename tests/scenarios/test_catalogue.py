@@ -32,6 +32,8 @@ NAIVE_FLAWS = {
     "upstream_abort",
     "stalled_upstream",
     "tutorial_end_marker",  # the in-band [END] token
+    "two_streams_one_connection",  # a new message cancels the running stream
+    "shared_client_id",  # the client id in the path is trusted
 }
 
 

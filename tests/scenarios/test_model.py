@@ -243,3 +243,10 @@ def test_unknown_name_suggests_close_ones() -> None:
         select_scenarios(_three(), ["a_tow"])
     with pytest.raises(UnknownScenarioError, match="'zzz'; 'streamharness list' shows the 3"):
         select_scenarios(_three(), ["zzz"])
+
+
+def test_concurrent_messages_take_no_actions() -> None:
+    text = MINIMAL.replace(
+        "count: 2", "count: 2\n    concurrent: true\n    actions: [{at_token: 1, do: cancel}]"
+    )
+    assert "concurrent messages take no actions" in problems_of(text)[0][2]

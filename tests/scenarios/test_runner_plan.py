@@ -131,3 +131,14 @@ def test_observation_drops_tokens_a_new_generation_sent_again() -> None:
     obs = _observation(state, "abcdef", t0=10.0)
     assert obs.text == "abcdef" and [a.index for a in obs.arrivals] == [0, 1, 2, 3, 4, 5]
     assert "discarded 3 re-sent tokens <= index 2" in obs.notes
+
+
+def test_shared_client_id_keeps_prompts_unique() -> None:
+    scenario = parse_scenario(
+        "name: s\ndescription: d\nexpect: {reference: pass}\n"
+        "clients: [{count: 2, shared_client_id: true}, {count: 1}]\n"
+        "checks: [{check: every_stream_ended}]\n"
+    )
+    a, b, c = plan_run(scenario, 1).clients
+    assert a.url_id == b.url_id == "g0-shared" and c.url_id == "g1-0"
+    assert a.prompts != b.prompts and a.client_id != b.client_id
