@@ -832,7 +832,12 @@ async def _drive_v1(
                     gone = True
                     break
                 await asyncio.sleep(action.reconnect_after_ms / 1000)
-                conn = await _open_v1(stack, plan, group, stream_deadline)
+                try:
+                    conn = await _open_v1(stack, plan, group, stream_deadline)
+                except _TargetUnreachable as exc:
+                    state.notes.append(f"could not reconnect: {exc}")
+                    gone = True
+                    break
                 await _continue_v1(conn, record, state, action.do, session_token)
             if gone:
                 record.finish("disconnected", time.perf_counter())
@@ -841,8 +846,6 @@ async def _drive_v1(
             while True:
                 left = stream_deadline - time.perf_counter()
                 await conn.wait(record.id, max(0.0, left))
-                if conn.closed and conn.close_code is not None:
-                    _add_close(state, conn.close_code)
                 if (
                     group.on_disconnect != "none"
                     and record.outcome == "error"
@@ -864,17 +867,18 @@ async def _drive_v1(
                 ):
                     break
                 reconnects += 1
-                # A retryable error before the close: wait for the close (1001 on shutdown).
-                await conn.wait_closed(1.0)
-                if conn.close_code is not None:
-                    _add_close(state, conn.close_code)
                 state.notes.append(
                     f"connection lost after {len(record.arrivals)} tokens "
                     f"({record.outcome}, close {conn.close_code}); reconnecting"
                 )
                 await conn.close()
                 await asyncio.sleep(group.reconnect_after_ms / 1000)
-                conn = await _open_v1(stack, plan, group, stream_deadline)
+                try:
+                    conn = await _open_v1(stack, plan, group, stream_deadline)
+                except _TargetUnreachable as exc:
+                    # The stream ends as it is (its outcome tells the checks); not a harness error.
+                    state.notes.append(f"could not reconnect: {exc}")
+                    break
                 mode = "drop_and_resume" if group.on_disconnect == "resume" else "drop_and_resend"
                 await _continue_v1(conn, record, state, mode, session_token)
             if conn.closed:
