@@ -94,6 +94,60 @@ async def _serve_baseline(port: int) -> None:
         await server.serve_forever()
 
 
+# -- the same stream through Starlette's StreamingResponse (for comparison only) ----------------
+
+
+def _starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def chat(request: Request) -> StreamingResponse:
+        await request.body()
+        count = int(request.headers.get("x-mock-tokens", "32"))
+        itl = float(request.headers.get("x-mock-itl-ms", "0")) / 1000.0
+        enc = ChunkEncoder("chatcmpl-starlette", int(time.time()), "gpt-4o-mini")
+        events = [enc.content(0, token) for token in lorem_tokens(count, count)]
+        events[0] = enc.role(0) + events[0]
+
+        async def body() -> Any:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for i, event in enumerate(events):
+                if itl:
+                    delay = start + i * itl - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                yield event
+            yield enc.finish(0, "stop") + enc.done
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def _serve_starlette(port: int, loop: str) -> None:
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(4096)
+    print(f"starlette listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(
+        _starlette_app(),
+        loop=loop,
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        proxy_headers=False,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 # -- the client ----------------------------------------------------------------------------------
 
 
@@ -305,11 +359,35 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {"median": median_of(results), "rounds": results}
 
 
-def _servers(loop: str) -> dict[str, list[str]]:
-    return {
+def _ratios(
+    server: list[dict[str, Any]], baseline: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """server/baseline throughput per round (both measured in the same round) and the median."""
+    out: dict[str, dict[str, Any]] = {}
+    for key in ("tokens_per_cpu_s", "tokens_per_s"):
+        # A run too short to register CPU time has no ratio.
+        ratios = [
+            round(m[key] / b[key], 3)
+            for m, b in zip(server, baseline, strict=True)
+            if m[key] and b[key]
+        ]
+        out[key] = {
+            "median": round(statistics.median(ratios), 3) if ratios else None,
+            "rounds": ratios,
+        }
+    return out
+
+
+def _servers(loop: str, starlette: bool = False) -> dict[str, list[str]]:
+    servers = {
         "mockllm": [sys.executable, "-m", "mockllm", "--port", "0", "--loop", loop],
         "baseline": [sys.executable, "-m", "mockllm.bench", "--serve-baseline", "--loop", loop],
     }
+    if starlette:
+        servers["starlette"] = [
+            *(sys.executable, "-m", "mockllm.bench", "--serve-starlette", "--loop", loop)
+        ]
+    return servers
 
 
 def _run_client(loop: str) -> None:
@@ -336,7 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--compare-starlette",
+        action="store_true",
+        help="also measure the same stream served by Starlette's StreamingResponse",
+    )
     parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-starlette", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser
 
@@ -347,6 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve_baseline:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve_baseline(args.port))
+        return 0
+    if args.serve_starlette:
+        _serve_starlette(args.port, args.loop)
         return 0
     cpus = sorted(os.sched_getaffinity(0))
     pin = not args.no_pin and len(cpus) >= 2
@@ -364,7 +451,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     # Both servers stay up (idle when not measured) and are measured in alternation, round
     # after round: on a shared machine, load from other processes then hits both alike.
-    started = {name: _start(cmd, server_cpu) for name, cmd in _servers(args.loop).items()}
+    started = {
+        name: _start(cmd, server_cpu)
+        for name, cmd in _servers(args.loop, args.compare_starlette).items()
+    }
     rounds: dict[str, dict[str, list[dict[str, Any]]]] = {
         name: {"throughput": [], "timing": []} for name in started
     }
@@ -403,19 +493,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, kinds in rounds.items():
         report[name] = {kind: _summary(results) for kind, results in kinds.items() if results}
     if "throughput" not in args.skip:
-        mock, base = rounds["mockllm"]["throughput"], rounds["baseline"]["throughput"]
-        report["ratio"] = {}
-        for key in ("tokens_per_cpu_s", "tokens_per_s"):
-            # A run too short to register CPU time has no ratio.
-            ratios = [
-                round(m[key] / b[key], 3)
-                for m, b in zip(mock, base, strict=True)
-                if m[key] and b[key]
-            ]
-            report["ratio"][key] = {
-                "median": round(statistics.median(ratios), 3) if ratios else None,
-                "rounds": ratios,
-            }
+        report["ratio"] = _ratios(rounds["mockllm"]["throughput"], rounds["baseline"]["throughput"])
+        if "starlette" in rounds:
+            report["ratio_starlette"] = _ratios(
+                rounds["starlette"]["throughput"], rounds["baseline"]["throughput"]
+            )
     print(json.dumps(report, indent=2))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

@@ -146,27 +146,38 @@ def stream_script(plan: Plan, *, created: int, include_usage: bool) -> Script:
     per_choice: list[tuple[Event, tuple[str, ...]]] = []
     size = plan.control.timing.tokens_per_chunk
     for choice in plan.choices:
+        tool = choice.tool_call is not None
         first = (
             enc.tool_call_start(choice.index, *choice.tool_call[:2])
             if choice.tool_call is not None
             else enc.role(choice.index)
         )
-        piece = enc.tool_arguments if choice.tool_call is not None else enc.content
         bounds = chunk_bounds(len(choice.tokens), size)
         if not bounds:
             data = first + enc.finish(choice.index, choice.finish_reason)
             per_choice.append(((plan.ttft, data, 0, Action.WRITE), ()))
             continue
-        for k, (start, end) in enumerate(bounds):
-            data = piece(choice.index, "".join(choice.tokens[start:end]))
-            if k == 0:
-                data = first + data
-            if k == len(bounds) - 1:
-                data += enc.finish(choice.index, choice.finish_reason)
-            event = (choice.times[end - 1], data, end - start, Action.WRITE)
-            per_choice.append((event, choice.tokens[start:end]))
-    # Stable sort: ties keep choice order, so n>1 streams interleave by due time.
-    ordered = sorted(per_choice, key=lambda item: item[0][0])
+        if size == 1:
+            # One token per chunk (the common case): no slicing or joining per token.
+            texts: list[str] = list(choice.tokens)
+            groups: list[tuple[str, ...]] = [(t,) for t in choice.tokens]
+            dues = list(choice.times)
+        else:
+            groups = [choice.tokens[start:end] for start, end in bounds]
+            texts = ["".join(group) for group in groups]
+            dues = [choice.times[end - 1] for _, end in bounds]
+        datas = enc.many(choice.index, texts, tool=tool)
+        datas[0] = first + datas[0]
+        datas[-1] += enc.finish(choice.index, choice.finish_reason)
+        per_choice.extend(
+            ((due, data, len(group), Action.WRITE), group)
+            for due, data, group in zip(dues, datas, groups, strict=True)
+        )
+    if len(plan.choices) == 1:
+        ordered = per_choice
+    else:
+        # Stable sort: ties keep choice order, so n>1 streams interleave by due time.
+        ordered = sorted(per_choice, key=lambda item: item[0][0])
     content = [event for event, _ in ordered]
     written = [token for _, tokens in ordered for token in tokens]
 
@@ -182,6 +193,11 @@ def stream_script(plan: Plan, *, created: int, include_usage: bool) -> Script:
     outcome = "fault:no_done" if faults.no_done else "completed"
     last_due = 0.0
     cut = False
+    if cut_at is None and faults.split_chunk is None:
+        # Nothing to cut or split: the content events go out as they are.
+        events = content
+        last_due = content[-1][0] if content else 0.0
+        content = []
     for due, data, ntok, action in content:
         if cut_at is not None and sent >= cut_at:
             cut = True

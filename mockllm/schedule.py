@@ -35,16 +35,18 @@ def token_times(
     the first (so TTFT jitters too). A stall after ``stall_after`` tokens shifts every later
     token by ``stall_seconds``.
     """
-    times: list[float] = []
-    previous = 0.0
-    jitter = timing.jitter_ms
-    for i in range(count):
-        due = timing.ttft_ms + i * timing.itl_ms
-        if jitter:
-            due += rng.uniform(-jitter, jitter)
-        seconds = max(due / 1000.0, previous)
-        times.append(seconds)
-        previous = seconds
+    ttft, itl, jitter = timing.ttft_ms, timing.itl_ms, timing.jitter_ms
+    if not jitter:
+        # Without jitter the times are already non-decreasing (itl >= 0).
+        times = [(ttft + i * itl) / 1000.0 for i in range(count)]
+    else:
+        times = []
+        previous = 0.0
+        for i in range(count):
+            due = ttft + i * itl + rng.uniform(-jitter, jitter)
+            seconds = max(due / 1000.0, previous)
+            times.append(seconds)
+            previous = seconds
     if stall_after is not None and stall_seconds > 0:
         for i in range(stall_after, count):
             times[i] += stall_seconds

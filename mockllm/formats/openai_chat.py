@@ -11,6 +11,7 @@ because this is the hot path of every stream.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from mockllm.sse import DONE
@@ -18,6 +19,9 @@ from mockllm.sse import DONE
 __all__ = ["ChunkEncoder", "completion_body", "usage_body"]
 
 SYSTEM_FINGERPRINT = "fp_mockllm"
+
+_CONTENT_SUFFIX = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+_ARGS_SUFFIX = b'}}]},"logprobs":null,"finish_reason":null}]}\n\n'
 
 # JSON-escaped token text, shared by every stream: tokens repeat a lot across answers.
 _ESCAPED: dict[str, bytes] = {}
@@ -103,24 +107,31 @@ class ChunkEncoder:
         )
         return self._choice(index, delta)
 
-    def content(self, index: int, text: str) -> bytes:
-        prefix = self._content_prefix.get(index)
+    def _prefix(self, index: int, tool: bool) -> bytes:
+        cache = self._args_prefix if tool else self._content_prefix
+        prefix = cache.get(index)
         if prefix is None:
-            prefix = self._content_prefix[index] = (
-                self.head + b'[{"index":' + str(index).encode() + b',"delta":{"content":'
+            delta = (
+                b',"delta":{"tool_calls":[{"index":0,"function":{"arguments":'
+                if tool
+                else b',"delta":{"content":'
             )
-        return prefix + self._escape(text) + b'},"logprobs":null,"finish_reason":null}]}\n\n'
+            prefix = cache[index] = self.head + b'[{"index":' + str(index).encode() + delta
+        return prefix
+
+    def content(self, index: int, text: str) -> bytes:
+        return self._prefix(index, False) + self._escape(text) + _CONTENT_SUFFIX
 
     def tool_arguments(self, index: int, fragment: str) -> bytes:
-        prefix = self._args_prefix.get(index)
-        if prefix is None:
-            prefix = self._args_prefix[index] = (
-                self.head
-                + b'[{"index":'
-                + str(index).encode()
-                + b',"delta":{"tool_calls":[{"index":0,"function":{"arguments":'
-            )
-        return prefix + self._escape(fragment) + b'}}]},"logprobs":null,"finish_reason":null}]}\n\n'
+        return self._prefix(index, True) + self._escape(fragment) + _ARGS_SUFFIX
+
+    def many(self, index: int, texts: Iterable[str], *, tool: bool = False) -> list[bytes]:
+        """``content`` (or ``tool_arguments``) of each text: the per-token hot path."""
+        prefix = self._prefix(index, tool)
+        suffix = _ARGS_SUFFIX if tool else _CONTENT_SUFFIX
+        cached = _ESCAPED.get
+        escape = self._escape
+        return [prefix + (cached(text) or escape(text)) + suffix for text in texts]
 
     def finish(self, index: int, reason: str) -> bytes:
         return self._choice(index, b"{}", _json(reason))
