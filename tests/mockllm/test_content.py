@@ -1,0 +1,53 @@
+"""mockllm.content: seeded prose and schema-shaped tool arguments."""
+
+from __future__ import annotations
+
+import json
+
+from mockllm.content import derive_seed, lorem_tokens, tool_arguments
+
+
+def test_derive_seed_is_stable_and_sensitive() -> None:
+    assert derive_seed(1, "a", [{"x": 1}]) == derive_seed(1, "a", [{"x": 1}])
+    assert derive_seed(1, "a") != derive_seed(2, "a")
+    # sha256 of the canonical JSON '[0]': the seed must not depend on the process (Python's
+    # hash() is salted), so it is pinned here.
+    assert derive_seed(0) == 0xD0BCA111F8628137
+
+
+def test_lorem_has_exactly_the_requested_tokens_and_reads_like_prose() -> None:
+    tokens = lorem_tokens(7, 60)
+    assert len(tokens) == 60
+    text = "".join(tokens)
+    assert text[0].isupper()
+    assert "." in text or "?" in text or "!" in text
+    assert lorem_tokens(7, 60) == tokens
+    assert lorem_tokens(8, 60) != tokens
+    assert lorem_tokens(7, 10) == tokens[:10]
+    assert lorem_tokens(7, 0) == []
+
+
+def test_tool_arguments_follow_the_schema() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "unit": {"type": "string", "enum": ["c", "f"]},
+            "days": {"type": "integer"},
+            "lat": {"type": "number"},
+            "alerts": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "where": {"type": "object", "properties": {"zip": {"type": ["string", "null"]}}},
+        },
+    }
+    args = json.loads(tool_arguments(3, schema))
+    assert isinstance(args["city"], str) and args["city"]
+    assert args["unit"] in ("c", "f")
+    assert isinstance(args["days"], int) and not isinstance(args["days"], bool)
+    assert isinstance(args["lat"], float)
+    assert isinstance(args["alerts"], bool)
+    assert len(args["tags"]) == 2 and all(isinstance(t, str) for t in args["tags"])
+    assert isinstance(args["where"]["zip"], str)
+    assert tool_arguments(3, schema) == tool_arguments(3, schema)
+    assert tool_arguments(3, {}) == "{}"
+    assert tool_arguments(3, "not a schema") == "{}"
