@@ -17,7 +17,8 @@ __all__ = ["MockAdmin", "MockAdminError"]
 
 
 class MockAdminError(Exception):
-    """The admin API answered with an error (its OpenAI-shaped body is in ``body``)."""
+    """The admin API answered with an error (its OpenAI-shaped body is in ``body``), or could
+    not be reached at all (``status`` 0)."""
 
     def __init__(self, status: int, body: Any):
         message = body.get("error", {}).get("message") if isinstance(body, dict) else str(body)
@@ -40,7 +41,12 @@ class MockAdmin:
         self._http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            # Callers catch our error, never httpx's.
+            message = f"cannot reach the mock at {self.url}: {exc!r}"
+            raise MockAdminError(0, {"error": {"message": message}}) from exc
         if response.status_code >= 400:
             try:
                 body: Any = response.json()

@@ -111,3 +111,16 @@ def test_config_changes_and_reset(client: openai.OpenAI, admin: MockAdmin) -> No
     assert admin.config()["profile"] == "instant"
     again = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert again.choices[0].message.content == before.choices[0].message.content
+
+
+def test_admin_client_translates_connection_errors() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but not listening: connections are refused
+        admin = MockAdmin(f"http://127.0.0.1:{port}", timeout=2)
+        with pytest.raises(MockAdminError) as info:
+            admin.health()
+        admin.close()
+    assert info.value.status == 0
