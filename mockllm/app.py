@@ -25,8 +25,16 @@ from mockllm.control import (
     resolve,
 )
 from mockllm.errors import InvalidRequest, MethodNotAllowed, MockError, NotFound
-from mockllm.faults import Faults
-from mockllm.generation import Action, Plan, Script, body_script, build_plan, stream_script
+from mockllm.generation import (
+    Action,
+    Plan,
+    Script,
+    body_script,
+    build_plan,
+    completion_id,
+    estimated_tokens,
+    stream_script,
+)
 from mockllm.ledger import Entry, Ledger
 from mockllm.profiles import PROFILES
 from mockllm.request import ChatRequest, parse_body, parse_chat_request
@@ -43,6 +51,8 @@ Send = Callable[[Message], Awaitable[None]]
 DEFAULT_MODELS = ("mock-instant", "mock-fast", "mock-realistic", "gpt-4o-mini")
 MAX_BODY = 16 * 1024 * 1024
 _MODEL_CREATED = 1721172741
+# Answers larger than this are built in a worker thread (see MockApp._build).
+_BUILD_INLINE_MAX_TOKENS = 4096
 # The oldest generation's threshold counts young-generation collections: this never comes.
 _NO_AUTOMATIC_FULL_COLLECTION = 1_000_000_000
 
@@ -401,8 +411,12 @@ class MockApp:
 
     def _prepare(
         self, scope: Scope, raw: bytes, *, commit: bool
-    ) -> tuple[Any, ChatRequest, Control, Plan, int]:
-        """Everything about a chat request that needs no I/O; raises MockError."""
+    ) -> tuple[Any, ChatRequest, Control, tuple[dict[str, Any], ...], int]:
+        """Everything about a chat request but building the answer; raises MockError.
+
+        Returns the body, the request, its control, its messages (directives stripped) and its
+        sequence number (0 when ``commit`` is false: nothing is counted or recorded).
+        """
         body = parse_body(raw)
         request = parse_chat_request(body)
         headers = [(_decode(k), _decode(v)) for k, v in scope["headers"]]
@@ -426,13 +440,44 @@ class MockApp:
             directive=directive,
         )
         sequence = self.ledger.next_seq() if commit else 0
-        plan = build_plan(
-            request, control, messages=messages, server_seed=self.config.seed, sequence=sequence
-        )
-        return body, request, control, plan, sequence
+        return body, request, control, messages, sequence
+
+    async def _build(
+        self,
+        request: ChatRequest,
+        control: Control,
+        messages: tuple[dict[str, Any], ...],
+        sequence: int,
+        created: int | None,
+    ) -> tuple[Plan, Script | None]:
+        """The plan (and, given ``created``, the script) of an answer.
+
+        Building costs about 1.6 us per token, all at once: a 100,000-token answer would stall
+        every other stream for 0.16 s. Large answers are built in a worker thread instead, so
+        the GIL's switch interval (5 ms) bounds the stall.
+        """
+        seed = self.config.seed
+
+        def build() -> tuple[Plan, Script | None]:
+            plan = build_plan(
+                request, control, messages=messages, server_seed=seed, sequence=sequence
+            )
+            if created is None:
+                return plan, None
+            if request.stream:
+                return plan, stream_script(
+                    plan, created=created, include_usage=request.include_usage
+                )
+            return plan, body_script(plan, created=created)
+
+        prompt = ChatRequest(request.model, messages).last_user_text
+        if estimated_tokens(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS:
+            return await asyncio.to_thread(build)
+        return build()
 
     async def _preview(self, scope: Scope, raw: bytes, send: Send) -> None:
-        _, _, control, plan, _ = self._prepare(scope, raw, commit=False)
+        _, request, control, messages, _ = self._prepare(scope, raw, commit=False)
+        plan, _ = await self._build(request, control, messages, 0, None)
 
         def describe(choice: Any) -> dict[str, Any]:
             call = choice.tool_call
@@ -478,7 +523,7 @@ class MockApp:
             return
         headers_json = {_decode(k): _decode(v) for k, v in scope["headers"]}
         try:
-            body, request, control, plan, seq = self._prepare(scope, raw, commit=True)
+            body, request, control, messages, seq = self._prepare(scope, raw, commit=True)
         except MockError as exc:
             seq = self.ledger.next_seq()
             try:
@@ -503,7 +548,9 @@ class MockApp:
             return
         faults = control.faults
         entry = Entry(
-            id=plan.completion_id,
+            id=completion_id(
+                request, control, messages=messages, server_seed=self.config.seed, sequence=seq
+            ),
             seq=seq,
             model=request.model,
             stream=request.stream,
@@ -514,20 +561,13 @@ class MockApp:
             faults=faults.names,
         )
         self.ledger.add(entry)
-        created = int(started)
-        script = (
-            stream_script(plan, created=created, include_usage=request.include_usage)
-            if request.stream
-            else body_script(plan, created=created)
-        )
-        entry.tokens = list(script.tokens)
         response_headers = [(b"x-request-id", entry.id.encode()), *_COMMON_HEADERS]
 
         ledger = self.ledger
         # The response runs in its own task: a disconnect cancels just that task, and each
         # token's wake-up resumes one shallow coroutine instead of the whole ASGI call chain.
         work = asyncio.ensure_future(
-            self._respond(send, entry, request, faults, script, response_headers)
+            self._respond(send, entry, request, control, messages, int(started), response_headers)
         )
 
         def on_receive(watch: asyncio.Future[Message]) -> None:
@@ -559,12 +599,18 @@ class MockApp:
         send: Send,
         entry: Entry,
         request: ChatRequest,
-        faults: Faults,
-        script: Script,
+        control: Control,
+        messages: tuple[dict[str, Any], ...],
+        created: int,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         self.active_streams += 1
         try:
+            _, built = await self._build(request, control, messages, entry.seq, created)
+            assert built is not None
+            script = built
+            entry.tokens = list(script.tokens)
+            faults = control.faults
             if faults.slow_headers_ms:
                 await asyncio.sleep(faults.slow_headers_ms / 1000.0)
             if faults.status is not None:

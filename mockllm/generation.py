@@ -21,7 +21,17 @@ from mockllm.request import ChatRequest, message_text
 from mockllm.schedule import chunk_bounds, token_times
 from mockllm.tokenizer import count_tokens, tokenize
 
-__all__ = ["Action", "ChoicePlan", "Plan", "Script", "body_script", "build_plan", "stream_script"]
+__all__ = [
+    "Action",
+    "ChoicePlan",
+    "Plan",
+    "Script",
+    "body_script",
+    "build_plan",
+    "completion_id",
+    "estimated_tokens",
+    "stream_script",
+]
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,46 @@ def _prompt_tokens(messages: tuple[dict[str, Any], ...]) -> int:
     return sum(count_tokens(message_text(m)) + 4 for m in messages) + 3
 
 
+def _base_seed(
+    request: ChatRequest,
+    control: Control,
+    messages: tuple[dict[str, Any], ...],
+    server_seed: int,
+) -> int:
+    request_seed = control.seed if control.seed is not None else request.seed
+    tools = [(t.name, t.parameters) for t in request.tools]
+    return derive_seed(server_seed, request_seed, list(messages), tools)
+
+
+def _completion_id(base: int, sequence: int) -> str:
+    return f"chatcmpl-{derive_seed(base, sequence):016x}{sequence:06d}"
+
+
+def completion_id(
+    request: ChatRequest,
+    control: Control,
+    *,
+    messages: tuple[dict[str, Any], ...],
+    server_seed: int,
+    sequence: int,
+) -> str:
+    """The id :func:`build_plan` gives this request (known before the answer is built)."""
+    return _completion_id(_base_seed(request, control, messages, server_seed), sequence)
+
+
+def estimated_tokens(request: ChatRequest, control: Control, prompt: str) -> int:
+    """About how many tokens :func:`build_plan` will produce (to decide where to build it)."""
+    if request.max_tokens is not None:
+        per_choice = request.max_tokens
+    elif control.text is not None:
+        per_choice = len(control.text) // 3
+    elif control.mode == "echo":
+        per_choice = len(prompt) // 3
+    else:
+        per_choice = DEFAULT_TOKENS if control.tokens is None else control.tokens
+    return per_choice * request.n
+
+
 def build_plan(
     request: ChatRequest,
     control: Control,
@@ -91,10 +141,9 @@ def build_plan(
     sequence: int,
 ) -> Plan:
     """Decide the whole answer. ``messages`` are the request's with directives stripped."""
-    request_seed = control.seed if control.seed is not None else request.seed
     tools = [(t.name, t.parameters) for t in request.tools]
-    base = derive_seed(server_seed, request_seed, list(messages), tools)
-    completion_id = f"chatcmpl-{derive_seed(base, sequence):016x}{sequence:06d}"
+    base = _base_seed(request, control, messages, server_seed)
+    completion_id = _completion_id(base, sequence)
     tool_name = control.tool
     if tool_name is None and request.tool_choice != "none":
         tool_name = request.forced_tool

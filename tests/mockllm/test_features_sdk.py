@@ -193,3 +193,23 @@ def test_realistic_profile_by_model_name(mock_url: str) -> None:
     assert preview["timing"]["ttft_ms"] == 390.0
     times = preview["choices"][0]["times"]
     assert 0.38 < times[0] < 0.4 and 0.37 < times[-1] - times[0] < 0.40
+
+
+def test_large_answers_are_built_off_the_loop_and_stay_deterministic(
+    client: openai.OpenAI, admin: MockAdmin
+) -> None:
+    headers = {"X-Mock-Tokens": "6000"}
+    preview = admin.preview({"model": "gpt-4o-mini", "messages": MESSAGES}, headers=headers)
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=headers
+    )
+    pieces = [
+        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+    ]
+    assert len(pieces) == 6000
+    assert pieces == preview["tokens"]
+    completion = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers
+    )
+    assert completion.choices[0].message.content == "".join(pieces)
+    assert admin.requests()[0]["id"] != admin.requests()[1]["id"]
