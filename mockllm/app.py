@@ -9,6 +9,7 @@ iterators (see docs/mockllm.md, "Speed").
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import time
@@ -147,9 +148,8 @@ class MockApp:
 
     def __init__(self, config: MockConfig | None = None):
         self.initial = config or MockConfig()
-        self.config = MockConfig(
-            self.initial.seed, self.initial.profile, self.initial.directives, self.initial.models
-        )
+        # The run-time config (PATCH /_mock/config) starts as a copy of the start-up one.
+        self.config = dataclasses.replace(self.initial)
         self.ledger = Ledger(max_entries=self.initial.ledger_size)
         self.rules = RuleBook()
         self.rules.add(list(self.initial.rules))
@@ -159,9 +159,7 @@ class MockApp:
 
     def reset(self) -> None:
         """Back to the start-up state: ledger empty, initial rules with fresh counters."""
-        self.config = MockConfig(
-            self.initial.seed, self.initial.profile, self.initial.directives, self.initial.models
-        )
+        self.config = dataclasses.replace(self.initial)
         self.ledger.clear(restart_numbering=True)
         self.rules = RuleBook()
         self.rules.add(list(self.initial.rules))
