@@ -6,7 +6,8 @@ index. The :class:`StreamStore` protocol is the seam for a shared store later (s
 resuming each other's streams); :class:`InMemoryStreamStore` is the one-process implementation.
 
 ``ReplayBuffer`` and the store are pure. ``StreamRecord.follow`` is the one place that waits
-(an ``asyncio.Event`` swapped on every change), because readers must sleep until new data.
+(an ``asyncio.Event`` set and dropped on every change, created only when a reader waits), because
+readers must sleep until new data.
 """
 
 from __future__ import annotations
@@ -138,16 +139,27 @@ class StreamRecord:
     readers: int = 0
     # When the last reader left (or the stream was created/polled without a reader).
     idle_since: float | None = None
-    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    # Created by the first reader that has to wait; set and dropped by the next change. A token
+    # nobody waits for (readers behind, or none) then costs no Event of its own.
+    _changed: asyncio.Event | None = field(default=None, repr=False)
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL
 
     def _notify(self) -> None:
-        # Wake every current waiter, then give later waiters a fresh event.
-        self._changed.set()
-        self._changed = asyncio.Event()
+        # Wake every current waiter; later waiters create a fresh event.
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
+
+    def _change_event(self) -> asyncio.Event:
+        """The event the next change sets. Take it right before awaiting (no yield between the
+        check that found nothing new and the wait, so no change can slip in unseen)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
 
     def add_token(self, content: str) -> TokenEvent:
         self.state = transition(self.state, StreamInput.TOKEN)
@@ -195,7 +207,7 @@ class StreamRecord:
 
     async def wait_terminal(self) -> Outcome:
         while self.outcome is None:
-            await self._changed.wait()
+            await self._change_event().wait()
         return self.outcome
 
     def _cancelled(self) -> bool:
@@ -212,7 +224,6 @@ class StreamRecord:
         """
         cursor = after
         while True:
-            changed = self._changed
             if self._cancelled():
                 assert self.outcome is not None
                 yield self.outcome
@@ -228,6 +239,7 @@ class StreamRecord:
             if self.outcome is not None:
                 yield self.outcome
                 return
+            changed = self._change_event()
             if heartbeat_s is None:
                 await changed.wait()
                 continue

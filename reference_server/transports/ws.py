@@ -5,7 +5,7 @@ One :class:`WSConnection` per socket runs four kinds of task:
 - the receive loop (this is where bad input is answered and limits are enforced),
 - one sender that alone writes to the socket, fed by a bounded queue (a slow reader blocks the
   producers, never grows memory; a frame that cannot be written in ``send_timeout_s`` closes
-  the socket),
+  the socket: one watchdog timer per connection checks that, not a timer per frame),
 - one forwarder per subscribed stream, following the stream's record from an index,
 - the app-level heartbeat (v1 only; WebSocket ping frames come from uvicorn).
 
@@ -44,11 +44,12 @@ from reference_server.protocol import (
     ResumeRequest,
     ServerMessage,
     Start,
-    Token,
     ToolCall,
     encode,
     parse_client_message,
     parse_tutorial_message,
+    token_frame,
+    token_frame_prefix,
     tutorial_end,
     tutorial_error,
     tutorial_token,
@@ -130,6 +131,11 @@ class WSConnection:
         self._close: _CloseRequest | None = None
         self._close_sent = False
         self._helpers: list[asyncio.Task[Any]] = []
+        # Send watchdog: when the frame being written started (None = not writing), and the
+        # one timer that checks it (armed while frames are being written).
+        self._loop = asyncio.get_running_loop()
+        self._send_started: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
         # Tutorial mode: one stream at a time, in arrival order, like the tutorial's server.
         self._tutorial_jobs: asyncio.Queue[dict[str, Any]] = asyncio.Queue(16)
         self._tutorial_idle = asyncio.Event()
@@ -161,6 +167,9 @@ class WSConnection:
             await self._cleanup()
 
     async def _cleanup(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         tasks = self._helpers + [sub.task for sub in self.subscriptions.values()]
         for task in tasks:
             task.cancel()
@@ -206,7 +215,10 @@ class WSConnection:
     # --- sending
     async def _enqueue(self, text: str) -> None:
         self.queue_bytes += len(text)
-        await self.queue.put(text)
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            await self.queue.put(text)  # a slow reader: the producer waits here
 
     async def _send_message(self, message: ServerMessage) -> None:
         await self._enqueue(encode(message))
@@ -229,22 +241,49 @@ class WSConnection:
         await self._send_message(error)
 
     async def _send_loop(self) -> None:
+        queue, send, loop = self.queue, self.ws.send, self._loop
         while True:
-            item = await self.queue.get()
-            if isinstance(item, _CloseRequest):
-                self._close = item
-                self._close_sent = True
-                with contextlib.suppress(*_SEND_ERRORS, TimeoutError):
-                    await asyncio.wait_for(self.ws.close(item.code, item.reason), 1.0)
-                return
-            self.queue_bytes -= len(item)
-            try:
-                await asyncio.wait_for(self.ws.send_text(item), self.settings.send_timeout_s)
-            except TimeoutError:
-                self._close_now(1008, "send timeout: the client is not reading")
-                return
-            except _SEND_ERRORS:
-                return  # the peer is gone; the receive loop sees the disconnect too
+            item = await queue.get()
+            # Then everything already queued without going back to the event loop in between.
+            while True:
+                if isinstance(item, _CloseRequest):
+                    self._close = item
+                    self._close_sent = True
+                    with contextlib.suppress(*_SEND_ERRORS, TimeoutError):
+                        await asyncio.wait_for(self.ws.close(item.code, item.reason), 1.0)
+                    return
+                self.queue_bytes -= len(item)
+                # Not wait_for per frame (a task, a timer and two loop turns for every token):
+                # the watchdog closes the socket if this one write is still pending after
+                # send_timeout_s, and run() then cancels this task.
+                self._send_started = loop.time()
+                if self._watchdog is None:
+                    self._arm_watchdog(self._send_started)
+                try:
+                    await send({"type": "websocket.send", "text": item})
+                except _SEND_ERRORS:
+                    return  # the peer is gone; the receive loop sees the disconnect too
+                finally:
+                    self._send_started = None
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+
+    def _arm_watchdog(self, started: float) -> None:
+        self._watchdog = self._loop.call_at(
+            started + self.settings.send_timeout_s, self._check_send
+        )
+
+    def _check_send(self) -> None:
+        self._watchdog = None
+        started = self._send_started
+        if started is None:
+            return  # idle: the next send arms it again
+        if self._loop.time() - started >= self.settings.send_timeout_s:
+            self._close_now(1008, "send timeout: the client is not reading")
+        else:
+            self._arm_watchdog(started)  # a later frame: its own deadline
 
     # --- receiving
     async def _receive_loop(self) -> None:
@@ -465,13 +504,13 @@ class WSConnection:
 
     async def _forward(self, record: StreamRecord, chat_id: str, after: int) -> None:
         last_sent = after
+        # Every token frame of this stream starts the same: encoded once, not per token.
+        prefix = token_frame_prefix(chat_id)
         try:
             async with contextlib.aclosing(record.follow(after)) as items:
                 async for item in items:
                     if isinstance(item, TokenEvent):
-                        await self._send_message(
-                            Token(id=chat_id, index=item.index, content=item.content)
-                        )
+                        await self._enqueue(token_frame(prefix, item.index, item.content))
                         last_sent = item.index
                     elif isinstance(item, ToolCallEvent):
                         await self._send_message(

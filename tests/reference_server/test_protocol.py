@@ -19,6 +19,8 @@ from reference_server.protocol import (
     encode,
     parse_client_message,
     parse_tutorial_message,
+    token_frame,
+    token_frame_prefix,
     tutorial_end,
     tutorial_token,
 )
@@ -101,6 +103,26 @@ def test_encode_is_compact_and_omits_only_optional_nones() -> None:
     assert err == {"type": "error", "code": "invalid_json", "message": "m", "retryable": False}
     call = json.loads(encode(ToolCall(id="a", index=1, call_index=0, arguments="{")))
     assert "name" not in call and call["arguments"] == "{"
+
+
+_AWKWARD = ["Hi", "", 'a"b\\c', "\n\t\x00\x1f\x7f", "é😀", "\u2028\u2029", "</script>", "\ud800"]
+
+
+@pytest.mark.parametrize("content", _AWKWARD)
+@pytest.mark.parametrize("chat_id", ["a", 'x"y', "é", "\\"])
+def test_fast_token_frame_is_byte_identical_to_the_model_encoding(
+    chat_id: str, content: str
+) -> None:
+    # The hot path skips pydantic; clients must not be able to tell.
+    fast = token_frame(token_frame_prefix(chat_id), 41, content)
+    assert fast == encode(Token(id=chat_id, index=41, content=content))
+    assert json.loads(fast) == {"type": "token", "id": chat_id, "index": 41, "content": content}
+
+
+@pytest.mark.parametrize("content", _AWKWARD)
+def test_tutorial_token_matches_json_dumps(content: str) -> None:
+    expected = json.dumps({"type": "token", "content": content}, ensure_ascii=False)
+    assert tutorial_token(content) == expected
 
 
 def test_tutorial_shapes() -> None:
