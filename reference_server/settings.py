@@ -6,7 +6,7 @@ a :class:`Settings` object passed in and never reads ``os.environ`` itself.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     auth_token: SecretStr | None = None
     shutdown_grace_s: float = Field(default=3.0, ge=0)
     sse_retry_ms: int = Field(default=1000, ge=0)
+
+    # --- WebSocket implementation (passed to uvicorn by the CLI)
+    # permessage-deflate costs CPU on every frame and keeps two zlib contexts (hundreds of KiB)
+    # per socket for frames of ~60 bytes; browsers always offer it, so it is off unless asked for.
+    ws_per_message_deflate: bool = False
+    # uvicorn's WebSocket protocol implementation; "websockets-sansio" is what uvicorn's "auto"
+    # picks too, named here so a uvicorn upgrade cannot silently change it.
+    ws_backend: Literal["websockets-sansio", "websockets", "wsproto"] = "websockets-sansio"
 
     log_level: str = "warning"
 

@@ -234,3 +234,22 @@ async def test_tool_calls_stream_as_their_own_messages(server: Process, ledger: 
     assert got.terminal is not None and got.terminal["finish_reason"] == "tool_calls"
     assert_dense(got.indexes)
     await client.close()
+
+
+async def test_permessage_deflate_is_off_by_default_and_can_be_enabled(
+    server: Process, server_factory: ServerFactory
+) -> None:
+    # The websockets client offers permessage-deflate, as every browser does.
+    for target, expect_deflate in (
+        (server, False),
+        (server_factory(ws_per_message_deflate=True), True),
+    ):
+        client = await V1Client.open(target.ws_url, compression="deflate")
+        assert client.ws.response is not None
+        extensions = client.ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+        assert ("permessage-deflate" in extensions) is expect_deflate, extensions
+        await client.chat("a", prompt("deflate", tokens=30))
+        got = await client.collect("a")
+        assert_dense(got.indexes, 30)
+        assert got.terminal is not None and got.terminal["type"] == "end"
+        await client.close()

@@ -15,6 +15,7 @@ from reference_server.upstream import (
     ChunkDecoder,
     RetryPolicy,
     SSEDataDecoder,
+    SSELineSplitter,
     UpstreamFinish,
     UpstreamToken,
     UpstreamToolCall,
@@ -30,6 +31,27 @@ def chunk(delta: dict[str, object], finish: str | None = None) -> str:
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
     )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_line_splitter_handles_every_terminator_and_any_read_boundary(seed: int) -> None:
+    text = 'data: {"a":1}\r\ndata: é😀\n\r\n: comment\rdata: x\r\r\ndata: [DONE]\n\nlast'
+    expected = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    body = text.encode()
+    rng = random.Random(seed)
+    # Reads cut anywhere: inside a CRLF, inside a multi-byte character, one byte at a time.
+    cuts = sorted(rng.sample(range(1, len(body)), rng.randint(0, len(body) - 1)))
+    splitter = SSELineSplitter()
+    lines: list[str] = []
+    for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True):
+        lines += splitter.feed(body[start:end])
+    assert lines == expected[:-1]  # the unterminated last line waits for EOF
+    assert splitter.flush() == ["last"]
+    assert splitter.flush() == []
+
+
+def test_line_splitter_replaces_invalid_utf8() -> None:
+    assert SSELineSplitter().feed(b"data: \xff\n") == ["data: \ufffd"]
 
 
 def test_sse_decoder_joins_data_lines_and_skips_comments() -> None:
