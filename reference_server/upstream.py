@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import random
+import urllib.request
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 
 from reference_server.errors import UpstreamError, UpstreamStatusError, UpstreamTimeout
+from reference_server.netbackend import asyncio_transport
 
 __all__ = [
     "ChunkDecoder",
@@ -232,6 +234,16 @@ class UpstreamClient:
         rng: random.Random | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Keep every pooled connection alive: with more concurrent streams than idle slots,
+        # each new stream would otherwise pay a fresh TCP connect (and the provider an accept).
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        # The leaner asyncio backend (netbackend.py). With a proxy configured in the
+        # environment, httpx's own transport, which honours it (a given transport does not).
+        self.asyncio_backend = transport is None and not urllib.request.getproxies()
+        if self.asyncio_backend:
+            transport = asyncio_transport(limits)
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=headers,
@@ -241,11 +253,7 @@ class UpstreamClient:
                 write=read_timeout_s,
                 pool=connect_timeout_s,
             ),
-            # Keep every pooled connection alive: with more concurrent streams than idle slots,
-            # each new stream would otherwise pay a fresh TCP connect (and the provider an accept).
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=limits,
             transport=transport,
         )
         self._retry = retry or RetryPolicy()

@@ -82,7 +82,7 @@ async def test_origin_allow_list(server_factory: ServerFactory) -> None:
     server = server_factory(allowed_origins="http://good.example", allow_missing_origin="false")
     assert await closed_code(server.ws_url + "/ws/chat/c", origin="http://evil.example") == 1008
     assert await closed_code(server.ws_url + "/ws/chat/c") == 1008  # no Origin at all
-    client = await V1Client.open(server.ws_url, origin="http://good.example")  # type: ignore[arg-type]
+    client = await V1Client.open(server.ws_url, origin="http://good.example")
     await client.assert_usable()
     await client.close()
 
@@ -131,7 +131,7 @@ async def test_slow_reader_hits_a_bounded_send_queue(
     server_factory: ServerFactory, ledger: Ledger
 ) -> None:
     server = server_factory(send_queue_max_messages=8)
-    client = await V1Client.open(server.ws_url, max_queue=4)  # type: ignore[arg-type]
+    client = await V1Client.open(server.ws_url, max_queue=4)
     count = 40_000
     await client.chat("flood", prompt("flood", tokens=count))
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -215,7 +215,7 @@ async def test_client_that_stops_reading_is_closed(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     host, port = server.url.removeprefix("http://").split(":")
     sock.connect((host, int(port)))
-    client = await V1Client.open(server.ws_url, sock=sock, max_queue=1, compression=None)  # type: ignore[arg-type]
+    client = await V1Client.open(server.ws_url, sock=sock, max_queue=1, compression=None)
     await client.chat("flood", prompt("flood", tokens=120_000))
     async with httpx.AsyncClient(base_url=server.url) as http:
         loop = asyncio.get_running_loop()

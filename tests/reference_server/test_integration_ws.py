@@ -78,7 +78,7 @@ async def test_new_chat_never_cancels_another(server: Process, ledger: Ledger) -
     await client.chat("a", prompt("one", tokens=20, itl_ms=10))
     await client.collect("a", stop_after_tokens=2)
     await client.chat("b", prompt("two", tokens=3))
-    ends = {}
+    ends: dict[str, str] = {}
     while len(ends) < 2:
         message = await client.recv()
         if message["type"] in ("end", "error", "cancelled"):

@@ -24,7 +24,7 @@ def test_cancel_and_fail_from_live_states(start: StreamState) -> None:
     assert transition(start, StreamInput.FAIL) is StreamState.FAILED
 
 
-@pytest.mark.parametrize("terminal", sorted(TERMINAL, key=lambda s: s.value))
+@pytest.mark.parametrize("terminal", sorted(TERMINAL, key=str))
 @pytest.mark.parametrize("event", list(StreamInput))
 def test_terminal_states_accept_nothing(terminal: StreamState, event: StreamInput) -> None:
     with pytest.raises(InvalidTransition):

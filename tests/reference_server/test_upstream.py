@@ -16,6 +16,7 @@ from reference_server.upstream import (
     RetryPolicy,
     SSEDataDecoder,
     SSELineSplitter,
+    UpstreamClient,
     UpstreamFinish,
     UpstreamToken,
     UpstreamToolCall,
@@ -138,3 +139,11 @@ def test_status_error_retryability() -> None:
     assert UpstreamStatusError(429, "slow down").retryable
     assert UpstreamStatusError(503, "x").retryable
     assert not UpstreamStatusError(404, "model_not_found").retryable
+
+
+def test_asyncio_backend_unless_a_proxy_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert UpstreamClient("http://127.0.0.1:9/v1").asyncio_backend is True
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert UpstreamClient("http://127.0.0.1:9/v1").asyncio_backend is False
