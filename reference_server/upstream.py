@@ -244,18 +244,21 @@ class UpstreamClient:
         self.asyncio_backend = transport is None and not urllib.request.getproxies()
         if self.asyncio_backend:
             transport = asyncio_transport(limits)
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers=headers,
-            timeout=httpx.Timeout(
-                connect=connect_timeout_s,
-                read=read_timeout_s,
-                write=read_timeout_s,
-                pool=connect_timeout_s,
-            ),
-            limits=limits,
-            transport=transport,
+        timeout = httpx.Timeout(
+            connect=connect_timeout_s,
+            read=read_timeout_s,
+            write=read_timeout_s,
+            pool=connect_timeout_s,
         )
+        self._client = httpx.AsyncClient(
+            base_url=base_url, headers=headers, timeout=timeout, limits=limits, transport=transport
+        )
+        # Every request is the same POST with another body: URL, headers and timeouts are
+        # resolved once here, not merged and re-parsed by build_request for every stream.
+        self._url = self._client.build_request("POST", "chat/completions").url
+        self._headers = httpx.Headers(self._client.headers)
+        self._headers["Content-Type"] = "application/json"
+        self._extensions = {"timeout": timeout.as_dict()}
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random(0)
@@ -302,7 +305,19 @@ class UpstreamClient:
         # Counted from the request's start (connect and header wait included) to its close.
         self.in_flight += 1
         try:
-            async with self._client.stream("POST", "chat/completions", json=payload) as response:
+            # Encoded as httpx's json= does; the request as the client's build_request makes it.
+            content = json.dumps(
+                payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            )
+            request = httpx.Request(
+                "POST",
+                self._url,
+                headers=self._headers,
+                content=content.encode(),
+                extensions=self._extensions,
+            )
+            response = await self._client.send(request, stream=True)
+            try:
                 if response.status_code != 200:
                     raise await self._status_error(response)
                 lines = SSELineSplitter()
@@ -327,6 +342,8 @@ class UpstreamClient:
                         for event in chunks.feed(last):
                             yield event
                 yield chunks.finish()
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise _translate(exc) from None
         finally:
