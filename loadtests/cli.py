@@ -15,9 +15,10 @@ import contextlib
 import json
 import re
 import shlex
+import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,54 @@ def build_load_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (bound to port 0, then released)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _option_value(args: Sequence[str], name: str) -> str | None:
+    """The value given to Locust option ``name`` in ``args`` (``--x V`` or ``--x=V``), if any."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.partition("=")[2]
+    return None
+
+
+def master_port_args(
+    processes: int, extra: Sequence[str], pick_port: Callable[[], int] | None = None
+) -> list[str]:
+    """Where a multi-process (or ``--master``) Locust run's master listens, on a free port.
+
+    Locust's master binds ``tcp://*:5557`` by default and its workers connect to
+    127.0.0.1:5557. Two runs at once on one machine then collide: the second master cannot
+    bind, and its workers join the FIRST run's master and get that run's users. So each run
+    gets its own free port on 127.0.0.1 unless the user chose one (via ``--locust-arg``).
+    ``pick_port`` defaults to :func:`free_port`.
+    """
+    master = processes > 1 or "--master" in extra
+    if not master or "--worker" in extra:
+        return []
+    out: list[str] = []
+    if _option_value(extra, "--master-bind-host") is None:
+        out += ["--master-bind-host", "127.0.0.1"]
+    port = _option_value(extra, "--master-bind-port")
+    if port is None:
+        port = str((pick_port or free_port)())
+        out += ["--master-bind-port", port]
+    # Workers forked by --processes connect to --master-host:--master-port (default :5557).
+    if processes > 1:
+        if _option_value(extra, "--master-host") is None:
+            out += ["--master-host", "127.0.0.1"]
+        if _option_value(extra, "--master-port") is None:
+            out += ["--master-port", port]
+    return out
+
+
 def locust_command(
     args: argparse.Namespace, host: str, metrics_out: Path, csv_prefix: Path
 ) -> list[str]:
@@ -195,6 +244,7 @@ def locust_command(
         cmd += ["--sh-max-tokens", str(args.max_tokens)]
     if args.processes > 1:
         cmd += ["--processes", str(args.processes)]
+    cmd += master_port_args(args.processes, args.locust_arg)
     cmd += list(args.locust_arg)
     cmd.append(USER_CLASSES[args.transport])
     return cmd
@@ -279,6 +329,10 @@ def run_load(args: argparse.Namespace, host: str) -> int:
     cmd = locust_command(args, host, metrics_path, out / "locust")
     print(f"load: {args.users} {args.transport} users, shape {args.shape}, "
           f"{args.duration:g} s against {host}", flush=True)  # fmt: skip
+    bind_port = _option_value(cmd, "--master-bind-port")
+    if bind_port is not None:
+        bind_host = _option_value(cmd, "--master-bind-host") or "*"
+        print(f"load: Locust master on {bind_host}:{bind_port}", flush=True)
     log_path = out / "locust.log"
     code = run_locust(cmd, log_path, timeout_s=args.duration + args.stream_timeout + 60)
     if not metrics_path.exists():

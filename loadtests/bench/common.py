@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtests.cli import LOCUSTFILE, LoadError, run_locust
+from loadtests.cli import LOCUSTFILE, LoadError, master_port_args, run_locust
 from loadtests.metrics import LoadMetrics
 
 
@@ -49,6 +49,7 @@ def run_cell(
     ]  # fmt: skip
     if processes > 1:
         cmd += ["--processes", str(processes)]
+    cmd += master_port_args(processes, extra)
     cmd.append(user_class)
     # Locust's CPU: RUSAGE_CHILDREN covers every reaped descendant (workers included).
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from loadtests.cli import bench_main, load_main, parse_duration
+from loadtests import cli
+from loadtests.cli import (
+    bench_main,
+    build_load_parser,
+    load_main,
+    locust_command,
+    master_port_args,
+    parse_duration,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,3 +57,56 @@ def test_bench_unknown_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "transports" in capsys.readouterr().out
     assert bench_main(["capacity", "--rates", "fast"]) == 2
     assert "rates are comma-separated numbers" in capsys.readouterr().err
+
+
+def _fixed_port() -> int:
+    return 40123
+
+
+@pytest.mark.parametrize(
+    ("processes", "extra", "expected"),
+    [
+        (1, [], []),
+        (
+            2,
+            [],
+            ["--master-bind-host", "127.0.0.1", "--master-bind-port", "40123",
+             "--master-host", "127.0.0.1", "--master-port", "40123"],
+        ),
+        # the user's own port (either spelling) is kept, and the workers follow it
+        (
+            3,
+            ["--master-bind-port", "6000"],
+            ["--master-bind-host", "127.0.0.1", "--master-host", "127.0.0.1",
+             "--master-port", "6000"],
+        ),
+        (
+            2,
+            ["--master-bind-port=6000", "--master-port=6000", "--master-bind-host=0.0.0.0"],
+            ["--master-host", "127.0.0.1"],
+        ),
+        # a master for external workers: its own port, no worker options
+        (1, ["--master"], ["--master-bind-host", "127.0.0.1", "--master-bind-port", "40123"]),
+        (1, ["--worker", "--master-host", "h"], []),
+    ],
+)  # fmt: skip
+def test_master_port_args(processes: int, extra: list[str], expected: list[str]) -> None:
+    assert master_port_args(processes, extra, pick_port=_fixed_port) == expected
+
+
+def test_multi_process_locust_command_gets_its_own_master_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not Locust's fixed default 5557, which a concurrent run may hold (its workers would then
+    # join the other run's master); the same port for the master's bind and the workers.
+    ports = iter([40001, 40002])
+    monkeypatch.setattr(cli, "free_port", lambda host="127.0.0.1": next(ports))
+    args = build_load_parser().parse_args(["--processes", "2", "--target", "http://127.0.0.1:1"])
+    first = locust_command(args, "http://127.0.0.1:1", Path("m.json"), Path("p"))
+    second = locust_command(args, "http://127.0.0.1:1", Path("m.json"), Path("p"))
+    for cmd, port in ((first, "40001"), (second, "40002")):
+        assert cmd[cmd.index("--master-bind-host") + 1] == "127.0.0.1"
+        assert cmd[cmd.index("--master-bind-port") + 1] == port
+        assert cmd[cmd.index("--master-port") + 1] == port
+    single = build_load_parser().parse_args(["--target", "http://127.0.0.1:1"])
+    assert "--master-bind-port" not in locust_command(single, "h", Path("m"), Path("p"))

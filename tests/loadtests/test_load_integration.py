@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -138,6 +139,39 @@ def test_processes_merge_into_one_exact_result(live_stack: LiveStack, tmp_path: 
     assert int(stats[("STREAM", "ws")]["Request Count"]) == ended_count(s)
     assert int(stats[("TTFT", "ws")]["Request Count"]) == s["outcomes"]["completed"]
     assert 190 <= p(s, "ttft") <= 330
+
+
+def test_two_concurrent_multi_process_runs_do_not_interfere(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    # Locust's master binds the fixed *:5557 by default: a second run at the same time then
+    # fails to bind and its workers join the first run's master (KeyError on a user class the
+    # other master never heard of). Each run must get its own master port.
+    def start(out: Path, transport: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "scenarios.cli", "load", "--out", str(out),
+             "--think-time", "0", "--prompt", PROMPT, "--target", live_stack.server,
+             "--users", "2", "--duration", "3s", "--processes", "2", "--transport", transport,
+             "--max-error-rate", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    runs = {t: (tmp_path / t, start(tmp_path / t, t)) for t in ("ws", "tutorial")}
+    try:
+        outputs = {t: proc.communicate(timeout=50)[0] for t, (_, proc) in runs.items()}
+    finally:
+        for _, proc in runs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for transport, (out, proc) in runs.items():
+        assert proc.returncode == 0, outputs[transport]
+        rows = streams(out)
+        assert len(rows) >= 2
+        # only this run's users: no worker of the other run reported here
+        assert {row["transport"] for row in rows} == {transport}
+    ports = {re.findall(r"Locust master on 127\.0\.0\.1:(\d+)", o)[0] for o in outputs.values()}
+    assert len(ports) == 2
 
 
 @pytest.mark.parametrize("transport", ["ws", "sse"])
