@@ -436,8 +436,8 @@ def summarise_failures(results: Sequence[ScenarioResult]) -> list[str]:
         if r.verdict not in ("fail", "error"):
             continue
         reasons = [f"{c.check}: {c.reason}" for c in r.checks if not c.passed]
-        if r.reason:
-            reasons.insert(0, r.reason)
+        if r.reason and not reasons:  # a failed run's reason is its failed checks, joined
+            reasons = [r.reason]
         block = [f"FAILED {r.scenario} on {r.target} (seed {r.seed})"]
         block += [f"  - {line}" for line in reasons]
         block.append(f"  replay: {r.replay}")

@@ -55,6 +55,7 @@ def summary() -> RunSummary:
         seed=7,
         verdict="fail",
         expected="pass",
+        reason="every stream ended: 1 of 1 streams: g0/c0/m0 disconnected",  # as the runner joins
         checks=(
             CheckResult("every stream ended", False, "1 of 1 streams: g0/c0/m0 disconnected"),
             CheckResult("ttft", True, "ok"),
@@ -169,6 +170,9 @@ def test_failure_summary_prints_seed_and_replay() -> None:
     assert len(blocks) == 2
     assert blocks[0].splitlines()[0] == "FAILED nginx_idle on reference (seed 7)"
     assert "replay: streamharness replay 7 nginx_idle" in blocks[0]
+    # Each failed check is listed once, not again inside a joined summary line.
+    reasons = [line for line in blocks[0].splitlines() if line.startswith("  - ")]
+    assert len(reasons) == len(set(reasons))
 
 
 def test_write_reports(tmp_path: Path) -> None:
