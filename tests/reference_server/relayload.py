@@ -4,13 +4,13 @@
     .venv/bin/python -m tests.reference_server.relayload --users 100 --tokens 50
 
 Starts mockllm (``--directives``) and reference_server on port 0, runs ``--users`` asyncio
-WebSocket clients (websockets, no compression) that each stream answers back to back for
-``--duration`` seconds, and prints tokens/s, the server process's CPU (user + system, from
-/proc via psutil) per token received, the mock's and this driver's CPU, and TTFT percentiles
-as this client sees them. ``CPU µs/token`` depends far less on what else runs on the machine
-than latency does, which is why it is the figure to compare between versions of the server
-(``--cwd DIR`` runs the server from another checkout, e.g. a ``git archive`` of an older
-commit). Attach a profiler to the printed server pid to see where that CPU goes.
+WebSocket clients (websockets; permessage-deflate only with ``--deflate``) that each stream
+answers back to back for ``--duration`` seconds, and prints tokens/s, the server process's
+CPU (user + system, via psutil) per token received, the mock's and this driver's CPU, and TTFT
+percentiles as this client sees them. ``CPU µs/token`` depends far less on what else runs on
+the machine than latency does, which is why it is the figure to compare between versions of
+the server (``--cwd DIR`` runs the server from another checkout, e.g. a ``git archive`` of an
+older commit). Attach a profiler to the printed server pid to see where that CPU goes.
 """
 
 from __future__ import annotations
@@ -55,12 +55,12 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def _user(
-    url: str, content: str, stop_at: float, ttfts: list[float], tokens: list[int]
+    url: str, content: str, stop_at: float, ttfts: list[float], tokens: list[int], deflate: bool
 ) -> None:
     async with connect(
         f"{url}/ws/chat/load",
         subprotocols=[Subprotocol("llm-stream.v1")],
-        compression=None,
+        compression="deflate" if deflate else None,
         max_queue=None,
     ) as ws:
         await ws.recv()  # hello
@@ -94,7 +94,10 @@ async def run(args: argparse.Namespace) -> None:
     server, url = _start(
         ["-m", "reference_server", "--port", "0", "--upstream", f"{mock_url}/v1"],
         args.cwd,
-        {"STREAMHARNESS_SERVER_RESUME_GRACE_S": "0"},
+        {
+            "STREAMHARNESS_SERVER_RESUME_GRACE_S": "0",
+            "STREAMHARNESS_SERVER_WS_PER_MESSAGE_DEFLATE": str(args.deflate).lower(),
+        },
     )
     ws_url = "ws" + url.removeprefix("http")
     content = f"[[mock ttft_ms={args.ttft_ms:g} itl_ms={args.itl_ms:g} tokens={args.tokens}]] relay"
@@ -107,13 +110,18 @@ async def run(args: argparse.Namespace) -> None:
     try:
         print(f"server pid {server.pid}", flush=True)
         warm = time.perf_counter() + 0.5
-        await asyncio.gather(*(_user(ws_url, content, warm, [], [0]) for _ in range(5)))
+        await asyncio.gather(
+            *(_user(ws_url, content, warm, [], [0], args.deflate) for _ in range(5))
+        )
         ttfts: list[float] = []
         tokens = [0]
         before = cpu(server_p), cpu(mock_p), cpu(me), time.perf_counter()
         stop_at = time.perf_counter() + args.duration
         await asyncio.gather(
-            *(_user(ws_url, content, stop_at, ttfts, tokens) for _ in range(args.users))
+            *(
+                _user(ws_url, content, stop_at, ttfts, tokens, args.deflate)
+                for _ in range(args.users)
+            )
         )
         wall = time.perf_counter() - before[3]
         used = [cpu(server_p) - before[0], cpu(mock_p) - before[1], cpu(me) - before[2]]
@@ -139,6 +147,9 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=100.0)
     parser.add_argument("--itl-ms", type=float, default=20.0)
     parser.add_argument("--tokens", type=int, default=50)
+    parser.add_argument(
+        "--deflate", action="store_true", help="permessage-deflate on (server and clients)"
+    )
     parser.add_argument("--cwd", default=os.getcwd(), help="run the server from this checkout")
     asyncio.run(run(parser.parse_args()))
 
