@@ -234,10 +234,13 @@ class UpstreamClient:
         rng: random.Random | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # Keep every pooled connection alive: with more concurrent streams than idle slots,
-        # each new stream would otherwise pay a fresh TCP connect (and the provider an accept).
+        # Few idle connections on purpose: httpcore 1.0's pool walks all its connections for
+        # each idle one on every request and response close (quadratic), so a large idle pool
+        # costs more than it saves. (Streams read to [DONE] close their connection anyway: the
+        # chunked body's end is not read. Reading it, to reuse connections, made 100 streams
+        # cost 3x the CPU per token through that pool scan: measured and reverted.)
         limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+            max_connections=max_connections, max_keepalive_connections=min(max_connections, 100)
         )
         # The leaner asyncio backend (netbackend.py). With a proxy configured in the
         # environment, httpx's own transport, which honours it (a given transport does not).
