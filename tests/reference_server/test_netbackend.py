@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpcore
 import httpx
@@ -26,14 +30,14 @@ on_both_loops = pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["
 
 
 @contextlib.asynccontextmanager
-async def tcp_server(handler: Handler) -> AsyncIterator[int]:
+async def tcp_server(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[int]:
     writers: list[asyncio.StreamWriter] = []
 
     async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.append(writer)
         await handler(reader, writer)
 
-    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0, ssl=tls)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
@@ -135,6 +139,52 @@ async def _httpx_over_the_backend_keeps_connections_alive() -> None:
                 response = await client.get(f"http://127.0.0.1:{port}/")
                 assert response.status_code == 200 and response.text == "data: 1\n\n"
     assert connections == 1
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl CLI)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not available")
+    tmp = tmp_path_factory.mktemp("tls")
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def _tls_round_trip(cert: Path, key: Path) -> None:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            writer.write((await reader.readuntil(b"\n")).upper())
+            await writer.drain()
+            await reader.read()
+        writer.close()
+
+    async with tcp_server(handler, server_ctx) as port:
+        plain = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        stream = await plain.start_tls(client_ctx, server_hostname="127.0.0.1", timeout=5)
+        assert stream.get_extra_info("ssl_object") is not None
+        await stream.write(b"secret\n", timeout=5)
+        assert await stream.read(100, timeout=5) == b"SECRET\n"
+        await stream.aclose()
+        # An untrusted certificate is a connect error, as with httpx's default backend.
+        plain = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
+        with pytest.raises(httpcore.ConnectError):
+            await plain.start_tls(ssl.create_default_context(), "127.0.0.1", timeout=5)
+
+
+@on_both_loops
+def test_tls_through_start_tls(run: Runner, certificate: tuple[Path, Path]) -> None:
+    run(_tls_round_trip(*certificate))
 
 
 @on_both_loops
