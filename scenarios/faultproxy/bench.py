@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import gc
 import json
 import os
 import random
@@ -22,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final, cast
 
 from scenarios.faultproxy.client import ServerChoice, ToxiproxyClient, start_server
 
@@ -35,8 +37,8 @@ class _Upstream(asyncio.Protocol):
     """Echo, except: a line ``S <n>\\n`` first streams n messages, ``B\\n`` sinks bytes."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         self.mode = ""
         self.sunk = 0
         self.target = 0
@@ -116,22 +118,106 @@ async def _rtts_ms(port: int, rounds: int) -> list[float]:
     return out
 
 
-async def _latency_accuracy(port: int, conns: int, rounds: int, latency_ms: int) -> list[float]:
+class _Pinger(asyncio.Protocol):
+    """One measuring connection: 1-byte ping, 1-byte pong, timed at the socket callbacks.
+
+    A protocol rather than a stream: the receive time is taken in ``data_received`` itself,
+    not after a task has been woken, and the next ping leaves from the same callback.
+    """
+
+    def __init__(self, rounds: int, pause_s: float, done: asyncio.Future[None]) -> None:
+        self.rounds = rounds
+        self.pause_s = pause_s  # baseline: idle between pings so the packet rate matches
+        self.done = done
+        self.rtts_ns: list[int] = []
+        self.sent_ns = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def ping(self) -> None:
+        assert self.transport is not None
+        self.sent_ns = time.perf_counter_ns()
+        self.transport.write(b"p")
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter_ns()
+        self.rtts_ns.append(now - self.sent_ns)
+        if len(self.rtts_ns) >= self.rounds:
+            if not self.done.done():
+                self.done.set_result(None)
+        elif self.pause_s:
+            asyncio.get_running_loop().call_later(self.pause_s, self.ping)
+        else:
+            self.ping()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionError(f"measuring connection lost: {exc}"))
+
+
+async def _concurrent_rtts_ms(
+    port: int, conns: int, rounds: int, latency_ms: int, pause: bool
+) -> list[float]:
+    """``conns`` connections ping-ponging; all their round trips (ms).
+
+    With ``pause`` each connection idles ``latency_ms`` between pings: the no-toxic baseline
+    then sees the same packet rate as the run through the latency toxic.
+    """
+    loop = asyncio.get_running_loop()
     rng = random.Random(0)
-    samples: list[float] = []
+    pingers: list[_Pinger] = []
+    for _ in range(conns):
+        done: asyncio.Future[None] = loop.create_future()
+        pause_s = latency_ms / 1000 if pause else 0.0
+        _, pinger = await loop.create_connection(
+            functools.partial(_Pinger, rounds, pause_s, done), "127.0.0.1", port
+        )
+        pingers.append(pinger)
+    # Warm-up round trip per connection (upstream connect, first toxic draw), not measured.
+    for pinger in pingers:
+        pinger.rounds += 1
+    # The client must not collect garbage in the middle of the window: freeze what exists,
+    # and do not collect at all until the window ends.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        for pinger in pingers:
+            # Spread the connections over the latency window, as independent users would be.
+            loop.call_later(rng.uniform(0, latency_ms / 1000), pinger.ping)
+        await asyncio.wait_for(
+            asyncio.gather(*(p.done for p in pingers)),
+            timeout=30 + rounds * latency_ms / 1000 * 4,
+        )
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        for pinger in pingers:
+            if pinger.transport is not None:
+                pinger.transport.close()
+    return [ns / 1e6 for pinger in pingers for ns in pinger.rtts_ns[1:]]
 
-    async def one(offset: float) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.sleep(offset)  # spread the connections over the latency window
-        for _ in range(rounds):
-            start = time.perf_counter()
-            writer.write(b"p")
-            await reader.readexactly(1)
-            samples.append((time.perf_counter() - start) * 1000 - latency_ms)
-        writer.close()
 
-    await asyncio.gather(*(one(rng.uniform(0, latency_ms / 1000)) for _ in range(conns)))
-    return samples
+PERCENTILES: Final = (0.5, 0.9, 0.99, 0.999)
+
+
+def _latency_run(base: list[float], toxic: list[float], latency_ms: int) -> dict[str, Any]:
+    """Per percentile: error = toxic RTT - configured latency - baseline RTT."""
+    out: dict[str, Any] = {"samples": len(toxic)}
+    for q in PERCENTILES:
+        name = f"p{q * 100:g}"
+        b, t = _pct(base, q), _pct(toxic, q)
+        out[name] = {
+            "base": round(b, 3),
+            "toxic": round(t, 3),
+            "error": round(t - latency_ms - b, 3),
+        }
+    out["max_error"] = round(max(toxic) - latency_ms - _pct(base, 0.5), 3)
+    out["min_error"] = round(min(toxic) - latency_ms - _pct(base, 0.5), 3)
+    return out
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -139,21 +225,50 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def _run(api: ToxiproxyClient, upstream: int, quick: bool) -> dict[str, Any]:
+async def _run(
+    api: ToxiproxyClient, upstream: int, quick: bool, latency_only: bool
+) -> dict[str, Any]:
     api.delete_proxy("bench") if "bench" in api.proxies() else None
     proxy = api.create_proxy("bench", upstream=f"127.0.0.1:{upstream}")
+    result: dict[str, Any] = {}
+    if not latency_only:
+        result.update(await _speed(proxy.port, upstream, quick))
+    latency_ms = 50
+    conns = 100
+    rounds = 10 if quick else 20
+    runs = []
+    for _ in range(1 if quick else 3):
+        # Repeated, baseline and toxic back to back: on a shared machine the neighbours change
+        # from one minute to the next, and one run's tail says more about them than about us.
+        base = await _concurrent_rtts_ms(proxy.port, conns, rounds, latency_ms, pause=True)
+        api.add_toxic("bench", "latency", attributes={"latency": latency_ms}, name="lat")
+        before = _lateness_buckets(api.metrics())
+        toxic = await _concurrent_rtts_ms(proxy.port, conns, rounds, latency_ms, pause=False)
+        after = _lateness_buckets(api.metrics())
+        api.remove_toxic("bench", "lat")
+        run = _latency_run(base, toxic, latency_ms)
+        if after:
+            run["proxy_side_lateness"] = _lateness_share(before, after)
+        run["load_average_1m"] = round(os.getloadavg()[0], 2)
+        runs.append(run)
+    result[f"latency_toxic_{latency_ms}ms_{conns}_conns"] = runs
+    api.delete_proxy("bench")
+    return result
+
+
+async def _speed(proxy_port: int, upstream: int, quick: bool) -> dict[str, Any]:
     total = (50 if quick else 300) * 1_000_000
     count = 50_000 if quick else 300_000
     rounds = 500 if quick else 3000
     result: dict[str, Any] = {}
     direct_mb = statistics.median([await _bulk_mb_s(upstream, total) for _ in range(3)])
-    proxy_mb = statistics.median([await _bulk_mb_s(proxy.port, total) for _ in range(3)])
+    proxy_mb = statistics.median([await _bulk_mb_s(proxy_port, total) for _ in range(3)])
     result["throughput_mb_s"] = {"direct": round(direct_mb, 1), "proxy": round(proxy_mb, 1)}
     direct_msg = statistics.median([await _messages_per_s(upstream, count) for _ in range(3)])
-    proxy_msg = statistics.median([await _messages_per_s(proxy.port, count) for _ in range(3)])
+    proxy_msg = statistics.median([await _messages_per_s(proxy_port, count) for _ in range(3)])
     result["messages_per_s_24B"] = {"direct": round(direct_msg), "proxy": round(proxy_msg)}
     direct_rtt = await _rtts_ms(upstream, rounds)
-    proxy_rtt = await _rtts_ms(proxy.port, rounds)
+    proxy_rtt = await _rtts_ms(proxy_port, rounds)
     d50, p50 = statistics.median(direct_rtt), statistics.median(proxy_rtt)
     result["rtt_ms"] = {
         "direct_p50": round(d50, 4),
@@ -162,31 +277,19 @@ async def _run(api: ToxiproxyClient, upstream: int, quick: bool) -> dict[str, An
         "proxy_p99": round(_pct(proxy_rtt, 0.99), 4),
         "added_p50": round(p50 - d50, 4),
     }
-    api.add_toxic("bench", "latency", attributes={"latency": 50})
-    runs = []
-    for _ in range(1 if quick else 3):
-        # Repeated: on a shared machine one run's tail says more about the neighbours.
-        errors = await _latency_accuracy(proxy.port, 100, 5 if quick else 20, 50)
-        errors = [e - d50 for e in errors]
-        runs.append(
-            {
-                "samples": len(errors),
-                "p50": round(statistics.median(errors), 3),
-                "p99": round(_pct(errors, 0.99), 3),
-                "max": round(max(errors), 3),
-                "min": round(min(errors), 3),
-            }
-        )
-    result["latency_toxic_error_ms_100_conns"] = runs
-    buckets = _lateness_buckets(api.metrics())
-    if buckets:
-        total_obs = buckets[-1][1]
-        result["proxy_side_lateness"] = {
-            "deliveries": total_obs,
-            **{f"within_{le}_s": round(n / total_obs, 4) for le, n in buckets[:-1] if total_obs},
-        }
-    api.delete_proxy("bench")
     return result
+
+
+def _lateness_share(
+    before: list[tuple[str, int]], after: list[tuple[str, int]]
+) -> dict[str, float]:
+    """Share of this run's deliveries per cumulative lateness bucket (from two scrapes)."""
+    old = dict(before)
+    counts = [(le, n - old.get(le, 0)) for le, n in after]
+    total = counts[-1][1]
+    if not total:
+        return {}
+    return {"deliveries": total, **{f"le_{le}_s": round(n / total, 4) for le, n in counts[:-1]}}
 
 
 def _lateness_buckets(metrics: str) -> list[tuple[str, int]]:
@@ -203,6 +306,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scenarios.faultproxy.bench")
     parser.add_argument("--quick", action="store_true", help="smaller runs (a few seconds)")
     parser.add_argument("--toxiproxy-url", help="measure this server instead of the embedded one")
+    parser.add_argument(
+        "--latency-only", action="store_true", help="only the latency-toxic accuracy runs"
+    )
+    parser.add_argument(
+        "--proxy-loop",
+        default="auto",
+        choices=["auto", "asyncio", "uvloop"],
+        help="event loop of the embedded proxy process (its --loop)",
+    )
     parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_upstream:
@@ -217,9 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert upstream.stdout is not None
         upstream_port = int(upstream.stdout.readline())
         choice = ServerChoice(url=args.toxiproxy_url) if args.toxiproxy_url else ServerChoice()
-        with start_server(seed=0, choice=choice) as server:
-            result = asyncio.run(_run(server.client(), upstream_port, args.quick))
+        extra = ["--loop", args.proxy_loop]
+        with start_server(seed=0, choice=choice, extra_args=extra) as server:
+            result = asyncio.run(
+                _run(server.client(), upstream_port, args.quick, args.latency_only)
+            )
             result["server"] = server.kind
+            result["proxy_loop"] = args.proxy_loop
             # The machine is shared: the load says how much the tail figures can be trusted.
             result["load_average_1m"] = round(os.getloadavg()[0], 2)
             result["cpus"] = os.cpu_count()

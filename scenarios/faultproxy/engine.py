@@ -32,7 +32,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from scenarios.faultproxy.errors import ApiError
 from scenarios.faultproxy.models import ProxyInput, ProxyUpdate, ToxicConfig
@@ -383,11 +383,12 @@ class Side(asyncio.Protocol):
         self.pending: list[Item] = []  # data read before the links exist
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        if self.pause_on_connect:
-            # Nothing is read from the client until the upstream connection exists.
-            transport.pause_reading()
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        if self.pause_on_connect and self.link_in is None:
+            # Nothing is read from the client until the upstream connection exists. (uvloop
+            # may report the client's connection after the upstream one is already made.)
+            self.transport.pause_reading()
             self.reading_paused = True
 
     def data_received(self, data: bytes) -> None:
