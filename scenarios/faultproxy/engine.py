@@ -25,6 +25,7 @@ destination's write buffer or the link's buffered bytes are too high.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import math
 import random
@@ -36,6 +37,7 @@ from typing import Any, Final, cast
 
 from scenarios.faultproxy.errors import ApiError
 from scenarios.faultproxy.models import ProxyInput, ProxyUpdate, ToxicConfig
+from scenarios.faultproxy.timers import Clock, PreciseClock, TimerHandle
 from scenarios.faultproxy.toxics import (
     EOF,
     Action,
@@ -55,9 +57,11 @@ __all__ = ["Connection", "Engine", "Link", "Proxy", "Stage"]
 
 #: Pause reading the source when this many bytes wait inside a link's toxics.
 LINK_BUFFER_LIMIT: Final = 4 * 1024 * 1024
-# The selector rounds its timeout up to whole milliseconds, so a timer set for ``at`` fires
-# somewhere in [at, at + 1 ms). Timers are set half a millisecond early and an action counts
-# as due within 0.6 ms: delivery error is then about +-0.5 ms instead of 0..+1 ms.
+# With a plain event loop as the clock (no timerfd), the selector rounds its timeout up to
+# whole milliseconds, so a timer set for ``at`` fires somewhere in [at, at + 1 ms). Timers are
+# then set half a millisecond early and an action counts as due within 0.6 ms: delivery error
+# is about +-0.5 ms instead of 0..+1 ms. A precise clock (``timers.PreciseClock``) fires on
+# time, so nothing is set early and only actions due within its coalescing window go together.
 _TIMER_LEAD: Final = 0.0005
 _EPS: Final = 0.0006
 
@@ -67,7 +71,10 @@ class Stage:
 
     def __init__(self, link: Link, config: ToxicConfig, output: Callable[[Item], None]) -> None:
         self.link = link
-        self.loop: asyncio.AbstractEventLoop = link.loop
+        self.loop: Clock = link.loop
+        precise = getattr(self.loop, "precise", False)
+        self.lead = 0.0 if precise else _TIMER_LEAD
+        self.eps = PreciseClock.COALESCE if precise else _EPS
         self.config = config
         self.output = output
         self.rng = random.Random(link.rng_key(config))
@@ -77,9 +84,9 @@ class Stage:
         self.current: Item | None = None
         self.planned_at = -math.inf
         self.until = -math.inf
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: TimerHandle | None = None
         self.waiting_forever = False
-        self.deadline_timer: asyncio.TimerHandle | None = None
+        self.deadline_timer: TimerHandle | None = None
         self.closed = False
         self.buffered = 0
         self.logic: RunningToxic = noop()
@@ -205,23 +212,24 @@ class Stage:
         if at == math.inf:
             self.waiting_forever = True
         else:
-            self.timer = self.loop.call_at(at - _TIMER_LEAD, self._on_timer)
+            self.timer = self.loop.call_at(at - self.lead, self._on_timer)
 
     def _process(self) -> None:
         now = self.loop.time()
+        eps = self.eps
         while not self.closed:
             while self.held:
                 action = self.held[0]
-                if action.at > now + _EPS:
+                if action.at > now + eps:
                     self._wait_until(action.at)
                     return
                 self.held.popleft()
-                if isinstance(action, Emit) and action.at > self.planned_at + _EPS:
+                if isinstance(action, Emit) and action.at > self.planned_at + eps:
                     # A delivery the toxic scheduled for later: how late did it leave?
                     self.link.proxy.engine.lateness.observe(now - action.at)
                 if not self._apply(action):
                     return
-            if self.until > now + _EPS:
+            if self.until > now + eps:
                 self._wait_until(self.until)
                 return
             if not self.inbox:
@@ -277,7 +285,7 @@ class Link:
     ) -> None:
         self.conn = conn
         self.proxy = conn.proxy
-        self.loop: asyncio.AbstractEventLoop = conn.loop
+        self.loop: Clock = conn.loop
         self.upstream = upstream
         self.direction = "upstream" if upstream else "downstream"
         self.src = src
@@ -470,7 +478,8 @@ class Connection:
 
     def __init__(self, proxy: Proxy, index: int) -> None:
         self.proxy = proxy
-        self.loop: asyncio.AbstractEventLoop = proxy.loop
+        #: The data path's clock and timers (sub-millisecond where the platform allows).
+        self.loop: Clock = proxy.engine.clock
         self.index = index
         self.client = Side(self, pause_on_connect=True)
         self.server: Side | None = None
@@ -484,7 +493,7 @@ class Connection:
 
     async def connect(self, host: str, port: int) -> None:
         try:
-            _, server = await self.loop.create_connection(lambda: Side(self), host, port)
+            _, server = await self.proxy.loop.create_connection(lambda: Side(self), host, port)
         except (OSError, asyncio.CancelledError):
             # Go: "Unable to open connection to upstream", the client is closed.
             self.client.close()
@@ -682,7 +691,20 @@ class Proxy:
 class Histogram:
     """Fixed-bucket histogram (Prometheus style) of seconds."""
 
-    BUCKETS: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, math.inf)
+    # Negative bounds count early deliveries; the fine ones resolve the timerfd's accuracy.
+    BUCKETS: Final = (
+        -0.0005,
+        -0.0001,
+        0.0001,
+        0.00025,
+        0.0005,
+        0.001,
+        0.002,
+        0.005,
+        0.01,
+        0.05,
+        math.inf,
+    )
 
     def __init__(self) -> None:
         self.counts = [0] * len(self.BUCKETS)
@@ -692,10 +714,7 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.sum += value
         self.count += 1
-        for i, bound in enumerate(self.BUCKETS):
-            if value <= bound:
-                self.counts[i] += 1
-                break
+        self.counts[bisect.bisect_left(self.BUCKETS, value)] += 1
 
     def lines(self, metric: str) -> list[str]:
         out: list[str] = []
@@ -714,6 +733,7 @@ class Engine:
     def __init__(self, seed: int = 0, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.seed = seed
         self.loop = loop or asyncio.get_running_loop()
+        self.clock = PreciseClock(self.loop)
         self.proxies: dict[str, Proxy] = {}
         self.lock = asyncio.Lock()
         #: How late scheduled deliveries (latency, bandwidth, slicer) left, in seconds.
@@ -789,6 +809,8 @@ class Engine:
             for proxy in self.proxies.values():
                 proxy.stop()
             self.proxies.clear()
+            # Later timers (if the engine is used again) fall back to the loop's own.
+            self.clock.close()
 
     def live_connections(self) -> int:
         return sum(len(p.connections) for p in self.proxies.values())
