@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 import httpcore
 import httpx
 
-__all__ = ["AsyncioBackend", "asyncio_transport"]
+__all__ = ["AsyncioBackend", "ReusePool", "asyncio_transport"]
 
 # Stop reading from the socket above this many buffered bytes (httpcore reads 64 KiB at a time).
 _HIGH_WATER = 256 * 1024
@@ -262,11 +262,165 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+class _PooledStream:
+    """A response body that hands its connection back to the pool when closed."""
+
+    def __init__(
+        self, stream: Any, pool: ReusePool, connection: httpcore.AsyncHTTPConnection
+    ) -> None:
+        self._stream = stream
+        self._pool = pool
+        self._connection: httpcore.AsyncHTTPConnection | None = connection
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            await self._stream.aclose()
+        finally:
+            await self._pool.release(connection)
+
+
+class ReusePool(httpcore.AsyncConnectionInterface):
+    """HTTP/1.1 connections to the upstream, reused newest-first, in O(1) per request.
+
+    Replaces httpcore 1.0's ``AsyncConnectionPool`` for the upstream: that pool walks every
+    connection several times on each request and each response close, and for each idle one
+    counts all connections again (quadratic), so with hundreds of streams open the walk cost
+    more than the reuse saved and streams opened a new TCP connection each. Here idle
+    connections are a stack (the most recently used first: the least likely to have been
+    closed by the server), active ones are only counted, and an idle connection is checked
+    (``has_expired``: keep-alive expiry, or data/EOF from the server) when it is taken.
+
+    Same limits as httpx's: at most ``max_connections`` requests in flight (a request beyond
+    that waits up to the ``pool`` timeout, then ``PoolTimeout``), at most
+    ``max_keepalive_connections`` idle, each idle for at most ``keepalive_expiry`` seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        max_connections: int | None,
+        max_keepalive_connections: int | None,
+        keepalive_expiry: float | None,
+        network_backend: httpcore.AsyncNetworkBackend,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._max_connections = max_connections if max_connections is not None else 2**31
+        keep = max_keepalive_connections
+        self._max_idle = self._max_connections if keep is None else keep
+        self._keepalive_expiry = keepalive_expiry
+        self._backend = network_backend
+        self._idle: collections.deque[httpcore.AsyncHTTPConnection] = collections.deque()
+        self._slots: asyncio.Semaphore | None = None  # made in the running loop
+        self.active = 0
+        self.opened = 0  # connections created (for tests and /stats-style checks)
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    def _take_idle(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection | None:
+        idle = self._idle
+        while idle:
+            connection = idle.pop()
+            if (
+                connection.can_handle_request(origin)
+                and connection.is_idle()
+                and not connection.has_expired()
+            ):
+                return connection
+            self._close_soon(connection)
+        return None
+
+    def _close_soon(self, connection: httpcore.AsyncHTTPConnection) -> None:
+        # An idle HTTP/1.1 connection's close only closes its socket; no I/O is awaited.
+        task = asyncio.ensure_future(connection.aclose())
+        task.add_done_callback(_ignore_result)
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max_connections)
+        if self._slots.locked():
+            timeouts = request.extensions.get("timeout", {})
+            try:
+                await asyncio.wait_for(self._slots.acquire(), timeouts.get("pool"))
+            except TimeoutError:
+                raise httpcore.PoolTimeout("no upstream connection free in time") from None
+        else:
+            await self._slots.acquire()  # free: returns without suspending
+        self.active += 1
+        try:
+            origin = request.url.origin
+            while True:
+                connection = self._take_idle(origin)
+                if connection is None:
+                    while self._idle and self.active + len(self._idle) > self._max_connections:
+                        self._close_soon(self._idle.popleft())
+                    connection = httpcore.AsyncHTTPConnection(
+                        origin=origin,
+                        ssl_context=self._ssl_context,
+                        keepalive_expiry=self._keepalive_expiry,
+                        network_backend=self._backend,
+                    )
+                    self.opened += 1
+                try:
+                    response = await connection.handle_async_request(request)
+                except httpcore.ConnectionNotAvailable:
+                    continue  # taken by a race with its close: another connection
+                except BaseException:
+                    await connection.aclose()
+                    raise
+                break
+        except BaseException:
+            self.active -= 1
+            self._slots.release()
+            raise
+        response.stream = _PooledStream(response.stream, self, connection)
+        return response
+
+    async def release(self, connection: httpcore.AsyncHTTPConnection) -> None:
+        """The response is closed: keep the connection if it is reusable, else close it."""
+        self.active -= 1
+        assert self._slots is not None
+        self._slots.release()
+        idle = self._idle
+        # The oldest idle connections expire first: drop those that did, O(1) per release.
+        while idle and idle[0].has_expired():
+            self._close_soon(idle.popleft())
+        if connection.is_idle() and len(idle) < self._max_idle:
+            idle.append(connection)
+        else:
+            await connection.aclose()
+
+    async def aclose(self) -> None:
+        while self._idle:
+            await self._idle.pop().aclose()
+
+    async def __aenter__(self) -> ReusePool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _ignore_result(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failed close of an unused connection is not an error
+
+
 def asyncio_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's HTTP transport (TLS verification as httpx's default) on :class:`AsyncioBackend`."""
+    """httpx's HTTP transport (TLS verification as httpx's default) on :class:`AsyncioBackend`,
+    with :class:`ReusePool` for its connections."""
     transport = httpx.AsyncHTTPTransport(limits=limits)
-    # httpx 0.28 offers no network_backend parameter; same pool settings, our backend.
-    transport._pool = httpcore.AsyncConnectionPool(
+    # httpx 0.28 offers no network_backend or pool parameter: same limits, our pool and backend.
+    transport._pool = ReusePool(  # type: ignore[assignment]
         ssl_context=httpx.create_ssl_context(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,

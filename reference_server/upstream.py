@@ -18,7 +18,7 @@ import json
 import logging
 import random
 import urllib.request
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,6 +212,19 @@ class RetryPolicy:
 
 _httpx_log = logging.getLogger("httpx")
 
+# How long to wait for the rest of a body after [DONE] (normally its last chunk is already
+# there or follows at once); a provider that keeps it open just costs the connection.
+_DRAIN_S = 1.0
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    try:
+        async with asyncio.timeout(_DRAIN_S):
+            async for _ in body:
+                pass
+    except (httpx.HTTPError, TimeoutError):
+        pass  # not reusable: response.aclose closes it
+
 
 def _translate(exc: httpx.HTTPError) -> UpstreamError:
     """The one place httpx exceptions become ours."""
@@ -238,17 +251,19 @@ class UpstreamClient:
         rng: random.Random | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # Few idle connections on purpose: httpcore 1.0's pool walks all its connections for
-        # each idle one on every request and response close (quadratic), so a large idle pool
-        # costs more than it saves. (Streams read to [DONE] close their connection anyway: the
-        # chunked body's end is not read. Reading it, to reuse connections, made 100 streams
-        # cost 3x the CPU per token through that pool scan: measured and reverted.)
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=min(max_connections, 100)
-        )
         # The leaner asyncio backend (netbackend.py). With a proxy configured in the
         # environment, httpx's own transport, which honours it (a given transport does not).
         self.asyncio_backend = transport is None and not urllib.request.getproxies()
+        # Idle connections: with netbackend.ReusePool as many as streams at the peak (taking
+        # and returning one is O(1)). httpcore 1.0's own pool (a given transport, a proxy)
+        # walks all connections for each idle one on every request and close (quadratic):
+        # few idle connections there.
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=(
+                max_connections if self.asyncio_backend else min(max_connections, 100)
+            ),
+        )
         if self.asyncio_backend:
             transport = asyncio_transport(limits)
         timeout = httpx.Timeout(
@@ -350,7 +365,8 @@ class UpstreamClient:
                 lines = SSELineSplitter()
                 sse = SSEDataDecoder()
                 chunks = ChunkDecoder()
-                async for raw in response.aiter_bytes():
+                body = response.aiter_bytes()
+                async for raw in body:
                     for line in lines.feed(raw):
                         data = sse.feed(line)
                         if data is None:
@@ -369,6 +385,10 @@ class UpstreamClient:
                         for event in chunks.feed(last):
                             yield event
                 yield chunks.finish()
+                if chunks.done:
+                    # The answer is complete (the finish is out); read the body's end so the
+                    # connection goes back to the pool instead of a new one per stream.
+                    await _drain(body)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
 import ssl
@@ -21,7 +22,8 @@ import httpx
 import pytest
 import uvloop
 
-from reference_server.netbackend import AsyncioBackend, asyncio_transport
+from reference_server.netbackend import AsyncioBackend, ReusePool, asyncio_transport
+from reference_server.upstream import UpstreamClient, UpstreamFinish, UpstreamToken
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Runner = Callable[[Awaitable[None]], None]
@@ -210,3 +212,124 @@ def test_a_large_burst_pauses_reading_and_arrives_whole(run: Runner) -> None:
 @on_both_loops
 def test_httpx_over_the_backend_keeps_connections_alive(run: Runner) -> None:
     run(_httpx_over_the_backend_keeps_connections_alive())
+
+
+def _counting_server(
+    body: bytes = b"data: 1\n\n", *, chunked: bool = False, close_after: int = 0
+) -> tuple[Handler, list[int]]:
+    """Answers every request on a connection; ``opened[0]`` counts connections accepted.
+
+    ``close_after`` > 0: the server closes each connection after that many responses.
+    """
+    opened = [0]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        opened[0] += 1
+        served = 0
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while await reader.readuntil(b"\r\n\r\n"):
+                head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                if chunked:
+                    writer.write(head + b"transfer-encoding: chunked\r\n\r\n")
+                    writer.write(b"%x\r\n%s\r\n" % (len(body), body))
+                    await writer.drain()
+                    writer.write(b"0\r\n\r\n")  # the body's end, in a write of its own
+                else:
+                    writer.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+                served += 1
+                if served == close_after:
+                    break
+        writer.close()
+
+    return handler, opened
+
+
+async def _reuse_pool_reuses_newest_first_and_caps_idle() -> None:
+    handler, opened = _counting_server()
+    async with tcp_server(handler) as port:
+        url = f"http://127.0.0.1:{port}/"
+        transport = asyncio_transport(httpx.Limits(max_connections=10, max_keepalive_connections=3))
+        pool: object = transport._pool
+        assert isinstance(pool, ReusePool)
+        async with httpx.AsyncClient(transport=transport) as client:
+            # 5 at once: 5 connections; after them, 3 idle (the cap), the others closed.
+            responses = await asyncio.gather(*(client.get(url) for _ in range(5)))
+            assert all(r.text == "data: 1\n\n" for r in responses)
+            assert (pool.opened, pool.idle, pool.active) == (5, 3, 0)
+            # Then one after another: all on one of the idle connections.
+            for _ in range(4):
+                assert (await client.get(url)).status_code == 200
+            assert (pool.opened, opened[0]) == (5, 5)
+            # A response closed before its end is not reused: its connection is closed.
+            async with client.stream("GET", url) as response:
+                assert response.status_code == 200
+            assert (pool.idle, pool.opened) == (2, 5)
+
+
+async def _reuse_pool_skips_connections_the_server_closed() -> None:
+    handler, opened = _counting_server(close_after=1)
+    async with tcp_server(handler) as port:
+        url = f"http://127.0.0.1:{port}/"
+        transport = asyncio_transport(httpx.Limits(max_connections=4, max_keepalive_connections=4))
+        async with httpx.AsyncClient(transport=transport) as client:
+            for _ in range(3):
+                assert (await client.get(url)).text == "data: 1\n\n"
+                # Poll until the server's close reached us (EOF on the idle connection).
+                for _ in range(200):
+                    if transport._pool._idle[-1].has_expired():  # type: ignore[attr-defined]
+                        break
+                    await asyncio.sleep(0.01)
+    assert opened[0] == 3
+
+
+async def _reuse_pool_waits_for_a_slot_then_pool_timeout() -> None:
+    handler, _ = _counting_server()
+    async with tcp_server(handler) as port:
+        url = f"http://127.0.0.1:{port}/"
+        transport = asyncio_transport(httpx.Limits(max_connections=1, max_keepalive_connections=1))
+        timeout = httpx.Timeout(5.0, pool=0.2)
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            async with client.stream("GET", url) as held:  # not read: its slot stays taken
+                assert held.status_code == 200
+                with pytest.raises(httpx.PoolTimeout):
+                    await client.get(url)
+            # Released (its unread connection closed): the slot serves the next request.
+            assert (await client.get(url)).status_code == 200
+            assert transport._pool.opened == 2  # type: ignore[attr-defined]
+
+
+async def _upstream_streams_reuse_one_connection() -> None:
+    chunk = {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
+    body = b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
+    handler, opened = _counting_server(body, chunked=True)
+    async with tcp_server(handler) as port:
+        client = UpstreamClient(f"http://127.0.0.1:{port}/v1")
+        assert client.asyncio_backend
+        try:
+            for _ in range(3):
+                events = [e async for e in client.stream_chat({"messages": []})]
+                assert events == [UpstreamToken("hi"), UpstreamFinish("stop", None)]
+        finally:
+            await client.aclose()
+    assert opened[0] == 1
+
+
+@on_both_loops
+def test_reuse_pool_reuses_newest_first_and_caps_idle(run: Runner) -> None:
+    run(_reuse_pool_reuses_newest_first_and_caps_idle())
+
+
+@on_both_loops
+def test_reuse_pool_skips_connections_the_server_closed(run: Runner) -> None:
+    run(_reuse_pool_skips_connections_the_server_closed())
+
+
+@on_both_loops
+def test_reuse_pool_waits_for_a_slot_then_pool_timeout(run: Runner) -> None:
+    run(_reuse_pool_waits_for_a_slot_then_pool_timeout())
+
+
+@on_both_loops
+def test_upstream_streams_reuse_one_connection(run: Runner) -> None:
+    run(_upstream_streams_reuse_one_connection())
