@@ -8,11 +8,17 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from faultproxy_helpers import (
+    EchoServer,
+    assert_added_latency,
+    median_roundtrip_ms,
+    read_until_closed,
+)
 
 from scenarios import cli
 
@@ -120,3 +126,33 @@ def test_dispatcher_help(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["proxy", "--help"])
     assert exited.value.code == 0
     assert "--seed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_each_event_loop_delays_and_resets(
+    loop: str,
+    procs: list[subprocess.Popen[str]],
+    echo: EchoServer,
+    connect: Callable[[int], socket.socket],
+) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    proc = start("--loop", loop)
+    procs.append(proc)
+    url = url_of(proc)
+    body = {"name": "l", "listen": "127.0.0.1:0", "upstream": echo.address}
+    created = httpx.post(f"{url}/proxies", json=body)
+    assert created.status_code == 201, created.text
+    port = int(created.json()["listen"].rpartition(":")[2])
+    sock = connect(port)
+    base = median_roundtrip_ms(sock)
+    toxic = {"type": "latency", "attributes": {"latency": 40}}
+    assert httpx.post(f"{url}/proxies/l/toxics", json=toxic).status_code == 200
+    assert_added_latency(median_roundtrip_ms(sock), base, 40)
+    reset = {"type": "reset_peer", "stream": "upstream", "attributes": {"timeout": 0}}
+    assert httpx.post(f"{url}/proxies/l/toxics", json=reset).status_code == 200
+    fresh = connect(port)
+    fresh.sendall(b"x")
+    assert read_until_closed(fresh) == (b"", "reset")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
