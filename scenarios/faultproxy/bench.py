@@ -253,13 +253,18 @@ async def _run(
         # from one minute to the next, and one run's tail says more about them than about us.
         base = await _concurrent_rtts_ms(proxy.port, conns, rounds, latency_ms, pause=True)
         api.add_toxic("bench", "latency", attributes={"latency": latency_ms}, name="lat")
-        before = _lateness_buckets(api.metrics())
+        scrape = api.metrics()
+        before, gc_before = _lateness_buckets(scrape), _gc_collections(scrape)
         toxic = await _concurrent_rtts_ms(proxy.port, conns, rounds, latency_ms, pause=False)
-        after = _lateness_buckets(api.metrics())
+        scrape = api.metrics()
+        after, gc_after = _lateness_buckets(scrape), _gc_collections(scrape)
         api.remove_toxic("bench", "lat")
         run = _latency_run(base, toxic, latency_ms)
         if after:
             run["proxy_side_lateness"] = _lateness_share(before, after)
+        if gc_after:
+            # Per generation; a generation-2 collection of an unfrozen heap stalls ~10 ms.
+            run["proxy_gc_collections"] = [a - b for a, b in zip(gc_after, gc_before, strict=True)]
         run["load_average_1m"] = round(os.getloadavg()[0], 2)
         runs.append(run)
     result[f"latency_toxic_{latency_ms}ms_{conns}_conns"] = runs
@@ -305,6 +310,14 @@ def _lateness_share(
     if not total:
         return {}
     return {"deliveries": total, **{f"le_{le}_s": round(n / total, 4) for le, n in counts[:-1]}}
+
+
+def _gc_collections(metrics: str) -> list[int]:
+    return [
+        int(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("python_gc_collections_total{")
+    ]
 
 
 def _lateness_buckets(metrics: str) -> list[tuple[str, int]]:

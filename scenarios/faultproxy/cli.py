@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -89,6 +90,7 @@ async def serve(
     config: Any = None,
     log_level: str = "warning",
     ready: asyncio.Event | None = None,
+    freeze_gc: bool = False,
 ) -> int:
     """Run the API until told to stop; returns the exit code."""
     engine = Engine(seed=seed)
@@ -114,6 +116,13 @@ async def serve(
     bound_port = sock.getsockname()[1]
 
     def announce() -> None:
+        if freeze_gc:
+            # Everything alive now (FastAPI, uvicorn, pydantic: ~50 k objects) lives as long
+            # as the process. Frozen, the collector no longer walks it: a full collection
+            # then takes microseconds instead of ~10 ms, and does not stall the deliveries
+            # of every toxic in flight.
+            gc.collect()
+            gc.freeze()
         shown = f"[{host}]" if ":" in host else host
         print(f"faultproxy listening on http://{shown}:{bound_port}", flush=True)
         if ready is not None:
@@ -150,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, ignore)
-    coro = serve(args.host, args.port, args.seed, config, args.log_level)
+    coro = serve(args.host, args.port, args.seed, config, args.log_level, freeze_gc=True)
     if args.loop != "asyncio":
         try:
             import uvloop

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import gc
 import math
 import random
 import socket
@@ -844,6 +845,11 @@ class Engine:
             f"# TYPE {metric} histogram",
             *self.lateness.lines(metric),
         ]
+        # Collections stall every delivery in flight: worth seeing next to the lateness.
+        metric = "python_gc_collections_total"
+        lines += [f"# HELP {metric} Garbage collections", f"# TYPE {metric} counter"]
+        for generation, stats in enumerate(gc.get_stats()):
+            lines.append(f'{metric}{{generation="{generation}"}} {stats["collections"]}')
         return "\n".join(lines) + "\n"
 
 
