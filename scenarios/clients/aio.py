@@ -201,12 +201,15 @@ class _Connection:
 
     async def close(self, code: int = 1000, timeout_s: float = 5.0) -> None:
         """Close handshake (with a deadline), then wait for the reader."""
-        with contextlib.suppress(ConnectionClosed, TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await self._ws.close(code)
-        if self._reader is not None:
-            if not self._reader.done():
+        try:
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._ws.close(code)
+        finally:
+            # Also when the caller is cancelled mid-handshake: never leave the socket open.
+            if self._reader is not None and not self._reader.done():
                 self._ws.transport.abort()
+        if self._reader is not None:
             await asyncio.wait({self._reader})
 
     async def __aenter__(self) -> Self:
@@ -263,9 +266,15 @@ class V1Connection(_Connection):
         )
         conn = cls(ws, read_delay_s=read_delay_s, auto_pong=auto_pong)
         conn._start_reader()
-        if wait_hello and not await conn.wait_until(
-            lambda: conn.hello is not None, hello_timeout_s
-        ):
+        try:
+            hello = not wait_hello or await conn.wait_until(
+                lambda: conn.hello is not None, hello_timeout_s
+            )
+        except BaseException:
+            # Cancelled while waiting for hello: the caller never gets the connection to close.
+            conn._ws.transport.abort()
+            raise
+        if not hello:
             code, reason = conn.close_code, conn.close_reason
             await conn.close()
             if code is not None:

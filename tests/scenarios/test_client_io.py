@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import openai
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.protocol import State
+from websockets.typing import Subprotocol
 
 from scenarios.clients import ClientConnectError, StreamRecord
 from scenarios.clients.aio import (
@@ -204,3 +209,29 @@ async def test_token_and_origin_are_sent(tmp_path: Path) -> None:
         sse = await stream_sse(stack.client_http_url, PROMPT, model="mock-instant", token="s3cret")
     assert ok.outcome == sse.outcome == "completed"
     assert (refused.outcome, refused.http_status) == ("error", 401)
+
+
+async def test_cancelled_open_leaves_no_socket_open() -> None:
+    # A server that accepts the WebSocket but never says hello: a caller that gives up
+    # (cancels) must not leave its socket open for the garbage collector to warn about.
+    opened: asyncio.Queue[ServerConnection] = asyncio.Queue()
+
+    async def silent(ws: ServerConnection) -> None:
+        # The client's pong to our ping proves it is past the handshake, waiting for hello.
+        await ws.send(json.dumps({"type": "ping", "ts": 1}))
+        assert json.loads(await ws.recv())["type"] == "pong"
+        opened.put_nowait(ws)
+        await ws.wait_closed()
+
+    async with serve(silent, "127.0.0.1", 0, subprotocols=[Subprotocol("llm-stream.v1")]) as srv:
+        port = srv.sockets[0].getsockname()[1]
+        opening = asyncio.create_task(
+            V1Connection.open(f"http://127.0.0.1:{port}", "x", hello_timeout_s=30)
+        )
+        server_side = await asyncio.wait_for(opened.get(), 10)
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        # the client's socket is closed: the server sees the connection end
+        await asyncio.wait_for(server_side.wait_closed(), 10)
+        assert server_side.state is State.CLOSED
