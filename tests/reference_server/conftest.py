@@ -7,6 +7,7 @@ the server with an in-prompt ``[[mock ...]]`` directive, the way a real client w
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import re
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,17 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.reference_server.wsclient import abort_leftover_connections
+
 LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+@pytest.fixture(autouse=True)
+async def _no_leftover_connections() -> AsyncIterator[None]:
+    """Abort, on the test's own loop, the V1Client sockets a failed test did not close."""
+    yield
+    if abort_leftover_connections():
+        await asyncio.sleep(0)  # abort() closes the socket in a loop callback
 
 
 @dataclass

@@ -35,6 +35,23 @@ class Received:
         return "".join(t["content"] for t in self.tokens if t["type"] == "token")
 
 
+# Every connection a test opened, until the test ends (see abort_leftover_connections).
+_OPENED: list[ClientConnection] = []
+
+
+def abort_leftover_connections() -> int:
+    """Abort the sockets of this test's connections that are still open; how many were.
+
+    A test that fails before its ``close()`` would otherwise leave its socket to the garbage
+    collector, whose ResourceWarning then fails whichever later test is running.
+    """
+    leftovers = [ws for ws in _OPENED if not ws.transport.is_closing()]
+    _OPENED.clear()
+    for ws in leftovers:
+        ws.transport.abort()
+    return len(leftovers)
+
+
 class V1Client:
     def __init__(self, ws: ClientConnection, hello: dict[str, Any]) -> None:
         self.ws = ws
@@ -44,6 +61,7 @@ class V1Client:
     @classmethod
     async def open(cls, base_ws_url: str, client_id: str = "c1", **kwargs: Any) -> V1Client:
         ws = await connect(f"{base_ws_url}/ws/chat/{client_id}", subprotocols=[V1], **kwargs)  # type: ignore[list-item]
+        _OPENED.append(ws)
         hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert hello["type"] == "hello", hello
         return cls(ws, hello)
