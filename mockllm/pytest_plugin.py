@@ -9,8 +9,8 @@ Fixtures:
       @pytest.mark.mockllm(seed=7, profile="fast", directives=True,
                            rules=[{"match": {"nth": 1}, "respond": {"fault": "status=503"}}])
       def test_retry(mockllm):
-          client = openai.OpenAI(base_url=mockllm.base_url, api_key="test")
-          ...
+          with openai.OpenAI(base_url=mockllm.base_url, api_key="test") as client:
+              ...
           assert mockllm.requests()[0]["outcome"] == "fault:status"
 """
 

@@ -67,7 +67,8 @@ class MockServer:
     ::
 
         with MockServer(MockConfig(seed=7)) as mock:
-            client = openai.OpenAI(base_url=mock.base_url, api_key="x")
+            with openai.OpenAI(base_url=mock.base_url, api_key="x") as client:
+                ...
     """
 
     def __init__(self, config: MockConfig | None = None, *, host: str = "127.0.0.1", port: int = 0):

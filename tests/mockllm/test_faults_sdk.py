@@ -54,8 +54,8 @@ def test_5xx_is_an_internal_server_error(client: openai.OpenAI, status: int) -> 
 
 def test_sdk_retries_a_429_then_succeeds_via_rule(mock_url: str, admin: MockAdmin) -> None:
     admin.add_rule(match={"nth": 1}, respond={"fault": "status=429;retry_after=0"})
-    sdk = openai.OpenAI(base_url=f"{mock_url}/v1", api_key="t", max_retries=2)
-    completion = sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    with openai.OpenAI(base_url=f"{mock_url}/v1", api_key="t", max_retries=2) as sdk:
+        completion = sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert completion.choices[0].message.content
     assert [e["outcome"] for e in admin.requests()] == ["fault:status", "completed"]
 

@@ -11,11 +11,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_fixture_serves_and_records(mockllm: MockAdmin) -> None:
-    client = openai.OpenAI(base_url=mockllm.base_url, api_key="test", max_retries=0)
-    stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True
-    )
-    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    with openai.OpenAI(base_url=mockllm.base_url, api_key="test", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     (entry,) = mockllm.requests()
     assert entry["text"] == text and entry["outcome"] == "completed"
 
@@ -33,10 +33,11 @@ def test_each_test_starts_with_an_empty_ledger(mockllm: MockAdmin) -> None:
 def test_marker_options(mockllm: MockAdmin) -> None:
     assert mockllm.config()["profile"] == "fast"
     assert mockllm.config()["seed"] == 3
-    client = openai.OpenAI(base_url=mockllm.base_url, api_key="test", max_retries=1)
-    completion = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
-    )
+    # Closed: a pooled keep-alive socket left to the garbage collector fails a later test.
+    with openai.OpenAI(base_url=mockllm.base_url, api_key="test", max_retries=1) as client:
+        completion = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        )
     assert completion.choices[0].message.content
     assert [e["outcome"] for e in mockllm.requests()] == ["fault:status", "completed"]
 
