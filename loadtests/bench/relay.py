@@ -11,6 +11,17 @@ CPU (percent of one core, µs per relayed token) and memory (RSS). Then:
 - **idle memory**: ``--idle`` WebSocket connections opened and left idle; RSS growth divided
   by their number is the memory per idle connection.
 
+Arrivals (``--arrival``): users with no think time and equal answers run in lockstep if they
+all start at once, so hundreds of requests reach the relay within a few milliseconds and "added
+TTFT" measures how a burst queues on the machine's cores, not the relay. ``stagger`` (the
+default) starts the N users evenly over ``--ramp-s`` seconds (default: one answer's scheduled
+length, at least 1 s, so their streams are spread over the answer's cycle) and gives each a
+think time drawn from its seeded RNG (``--seed``) in [0, ``--jitter-ms``] between streams, so
+they do not drift back into step. Each cell then runs ``--duration`` seconds more, and the TTFT
+columns count only streams started after the ramp, when all N users stream at once (ITL and
+tokens/s are over the whole cell). ``lockstep`` is the old behaviour: all users at once, no
+think time, every stream counted.
+
 Everything shares this machine's cores (mock, servers, Locust), so read absolute figures with
 the machine line of the output; the comparison between columns is the point.
 """
@@ -31,6 +42,7 @@ import websockets
 
 from loadtests.bench.common import Cell, machine, ms, run_cell
 from loadtests.bench.common import done as _done
+from loadtests.metrics import ERROR_OUTCOMES, ExactHistogram, LoadMetrics
 from scenarios.stack import Stack, StackSpec
 
 
@@ -54,8 +66,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput-tokens", type=int, default=500, help="answer length, instant")
     p.add_argument("--idle", type=int, default=200, help="idle connections for memory")
     p.add_argument("--processes", type=int, default=1, help="Locust processes")
+    p.add_argument(
+        "--arrival",
+        choices=("stagger", "lockstep"),
+        default="stagger",
+        help="stagger: users start evenly over --ramp-s and keep a seeded jitter between "
+        "streams; lockstep: all at once, no think time (a synchronized burst)",
+    )
+    p.add_argument(
+        "--ramp-s",
+        type=float,
+        default=None,
+        help="stagger: seconds over which the users start (default: one answer's length, >= 1)",
+    )
+    p.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=20.0,
+        help="stagger: think time between a user's streams, uniform in [0, this] (seeded)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the users' think times")
     p.add_argument("--out", type=Path, default=Path("bench-results/relay"))
     return p
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """How a cell's users start and pace their streams (pure: no I/O)."""
+
+    ramp_s: float  # 0 = all at once
+    jitter_s: float  # think time upper bound between a user's streams
+    seed: int
+
+    def locust_args(self, users: int) -> list[str]:
+        # run_cell passes --spawn-rate USERS and zero think time first: these come later, and
+        # Locust's argument parser keeps the last value.
+        rate = users / self.ramp_s if self.ramp_s > 0 else float(users)
+        return [
+            "--spawn-rate", f"{rate:g}", "--sh-think-min", "0",
+            "--sh-think-max", f"{self.jitter_s:g}", "--sh-seed", str(self.seed),
+        ]  # fmt: skip
+
+    def run_time(self, duration_s: float) -> float:
+        return self.ramp_s + duration_s
+
+
+def arrival_for(args: argparse.Namespace, answer_s: float) -> Arrival:
+    """The arrival model of ``args`` for answers whose schedule lasts ``answer_s`` seconds."""
+    if args.arrival == "lockstep":
+        return Arrival(0.0, 0.0, args.seed)
+    ramp = args.ramp_s if args.ramp_s is not None else max(1.0, answer_s)
+    return Arrival(ramp, args.jitter_ms / 1000, args.seed)
+
+
+def steady_ttft(metrics: LoadMetrics, ramp_s: float) -> ExactHistogram:
+    """TTFT of the streams started once the ramp was over (all of them without a ramp); like
+    ``LoadMetrics.ttft``, failed streams' first tokens are not counted."""
+    hist = ExactHistogram()
+    streams = metrics.streams
+    if not streams:
+        return hist
+    after = min(s.started_at for s in streams) + ramp_s
+    hist.add_many(
+        s.ttft_s
+        for s in streams
+        if s.ttft_s is not None and s.started_at >= after and s.outcome not in ERROR_OUTCOMES
+    )
+    return hist
 
 
 @dataclass
@@ -63,11 +140,13 @@ class Measured:
     cell: Cell
     cpu_s: float
     rss_mb: float
+    ttft: ExactHistogram  # the streams counted for TTFT (steady_ttft)
+    ttft_streams: int
 
 
 async def _measure(
     proc: psutil.Process | None, host: str, user_class: str, users: int, prompt: str,
-    args: argparse.Namespace, name: str,
+    args: argparse.Namespace, name: str, arrival: Arrival,
 ) -> Measured:  # fmt: skip
     def cpu() -> float:
         if proc is None:
@@ -77,11 +156,13 @@ async def _measure(
 
     before = cpu()
     cell = await asyncio.to_thread(
-        run_cell, host=host, user_class=user_class, users=users, duration_s=args.duration,
-        out_dir=args.out, name=name, processes=args.processes, extra=["--sh-prompt", prompt],
+        run_cell, host=host, user_class=user_class, users=users,
+        duration_s=arrival.run_time(args.duration), out_dir=args.out, name=name,
+        processes=args.processes, extra=["--sh-prompt", prompt, *arrival.locust_args(users)],
     )  # fmt: skip
     rss = proc.memory_info().rss / 2**20 if proc is not None else 0.0
-    return Measured(cell, cpu() - before, rss)
+    ttft = steady_ttft(cell.metrics, arrival.ramp_s)
+    return Measured(cell, cpu() - before, rss, ttft, ttft.count)
 
 
 async def _idle_memory(proc: psutil.Process, ws_url: str, n: int, v1: bool) -> float:
@@ -110,16 +191,19 @@ def _row(target: str, tag: str, users: int, m: Measured, direct: Measured | None
     tps = tokens / (span[1] - span[0]) if span and span[1] > span[0] else 0.0
     wall = m.cell.wall_s or 1.0
 
+    def hist_of(measured: Measured, name: str) -> ExactHistogram:
+        return measured.ttft if name == "ttft" else getattr(measured.cell.metrics, name)
+
     def added(p: float, hist: str) -> str:
         if direct is None or target == "direct":
             return "-"
-        a = getattr(mt, hist).percentile(p)
-        b = getattr(direct.cell.metrics, hist).percentile(p)
+        a = hist_of(m, hist).percentile(p)
+        b = hist_of(direct, hist).percentile(p)
         return "-" if a is None or b is None else f"{(a - b) * 1000:+.2f}"
 
     return [
-        target + tag, str(users), str(_done(mt)), f"{mt.error_rate() or 0:.0%}",
-        ms(mt.ttft.percentile(50)), ms(mt.ttft.percentile(99)),
+        target + tag, str(users), str(_done(mt)), str(m.ttft_streams),
+        f"{mt.error_rate() or 0:.0%}", ms(m.ttft.percentile(50)), ms(m.ttft.percentile(99)),
         added(50, "ttft"), added(99, "ttft"),
         ms(mt.itl.percentile(50)), ms(mt.itl.percentile(99)), added(50, "itl"), added(99, "itl"),
         f"{tps:,.0f}",
@@ -148,13 +232,14 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
             ("reference", ref_proc, ref.server_url, "WsV1User"),
             ("naive", naive_proc, naive.server_url, "TutorialUser"),
         ]
-        phases = [(c, prompt, "") for c in args.concurrency]
-        phases.append((max(args.concurrency), fast, " (instant)"))
-        for users, text, tag in phases:
+        answer_s = (args.ttft_ms + (args.tokens - 1) * args.itl_ms) / 1000
+        phases = [(c, prompt, "", arrival_for(args, answer_s)) for c in args.concurrency]
+        phases.append((max(args.concurrency), fast, " (instant)", arrival_for(args, 0.0)))
+        for users, text, tag, arrival in phases:
             direct: Measured | None = None
             for target, proc, host, user_class in targets:
                 name = f"{target}-{users}{'-instant' if tag else ''}"
-                m = await _measure(proc, host, user_class, users, text, args, name)
+                m = await _measure(proc, host, user_class, users, text, args, name, arrival)
                 if target == "direct":
                     direct = m
                 rows.append(_row(target, tag, users, m, direct))
@@ -172,6 +257,16 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     return rows, notes
 
 
+def _arrival_line(args: argparse.Namespace) -> str:
+    if args.arrival == "lockstep":
+        return "lockstep (all users at once, no think time; TTFT over every stream)"
+    ramp = "one answer's length, >= 1 s" if args.ramp_s is None else f"{args.ramp_s:g} s"
+    return (
+        f"stagger (users start evenly over {ramp}, then think 0-{args.jitter_ms:g} ms, seed "
+        f"{args.seed}; TTFT over streams started after the ramp)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -180,12 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.duration <= 0 or args.tokens < 2 or args.idle < 1 or args.processes < 1:
         parser.error("--duration > 0, --tokens >= 2, --idle >= 1, --processes >= 1")
+    if (args.ramp_s is not None and args.ramp_s <= 0) or args.jitter_ms < 0:
+        parser.error("--ramp-s > 0, --jitter-ms >= 0")
     args.out.mkdir(parents=True, exist_ok=True)
     rows, notes = asyncio.run(_run(args))
     header = [
-        "path", "concurrency", "streams done", "errors", "TTFT p50", "TTFT p99", "+TTFT p50",
-        "+TTFT p99", "ITL p50", "ITL p99", "+ITL p50", "+ITL p99", "tokens/s", "server CPU",
-        "CPU µs/token", "RSS MB",
+        "path", "concurrency", "streams done", "TTFT streams", "errors", "TTFT p50", "TTFT p99",
+        "+TTFT p50", "+TTFT p99", "ITL p50", "ITL p99", "+ITL p50", "+ITL p99", "tokens/s",
+        "server CPU", "CPU µs/token", "RSS MB",
     ]  # fmt: skip
     table = "\n".join(
         ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -196,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{table}\n\n(ms; '+' = added over direct at the same concurrency)\n"
         + "\n".join(notes)
         + f"\n\nschedule: TTFT {args.ttft_ms:g} ms, {args.tokens} tokens every {args.itl_ms:g} ms;"
-        f" {args.duration:g} s per cell\nmachine: {machine()}\n"
+        f" {args.duration:g} s per cell\narrival: {_arrival_line(args)}\nmachine: {machine()}\n"
         f"command: streamharness bench relay {command}\n"
     )
     (args.out / "relay.md").write_text(text)

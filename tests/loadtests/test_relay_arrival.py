@@ -1,0 +1,77 @@
+"""The relay benchmark's arrival model (pure: parsing, Locust arguments, steady-state TTFT)."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtests.bench.relay import Arrival, arrival_for, build_parser, main, steady_ttft
+from loadtests.metrics import LoadMetrics, StreamSample
+
+
+def _sample(started_at: float, ttft_s: float | None) -> StreamSample:
+    return StreamSample(
+        transport="ws", outcome="completed", started_at=started_at, tokens=2, ttft_s=ttft_s,
+        e2e_s=0.5, tpot_s=0.1, duration_s=0.5,
+    )  # fmt: skip
+
+
+def test_stagger_is_the_default_and_ramps_over_one_answer() -> None:
+    args = build_parser().parse_args([])
+    assert args.arrival == "stagger"
+    # 100 ms TTFT + 49 gaps of 20 ms = 1.08 s: the users start over one answer's length.
+    arrival = arrival_for(args, 1.08)
+    assert arrival == Arrival(1.08, 0.02, 0)
+    assert arrival.run_time(8) == pytest.approx(9.08)
+    assert arrival.locust_args(500)[:2] == ["--spawn-rate", f"{500 / 1.08:g}"]
+    # Instant answers still ramp over at least a second.
+    assert arrival_for(args, 0.0).ramp_s == 1.0
+
+
+def test_stagger_options_reach_locust() -> None:
+    args = build_parser().parse_args(["--ramp-s", "4", "--jitter-ms", "50", "--seed", "7"])
+    assert arrival_for(args, 1.0).locust_args(100) == [
+        "--spawn-rate", "25", "--sh-think-min", "0", "--sh-think-max", "0.05", "--sh-seed", "7",
+    ]  # fmt: skip
+
+
+def test_lockstep_is_the_old_burst() -> None:
+    args = build_parser().parse_args(["--arrival", "lockstep", "--ramp-s", "4"])
+    arrival = arrival_for(args, 1.0)
+    assert arrival == Arrival(0.0, 0.0, 0)
+    assert arrival.run_time(8) == 8
+    assert arrival.locust_args(500) == [
+        "--spawn-rate", "500", "--sh-think-min", "0", "--sh-think-max", "0", "--sh-seed", "0",
+    ]  # fmt: skip
+
+
+def test_steady_ttft_counts_only_streams_started_after_the_ramp() -> None:
+    metrics = LoadMetrics()
+    for sample in (
+        _sample(100.0, 0.010),  # the first start: the ramp runs from here
+        _sample(101.9, 0.020),  # still in a 2 s ramp
+        _sample(102.0, 0.030),
+        _sample(103.5, 0.040),
+        _sample(104.0, None),  # no token: no TTFT
+    ):
+        metrics.record(sample, [])
+    after = steady_ttft(metrics, 2.0)
+    assert after.count == 2
+    assert after.percentile(0) == pytest.approx(0.030)
+    assert after.percentile(100) == pytest.approx(0.040)
+    assert steady_ttft(metrics, 0.0).count == 4  # lockstep: every stream
+    assert steady_ttft(LoadMetrics(), 2.0).count == 0
+
+
+@pytest.mark.parametrize(
+    "bad", [["--ramp-s", "0"], ["--jitter-ms", "-1"], ["--arrival", "poisson"]]
+)
+def test_bad_arrival_arguments_are_clear_errors(
+    bad: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(bad)
+    except SystemExit as exc:  # parser.error
+        code = int(exc.code or 0)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--ramp-s" in err or "--jitter-ms" in err or "--arrival" in err
