@@ -47,23 +47,34 @@ async def test_timers_fire_within_a_fraction_of_a_millisecond() -> None:
     clock = PreciseClock(asyncio.get_running_loop())
     assert clock.precise
     try:
-        rng = random.Random(7)
-        lateness: list[float] = []
-        start = clock.time()
-
-        def record(due: float) -> None:
-            lateness.append(clock.time() - due)
-
-        for _ in range(60):
-            due = start + rng.uniform(0.005, 0.060)
-            clock.call_at(due, functools.partial(record, due))
-        await _wait_for(lambda: len(lateness) == 60)
-        # Never early beyond the coalescing window; the loop's own timers (whole milliseconds,
-        # rounded up) would put the median near 0.5 ms. Wide band: the box is shared.
-        assert min(lateness) >= -PreciseClock.COALESCE - 1e-6
-        assert statistics.median(lateness) < 0.0004, lateness
+        medians = []
+        # Up to 3 attempts: a neighbour holding the CPU delays every wakeup of one attempt.
+        # The loop's own timers (whole milliseconds, rounded up) put the median near 0.5 ms
+        # in every attempt, so they would still fail.
+        for attempt in range(3):
+            lateness = await _lateness_of_60_timers(clock, random.Random(attempt))
+            # Never early beyond the coalescing window.
+            assert min(lateness) >= -PreciseClock.COALESCE - 1e-6
+            medians.append(statistics.median(lateness))
+            if medians[-1] < 0.0004:
+                return
+        raise AssertionError(f"median lateness per attempt (s): {medians}")
     finally:
         clock.close()
+
+
+async def _lateness_of_60_timers(clock: PreciseClock, rng: random.Random) -> list[float]:
+    lateness: list[float] = []
+
+    def record(due: float) -> None:
+        lateness.append(clock.time() - due)
+
+    start = clock.time()
+    for _ in range(60):
+        due = start + rng.uniform(0.005, 0.060)
+        clock.call_at(due, functools.partial(record, due))
+    await _wait_for(lambda: len(lateness) == 60)
+    return lateness
 
 
 async def test_due_timers_share_one_wakeup_and_a_failing_one_does_not_stop_the_rest() -> None:
