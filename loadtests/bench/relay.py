@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,7 +109,8 @@ class Arrival:
         ]  # fmt: skip
 
     def run_time(self, duration_s: float) -> float:
-        return self.ramp_s + duration_s
+        # Locust takes whole seconds for --run-time; rounded up, the steady part is not shorter.
+        return float(math.ceil(self.ramp_s + duration_s))
 
 
 def arrival_for(args: argparse.Namespace, answer_s: float) -> Arrival:
