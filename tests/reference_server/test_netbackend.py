@@ -22,6 +22,7 @@ import httpx
 import pytest
 import uvloop
 
+from reference_server import upstream
 from reference_server.netbackend import AsyncioBackend, ReusePool, asyncio_transport
 from reference_server.upstream import UpstreamClient, UpstreamFinish, UpstreamToken
 
@@ -333,3 +334,45 @@ def test_reuse_pool_waits_for_a_slot_then_pool_timeout(run: Runner) -> None:
 @on_both_loops
 def test_upstream_streams_reuse_one_connection(run: Runner) -> None:
     run(_upstream_streams_reuse_one_connection())
+
+
+async def _a_body_left_open_after_done_is_not_waited_for() -> None:
+    chunk = {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
+    event = b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
+    opened = [0]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        opened[0] += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            writer.write(head + b"%x\r\n%s\r\n" % (len(event), event))  # no final chunk
+            await writer.drain()
+            await reader.read()  # holds the body open until the client closes
+        writer.close()
+
+    async with tcp_server(handler) as port:
+        client = UpstreamClient(f"http://127.0.0.1:{port}/v1")
+        loop = asyncio.get_running_loop()
+        try:
+            for _ in range(2):
+                start = loop.time()
+                events = client.stream_chat({"messages": []})
+                assert await anext(events) == UpstreamToken("hi")
+                assert await anext(events) == UpstreamFinish("stop", None)
+                finished = loop.time() - start
+                # The finish does not wait for the body's end; the drain after it gives up.
+                assert finished < upstream._DRAIN_S
+                assert [e async for e in events] == []
+                assert loop.time() - start >= upstream._DRAIN_S
+        finally:
+            await client.aclose()
+    assert opened[0] == 2  # the connection left open was not reused
+
+
+@on_both_loops
+def test_a_body_left_open_after_done_is_not_waited_for(
+    run: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upstream, "_DRAIN_S", 0.3)
+    run(_a_body_left_open_after_done_is_not_waited_for())
