@@ -1,8 +1,18 @@
-"""Repository-wide pytest options (engine-specific fixtures live in each test folder)."""
+"""Repository-wide pytest options (engine-specific fixtures live in each test folder).
+
+Also a guard: every process a test starts must be stopped by a fixture. Each session marks its
+environment (inherited by every process the tests start, however deep); at the end any process
+still carrying the mark is reported, killed, and fails the run.
+"""
 
 from __future__ import annotations
 
+import os
+
+import psutil
 import pytest
+
+_MARK = "STREAMHARNESS_TEST_SESSION"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -12,3 +22,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run the fault proxy conformance tests against this Toxiproxy server "
         "(default: TOXIPROXY_URL, else the embedded server)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Not overwritten when set: a pytest run by a test (the plugin examples) belongs to ours.
+    os.environ.setdefault(_MARK, str(os.getpid()))
+
+
+def _leftovers(mark: str) -> list[psutil.Process]:
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(_MARK) == mark and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    mark = os.environ.get(_MARK)
+    if mark != str(os.getpid()):
+        return  # a nested run: the outer session checks
+    # Fixtures have stopped (and waited for) their processes; allow a slow exit nonetheless.
+    _, alive = psutil.wait_procs(_leftovers(mark), timeout=5)
+    if not alive:
+        return
+    lines = []
+    for proc in alive:
+        try:
+            lines.append(f"  {proc.pid}: {' '.join(proc.cmdline())[:200]}")
+            proc.kill()
+        except psutil.Error:
+            continue
+    psutil.wait_procs(alive, timeout=5)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = "processes left running by the tests (now killed):\n" + "\n".join(lines)
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(message, red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
