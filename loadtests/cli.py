@@ -210,7 +210,9 @@ def master_port_args(
         out += ["--master-bind-host", "127.0.0.1"]
     port = _option_value(extra, "--master-bind-port")
     if port is None:
-        port = str((pick_port or free_port)())
+        # Only the workers' port given (--processes): the master binds that one.
+        given = _option_value(extra, "--master-port") if processes > 1 else None
+        port = given or str((pick_port or free_port)())
         out += ["--master-bind-port", port]
     # Workers forked by --processes connect to --master-host:--master-port (default :5557).
     if processes > 1:

@@ -85,6 +85,12 @@ def _fixed_port() -> int:
             ["--master-bind-port=6000", "--master-port=6000", "--master-bind-host=0.0.0.0"],
             ["--master-host", "127.0.0.1"],
         ),
+        (
+            2,
+            ["--master-port", "6001"],
+            ["--master-bind-host", "127.0.0.1", "--master-bind-port", "6001",
+             "--master-host", "127.0.0.1"],
+        ),
         # a master for external workers: its own port, no worker options
         (1, ["--master"], ["--master-bind-host", "127.0.0.1", "--master-bind-port", "40123"]),
         (1, ["--worker", "--master-host", "h"], []),
