@@ -799,18 +799,8 @@ async def _drive_v1(
         for m in range(group.messages):
             if m and plan.think_ms[m - 1]:
                 await asyncio.sleep(plan.think_ms[m - 1] / 1000)
-            state = _StreamState(plan, m)
-            states.append(state)
             stream_deadline = time.perf_counter() + group.timeout_s
-            record = await conn.chat(
-                _messages(state.prompt),
-                id=f"m{m}",
-                model=scenario.mock.model,
-                max_tokens=group.max_tokens,
-            )
-            state.records.append(record)
-            live.records.append(record)
-            state.sent_at, state.sent_at_epoch = record.sent_at, record.sent_at_epoch or 0.0
+            state, record = await _start_v1(conn, plan, m, group, scenario, live, states)
             gone = False
             for action in group.actions:
                 left = stream_deadline - time.perf_counter()
@@ -831,13 +821,13 @@ async def _drive_v1(
                 if action.do == "drop":
                     gone = True
                     break
-                await asyncio.sleep(action.reconnect_after_ms / 1000)
-                try:
-                    conn = await _open_v1(stack, plan, group, stream_deadline)
-                except _TargetUnreachable as exc:
-                    state.notes.append(f"could not reconnect: {exc}")
+                reopened = await _reopen_v1(
+                    stack, plan, group, state, action.reconnect_after_ms, stream_deadline
+                )
+                if reopened is None:
                     gone = True
                     break
+                conn = reopened
                 await _continue_v1(conn, record, state, action.do, session_token)
             if gone:
                 record.finish("disconnected", time.perf_counter())
@@ -872,19 +862,73 @@ async def _drive_v1(
                     f"({record.outcome}, close {conn.close_code}); reconnecting"
                 )
                 await conn.close()
-                await asyncio.sleep(group.reconnect_after_ms / 1000)
-                try:
-                    conn = await _open_v1(stack, plan, group, stream_deadline)
-                except _TargetUnreachable as exc:
-                    # The stream ends as it is (its outcome tells the checks); not a harness error.
-                    state.notes.append(f"could not reconnect: {exc}")
+                reopened = await _reopen_v1(
+                    stack, plan, group, state, group.reconnect_after_ms, stream_deadline
+                )
+                if reopened is None:
                     break
+                conn = reopened
                 mode = "drop_and_resume" if group.on_disconnect == "resume" else "drop_and_resend"
                 await _continue_v1(conn, record, state, mode, session_token)
             if conn.closed:
                 break
     finally:
         await conn.close()
+
+
+async def _start_v1(
+    conn: Any,
+    plan: ClientPlan,
+    m: int,
+    group: model.ClientGroup,
+    scenario: model.Scenario,
+    live: _Live,
+    states: list[_StreamState],
+) -> tuple[_StreamState, Any]:
+    """Send message ``m`` as its own stream on a v1 connection and record it."""
+    state = _StreamState(plan, m)
+    states.append(state)
+    record = await conn.chat(
+        _messages(state.prompt),
+        id=f"m{m}",
+        model=scenario.mock.model,
+        max_tokens=group.max_tokens,
+    )
+    _track(state, live, record)
+    return state, record
+
+
+def _track(state: _StreamState, live: _Live, record: Any) -> None:
+    """Count ``record`` as the stream of ``state`` (and in the live view), sent when it was."""
+    state.records.append(record)
+    live.records.append(record)
+    state.sent_at, state.sent_at_epoch = record.sent_at, record.sent_at_epoch or 0.0
+
+
+async def _reopen_v1(
+    stack: Any,
+    plan: ClientPlan,
+    group: model.ClientGroup,
+    state: _StreamState,
+    after_ms: float,
+    deadline: float,
+) -> Any:
+    """Wait ``after_ms``, then connect again; None (with a note) when the target is gone.
+    The stream then ends as it is (its outcome tells the checks); not a harness error."""
+    await asyncio.sleep(after_ms / 1000)
+    try:
+        return await _open_v1(stack, plan, group, deadline)
+    except _TargetUnreachable as exc:
+        state.notes.append(f"could not reconnect: {exc}")
+        return None
+
+
+async def _wait_all(conn: Any, waits: list[tuple[_StreamState, Any]], deadline: float) -> None:
+    """Wait for each stream (keyed as ``conn.wait`` wants it) and note how the socket closed."""
+    for state, key in waits:
+        await conn.wait(key, max(0.0, deadline - time.perf_counter()))
+        if conn.closed and conn.close_code is not None:
+            _add_close(state, conn.close_code)
 
 
 def _add_close(state: _StreamState, code: int) -> None:
@@ -1044,22 +1088,9 @@ async def _concurrent_v1(
     deadline = time.perf_counter() + group.timeout_s
     mine = []
     for m in range(group.messages):
-        state = _StreamState(plan, m)
-        states.append(state)
-        record = await conn.chat(
-            _messages(state.prompt),
-            id=f"m{m}",
-            model=scenario.mock.model,
-            max_tokens=group.max_tokens,
-        )
-        state.records.append(record)
-        live.records.append(record)
-        state.sent_at, state.sent_at_epoch = record.sent_at, record.sent_at_epoch or 0.0
-        mine.append((state, record))
-    for state, record in mine:
-        await conn.wait(record.id, max(0.0, deadline - time.perf_counter()))
-        if conn.closed and conn.close_code is not None:
-            _add_close(state, conn.close_code)
+        state, record = await _start_v1(conn, plan, m, group, scenario, live, states)
+        mine.append((state, record.id))
+    await _wait_all(conn, mine, deadline)
 
 
 async def _concurrent_tutorial(
@@ -1073,10 +1104,7 @@ async def _concurrent_tutorial(
         state = _StreamState(plan, m)
         states.append(state)
         mine.append((state, await client.send(state)))
-    for state, record in mine:
-        await client.conn.wait(record, max(0.0, deadline - time.perf_counter()))
-        if client.conn.closed and client.conn.close_code is not None:
-            _add_close(state, client.conn.close_code)
+    await _wait_all(client.conn, mine, deadline)
 
 
 def _reached(state: _StreamState, record: Any, need: int) -> bool:
@@ -1136,9 +1164,7 @@ async def _drive_http(
                 record = await aio.blocking(
                     base, messages, timeout_s=group.timeout_s, client=http, **args
                 )
-                state.records.append(record)
-                live.records.append(record)
-                state.sent_at, state.sent_at_epoch = record.sent_at, record.sent_at_epoch or 0.0
+                _track(state, live, record)
                 continue
             try:
                 created = await aio.create_stream(base, messages, client=http, **args)
@@ -1149,7 +1175,6 @@ async def _drive_http(
                 failed.finish("error", time.perf_counter())
                 state.records.append(failed)
                 continue
-            state.sent_at, state.sent_at_epoch = created.sent_at, created.sent_at_epoch
             if plan.transport == "polling":
                 record = StreamRecord(
                     transport="polling",
@@ -1158,8 +1183,7 @@ async def _drive_http(
                     sent_at=created.sent_at,
                     sent_at_epoch=created.sent_at_epoch,
                 )
-                state.records.append(record)
-                live.records.append(record)
+                _track(state, live, record)
                 await aio.poll(
                     base,
                     stream=created,
@@ -1177,8 +1201,7 @@ async def _drive_http(
                 sent_at_epoch=created.sent_at_epoch,
                 resume_token=created.resume_token,
             )
-            state.records.append(record)
-            live.records.append(record)
+            _track(state, live, record)
             deadline = time.perf_counter() + group.timeout_s
             stop = group.actions[0].at_token + 1 if group.actions else None
             await aio.stream_sse(
