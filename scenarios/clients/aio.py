@@ -23,7 +23,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import quote, urlencode, urljoin
 
 import httpx
@@ -586,6 +586,43 @@ async def create_stream(
     )
 
 
+async def _create_for(
+    caller: str,
+    base_url: str,
+    messages: Messages | None,
+    *,
+    model: str | None,
+    max_tokens: int | None,
+    token: str | None,
+    client: httpx.AsyncClient | None,
+) -> CreatedStream:
+    """Create the stream a reader was not given (it then needs the messages)."""
+    if messages is None:
+        raise ValueError(f"{caller} needs messages or an existing stream")
+    return await create_stream(
+        base_url, messages, model=model, max_tokens=max_tokens, token=token, client=client
+    )
+
+
+def _record_for(stream: CreatedStream, transport: Literal["sse", "polling"]) -> StreamRecord:
+    """A fresh record for reading ``stream`` over ``transport``."""
+    return StreamRecord(
+        transport=transport,
+        id=stream.stream_id,
+        stream_id=stream.stream_id,
+        sent_at=stream.sent_at,
+        sent_at_epoch=stream.sent_at_epoch,
+        resume_token=stream.resume_token,
+    )
+
+
+def _lost(record: StreamRecord, exc: httpx.HTTPError) -> StreamRecord:
+    """The HTTP connection failed mid-stream: the record ends ``disconnected``."""
+    record.error_message = repr(exc)
+    record.finish("disconnected", time.perf_counter())
+    return record
+
+
 async def stream_sse(
     base_url: str,
     messages: Messages | None = None,
@@ -609,20 +646,17 @@ async def stream_sse(
     ``timeout_s`` bounds the whole read; an EOF without an end event is ``disconnected``.
     """
     if stream is None:
-        if messages is None:
-            raise ValueError("stream_sse needs messages or an existing stream")
-        stream = await create_stream(
-            base_url, messages, model=model, max_tokens=max_tokens, token=token, client=client
+        stream = await _create_for(
+            "stream_sse",
+            base_url,
+            messages,
+            model=model,
+            max_tokens=max_tokens,
+            token=token,
+            client=client,
         )
     if record is None:
-        record = StreamRecord(
-            transport="sse",
-            id=stream.stream_id,
-            stream_id=stream.stream_id,
-            sent_at=stream.sent_at,
-            sent_at_epoch=stream.sent_at_epoch,
-            resume_token=stream.resume_token,
-        )
+        record = _record_for(stream, "sse")
     elif record.done:
         record.reopen()
     headers = {"Accept": "text/event-stream", "X-Resume-Token": stream.resume_token}
@@ -660,8 +694,7 @@ async def stream_sse(
     except TimeoutError:
         record.finish("timeout", time.perf_counter())
     except httpx.HTTPError as exc:
-        record.error_message = repr(exc)
-        record.finish("disconnected", time.perf_counter())
+        _lost(record, exc)
     return record
 
 
@@ -693,9 +726,7 @@ async def blocking(
         record.finish("timeout", time.perf_counter())
         return record
     except httpx.HTTPError as exc:
-        record.error_message = repr(exc)
-        record.finish("disconnected", time.perf_counter())
-        return record
+        return _lost(record, exc)
     t = time.perf_counter()
     record.http_status = response.status_code
     if response.status_code != 200:
@@ -736,20 +767,17 @@ async def poll(
     latency cost of polling the scenarios measure.
     """
     if stream is None:
-        if messages is None:
-            raise ValueError("poll needs messages or an existing stream")
-        stream = await create_stream(
-            base_url, messages, model=model, max_tokens=max_tokens, token=token, client=client
+        stream = await _create_for(
+            "poll",
+            base_url,
+            messages,
+            model=model,
+            max_tokens=max_tokens,
+            token=token,
+            client=client,
         )
     if record is None:
-        record = StreamRecord(
-            transport="polling",
-            id=stream.stream_id,
-            stream_id=stream.stream_id,
-            sent_at=stream.sent_at,
-            sent_at_epoch=stream.sent_at_epoch,
-            resume_token=stream.resume_token,
-        )
+        record = _record_for(stream, "polling")
     headers = {"X-Resume-Token": stream.resume_token, **_auth_headers(token)}
     after = max((a.index for a in record.arrivals), default=-1)
     try:
@@ -799,6 +827,5 @@ async def poll(
     except TimeoutError:
         record.finish("timeout", time.perf_counter())
     except httpx.HTTPError as exc:
-        record.error_message = repr(exc)
-        record.finish("disconnected", time.perf_counter())
+        _lost(record, exc)
     return record
