@@ -95,6 +95,19 @@ async def _chat_request(request: Request) -> HttpChatRequest | JSONResponse:
         return _error(422, "invalid_message", describe_validation_error(exc))
 
 
+async def _admit_chat(request: Request) -> HttpChatRequest | JSONResponse:
+    """Auth, then a valid body, then a server still taking work: the gate of every new chat."""
+    refused = _refuse(request)
+    if refused is not None:
+        return refused
+    chat = await _chat_request(request)
+    if isinstance(chat, JSONResponse):
+        return chat
+    if _manager(request).shutting_down:
+        return _error(503, "server_shutdown", "server is shutting down", retryable=True)
+    return chat
+
+
 def _body(manager: StreamManager, chat: HttpChatRequest) -> dict[str, Any]:
     return build_upstream_body(
         model=chat.model,
@@ -121,15 +134,10 @@ def _describe_stream(request: Request, record: StreamRecord) -> dict[str, Any]:
 
 @router.post("/v1/streams")
 async def create_stream(request: Request) -> Response:
-    refused = _refuse(request)
-    if refused is not None:
-        return refused
-    manager = _manager(request)
-    chat = await _chat_request(request)
+    chat = await _admit_chat(request)
     if isinstance(chat, JSONResponse):
         return chat
-    if manager.shutting_down:
-        return _error(503, "server_shutdown", "server is shutting down", retryable=True)
+    manager = _manager(request)
     if chat.id is not None:
         existing = manager.store.find(HTTP_SESSION, chat.id)
         if existing is not None:
@@ -327,15 +335,10 @@ async def cancel_stream(request: Request, stream_id: str) -> Response:
 
 @router.post("/v1/chat/blocking")
 async def blocking_chat(request: Request) -> Response:
-    refused = _refuse(request)
-    if refused is not None:
-        return refused
-    manager = _manager(request)
-    chat = await _chat_request(request)
+    chat = await _admit_chat(request)
     if isinstance(chat, JSONResponse):
         return chat
-    if manager.shutting_down:
-        return _error(503, "server_shutdown", "server is shutting down", retryable=True)
+    manager = _manager(request)
     record = manager.create_stream(
         session_id="http-blocking",
         chat_id=secrets.token_urlsafe(9),
