@@ -369,6 +369,34 @@ class _WsBase(StreamingUser):
         self.pending.clear()
         return ws
 
+    def connect_for(
+        self, record: StreamRecord, errors: tuple[type[BaseException], ...]
+    ) -> websocket.WebSocket | None:
+        """The open socket, or None with ``record`` ended as a connect error."""
+        try:
+            return self.ensure_connected()
+        except errors as exc:
+            self.drop()
+            record.error_code = f"connect: {exc}"
+            record.sent_at = time.perf_counter()
+            record.sent_at_epoch = time.time()
+            record.finish("error", time.perf_counter())
+            return None
+
+    def end_on_failure(
+        self, record: StreamRecord, recorder: V1Recorder | TutorialRecorder, exc: BaseException
+    ) -> None:
+        """End a stream whose socket timed out, broke or spoke garbage; the socket is dropped."""
+        now = time.perf_counter()
+        if isinstance(exc, TimeoutError):
+            record.finish("timeout", now)
+        elif isinstance(exc, ClientProtocolError):
+            record.error_code = f"protocol: {exc}"
+            record.finish("error", now)
+        else:
+            recorder.connection_lost(now, exc.code if isinstance(exc, ConnectionClosed) else None)
+        self.drop()
+
     def idle_message(self, ws: websocket.WebSocket, payload: bytes) -> None:
         """A message that arrived between streams (protocols override to answer pings)."""
 
@@ -417,14 +445,8 @@ class WsV1User(_WsBase):
         interrupt = self.plan_interrupt(can_drop=True)
         at = self.options.interrupt_after
         perf = time.perf_counter
-        try:
-            ws = self.ensure_connected()
-        except (*_WS_ERRORS, ClientProtocolError) as exc:
-            self.drop()
-            record.error_code = f"connect: {exc}"
-            record.sent_at = perf()
-            record.sent_at_epoch = time.time()
-            record.finish("error", perf())
+        ws = self.connect_for(record, (*_WS_ERRORS, ClientProtocolError))
+        if ws is None:
             return record
         record.sent_at_epoch = time.time()
         record.sent_at = perf()
@@ -446,17 +468,8 @@ class WsV1User(_WsBase):
                     else:
                         ws = self._drop_and_resume(record)
                     interrupt = None
-        except TimeoutError:
-            record.finish("timeout", perf())
-            self.drop()
-        except _WS_ERRORS as exc:
-            code = exc.code if isinstance(exc, ConnectionClosed) else None
-            recorder.connection_lost(perf(), code)
-            self.drop()
-        except ClientProtocolError as exc:
-            record.error_code = f"protocol: {exc}"
-            record.finish("error", perf())
-            self.drop()
+        except (TimeoutError, *_WS_ERRORS, ClientProtocolError) as exc:
+            self.end_on_failure(record, recorder, exc)
         return record
 
     def _drop_and_resume(self, record: StreamRecord) -> websocket.WebSocket:
@@ -479,14 +492,8 @@ class TutorialUser(_WsBase):
         record = self.new_record()
         recorder = TutorialRecorder()
         perf = time.perf_counter
-        try:
-            ws = self.ensure_connected()
-        except _WS_ERRORS as exc:
-            self.drop()
-            record.error_code = f"connect: {exc}"
-            record.sent_at = perf()
-            record.sent_at_epoch = time.time()
-            record.finish("error", perf())
+        ws = self.connect_for(record, _WS_ERRORS)
+        if ws is None:
             return record
         record.sent_at_epoch = time.time()
         record.sent_at = perf()
@@ -496,17 +503,8 @@ class TutorialUser(_WsBase):
             while not record.done:
                 t, data = self.next_message()
                 recorder.handle(decode_tutorial(data), t)
-        except TimeoutError:
-            record.finish("timeout", perf())
-            self.drop()
-        except _WS_ERRORS as exc:
-            code = exc.code if isinstance(exc, ConnectionClosed) else None
-            recorder.connection_lost(perf(), code)
-            self.drop()
-        except ClientProtocolError as exc:
-            record.error_code = f"protocol: {exc}"
-            record.finish("error", perf())
-            self.drop()
+        except (TimeoutError, *_WS_ERRORS, ClientProtocolError) as exc:
+            self.end_on_failure(record, recorder, exc)
         return record
 
 
