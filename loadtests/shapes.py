@@ -84,13 +84,8 @@ class Spike:
 
 
 @dataclass(frozen=True)
-class Soak:
-    users: int
-    spawn_rate: float
-    duration_s: float
-
-    def tick(self, t: float) -> tuple[int, float] | None:
-        return None if t >= self.duration_s else (self.users, self.spawn_rate)
+class Soak(Constant):
+    """A constant load held long enough to show leaks and drift; a name of its own in reports."""
 
 
 @dataclass(frozen=True)
