@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.doc_examples import pytest_example, run_pytest_example
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -35,18 +35,6 @@ def test_every_docs_link_exists() -> None:
 
 @pytest.mark.integration
 def test_readme_pytest_example_passes(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(# test_my_app\.py.*?)```", README, re.S)
-    assert len(blocks) == 1
-    (tmp_path / "test_my_app.py").write_text(blocks[0])
-    (tmp_path / "pytest.ini").write_text(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
+    result = run_pytest_example(pytest_example(README), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout

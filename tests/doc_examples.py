@@ -1,0 +1,30 @@
+"""Run a pytest example taken from a Markdown page in a fresh pytest, as a user would."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def pytest_example(markdown: str) -> str:
+    """The one ```python block that starts with ``# test_my_app.py``."""
+    blocks = re.findall(r"```python\n(# test_my_app\.py.*?)```", markdown, re.S)
+    assert len(blocks) == 1, f"expected one test_my_app.py example, found {len(blocks)}"
+    return str(blocks[0])
+
+
+def run_pytest_example(source: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    (folder / "test_my_app.py").write_text(source)
+    # A strict user configuration: any warning (an unregistered marker...) fails the run.
+    (folder / "pytest.ini").write_text(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
