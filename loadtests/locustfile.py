@@ -87,6 +87,13 @@ def _add_arguments(parser: Any) -> None:
         default=False,
         help="bench: token content is the source's send time; record receive lag",
     )
+    group.add_argument(
+        "--sh-user-stamps",
+        action="store_true",
+        default=False,
+        help="stamp data when the user reads it, not when the kernel received it "
+        "(the old way, for comparison; the default uses SO_TIMESTAMPNS where available)",
+    )
     group.add_argument("--sh-metrics-out", default="", help="write exact metrics JSON here")
     group.add_argument(
         "--sh-quiet", action="store_true", default=False, help="no summary table at the end"

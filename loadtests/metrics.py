@@ -282,6 +282,10 @@ class LoadMetrics:
     """Tokens received per wall-clock second (epoch second -> count), for the timeline."""
     lag: ExactHistogram = field(default_factory=ExactHistogram)
     """Benchmarks only: receive time minus the source's stamped send time, per token."""
+    read_delay: ExactHistogram = field(default_factory=ExactHistogram)
+    """Per read: how long received bytes waited in the kernel before the load generator read
+    them (kernel receive stamps, :mod:`loadtests.rxstamp`). It is not in TTFT or ITL; it says
+    how far behind the generator ran, i.e. when to add ``--processes``."""
     generator_cpu_s: float = 0.0
     """CPU seconds the load generator processes spent during the test (summed over workers)."""
     generator_wall_s: float = 0.0
@@ -336,23 +340,26 @@ class LoadMetrics:
         self.streams.extend(other.streams)
         self.tokens_per_second.update(other.tokens_per_second)
         self.lag.merge(other.lag)
+        self.read_delay.merge(other.read_delay)
         self.generator_cpu_s += other.generator_cpu_s
         self.generator_wall_s += other.generator_wall_s
 
     def take(self) -> LoadMetrics:
         """Return everything recorded so far and start afresh (a worker's report delta)."""
         taken = LoadMetrics(
-            self.ttft,
-            self.itl,
-            self.tpot,
-            self.e2e,
-            self.streams,
-            self.tokens_per_second,
-            self.lag,
-            self.generator_cpu_s,
-            self.generator_wall_s,
+            ttft=self.ttft,
+            itl=self.itl,
+            tpot=self.tpot,
+            e2e=self.e2e,
+            streams=self.streams,
+            tokens_per_second=self.tokens_per_second,
+            lag=self.lag,
+            read_delay=self.read_delay,
+            generator_cpu_s=self.generator_cpu_s,
+            generator_wall_s=self.generator_wall_s,
         )
         self.lag = ExactHistogram()
+        self.read_delay = ExactHistogram()
         self.generator_cpu_s = self.generator_wall_s = 0.0
         self.ttft, self.itl, self.tpot, self.e2e = (
             ExactHistogram(),
@@ -379,6 +386,7 @@ class LoadMetrics:
             "streams": [s.to_row() for s in self.streams],
             "tokens_per_second": sorted([k, v] for k, v in self.tokens_per_second.items()),
             "lag": self.lag.to_dict(),
+            "read_delay": self.read_delay.to_dict(),
             "generator_cpu_s": self.generator_cpu_s,
             "generator_wall_s": self.generator_wall_s,
         }
@@ -394,6 +402,11 @@ class LoadMetrics:
                 streams=[StreamSample.from_row(r) for r in data["streams"]],
                 tokens_per_second=Counter({int(k): int(v) for k, v in data["tokens_per_second"]}),
                 lag=ExactHistogram.from_dict(data["lag"]) if "lag" in data else ExactHistogram(),
+                read_delay=(
+                    ExactHistogram.from_dict(data["read_delay"])
+                    if "read_delay" in data
+                    else ExactHistogram()
+                ),
                 generator_cpu_s=float(data.get("generator_cpu_s", 0.0)),
                 generator_wall_s=float(data.get("generator_wall_s", 0.0)),
             )
@@ -480,6 +493,11 @@ class LoadMetrics:
             ),
             "metrics_ms": metrics,
             **({"lag_ms": histogram_summary_ms(self.lag)} if self.lag.count else {}),
+            **(
+                {"read_delay_ms": histogram_summary_ms(self.read_delay)}
+                if self.read_delay.count
+                else {}
+            ),
         }
 
 

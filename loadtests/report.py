@@ -17,6 +17,7 @@ from typing import Any
 from loadtests.metrics import LoadMetrics, StreamSample
 
 _METRIC_LABELS = (("ttft", "TTFT"), ("itl", "ITL"), ("tpot", "TPOT"), ("e2e", "E2E"))
+_READ_DELAY_WARN_MS = 20.0
 _COLUMNS = ("count", "mean", "min", "p50", "p90", "p95", "p99", "max")
 
 
@@ -59,6 +60,18 @@ def summary_table(summary: dict[str, Any]) -> str:
         + ("-" if good is None else f"{good:.2%}")
         + _slo_text(summary.get("slo_ms", {}))
     )
+    delay = summary.get("read_delay_ms")
+    if delay:
+        lines.append(
+            f"load generator read delay p50 {_cell(delay.get('p50'))} ms, p99 "
+            f"{_cell(delay.get('p99'))} ms, max {_cell(delay.get('max'))} ms (kernel receive "
+            "stamps: not in TTFT/ITL)"
+        )
+        if (delay.get("p99") or 0.0) > _READ_DELAY_WARN_MS:
+            lines.append(
+                "warning: data waited in the kernel before the load generator read it; stamps "
+                "stay exact, but frames queued on one socket share a stamp: add --processes"
+            )
     share = summary.get("generator_cpu_share")
     if share is not None:
         lines.append(f"load generator CPU {share:.0%} of one core per process")

@@ -6,8 +6,9 @@ WebSocket users use ``websocket-client`` and the HTTP users ``requests`` (both c
 patched). Parsing is the shared client library's (:mod:`scenarios.clients`), the same code the
 scenarios and tests use, so a Locust run and a scenario agree on what a stream was.
 
-How timing stays honest at high frame rates: the receive loop only reads a frame, stamps it
-with ``time.perf_counter()`` and hands it to the pure recorder; nothing is reported per frame.
+How timing stays honest at high frame rates: the receive loop only reads a frame and hands it
+to the pure recorder with the time the kernel received it (:mod:`loadtests.rxstamp`: a frame
+that waited while other users ran is not stamped late); nothing is reported per frame.
 When a stream ends it is summarised once (:func:`loadtests.metrics.summarise_stream`) into the
 process's exact :class:`~loadtests.metrics.LoadMetrics`, and ONE Locust event is fired per
 metric (request types ``TTFT``, ``TPOT``, ``E2E`` and ``STREAM``), so Locust's UI and CSV show
@@ -33,6 +34,7 @@ from locust import User, task
 from locust.env import Environment
 
 from loadtests.metrics import UNFINISHED, LoadMetrics
+from loadtests.rxstamp import StampedSocket
 from loadtests.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameError, FrameReader
 from scenarios.clients.errors import ClientProtocolError
 from scenarios.clients.records import StreamRecord
@@ -83,6 +85,7 @@ class UserOptions:
     seed: int = 0
     extra_body: str | None = None
     probe_lag: bool = False
+    kernel_stamps: bool = True
 
     @classmethod
     def from_parsed(cls, parsed: Any) -> UserOptions:
@@ -105,6 +108,7 @@ class UserOptions:
             seed=int(get("seed", d.seed)),
             extra_body=get("extra_body", d.extra_body) or None,
             probe_lag=bool(get("probe_lag", False)),
+            kernel_stamps=not bool(get("user_stamps", False)),
         )
 
     def request_fields(self) -> dict[str, Any]:
@@ -226,6 +230,9 @@ class StreamingUser(User):
         self.client_id = f"load-{_PROCESS_TOKEN}-{self.user_index}"
         self.stream_counter = itertools.count()
         self.current: StreamRecord | None = None
+        # Per read, (stamp, how long the data waited in the kernel) (see loadtests.rxstamp);
+        # kept per user and handed to the metrics once per stream, like per-token figures.
+        self.read_delays: list[tuple[float, float]] = []
 
     def wait_time(self) -> float:
         lo, hi = self.options.think_min_s, self.options.think_max_s
@@ -258,8 +265,24 @@ class StreamingUser(User):
             # was running (tokens/s and gaps are real) as "unfinished", then let the kill go on.
             if self.current is not None and not self.current.done:
                 record_unfinished(self.environment, self.current)
+            self.flush_read_delays()
             raise
         report_stream(self.environment, record, self.options.probe_lag)
+        self.flush_read_delays()
+
+    def flush_read_delays(self) -> None:
+        delays = self.read_delays
+        if not delays:
+            return
+        window = getattr(self.environment, "streamharness_lag_window", None)
+        if self.options.probe_lag and window is not None:
+            # Bench: the steady window only, like the timing error it is compared with.
+            lo, hi = window
+            values = [d for t, d in delays if lo <= t < hi]
+        else:
+            values = [d for _, d in delays]
+        metrics_of(self.environment).read_delay.add_many(values)
+        delays.clear()
 
     def run_stream(self) -> StreamRecord:
         raise NotImplementedError
@@ -287,7 +310,8 @@ class ConnectionClosed(Exception):
 
 class _WsBase(StreamingUser):
     """websocket-client opens the connection and sends; reads go through :class:`FrameReader`
-    on the raw socket in 64 KiB chunks (see :mod:`loadtests.wsframes` for why)."""
+    on the raw socket in 64 KiB chunks (see :mod:`loadtests.wsframes` for why), each stamped
+    with the kernel's receive time (:mod:`loadtests.rxstamp`)."""
 
     abstract = True
     subprotocol: ClassVar[str | None] = None
@@ -295,6 +319,7 @@ class _WsBase(StreamingUser):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self.ws: websocket.WebSocket | None = None
+        self.rx: StampedSocket | None = None
         self.reader = FrameReader()
         self.pending: deque[tuple[float, int, bytes]] = deque()
 
@@ -303,28 +328,29 @@ class _WsBase(StreamingUser):
         if self.subprotocol:
             kwargs["subprotocols"] = [self.subprotocol]
         ws = websocket.create_connection(f"{self.ws_base}/ws/chat/{self.client_id}", **kwargs)
+        if ws.sock is None:
+            raise ConnectionClosed(None)
         self.ws = ws
+        self.rx = StampedSocket(ws.sock, self.options.kernel_stamps)
         self.reader = FrameReader()
         self.pending.clear()
         return ws
 
     def next_message(self) -> tuple[float, bytes]:
-        """The next text/binary message and the time its last byte was read.
+        """The next text/binary message and the time its last byte arrived.
 
         Answers pings on the way; raises :class:`ConnectionClosed` on close or EOF and
         ``TimeoutError`` when nothing arrives for ``stream_timeout``."""
-        ws = self.ws
-        if ws is None or ws.sock is None:
+        ws, rx = self.ws, self.rx
+        if ws is None or ws.sock is None or rx is None:
             raise ConnectionClosed(None)
-        sock = ws.sock
         pending = self.pending
-        perf = time.perf_counter
         while True:
             while not pending:
-                data = sock.recv(65536)
-                t = perf()
+                data, t, delay = rx.recv(65536)
                 if not data:
                     raise ConnectionClosed(None)
+                self.read_delays.append((t, delay))
                 for op, payload in self.reader.feed(data):
                     pending.append((t, op, payload))
             t, op, payload = pending.popleft()
@@ -403,6 +429,7 @@ class _WsBase(StreamingUser):
     def drop(self) -> None:
         """Abrupt close, no close frame: what a lost network looks like to the server."""
         ws, self.ws = self.ws, None
+        self.rx = None
         self.pending.clear()
         if ws is not None and ws.sock is not None:
             with contextlib.suppress(OSError):

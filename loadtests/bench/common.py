@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -86,3 +88,57 @@ def done(metrics: LoadMetrics) -> int:
     """Streams that finished (completed or resumed) during the cell."""
     counts = metrics.outcome_counts()
     return counts["completed"] + counts["resumed"]
+
+
+def add_arrival_arguments(p: argparse.ArgumentParser) -> None:
+    """``--arrival``, ``--ramp-s``, ``--jitter-ms`` and ``--seed`` (see :class:`Arrival`)."""
+    p.add_argument(
+        "--arrival",
+        choices=("stagger", "lockstep"),
+        default="stagger",
+        help="stagger: users start evenly over --ramp-s and keep a seeded jitter between "
+        "streams; lockstep: all at once, no think time (a synchronized burst)",
+    )
+    p.add_argument(
+        "--ramp-s",
+        type=float,
+        default=None,
+        help="stagger: seconds over which the users start (default: one answer's length, >= 1)",
+    )
+    p.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=20.0,
+        help="stagger: think time between a user's streams, uniform in [0, this] (seeded)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the users' think times")
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """How a cell's users start and pace their streams (pure: no I/O)."""
+
+    ramp_s: float  # 0 = all at once
+    jitter_s: float  # think time upper bound between a user's streams
+    seed: int
+
+    def locust_args(self, users: int) -> list[str]:
+        # run_cell passes --spawn-rate USERS and zero think time first: these come later, and
+        # Locust's argument parser keeps the last value.
+        rate = users / self.ramp_s if self.ramp_s > 0 else float(users)
+        return [
+            "--spawn-rate", f"{rate:g}", "--sh-think-min", "0",
+            "--sh-think-max", f"{self.jitter_s:g}", "--sh-seed", str(self.seed),
+        ]  # fmt: skip
+
+    def run_time(self, duration_s: float) -> float:
+        # Locust takes whole seconds for --run-time; rounded up, the steady part is not shorter.
+        return float(math.ceil(self.ramp_s + duration_s))
+
+
+def arrival_for(args: argparse.Namespace, answer_s: float) -> Arrival:
+    """The arrival model of ``args`` for answers whose schedule lasts ``answer_s`` seconds."""
+    if args.arrival == "lockstep":
+        return Arrival(0.0, 0.0, args.seed)
+    ramp = args.ramp_s if args.ramp_s is not None else max(1.0, answer_s)
+    return Arrival(ramp, args.jitter_ms / 1000, args.seed)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,7 +40,15 @@ from typing import Any
 import psutil
 import websockets
 
-from loadtests.bench.common import Cell, machine, ms, run_cell
+from loadtests.bench.common import (
+    Arrival,
+    Cell,
+    add_arrival_arguments,
+    arrival_for,
+    machine,
+    ms,
+    run_cell,
+)
 from loadtests.bench.common import done as _done
 from loadtests.metrics import ERROR_OUTCOMES, ExactHistogram, LoadMetrics
 from scenarios.stack import Stack, StackSpec
@@ -67,58 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput-tokens", type=int, default=500, help="answer length, instant")
     p.add_argument("--idle", type=int, default=200, help="idle connections for memory")
     p.add_argument("--processes", type=int, default=1, help="Locust processes")
-    p.add_argument(
-        "--arrival",
-        choices=("stagger", "lockstep"),
-        default="stagger",
-        help="stagger: users start evenly over --ramp-s and keep a seeded jitter between "
-        "streams; lockstep: all at once, no think time (a synchronized burst)",
-    )
-    p.add_argument(
-        "--ramp-s",
-        type=float,
-        default=None,
-        help="stagger: seconds over which the users start (default: one answer's length, >= 1)",
-    )
-    p.add_argument(
-        "--jitter-ms",
-        type=float,
-        default=20.0,
-        help="stagger: think time between a user's streams, uniform in [0, this] (seeded)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the users' think times")
+    add_arrival_arguments(p)
     p.add_argument("--out", type=Path, default=Path("bench-results/relay"))
     return p
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """How a cell's users start and pace their streams (pure: no I/O)."""
-
-    ramp_s: float  # 0 = all at once
-    jitter_s: float  # think time upper bound between a user's streams
-    seed: int
-
-    def locust_args(self, users: int) -> list[str]:
-        # run_cell passes --spawn-rate USERS and zero think time first: these come later, and
-        # Locust's argument parser keeps the last value.
-        rate = users / self.ramp_s if self.ramp_s > 0 else float(users)
-        return [
-            "--spawn-rate", f"{rate:g}", "--sh-think-min", "0",
-            "--sh-think-max", f"{self.jitter_s:g}", "--sh-seed", str(self.seed),
-        ]  # fmt: skip
-
-    def run_time(self, duration_s: float) -> float:
-        # Locust takes whole seconds for --run-time; rounded up, the steady part is not shorter.
-        return float(math.ceil(self.ramp_s + duration_s))
-
-
-def arrival_for(args: argparse.Namespace, answer_s: float) -> Arrival:
-    """The arrival model of ``args`` for answers whose schedule lasts ``answer_s`` seconds."""
-    if args.arrival == "lockstep":
-        return Arrival(0.0, 0.0, args.seed)
-    ramp = args.ramp_s if args.ramp_s is not None else max(1.0, answer_s)
-    return Arrival(ramp, args.jitter_ms / 1000, args.seed)
 
 
 def steady_ttft(metrics: LoadMetrics, ramp_s: float) -> ExactHistogram:

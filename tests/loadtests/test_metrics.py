@@ -135,6 +135,9 @@ def test_merging_workers_equals_single_process_on_same_samples() -> None:
     workers = [LoadMetrics() for _ in range(4)]
     for i, s in enumerate(streams):
         workers[i % 4].record_stream(**s)  # type: ignore[arg-type]
+        delays = [0.0001 * ((i * 7 + k) % 50) for k in range(3)]
+        workers[i % 4].read_delay.add_many(delays)
+        single.read_delay.add_many(delays)
         if i % 97 == 0:
             for w in workers:
                 master.merge(LoadMetrics.from_dict(json.loads(json.dumps(w.take().to_dict()))))
@@ -147,6 +150,7 @@ def test_merging_workers_equals_single_process_on_same_samples() -> None:
     assert master.e2e == single.e2e
     assert sorted(master.streams, key=lambda s: s.started_at) == single.streams
     assert master.tokens_per_second == single.tokens_per_second
+    assert master.read_delay == single.read_delay and master.read_delay.count == 3 * 600
     slo = Slo(ttft_s=0.3, tpot_s=0.05)
     a, b = master.summary(slo), single.summary(slo)
     assert a == b

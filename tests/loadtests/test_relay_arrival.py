@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.bench.relay import Arrival, arrival_for, build_parser, main, steady_ttft
+from loadtests.bench.common import Arrival, arrival_for
+from loadtests.bench.relay import build_parser, main, steady_ttft
 from loadtests.metrics import LoadMetrics, StreamSample
 
 

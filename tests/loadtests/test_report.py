@@ -28,6 +28,18 @@ def test_summary_table_names_every_metric_and_the_rates() -> None:
     assert "ttft <= 250 ms" in text
 
 
+def test_summary_table_states_the_generators_read_delay_and_warns_when_it_ran_behind() -> None:
+    m = _metrics()
+    m.read_delay.add_many([0.0001] * 99 + [0.0004])
+    text = summary_table(m.summary())
+    assert "load generator read delay p50 0.10 ms" in text
+    assert "warning" not in text
+    m.read_delay.add_many([0.050] * 50)
+    text = summary_table(m.summary())
+    assert "warning: data waited in the kernel" in text and "--processes" in text
+    assert "read delay" not in summary_table(_metrics().summary())
+
+
 def test_csvs_have_one_row_per_stream_and_per_metric() -> None:
     m = _metrics()
     rows = list(csv.DictReader(io.StringIO(streams_csv(m.streams))))
