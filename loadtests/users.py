@@ -26,6 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 import websocket
@@ -33,6 +34,7 @@ from gevent import GreenletExit
 from locust import User, task
 from locust.env import Environment
 
+from loadtests.httpstream import HttpStreamClient
 from loadtests.metrics import UNFINISHED, LoadMetrics
 from loadtests.rxstamp import StampedSocket
 from loadtests.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameError, FrameReader
@@ -539,14 +541,31 @@ class TutorialUser(_WsBase):
 
 
 class _HttpBase(StreamingUser):
+    """``requests`` for plain calls; streamed bodies through :class:`HttpStreamClient`, whose
+    chunks carry the kernel's receive time like the WebSocket users' frames."""
+
     abstract = True
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self.session = requests.Session()
+        self._streamer: HttpStreamClient | None = None
+
+    @property
+    def streamer(self) -> HttpStreamClient:
+        if self._streamer is None:
+            self._streamer = HttpStreamClient(
+                self.http_base,
+                timeout=self.options.stream_timeout_s,
+                kernel_stamps=self.options.kernel_stamps,
+                read_delays=self.read_delays,
+            )
+        return self._streamer
 
     def on_stop(self) -> None:
         self.session.close()
+        if self._streamer is not None:
+            self._streamer.close()
 
     def create_stream(self, record: StreamRecord) -> dict[str, Any]:
         body = {"id": record.id, "messages": self.messages(), **self.options.request_fields()}
@@ -583,7 +602,7 @@ class _HttpBase(StreamingUser):
             self.read(record)
             if not record.done:
                 record.finish("disconnected", perf())
-        except requests.Timeout:
+        except (requests.Timeout, TimeoutError):
             record.finish("timeout", perf())
         except (requests.RequestException, OSError) as exc:
             record.error_code = type(exc).__name__
@@ -604,29 +623,25 @@ class SseUser(_HttpBase):
 
     def read(self, record: StreamRecord) -> None:
         created = self.create_stream(record)
-        url = self._url(created.get("events_url") or f"/v1/streams/{record.stream_id}/events")
+        path = _path(created.get("events_url") or f"/v1/streams/{record.stream_id}/events")
         headers = {"Accept": "text/event-stream", "X-Resume-Token": record.resume_token or ""}
-        perf = time.perf_counter
         parser = SSEParser()
         recorder = SSERecorder(record)
         interrupt = self.plan_interrupt(can_drop=True)
-        with self.session.get(
-            url, headers=headers, stream=True, timeout=self.options.stream_timeout_s
-        ) as response:
+        with self.streamer.request("GET", path, headers=headers) as response:
             if response.status_code != 200:
                 raise StreamError(f"GET events -> {response.status_code}")
-            # chunk_size=None yields each chunk as the socket delivers it: no added buffering.
-            for chunk in response.raw.stream(None, decode_content=False):
-                t = perf()
+            for chunk, t in response.chunks():
                 for item in parser.feed(chunk):
                     recorder.handle(item, t)
                 if record.done:
+                    response.drain()
                     return
                 if interrupt is not None and len(record.arrivals) >= self.options.interrupt_after:
                     if interrupt == "cancel":
                         # The protocol's cancel; the stream then ends with a `cancelled` event.
                         interrupt = None
-                        record.cancelled_at = perf()
+                        record.cancelled_at = time.perf_counter()
                         record.cancelled_at_epoch = time.time()
                         self.cancel(record)
                         continue
@@ -634,31 +649,22 @@ class SseUser(_HttpBase):
                     interrupt = None
                     response.close()
                     record.reopen()
-                    self._resume(record, url, headers, parser, recorder)
+                    self._resume(record, path, headers, recorder)
                     return
 
     def _resume(
-        self,
-        record: StreamRecord,
-        url: str,
-        headers: dict[str, str],
-        parser: SSEParser,
-        recorder: SSERecorder,
+        self, record: StreamRecord, path: str, headers: dict[str, str], recorder: SSERecorder
     ) -> None:
-        perf = time.perf_counter
         parser = SSEParser()
         headers = {**headers, "Last-Event-ID": record.last_event_id or "-1"}
-        with self.session.get(
-            url, headers=headers, stream=True, timeout=self.options.stream_timeout_s
-        ) as response:
+        with self.streamer.request("GET", path, headers=headers) as response:
             if response.status_code == 204:
                 # The stream ended while we were away and we had seen every token.
-                record.finish("completed", perf())
+                record.finish("completed", time.perf_counter())
                 return
             if response.status_code != 200:
                 raise StreamError(f"GET events (resume) -> {response.status_code}")
-            for chunk in response.raw.stream(None, decode_content=False):
-                t = perf()
+            for chunk, t in response.chunks():
                 for item in parser.feed(chunk):
                     recorder.handle(item, t)
                 if record.done:
@@ -674,24 +680,19 @@ class OpenAIUser(_HttpBase):
     def read(self, record: StreamRecord) -> None:
         body = {"messages": self.messages(), "stream": True, **self.options.request_fields()}
         body.setdefault("model", "mock")
-        perf = time.perf_counter
         parser = SSEParser()
-        with self.session.post(
-            f"{self.http_base}/v1/chat/completions",
-            json=body,
-            stream=True,
-            timeout=self.options.stream_timeout_s,
-        ) as response:
+        with self.streamer.request("POST", "/v1/chat/completions", json_body=body) as response:
             record.http_status = response.status_code
             if response.status_code != 200:
-                raise StreamError(f"POST /v1/chat/completions -> {response.status_code}")
-            for chunk in response.raw.stream(None, decode_content=False):
-                t = perf()
+                detail = response.text()[:200]
+                raise StreamError(f"POST /v1/chat/completions -> {response.status_code}: {detail}")
+            for chunk, t in response.chunks():
                 for item in parser.feed(chunk):
                     if not isinstance(item, SSEEvent):
                         continue
                     if item.data == "[DONE]":
                         record.finish("completed", t)
+                        response.drain()
                         return
                     data = json.loads(item.data)
                     if "error" in data:
@@ -703,6 +704,12 @@ class OpenAIUser(_HttpBase):
                             record.add(len(record.arrivals), content, t)
                         if choice.get("finish_reason"):
                             record.finish_reason = choice["finish_reason"]
+
+
+def _path(url: str) -> str:
+    """The path and query of a URL the server handed back (absolute or not)."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 class BlockingUser(_HttpBase):

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from reference_server.collector import managed_collections
 from reference_server.manager import StreamManager
 from reference_server.settings import Settings
 from reference_server.streams import InMemoryStreamStore
@@ -42,7 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.manager = manager
         manager.start()
         try:
-            yield
+            async with managed_collections(
+                settings.full_gc_interval_s,
+                active=lambda: manager.active_generations,
+                traffic=lambda: manager.totals["streams"],
+            ):
+                yield
         finally:
             if not manager.shutting_down:
                 await manager.shutdown()

@@ -255,6 +255,10 @@ class StreamManager:
         while (self.sse_readers or self.blocking_waiters) and self.clock() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
+    @property
+    def active_generations(self) -> int:
+        return len(self._generations)
+
     def stats(self) -> dict[str, Any]:
         streams = self.store.streams()
         return {

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=3.0, ge=0)
     sse_retry_ms: int = Field(default=1000, ge=0)
 
+    # --- garbage collection (reference_server/collector.py)
+    # Full collections stall every stream; run them when idle or at most this often under
+    # load instead of CPython's automatic ones. 0 = leave CPython's policy alone.
+    full_gc_interval_s: float = Field(default=60.0, ge=0)
+
     # --- WebSocket implementation (passed to uvicorn by the CLI)
     # permessage-deflate costs CPU on every frame and keeps two zlib contexts (hundreds of KiB)
     # per socket for frames of ~60 bytes; browsers always offer it, so it is off unless asked for.
