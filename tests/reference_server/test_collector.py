@@ -34,10 +34,13 @@ async def test_automatic_full_collections_are_off_inside_and_restored_after() ->
 
 async def test_the_collector_runs_a_full_collection_once_the_streams_are_done() -> None:
     runs: list[int] = []
+    collected = asyncio.Event()
 
     def callback(phase: str, info: dict[str, int]) -> None:
+        # called inside gc.collect(), on the collector task's own thread
         if phase == "stop" and info["generation"] == 2:
             runs.append(1)
+            collected.set()
 
     active, started = [1], [0]
     gc.callbacks.append(callback)
@@ -47,9 +50,7 @@ async def test_the_collector_runs_a_full_collection_once_the_streams_are_done() 
             await asyncio.sleep(0.6)  # ...but a stream is still running: two polls pass
             assert not runs
             active[0] = 0
-            async with asyncio.timeout(5):
-                while not runs:
-                    await asyncio.sleep(0.05)
+            await asyncio.wait_for(collected.wait(), 5)
     finally:
         gc.callbacks.remove(callback)
     assert len(runs) >= 1
