@@ -59,7 +59,6 @@ def test_data_read_late_keeps_its_arrival_time(pair: tuple[socket.socket, socket
     assert rx.kernel
     sent = time.perf_counter()
     peer.sendall(b"token")
-    delivered = time.perf_counter()
     # The stimulus, not a wait for a condition: a busy load generator reads 50 ms late.
     time.sleep(0.05)
     data, arrived, delay = rx.recv(1024)
@@ -68,7 +67,6 @@ def test_data_read_late_keeps_its_arrival_time(pair: tuple[socket.socket, socket
     # Stamped at delivery (loopback delivers within sendall, give or take a softirq), not
     # at the read 50 ms later; the bands are wide for a loaded 2-core machine.
     assert sent - 0.001 <= arrived <= read - 0.040
-    assert arrived <= delivered + 0.005 or arrived <= sent + 0.010
     assert 0.040 <= delay <= read - sent + 0.001
     assert arrived + delay == pytest.approx(read, abs=0.005)
 
