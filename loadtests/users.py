@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import random
 import secrets
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import gevent.event
 import requests
 import websocket
 from gevent import GreenletExit
@@ -36,6 +38,7 @@ from locust.env import Environment
 
 from loadtests.httpstream import HttpStreamClient
 from loadtests.metrics import UNFINISHED, LoadMetrics
+from loadtests.reactor import Reactor, nonblocking_twin
 from loadtests.rxstamp import StampedSocket
 from loadtests.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameError, FrameReader
 from scenarios.clients.errors import ClientProtocolError
@@ -472,31 +475,20 @@ class WsV1User(_WsBase):
         recorder = V1Recorder()
         recorder.track(record)
         interrupt = self.plan_interrupt(can_drop=True)
-        at = self.options.interrupt_after
-        perf = time.perf_counter
         ws = self.connect_for(record, (*_WS_ERRORS, ClientProtocolError))
         if ws is None:
             return record
         record.sent_at_epoch = time.time()
-        record.sent_at = perf()
+        record.sent_at = time.perf_counter()
         frame = encode_chat(record.id, self.messages(), **self.options.request_fields())
         try:
             ws.send(frame)
             while not record.done:
-                t, data = self.next_message()
-                event = decode_v1(data)
-                if isinstance(event, V1Ping):
-                    ws.send(encode_pong(event.ts))
-                    continue
-                recorder.handle(event, t)
-                if interrupt is not None and len(record.arrivals) >= at and not record.done:
-                    if interrupt == "cancel":
-                        record.cancelled_at = perf()
-                        record.cancelled_at_epoch = time.time()
-                        ws.send(encode_cancel(record.id))
-                    else:
-                        ws = self._drop_and_resume(record)
-                    interrupt = None
+                follower = _V1Follower(self, ws, record, recorder, interrupt)
+                interrupt = None  # once per stream, whichever connection it falls on
+                follower.follow()
+                if follower.drop_requested:
+                    ws = self._drop_and_resume(record)
         except (TimeoutError, *_WS_ERRORS, ClientProtocolError) as exc:
             self.end_on_failure(record, recorder, exc)
         return record
@@ -510,6 +502,136 @@ class WsV1User(_WsBase):
         last = record.arrivals[-1].index if record.arrivals else -1
         ws.send(encode_resume(record.stream_id, last, record.resume_token))
         return ws
+
+
+_REACTORS: dict[int, Reactor] = {}
+
+
+def _reactor() -> Reactor:
+    """The process's reactor (one per process; created lazily, after gevent patched it)."""
+    reactor = _REACTORS.get(os.getpid())
+    if reactor is None:
+        reactor = _REACTORS[os.getpid()] = Reactor()
+    return reactor
+
+
+class _V1Follower:
+    """One stream of a :class:`WsV1User` on one connection, read by the process's
+    :class:`~loadtests.reactor.Reactor`: frames are parsed and recorded in the reactor's
+    greenlet; the user's greenlet only waits for the end (or a planned drop, which needs it
+    to reconnect)."""
+
+    __slots__ = (
+        "drop_requested", "error", "interrupt", "last_data", "record", "recorder", "rx", "user",
+        "wake", "ws",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        user: WsV1User,
+        ws: websocket.WebSocket,
+        record: StreamRecord,
+        recorder: V1Recorder,
+        interrupt: str | None,
+    ) -> None:
+        self.user, self.ws, self.record, self.recorder = user, ws, record, recorder
+        self.interrupt = interrupt
+        self.drop_requested = False
+        self.error: BaseException | None = None
+        self.wake = gevent.event.Event()
+        self.last_data = time.perf_counter()
+        self.rx: StampedSocket | None = None
+
+    def follow(self) -> None:
+        """Until the stream ends, a drop is due, the connection fails (raised) or nothing
+        arrives for ``stream_timeout`` (``TimeoutError``)."""
+        ws, user = self.ws, self.user
+        if ws.sock is None:
+            raise ConnectionClosed(None)
+        # Frames the blocking reads already took off the socket (with the hello) come first.
+        while user.pending and not self.finished():
+            t, op, payload = user.pending.popleft()
+            self.message(op, payload, t)
+        if self.finished():
+            return
+        twin = nonblocking_twin(ws.sock)
+        self.rx = StampedSocket(twin, user.options.kernel_stamps)
+        reactor = _reactor()
+        reactor.add(twin.fileno(), self)
+        try:
+            limit = user.options.stream_timeout_s
+            while not self.finished():
+                remaining = limit - (time.perf_counter() - self.last_data)
+                if remaining <= 0:
+                    raise TimeoutError(f"nothing received for {limit:g} s")
+                self.wake.wait(remaining)
+        finally:
+            reactor.remove(twin.fileno())
+            twin.close()
+        error = self.error
+        if error is not None:
+            raise error
+
+    def finished(self) -> bool:
+        return self.record.done or self.drop_requested or self.error is not None
+
+    # -- called in the reactor's greenlet ---------------------------------------------------
+    def readable(self) -> None:
+        rx = self.rx
+        assert rx is not None
+        delays = self.user.read_delays
+        feed = self.user.reader.feed
+        while not self.finished():
+            try:
+                data, t, delay = rx.recv(65536)
+            except BlockingIOError:
+                return
+            if not data:
+                raise ConnectionClosed(None)
+            delays.append((t, delay))
+            self.last_data = t
+            for op, payload in feed(data):
+                self.message(op, payload, t)
+                if self.drop_requested:
+                    break  # the rest belongs to the connection being dropped
+            if self.finished():
+                self.wake.set()
+                return
+            if len(data) < 65536:
+                return
+
+    def failed(self, exc: BaseException) -> None:
+        self.error = exc
+        self.wake.set()
+
+    def message(self, op: int, payload: bytes, t: float) -> None:
+        if op == OP_PING:
+            self.ws.pong(payload)
+            return
+        if op == OP_CLOSE:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            raise ConnectionClosed(code)
+        if op not in (OP_TEXT, OP_BINARY):
+            return
+        event = decode_v1(payload)
+        if isinstance(event, V1Ping):
+            self.ws.send(encode_pong(event.ts))
+            return
+        record = self.record
+        self.recorder.handle(event, t)
+        interrupt = self.interrupt
+        if (
+            interrupt is not None
+            and not record.done
+            and len(record.arrivals) >= self.user.options.interrupt_after
+        ):
+            self.interrupt = None
+            if interrupt == "cancel":
+                record.cancelled_at = time.perf_counter()
+                record.cancelled_at_epoch = time.time()
+                self.ws.send(encode_cancel(record.id))
+            else:
+                self.drop_requested = True
 
 
 class TutorialUser(_WsBase):
