@@ -8,7 +8,9 @@ scenarios and tests use, so a Locust run and a scenario agree on what a stream w
 
 How timing stays honest at high frame rates: the receive loop only reads a frame and hands it
 to the pure recorder with the time the kernel received it (:mod:`loadtests.rxstamp`: a frame
-that waited while other users ran is not stamped late); nothing is reported per frame.
+that waited while other users ran is not stamped late); nothing is reported per frame. A
+``WsV1User``'s stream is read by the process's one reader greenlet (:mod:`loadtests.reactor`),
+so a frame costs no greenlet switch of its own.
 When a stream ends it is summarised once (:func:`loadtests.metrics.summarise_stream`) into the
 process's exact :class:`~loadtests.metrics.LoadMetrics`, and ONE Locust event is fired per
 metric (request types ``TTFT``, ``TPOT``, ``E2E`` and ``STREAM``), so Locust's UI and CSV show
