@@ -126,17 +126,29 @@ async def _measure(
 
 
 async def _idle_memory(proc: psutil.Process, ws_url: str, n: int, v1: bool) -> float:
-    """KiB of server RSS per idle WebSocket connection (``n`` opened, then measured)."""
-    base = proc.memory_info().rss
+    """KiB of server RSS per idle WebSocket: the growth while a second batch of ``n`` opens.
+
+    The first ``n`` pay the one-time costs (modules loaded on the first connection, the
+    allocator's first arenas) and the second ``n`` only what one more connection costs: the
+    marginal figure, on a server that has not served load yet (after load, freed memory would
+    be reused and the growth would read low).
+    """
     conns: list[Any] = []
-    try:
-        for i in range(n):
+
+    async def open_batch(start: int) -> None:
+        for i in range(start, start + n):
             kwargs: dict[str, Any] = {"subprotocols": ["llm-stream.v1"]} if v1 else {}
             ws = await websockets.connect(f"{ws_url}/ws/chat/idle-{i}", **kwargs)
             conns.append(ws)
             if v1:
                 await asyncio.wait_for(ws.recv(), 10)  # hello: the session exists
+
+    try:
+        await open_batch(0)
         await asyncio.sleep(0.5)  # let the server finish allocating per-connection state
+        base = proc.memory_info().rss
+        await open_batch(n)
+        await asyncio.sleep(0.5)
         return (proc.memory_info().rss - base) / 1024 / n
     finally:
         for ws in conns:
@@ -192,6 +204,21 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
             ("reference", ref_proc, ref.server_url, "WsV1User"),
             ("naive", naive_proc, naive.server_url, "TutorialUser"),
         ]
+        # Idle memory first, on servers that have not served yet: after the load cells the
+        # heap has room to spare and new connections barely move RSS.
+        for label, server, url, v1 in (
+            ("reference", ref_proc, ref.server_url, True),
+            ("naive", naive_proc, naive.server_url, False),
+        ):
+            try:
+                kib = await _idle_memory(server, "ws" + url[4:], args.idle, v1)
+                notes.append(
+                    f"{label}: {kib:.1f} KiB RSS per idle WebSocket (the second {args.idle} of "
+                    f"{2 * args.idle} opened on a fresh server)"
+                )
+            except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+                notes.append(f"{label}: idle-connection memory not measured ({exc})")
+            print(notes[-1], flush=True)
         answer_s = (args.ttft_ms + (args.tokens - 1) * args.itl_ms) / 1000
         phases = [(c, prompt, "", arrival_for(args, answer_s)) for c in args.concurrency]
         phases.append((max(args.concurrency), fast, " (instant)", arrival_for(args, 0.0)))
@@ -204,16 +231,6 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
                     direct = m
                 rows.append(_row(target, tag, users, m, direct))
                 print(" | ".join(rows[-1]), flush=True)
-        for label, proc, url, v1 in (
-            ("reference", ref_proc, ref.server_url, True),
-            ("naive", naive_proc, naive.server_url, False),
-        ):
-            try:
-                kib = await _idle_memory(proc, "ws" + url[4:], args.idle, v1)
-                notes.append(f"{label}: {kib:.1f} KiB RSS per idle WebSocket ({args.idle} open)")
-            except (OSError, websockets.WebSocketException, TimeoutError) as exc:
-                notes.append(f"{label}: idle-connection memory not measured ({exc})")
-            print(notes[-1], flush=True)
     return rows, notes
 
 

@@ -126,20 +126,25 @@ class WSConnection:
         )
         self.last_heard = now
         self.session: Session | None = None
-        self._closing = asyncio.Event()
-        self._closed = asyncio.Event()
+        # Futures, not Events and a task waiting on one: an idle socket costs memory for every
+        # object it holds (docs/reference_server.md, "Memory per idle connection").
+        self._loop = asyncio.get_running_loop()
+        self._closing: asyncio.Future[None] = self._loop.create_future()
+        self._closed: asyncio.Future[None] = self._loop.create_future()
         self._close: _CloseRequest | None = None
         self._close_sent = False
         self._helpers: list[asyncio.Task[Any]] = []
         # Send watchdog: when the frame being written started (None = not writing), and the
         # one timer that checks it (armed while frames are being written).
-        self._loop = asyncio.get_running_loop()
         self._send_started: float | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         # Tutorial mode: one stream at a time, in arrival order, like the tutorial's server.
-        self._tutorial_jobs: asyncio.Queue[dict[str, Any]] = asyncio.Queue(16)
-        self._tutorial_idle = asyncio.Event()
-        self._tutorial_idle.set()
+        self._tutorial_jobs: asyncio.Queue[dict[str, Any]] | None = None
+        self._tutorial_idle: asyncio.Event | None = None
+        if mode == "tutorial":
+            self._tutorial_jobs = asyncio.Queue(16)
+            self._tutorial_idle = asyncio.Event()
+            self._tutorial_idle.set()
 
     def queue_messages(self) -> int:
         return self.queue.qsize()
@@ -156,13 +161,14 @@ class WSConnection:
                 await self._enqueue(self._hello(self.session))
             sender = manager.spawn(self._send_loop(), "ws-send")
             receiver = manager.spawn(self._receive_loop(), "ws-receive")
-            closing = manager.spawn(self._closing.wait(), "ws-closing")
-            self._helpers += [sender, receiver, closing]
+            self._helpers += [sender, receiver]
             if self.mode == "v1":
                 self._helpers.append(manager.spawn(self._heartbeat_loop(), "ws-heartbeat"))
             else:
                 self._helpers.append(manager.spawn(self._tutorial_worker(), "ws-tutorial"))
-            await asyncio.wait({sender, receiver, closing}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {sender, receiver, self._closing}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             await self._cleanup()
 
@@ -184,20 +190,22 @@ class WSConnection:
             self.session.last_seen = self.manager.clock()
         self.queue_bytes = 0
         self.manager.connections.discard(self)
-        self._closed.set()
+        if not self._closed.done():
+            self._closed.set_result(None)
 
     def _close_now(self, code: int, reason: str) -> None:
         """Close without flushing the queue (dead or misbehaving peer)."""
         if self._close is None:
             self._close = _CloseRequest(code, reason)
-        self._closing.set()
+        if not self._closing.done():
+            self._closing.set_result(None)
 
     async def shutdown(self) -> None:
         """Server shutdown: let forwarders deliver their ``server_shutdown`` errors, then 1001."""
         forwarders = [sub.task for sub in self.subscriptions.values()]
         if forwarders:
             await asyncio.wait(forwarders, timeout=self.settings.shutdown_grace_s)
-        if self.mode == "tutorial":
+        if self._tutorial_idle is not None:
             # The running stream already failed with server_shutdown: let its error out first.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tutorial_idle.wait(), self.settings.shutdown_grace_s)
@@ -205,12 +213,9 @@ class WSConnection:
             self.queue.put_nowait(_CloseRequest(1001, "server shutting down"))
         except asyncio.QueueFull:
             self._close_now(1001, "server shutting down")
-        # Wait for the sender to write the close frame (run() ends and cleans up).
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wait_closed(), self.settings.shutdown_grace_s)
-
-    async def _wait_closed(self) -> None:
-        await self._closed.wait()
+        # Wait for the sender to write the close frame (run() ends and cleans up); wait, not
+        # wait_for, which would cancel the future on a timeout.
+        await asyncio.wait({self._closed}, timeout=self.settings.shutdown_grace_s)
 
     # --- sending
     async def _enqueue(self, text: str) -> None:
@@ -586,20 +591,23 @@ class WSConnection:
             temperature=request.temperature,
             metadata=request.metadata,
         )
+        assert self._tutorial_jobs is not None
         try:
             self._tutorial_jobs.put_nowait(body)
         except asyncio.QueueFull:
             await self._enqueue(tutorial_error("too_many_streams: too many queued messages"))
 
     async def _tutorial_worker(self) -> None:
+        jobs, idle = self._tutorial_jobs, self._tutorial_idle
+        assert jobs is not None and idle is not None
         turn = 0
         while True:
-            body = await self._tutorial_jobs.get()
+            body = await jobs.get()
             if self.manager.shutting_down:
                 await self._enqueue(tutorial_error("server_shutdown: server is shutting down"))
                 continue
             turn += 1
-            self._tutorial_idle.clear()
+            idle.clear()
             # No resume in this shape: a stream without its socket stops at once (grace 0).
             record = self.manager.create_stream(
                 session_id=f"tutorial:{id(self)}", chat_id=str(turn), body=body, idle_limit_s=0
@@ -618,4 +626,4 @@ class WSConnection:
                                 await self._enqueue(tutorial_error(message))
             finally:
                 self.manager.detach(record)
-                self._tutorial_idle.set()
+                idle.set()
