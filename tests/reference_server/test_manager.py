@@ -38,6 +38,7 @@ def add(manager: StreamManager, stream_id: str, idle_limit_s: float) -> StreamRe
         idle_since=manager.clock(),
     )
     manager.store.add(record)
+    manager.track(record)
     return record
 
 
@@ -111,3 +112,60 @@ def test_upstream_body_drops_unset_fields() -> None:
         model=None, default_model="m", messages=[{"role": "user"}], max_tokens=5
     )
     assert body == {"model": "m", "messages": [{"role": "user"}], "max_tokens": 5}
+
+
+def test_a_finished_stream_being_replayed_stays_past_retention_then_goes() -> None:
+    manager, clock = make(retention=5.0)
+    early = add(manager, "early", idle_limit_s=2.0)
+    late = add(manager, "late", idle_limit_s=2.0)
+    early.finish(clock.now, "stop", None)
+    manager.reap(clock.now)
+    clock.now += 3
+    late.finish(clock.now, "stop", None)
+    manager.attach(early)  # a reader replays it
+    clock.now += 2.5  # early is due (5.5 s), late is not (2.5 s)
+    manager.reap(clock.now)
+    assert manager.store.get("early") is early and manager.store.get("late") is late
+    manager.detach(early)
+    manager.reap(clock.now)
+    assert manager.store.get("early") is None and manager.store.get("late") is late
+    clock.now += 2.6
+    manager.reap(clock.now)
+    assert manager.store.get("late") is None
+
+
+def test_a_session_stays_while_it_holds_a_stream() -> None:
+    manager, clock = make(grace=1.0, retention=10.0)
+    manager.store.add_session(Session("S", "client", "secret", connections=0, last_seen=clock.now))
+    record = add(manager, "s", idle_limit_s=1.0)  # session "S"
+    record.finish(clock.now, "stop", None)
+    clock.now += 10.5  # the session is idle long enough, but its stream is retained...
+    manager.reap(clock.now)  # ...until this pass removes the stream; the session goes next
+    assert manager.store.get("s") is None
+    manager.reap(clock.now)
+    assert manager.store.sessions() == []
+
+
+def test_a_pass_does_not_visit_finished_streams_that_are_not_due() -> None:
+    manager, clock = make(retention=60.0)
+    records = [add(manager, f"s{i}", idle_limit_s=1.0) for i in range(1000)]
+    for record in records:
+        record.finish(clock.now, "stop", None)
+    manager.reap(clock.now)  # noticed once, queued in end order
+    visited: list[str] = []
+
+    class Spy(StreamRecord):
+        @property
+        def terminal(self) -> bool:
+            visited.append(self.stream_id)
+            return super().terminal
+
+    live = Spy(stream_id="live", chat_id="c", session_id="S", resume_token="t",
+               created_at=clock.now, idle_limit_s=100.0, idle_since=clock.now)  # fmt: skip
+    manager.store.add(live)
+    manager.track(live)
+    clock.now += 1
+    for record in records:
+        record.__class__ = Spy  # a visit to any finished stream would be recorded
+    manager.reap(clock.now)
+    assert visited == ["live", "live"]  # the live stream only, none of the 1,000 finished
