@@ -22,6 +22,7 @@ benchmark uses; ``statistics.quantiles(method="inclusive")`` gives the same numb
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
 from collections import Counter
@@ -346,29 +347,10 @@ class LoadMetrics:
 
     def take(self) -> LoadMetrics:
         """Return everything recorded so far and start afresh (a worker's report delta)."""
-        taken = LoadMetrics(
-            ttft=self.ttft,
-            itl=self.itl,
-            tpot=self.tpot,
-            e2e=self.e2e,
-            streams=self.streams,
-            tokens_per_second=self.tokens_per_second,
-            lag=self.lag,
-            read_delay=self.read_delay,
-            generator_cpu_s=self.generator_cpu_s,
-            generator_wall_s=self.generator_wall_s,
-        )
-        self.lag = ExactHistogram()
-        self.read_delay = ExactHistogram()
-        self.generator_cpu_s = self.generator_wall_s = 0.0
-        self.ttft, self.itl, self.tpot, self.e2e = (
-            ExactHistogram(),
-            ExactHistogram(),
-            ExactHistogram(),
-            ExactHistogram(),
-        )
-        self.streams = []
-        self.tokens_per_second = Counter()
+        taken = dataclasses.replace(self)  # the same histograms and lists, now the delta's
+        fresh = LoadMetrics()
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(fresh, f.name))
         return taken
 
     @property
@@ -401,12 +383,8 @@ class LoadMetrics:
                 e2e=ExactHistogram.from_dict(data["e2e"]),
                 streams=[StreamSample.from_row(r) for r in data["streams"]],
                 tokens_per_second=Counter({int(k): int(v) for k, v in data["tokens_per_second"]}),
-                lag=ExactHistogram.from_dict(data["lag"]) if "lag" in data else ExactHistogram(),
-                read_delay=(
-                    ExactHistogram.from_dict(data["read_delay"])
-                    if "read_delay" in data
-                    else ExactHistogram()
-                ),
+                lag=_optional_histogram(data, "lag"),
+                read_delay=_optional_histogram(data, "read_delay"),
                 generator_cpu_s=float(data.get("generator_cpu_s", 0.0)),
                 generator_wall_s=float(data.get("generator_wall_s", 0.0)),
             )
@@ -499,6 +477,11 @@ class LoadMetrics:
                 else {}
             ),
         }
+
+
+def _optional_histogram(data: Mapping[str, Any], key: str) -> ExactHistogram:
+    """Histograms added after the format's first version: absent from older files."""
+    return ExactHistogram.from_dict(data[key]) if key in data else ExactHistogram()
 
 
 def histogram_summary_ms(hist: ExactHistogram) -> dict[str, float | int | None]:

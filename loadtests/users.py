@@ -42,7 +42,15 @@ from loadtests.httpstream import HttpStreamClient
 from loadtests.metrics import UNFINISHED, LoadMetrics
 from loadtests.reactor import Reactor, nonblocking_twin
 from loadtests.rxstamp import StampedSocket
-from loadtests.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, FrameError, FrameReader
+from loadtests.wsframes import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_TEXT,
+    FrameError,
+    FrameReader,
+    close_code,
+)
 from scenarios.clients.errors import ClientProtocolError
 from scenarios.clients.records import StreamRecord
 from scenarios.clients.sse import SSEEvent, SSEParser, SSERecorder
@@ -155,8 +163,8 @@ def report_stream(environment: Environment, record: StreamRecord, probe_lag: boo
         ended_at=ended_at,
         error_code=record.error_code,
     )
-    window = getattr(environment, "streamharness_lag_window", None)
-    if probe_lag and window is not None:
+    window = _bench_window(environment) if probe_lag else None
+    if window is not None:
         # Bench only: the frame source writes its perf_counter send time as the content.
         lo, hi = window
         lags = []
@@ -199,6 +207,12 @@ def report_stream(environment: Environment, record: StreamRecord, probe_lag: boo
             )
 
 
+def _bench_window(environment: Environment) -> tuple[float, float] | None:
+    """The benchmarks' steady-state window (set by the locustfile), perf_counter times."""
+    window: tuple[float, float] | None = getattr(environment, "streamharness_lag_window", None)
+    return window
+
+
 def record_unfinished(environment: Environment, record: StreamRecord) -> None:
     """Into the exact metrics only: Locust's statistics count requests that ended."""
     if record.sent_at is None:
@@ -213,6 +227,7 @@ def record_unfinished(environment: Environment, record: StreamRecord) -> None:
     )
 
 
+_READ_SIZE = 65536  # one read takes whatever is queued, up to this
 _user_ids = itertools.count()
 # Stream ids are idempotency keys on the server: they must not repeat across runs or across
 # worker processes, so each process adds a random token. Only names come from it; every
@@ -281,8 +296,8 @@ class StreamingUser(User):
         delays = self.read_delays
         if not delays:
             return
-        window = getattr(self.environment, "streamharness_lag_window", None)
-        if self.options.probe_lag and window is not None:
+        window = _bench_window(self.environment) if self.options.probe_lag else None
+        if window is not None:
             # Bench: the steady window only, like the timing error it is compared with.
             lo, hi = window
             values = [d for t, d in delays if lo <= t < hi]
@@ -354,7 +369,7 @@ class _WsBase(StreamingUser):
         pending = self.pending
         while True:
             while not pending:
-                data, t, delay = rx.recv(65536)
+                data, t, delay = rx.recv(_READ_SIZE)
                 if not data:
                     raise ConnectionClosed(None)
                 self.read_delays.append((t, delay))
@@ -366,9 +381,8 @@ class _WsBase(StreamingUser):
             if op == OP_PING:
                 ws.pong(payload)
             elif op == OP_CLOSE:
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
                 self.drop()
-                raise ConnectionClosed(code)
+                raise ConnectionClosed(close_code(payload))
 
     def ensure_connected(self) -> websocket.WebSocket:
         """Before a stream: take in what arrived while the user was thinking (answer pings,
@@ -383,7 +397,7 @@ class _WsBase(StreamingUser):
             sock.settimeout(0.0)
             while True:
                 try:
-                    data = sock.recv(65536)
+                    data = sock.recv(_READ_SIZE)
                 except (BlockingIOError, InterruptedError, TimeoutError):
                     break
                 if not data:
@@ -585,7 +599,7 @@ class _V1Follower:
         feed = self.user.reader.feed
         while not self.finished():
             try:
-                data, t, delay = rx.recv(65536)
+                data, t, delay = rx.recv(_READ_SIZE)
             except BlockingIOError:
                 return
             if not data:
@@ -599,7 +613,7 @@ class _V1Follower:
             if self.finished():
                 self.wake.set()
                 return
-            if len(data) < 65536:
+            if len(data) < _READ_SIZE:
                 return
 
     def failed(self, exc: BaseException) -> None:
@@ -611,8 +625,7 @@ class _V1Follower:
             self.ws.pong(payload)
             return
         if op == OP_CLOSE:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-            raise ConnectionClosed(code)
+            raise ConnectionClosed(close_code(payload))
         if op not in (OP_TEXT, OP_BINARY):
             return
         event = decode_v1(payload)

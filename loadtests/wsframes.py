@@ -23,9 +23,15 @@ __all__ = [
     "OP_TEXT",
     "FrameError",
     "FrameReader",
+    "close_code",
 ]
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def close_code(payload: bytes) -> int | None:
+    """The status code of a close frame's payload (None when the peer sent none)."""
+    return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
 
 
 class FrameError(ValueError):
