@@ -61,6 +61,26 @@ def stamp_from_ancillary(
     return None
 
 
+def _clock_pair() -> tuple[float, float]:
+    """The wall clock and the perf clock read at one instant, give or take a microsecond.
+
+    Read one after the other, a preemption in between (milliseconds on a busy machine) would
+    shift every stamp converted with the pair; so the wall clock is read between two perf
+    reads and the pair is kept only when those two are close (a few tries, then the closest).
+    """
+    best: tuple[float, float, float] | None = None
+    for _ in range(3):
+        before = time.perf_counter()
+        wall = time.time()
+        after = time.perf_counter()
+        if best is None or after - before < best[0]:
+            best = (after - before, wall, (before + after) / 2)
+        if after - before < 20e-6:
+            break
+    assert best is not None
+    return best[1], best[2]
+
+
 class StampedSocket:
     """``recv`` that also says when the data arrived: ``(data, arrived_at, read_delay)``.
 
@@ -79,8 +99,8 @@ class StampedSocket:
             data = self.sock.recv(size)
             return data, time.perf_counter(), 0.0
         data, ancillary, _flags, _addr = self.sock.recvmsg(size, _ANCILLARY_SPACE)
-        perf_now = time.perf_counter()
-        stamp = stamp_from_ancillary(ancillary, time.time(), perf_now)
+        wall_now, perf_now = _clock_pair()
+        stamp = stamp_from_ancillary(ancillary, wall_now, perf_now)
         if stamp is None:
             return data, perf_now, 0.0
         return data, stamp, perf_now - stamp
