@@ -65,7 +65,18 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _positive_int(text: str) -> int:
+def parse_or_status(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace | int:
+    """Parsed arguments, or the exit status argparse chose (``--help`` 0, bad input 2): the
+    CLIs return it rather than exit, so the dispatcher and the tests can call them."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -75,7 +86,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative(text: str) -> float:
+def non_negative(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -85,15 +96,15 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> float:
-    value = _non_negative(text)
+def positive(text: str) -> float:
+    value = non_negative(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be > 0")
     return value
 
 
 def _share(text: str) -> float:
-    value = _non_negative(text)
+    value = non_negative(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text}")
     return value
@@ -124,7 +135,7 @@ def _add_workload_options(parser: argparse.ArgumentParser) -> None:
     w = parser.add_argument_group("workload")
     w.add_argument("--prompt", default="Tell me a story.", help="the user message")
     w.add_argument("--model", default="", help="model name sent with each request")
-    w.add_argument("--max-tokens", type=_positive_int, default=None)
+    w.add_argument("--max-tokens", type=positive_int, default=None)
     w.add_argument(
         "--think-time", type=_think, default=(0.5, 2.0), metavar="MIN[:MAX]",
         help="seconds between a user's streams, uniform in [MIN, MAX] (default 0.5:2)",
@@ -134,9 +145,9 @@ def _add_workload_options(parser: argparse.ArgumentParser) -> None:
         "--drop-rate", type=_share, default=0.0,
         help="share of streams whose connection is dropped and the stream resumed",
     )  # fmt: skip
-    w.add_argument("--interrupt-after", type=_positive_int, default=3, help="tokens first")
-    w.add_argument("--poll-interval", type=_positive, default=1.0, help="polling period, s")
-    w.add_argument("--stream-timeout", type=_positive, default=60.0, help="per stream, s")
+    w.add_argument("--interrupt-after", type=positive_int, default=3, help="tokens first")
+    w.add_argument("--poll-interval", type=positive, default=1.0, help="polling period, s")
+    w.add_argument("--stream-timeout", type=positive, default=60.0, help="per stream, s")
     w.add_argument("--seed", type=int, default=0, help="seeds every user decision")
 
 
@@ -147,12 +158,12 @@ def build_load_parser() -> argparse.ArgumentParser:
         "TPOT/E2E metrics and CI gates. Without --target the reference stack is started.",
     )
     parser.add_argument("--target", type=_url, default=None, help="server URL (http://host:port)")
-    parser.add_argument("--users", type=_positive_int, default=10, help="peak users (default 10)")
-    parser.add_argument("--spawn-rate", type=_positive, default=None, help="users/s (default: all)")
+    parser.add_argument("--users", type=positive_int, default=10, help="peak users (default 10)")
+    parser.add_argument("--spawn-rate", type=positive, default=None, help="users/s (default: all)")
     parser.add_argument("--duration", type=parse_duration, default=30.0, help="e.g. 30s, 2m")
     parser.add_argument("--shape", choices=SHAPE_NAMES, default="constant")
     parser.add_argument("--transport", choices=list(USER_CLASSES), default="ws")
-    parser.add_argument("--processes", type=_positive_int, default=1, help="Locust processes")
+    parser.add_argument("--processes", type=positive_int, default=1, help="Locust processes")
     parser.add_argument("--out", type=Path, default=Path("loadtest-report"), help="output dir")
     parser.add_argument(
         "--mock-profile", default="fast", help="mock timing profile when the stack is started"
@@ -165,11 +176,11 @@ def build_load_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("gates (exit 1 when one fails)")
     for name in GATE_SPECS:
         share = name in ("max-error-rate", "min-goodput")
-        g.add_argument(f"--{name}", type=_share if share else _non_negative, default=None)
+        g.add_argument(f"--{name}", type=_share if share else non_negative, default=None)
     s = parser.add_argument_group("SLOs for goodput (ms)")
-    s.add_argument("--slo-ttft-ms", type=_positive, default=None)
-    s.add_argument("--slo-tpot-ms", type=_positive, default=None)
-    s.add_argument("--slo-e2e-ms", type=_positive, default=None)
+    s.add_argument("--slo-ttft-ms", type=positive, default=None)
+    s.add_argument("--slo-tpot-ms", type=positive, default=None)
+    s.add_argument("--slo-e2e-ms", type=positive, default=None)
     return parser
 
 
@@ -383,10 +394,9 @@ async def _with_stack(args: argparse.Namespace) -> int:
 
 def load_main(argv: Sequence[str] | None = None) -> int:
     parser = build_load_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    args = parse_or_status(parser, argv)
+    if isinstance(args, int):
+        return args
     if args.spawn_rate is None:
         args.spawn_rate = float(args.users)
     problem = None

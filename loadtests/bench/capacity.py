@@ -21,7 +21,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadtests.bench.common import add_arrival_arguments, arrival_for, machine, ms, run_cell
+from loadtests.bench.common import (
+    add_arrival_arguments,
+    arrival_for,
+    command_line,
+    machine,
+    markdown_table,
+    ms,
+    run_cell,
+)
+from loadtests.cli import parse_or_status
 from scenarios.procs import start_process
 
 
@@ -118,10 +127,9 @@ async def _run(args: argparse.Namespace) -> list[list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    args = parse_or_status(parser, argv)
+    if isinstance(args, int):
+        return args
     if (
         (args.users is not None and args.users < 1)
         or args.itl_ms <= 0
@@ -137,11 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "error p99 ms", "error max ms", "read delay p99 ms", "measured ITL p99 ms",
         "Locust CPU µs/frame", "Locust CPU per process",
     ]  # fmt: skip
-    table = "\n".join(
-        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        + ["| " + " | ".join(r) + " |" for r in rows]
-    )
-    command = " ".join(argv if argv is not None else sys.argv[1:])
+    table = markdown_table(header, rows)
+    command = command_line(argv)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     text = (
         f"{table}\n\nerror = recorded stamp - source's send stamp (one CLOCK_MONOTONIC); "

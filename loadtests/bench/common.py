@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtests.cli import LOCUSTFILE, LoadError, master_port_args, run_locust
+from loadtests.cli import (
+    LOCUSTFILE,
+    LoadError,
+    master_port_args,
+    non_negative,
+    positive,
+    run_locust,
+)
 from loadtests.metrics import LoadMetrics
 
 
@@ -84,6 +91,17 @@ def ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1000:.2f}"
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured markdown table, the form every bench prints and writes."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def command_line(argv: Sequence[str] | None) -> str:
+    """The bench's own arguments as typed, for the replay line under a table."""
+    return " ".join(argv if argv is not None else sys.argv[1:])
+
+
 def done(metrics: LoadMetrics) -> int:
     """Streams that finished (completed or resumed) during the cell."""
     counts = metrics.outcome_counts()
@@ -101,13 +119,13 @@ def add_arrival_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--ramp-s",
-        type=float,
+        type=positive,
         default=None,
         help="stagger: seconds over which the users start (default: one answer's length, >= 1)",
     )
     p.add_argument(
         "--jitter-ms",
-        type=float,
+        type=non_negative,
         default=20.0,
         help="stagger: think time between a user's streams, uniform in [0, this] (seeded)",
     )

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +44,14 @@ from loadtests.bench.common import (
     Cell,
     add_arrival_arguments,
     arrival_for,
+    command_line,
     machine,
+    markdown_table,
     ms,
     run_cell,
 )
 from loadtests.bench.common import done as _done
+from loadtests.cli import parse_or_status
 from loadtests.metrics import ERROR_OUTCOMES, ExactHistogram, LoadMetrics
 from scenarios.stack import Stack, StackSpec
 
@@ -125,6 +127,19 @@ async def _measure(
     return Measured(cell, cpu() - before, rss, ttft, ttft.count)
 
 
+async def _settled_rss(proc: psutil.Process, timeout_s: float = 3.0) -> int:
+    """The server's RSS once it stops changing (it may still be setting up the last sockets):
+    three equal readings 50 ms apart, or the last reading after ``timeout_s``."""
+    readings = [proc.memory_info().rss]
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if len(readings) >= 3 and readings[-1] == readings[-2] == readings[-3]:
+            break
+        await asyncio.sleep(0.05)  # RSS has no change notification: sample it
+        readings.append(proc.memory_info().rss)
+    return readings[-1]
+
+
 async def _idle_memory(proc: psutil.Process, ws_url: str, n: int, v1: bool) -> float:
     """KiB of server RSS per idle WebSocket: the growth while a second batch of ``n`` opens.
 
@@ -145,11 +160,9 @@ async def _idle_memory(proc: psutil.Process, ws_url: str, n: int, v1: bool) -> f
 
     try:
         await open_batch(0)
-        await asyncio.sleep(0.5)  # let the server finish allocating per-connection state
-        base = proc.memory_info().rss
+        base = await _settled_rss(proc)
         await open_batch(n)
-        await asyncio.sleep(0.5)
-        return (proc.memory_info().rss - base) / 1024 / n
+        return (await _settled_rss(proc) - base) / 1024 / n
     finally:
         for ws in conns:
             with contextlib.suppress(Exception):
@@ -246,14 +259,11 @@ def _arrival_line(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    args = parse_or_status(parser, argv)
+    if isinstance(args, int):
+        return args
     if args.duration <= 0 or args.tokens < 2 or args.idle < 1 or args.processes < 1:
         parser.error("--duration > 0, --tokens >= 2, --idle >= 1, --processes >= 1")
-    if (args.ramp_s is not None and args.ramp_s <= 0) or args.jitter_ms < 0:
-        parser.error("--ramp-s > 0, --jitter-ms >= 0")
     args.out.mkdir(parents=True, exist_ok=True)
     rows, notes = asyncio.run(_run(args))
     header = [
@@ -261,11 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "+TTFT p50", "+TTFT p99", "ITL p50", "ITL p99", "+ITL p50", "+ITL p99", "tokens/s",
         "server CPU", "CPU µs/token", "RSS MB",
     ]  # fmt: skip
-    table = "\n".join(
-        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        + ["| " + " | ".join(r) + " |" for r in rows]
-    )
-    command = " ".join(argv if argv is not None else sys.argv[1:])
+    table = markdown_table(header, rows)
+    command = command_line(argv)
     text = (
         f"{table}\n\n(ms; '+' = added over direct at the same concurrency)\n"
         + "\n".join(notes)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import httpx
 
+from loadtests.bench.common import command_line, machine, markdown_table, ms, run_cell
 from loadtests.bench.common import done as _done
-from loadtests.bench.common import machine, ms, run_cell
+from loadtests.cli import parse_or_status
 from scenarios.stack import Stack, StackSpec
 
 TRANSPORTS = {
@@ -97,10 +98,9 @@ async def _run(args: argparse.Namespace, transports: list[str]) -> list[list[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    args = parse_or_status(parser, argv)
+    if isinstance(args, int):
+        return args
     transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     unknown = [t for t in transports if t not in TRANSPORTS]
     if unknown or not transports:
@@ -116,11 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "transport", "network", "streams done", "errors", "TTFT p50 ms", "TTFT p95 ms",
         "TTFT p99 ms", "E2E p50 ms", "E2E p95 ms", "E2E p99 ms",
     ]  # fmt: skip
-    table = "\n".join(
-        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        + ["| " + " | ".join(r) + " |" for r in rows]
-    )
-    command = " ".join(argv if argv is not None else sys.argv[1:])
+    table = markdown_table(header, rows)
+    command = command_line(argv)
     text = (
         f"{table}\n\nmock schedule: TTFT {args.ttft_ms:g} ms, {args.tokens} tokens every "
         f"{args.itl_ms:g} ms; {args.users} users, {args.duration:g} s per cell\n"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from loadtests.bench.capacity import main as capacity_main
 from loadtests.bench.common import Arrival, arrival_for
 from loadtests.bench.relay import build_parser, main, steady_ttft
 from loadtests.metrics import LoadMetrics, StreamSample
@@ -63,14 +66,15 @@ def test_steady_ttft_counts_only_streams_started_after_the_ramp() -> None:
     assert steady_ttft(LoadMetrics(), 2.0).count == 0
 
 
+@pytest.mark.parametrize("bench", [main, capacity_main], ids=["relay", "capacity"])
 @pytest.mark.parametrize(
     "bad", [["--ramp-s", "0"], ["--jitter-ms", "-1"], ["--arrival", "poisson"]]
 )
 def test_bad_arrival_arguments_are_clear_errors(
-    bad: list[str], capsys: pytest.CaptureFixture[str]
+    bench: Callable[[list[str]], int], bad: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     try:
-        code = main(bad)
+        code = bench(bad)
     except SystemExit as exc:  # parser.error
         code = int(exc.code or 0)
     assert code == 2
