@@ -43,11 +43,21 @@ async def test_the_collector_runs_a_full_collection_once_the_streams_are_done() 
             collected.set()
 
     active, started = [1], [0]
+    polls = 0
+    polled_twice = asyncio.Event()
+
+    def running() -> int:
+        nonlocal polls
+        polls += 1
+        if polls >= 2:
+            polled_twice.set()
+        return active[0]
+
     gc.callbacks.append(callback)
     try:
-        async with managed_collections(3600.0, lambda: active[0], lambda: started[0]):
+        async with managed_collections(3600.0, running, lambda: started[0]):
             started[0] = 5  # traffic came...
-            await asyncio.sleep(0.6)  # ...but a stream is still running: two polls pass
+            await asyncio.wait_for(polled_twice.wait(), 5)  # ...but a stream still runs
             assert not runs
             active[0] = 0
             await asyncio.wait_for(collected.wait(), 5)

@@ -168,4 +168,4 @@ def test_a_pass_does_not_visit_finished_streams_that_are_not_due() -> None:
     for record in records:
         record.__class__ = Spy  # a visit to any finished stream would be recorded
     manager.reap(clock.now)
-    assert visited == ["live", "live"]  # the live stream only, none of the 1,000 finished
+    assert set(visited) == {"live"}  # the live stream only, none of the 1,000 finished
