@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -43,6 +43,25 @@ _TOKEN_MARK = b'{"content":'
 
 
 # -- the baseline server -----------------------------------------------------------------------
+
+
+def _events(enc: ChunkEncoder, count: int) -> list[bytes]:
+    """The baselines' answer: ``count`` content chunks, the role on the first."""
+    events = [enc.content(0, token) for token in lorem_tokens(count, count)]
+    events[0] = enc.role(0) + events[0]
+    return events
+
+
+async def _paced(events: list[bytes], itl: float) -> AsyncIterator[bytes]:
+    """``events`` on the mock's schedule: event ``i`` at ``start + i * itl`` (0 = at once)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i, event in enumerate(events):
+        if itl:
+            delay = start + i * itl - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        yield event
 
 
 async def _baseline_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -61,19 +80,11 @@ async def _baseline_connection(reader: asyncio.StreamReader, writer: asyncio.Str
             count = int(headers.get(b"x-mock-tokens", b"32"))
             itl = float(headers.get(b"x-mock-itl-ms", b"0")) / 1000.0
             enc = ChunkEncoder("chatcmpl-baseline", int(time.time()), "gpt-4o-mini")
-            events = [enc.content(0, token) for token in lorem_tokens(count, count)]
-            events[0] = enc.role(0) + events[0]
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                 b"transfer-encoding: chunked\r\n\r\n"
             )
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            for i, event in enumerate(events):
-                if itl:
-                    delay = start + i * itl - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
+            async for event in _paced(_events(enc, count), itl):
                 writer.write(b"%x\r\n%s\r\n" % (len(event), event))
                 await writer.drain()
             done = enc.finish(0, "stop") + enc.done
@@ -108,17 +119,9 @@ def _starlette_app() -> Any:
         count = int(request.headers.get("x-mock-tokens", "32"))
         itl = float(request.headers.get("x-mock-itl-ms", "0")) / 1000.0
         enc = ChunkEncoder("chatcmpl-starlette", int(time.time()), "gpt-4o-mini")
-        events = [enc.content(0, token) for token in lorem_tokens(count, count)]
-        events[0] = enc.role(0) + events[0]
 
         async def body() -> Any:
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            for i, event in enumerate(events):
-                if itl:
-                    delay = start + i * itl - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
+            async for event in _paced(_events(enc, count), itl):
                 yield event
             yield enc.finish(0, "stop") + enc.done
 
