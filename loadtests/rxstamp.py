@@ -10,7 +10,9 @@ of the load tests uses, and keep the difference (how long the bytes waited for t
 the *read delay*, the load generator's own health figure.
 
 Where the option is missing (not Linux) or a read carries no stamp, the read's own time is
-used and the read delay is 0: the old behaviour, no worse.
+used and the read delay is 0: the old behaviour, no worse. (Linux switches stamping on for the
+whole stack a moment after the first socket asks, so the very first segments of a process that
+is alone in asking can come unstamped.)
 """
 
 from __future__ import annotations

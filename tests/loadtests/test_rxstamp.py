@@ -39,6 +39,18 @@ def test_a_stamp_from_the_future_counts_as_now() -> None:
     assert stamp_from_ancillary(anc, wall_now=100.0, perf_now=7.0) == 7.0
 
 
+def _wait_until_stamped(client: socket.socket, peer: socket.socket) -> None:
+    """Linux turns receive stamping on for the whole stack a moment after the first socket
+    asks (deferred work); segments before that come unstamped. Ping until one is stamped."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        peer.sendall(b"w")
+        _, ancillary, _, _ = client.recvmsg(16, socket.CMSG_SPACE(16))
+        if stamp_from_ancillary(ancillary, time.time(), time.perf_counter()) is not None:
+            return
+    pytest.fail("the kernel never stamped a segment")
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     server = socket.create_server(("127.0.0.1", 0))
@@ -57,6 +69,7 @@ def test_data_read_late_keeps_its_arrival_time(pair: tuple[socket.socket, socket
     client, peer = pair
     rx = StampedSocket(client)
     assert rx.kernel
+    _wait_until_stamped(client, peer)
     sent = time.perf_counter()
     peer.sendall(b"token")
     # The stimulus, not a wait for a condition: a busy load generator reads 50 ms late.
@@ -90,6 +103,7 @@ def test_segments_queued_on_one_socket_share_the_last_ones_stamp(
     # The documented limit: what one read returns carries the newest arrival time.
     client, peer = pair
     rx = StampedSocket(client)
+    _wait_until_stamped(client, peer)
     peer.sendall(b"a")
     time.sleep(0.03)
     second = time.perf_counter()
