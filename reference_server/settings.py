@@ -6,6 +6,7 @@ a :class:`Settings` object passed in and never reads ``os.environ`` itself.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -80,6 +81,14 @@ class Settings(BaseSettings):
     ws_backend: Literal["websockets-sansio", "websockets", "wsproto"] = "websockets-sansio"
 
     log_level: str = "warning"
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        return value
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -1,10 +1,11 @@
-"""The provider side: OpenAI-compatible streaming chat over httpx, as an async generator of events.
+"""The provider side: OpenAI-compatible streaming chat, as an async generator of events.
 
 Pure parts (no I/O): :class:`SSELineSplitter` (bytes in, lines out), :class:`SSEDataDecoder`
 (lines in, ``data`` payloads out),
 :class:`ChunkDecoder` (chat chunks in, :data:`UpstreamEvent` out), :func:`parse_retry_after` and
-:class:`RetryPolicy`. :class:`UpstreamClient` drives them with httpx and is the only place that
-catches httpx exceptions: they become :class:`UpstreamError` subclasses here (see ``errors.py``).
+:class:`RetryPolicy`. :class:`UpstreamClient` drives them over ``upstream_http`` (or httpx,
+through a proxy); every failure reaches the caller as an :class:`UpstreamError` subclass (see
+``errors.py``).
 
 Retries happen only before the first event was yielded; after that a failure ends the stream
 with a retryable error, because the client already shows part of the answer.
@@ -15,17 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import random
+import ssl
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from reference_server.errors import UpstreamError, UpstreamStatusError, UpstreamTimeout
-from reference_server.netbackend import asyncio_transport
+from reference_server.upstream_http import ConnectionPool, Endpoint
 
 __all__ = [
     "ChunkDecoder",
@@ -210,20 +212,46 @@ class RetryPolicy:
         return backoff * (0.75 + 0.25 * rng.random())
 
 
-_httpx_log = logging.getLogger("httpx")
-
 # How long to wait for the rest of a body after [DONE] (normally its last chunk is already
 # there or follows at once); a provider that keeps it open just costs the connection.
 _DRAIN_S = 1.0
 
+# How much of an error response's body is read for its message.
+_ERROR_BODY_BYTES = 2000
 
-async def _drain(body: AsyncIterator[bytes]) -> None:
-    try:
-        async with asyncio.timeout(_DRAIN_S):
-            async for _ in body:
-                pass
-    except (httpx.HTTPError, TimeoutError):
-        pass  # not reusable: response.aclose closes it
+
+class _Body(Protocol):
+    """A response whose head is in: what :meth:`UpstreamClient._one_attempt` reads."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    async def read(self) -> bytes: ...
+
+
+class _HttpxBody:
+    """An httpx response as a :class:`_Body` (the path through a proxy)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._raw = response.aiter_raw()
+
+    @property
+    def status(self) -> int:
+        return self._response.status_code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await anext(self._raw)
+        except StopAsyncIteration:
+            return b""
+        except httpx.HTTPError as exc:
+            raise _translate(exc) from None
 
 
 def _translate(exc: httpx.HTTPError) -> UpstreamError:
@@ -234,8 +262,40 @@ def _translate(exc: httpx.HTTPError) -> UpstreamError:
     return UpstreamError(f"upstream connection failed: {type(exc).__name__}: {exc}")
 
 
+async def _read_at_most(body: _Body, limit: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while total < limit and (part := await body.read()):
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)[:limit]
+
+
+async def _drain(body: _Body) -> None:
+    """Read the body's end so its connection can be reused; give up after ``_DRAIN_S``."""
+    try:
+        async with asyncio.timeout(_DRAIN_S):
+            while await body.read():
+                pass
+    except (UpstreamError, TimeoutError):
+        pass  # not reusable: the connection is closed instead
+
+
+def _uses_proxy(url: str) -> bool:
+    """Whether the environment sends requests to ``url`` through a proxy."""
+    proxies = urllib.request.getproxies()
+    scheme = urllib.parse.urlsplit(url).scheme
+    return scheme in proxies and not urllib.request.proxy_bypass(urllib.parse.urlsplit(url).netloc)
+
+
 class UpstreamClient:
-    """Streams chat completions from one OpenAI-compatible base URL."""
+    """Streams chat completions from one OpenAI-compatible base URL.
+
+    Requests go through :class:`~reference_server.upstream_http.ConnectionPool` (this
+    server's lean HTTP/1.1 client, plain or TLS). When the environment configures a proxy for
+    the URL (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``), through httpx, which speaks to
+    proxies.
+    """
 
     def __init__(
         self,
@@ -246,47 +306,43 @@ class UpstreamClient:
         read_timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
         max_connections: int = 1000,
-        transport: httpx.AsyncBaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # The leaner asyncio backend (netbackend.py). With a proxy configured in the
-        # environment, httpx's own transport, which honours it (a given transport does not).
-        self.asyncio_backend = transport is None and not urllib.request.getproxies()
-        # Idle connections: with netbackend.ReusePool as many as streams at the peak (taking
-        # and returning one is O(1)). httpcore 1.0's own pool (a given transport, a proxy)
-        # walks all connections for each idle one on every request and close (quadratic):
-        # few idle connections there.
-        limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=(
-                max_connections if self.asyncio_backend else min(max_connections, 100)
-            ),
-        )
-        if self.asyncio_backend:
-            transport = asyncio_transport(limits)
-        timeout = httpx.Timeout(
-            connect=connect_timeout_s,
-            read=read_timeout_s,
-            write=read_timeout_s,
-            pool=connect_timeout_s,
-        )
-        self._client = httpx.AsyncClient(
-            base_url=base_url, headers=headers, timeout=timeout, limits=limits, transport=transport
-        )
-        # Every request is the same POST with another body: URL, headers and timeouts are
-        # resolved once here, not merged and re-parsed by build_request for every stream.
-        self._url = self._client.build_request("POST", "chat/completions").url
-        self._headers = httpx.Headers(self._client.headers)
-        self._headers["Content-Type"] = "application/json"
-        self._extensions = {"timeout": timeout.as_dict()}
-        # Requests go straight to the transport when we know it (ours, or one given): what
-        # client.send adds per request is not used here (no auth, no redirects, no event hooks;
-        # the prebuilt request carries no cookies, so the cookie jar it fills is never read) and
-        # was ~5 % of the server's CPU with short answers. With a proxy from the environment,
-        # httpx picks the transport per URL: client.send then.
-        self._transport = transport
+        url = base_url.rstrip("/") + "/chat/completions"
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "User-Agent": "streamharness-reference-server",
+        }
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.via_proxy = _uses_proxy(url)
+        self._pool: ConnectionPool | None = None
+        self._httpx: httpx.AsyncClient | None = None
+        if self.via_proxy:
+            timeout = httpx.Timeout(
+                connect=connect_timeout_s,
+                read=read_timeout_s,
+                write=read_timeout_s,
+                pool=connect_timeout_s,
+            )
+            limits = httpx.Limits(max_connections=max_connections)
+            self._httpx = httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
+            self._url = url
+        else:
+            endpoint = Endpoint.from_url(url)
+            if endpoint.scheme == "https" and ssl_context is None:
+                ssl_context = httpx.create_ssl_context()  # certificates as httpx verifies them
+            self._pool = ConnectionPool(
+                endpoint,
+                headers=headers,
+                connect_timeout_s=connect_timeout_s,
+                read_timeout_s=read_timeout_s,
+                max_connections=max_connections,
+                ssl_context=ssl_context,
+            )
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random(0)
@@ -295,8 +351,16 @@ class UpstreamClient:
         self.requests_total = 0
         self.retries_total = 0
 
+    @property
+    def connections_opened(self) -> int | None:
+        """TCP connections the pool opened so far (None through a proxy)."""
+        return None if self._pool is None else self._pool.opened
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+        if self._httpx is not None:
+            await self._httpx.aclose()
 
     async def stream_chat(self, body: dict[str, Any]) -> AsyncGenerator[UpstreamEvent, None]:
         """Yield tokens and tool-call fragments, then exactly one :class:`UpstreamFinish`.
@@ -328,45 +392,39 @@ class UpstreamClient:
                 self.retries_total += 1
                 await self._sleep(delay)
 
+    @contextlib.asynccontextmanager
+    async def _post(self, content: bytes) -> AsyncIterator[_Body]:
+        if self._pool is not None:
+            async with self._pool.post(content) as exchange:
+                yield exchange
+            return
+        assert self._httpx is not None
+        try:
+            request = self._httpx.build_request("POST", self._url, content=content)
+            response = await self._httpx.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _translate(exc) from None
+        try:
+            yield _HttpxBody(response)
+        finally:
+            await response.aclose()
+
     async def _one_attempt(self, payload: dict[str, Any]) -> AsyncGenerator[UpstreamEvent, None]:
         self.requests_total += 1
         # Counted from the request's start (connect and header wait included) to its close.
         self.in_flight += 1
         try:
-            # Encoded as httpx's json= does; the request as the client's build_request makes it.
+            # Encoded as httpx's json= does.
             content = json.dumps(
                 payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-            )
-            request = httpx.Request(
-                "POST",
-                self._url,
-                headers=self._headers,
-                content=content.encode(),
-                extensions=self._extensions,
-            )
-            if self._transport is None:
-                response = await self._client.send(request, stream=True)
-            else:
-                response = await self._transport.handle_async_request(request)
-                response.request = request
-                if _httpx_log.isEnabledFor(logging.INFO):
-                    # The line client.send logs, for whoever turned httpx's logger on.
-                    _httpx_log.info(
-                        'HTTP Request: %s %s "%s %d %s"',
-                        request.method,
-                        request.url,
-                        response.http_version,
-                        response.status_code,
-                        response.reason_phrase,
-                    )
-            try:
-                if response.status_code != 200:
+            ).encode()
+            async with self._post(content) as response:
+                if response.status != 200:
                     raise await self._status_error(response)
                 lines = SSELineSplitter()
                 sse = SSEDataDecoder()
                 chunks = ChunkDecoder()
-                body = response.aiter_bytes()
-                async for raw in body:
+                while raw := await response.read():
                     for line in lines.feed(raw):
                         data = sse.feed(line)
                         if data is None:
@@ -388,17 +446,13 @@ class UpstreamClient:
                 if chunks.done:
                     # The answer is complete (the finish is out); read the body's end so the
                     # connection goes back to the pool instead of a new one per stream.
-                    await _drain(body)
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
-            raise _translate(exc) from None
+                    await _drain(response)
         finally:
             self.in_flight -= 1
 
     @staticmethod
-    async def _status_error(response: httpx.Response) -> UpstreamStatusError:
-        body = (await response.aread())[:2000]
+    async def _status_error(response: _Body) -> UpstreamStatusError:
+        body = await _read_at_most(response, _ERROR_BODY_BYTES)
         message = body.decode("utf-8", "replace")
         try:
             error = json.loads(body).get("error")
@@ -407,5 +461,5 @@ class UpstreamClient:
         except (ValueError, AttributeError):
             pass
         return UpstreamStatusError(
-            response.status_code, message, retry_after_s=parse_retry_after(response.headers)
+            response.status, message, retry_after_s=parse_retry_after(response.headers)
         )

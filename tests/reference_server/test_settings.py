@@ -36,3 +36,9 @@ def test_heartbeat_timeout_must_exceed_interval() -> None:
 def test_heartbeat_timeout_defaults_to_twice_the_interval() -> None:
     assert Settings(heartbeat_interval_s=3).heartbeat_deadline_s == 6
     assert Settings(heartbeat_interval_s=3, heartbeat_timeout_s=4).heartbeat_deadline_s == 4
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8080/v1", "ftp://host/v1", "http:///v1"])
+def test_upstream_url_must_be_http_with_a_host(url: str) -> None:
+    with pytest.raises(ValueError, match="upstream_url"):
+        Settings(upstream_url=url)

@@ -141,9 +141,15 @@ def test_status_error_retryability() -> None:
     assert not UpstreamStatusError(404, "model_not_found").retryable
 
 
-def test_asyncio_backend_unless_a_proxy_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+def test_own_pool_unless_the_environment_proxies_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    assert UpstreamClient("http://127.0.0.1:9/v1").asyncio_backend is True
+        monkeypatch.delenv(name.lower(), raising=False)
+    assert UpstreamClient("http://127.0.0.1:9/v1").via_proxy is False
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
-    assert UpstreamClient("http://127.0.0.1:9/v1").asyncio_backend is False
+    assert UpstreamClient("http://127.0.0.1:9/v1").via_proxy is False  # another scheme
+    assert UpstreamClient("https://127.0.0.1:9/v1").via_proxy is True
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    assert UpstreamClient("http://provider.test/v1").via_proxy is True
+    monkeypatch.setenv("NO_PROXY", "provider.test")
+    assert UpstreamClient("http://provider.test/v1").via_proxy is False
