@@ -23,7 +23,11 @@ tokens/s are over the whole cell). ``lockstep`` is the old behaviour: all users 
 think time, every stream counted.
 
 Everything shares this machine's cores (mock, servers, Locust), so read absolute figures with
-the machine line of the output; the comparison between columns is the point.
+the machine line of the output; the comparison between columns is the point. One round of a
+cell is noisy at the millisecond scale (the direct baseline's own TTFT p50 moves by about a
+millisecond between identical runs on a shared 2-core machine): ``--repeat N`` runs each
+scheduled cell N times, direct and relays in turn, and adds a line per relay and concurrency
+with the median and range of its added TTFT over the rounds.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput-tokens", type=int, default=500, help="answer length, instant")
     p.add_argument("--idle", type=int, default=200, help="idle connections for memory")
     p.add_argument("--processes", type=int, default=1, help="Locust processes")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of each scheduled cell (direct, reference, naive in turn); with more than "
+        "one, a summary gives the median and range of the added TTFT over the rounds",
+    )
     add_arrival_arguments(p)
     p.add_argument("--out", type=Path, default=Path("bench-results/relay"))
     return p
@@ -233,18 +245,66 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
                 notes.append(f"{label}: idle-connection memory not measured ({exc})")
             print(notes[-1], flush=True)
         answer_s = (args.ttft_ms + (args.tokens - 1) * args.itl_ms) / 1000
-        phases = [(c, prompt, "", arrival_for(args, answer_s)) for c in args.concurrency]
+        phases = [
+            (c, prompt, "" if args.repeat == 1 else f" #{r + 1}", arrival_for(args, answer_s))
+            for c in args.concurrency
+            for r in range(args.repeat)
+        ]
         phases.append((max(args.concurrency), fast, " (instant)", arrival_for(args, 0.0)))
+        added: dict[tuple[str, int], list[tuple[float, float]]] = {}
         for users, text, tag, arrival in phases:
             direct: Measured | None = None
             for target, proc, host, user_class in targets:
-                name = f"{target}-{users}{'-instant' if tag else ''}"
+                name = _cell_name(target, users, tag)
                 m = await _measure(proc, host, user_class, users, text, args, name, arrival)
                 if target == "direct":
                     direct = m
+                elif direct is not None and tag != " (instant)":
+                    pair = added_ttft(m.ttft, direct.ttft)
+                    if pair is not None:
+                        added.setdefault((target, users), []).append(pair)
                 rows.append(_row(target, tag, users, m, direct))
                 print(" | ".join(rows[-1]), flush=True)
+        if args.repeat > 1:
+            notes[:0] = [repeat_summary(t, u, pairs) for (t, u), pairs in added.items()]
     return rows, notes
+
+
+def _cell_name(target: str, users: int, tag: str) -> str:
+    """File-name stem of a cell: ``reference-500``, ``reference-500-2``, ``direct-500-instant``."""
+    suffix = tag.strip().strip("()").lstrip("#")
+    return f"{target}-{users}" + (f"-{suffix}" if suffix else "")
+
+
+def added_ttft(relay: ExactHistogram, direct: ExactHistogram) -> tuple[float, float] | None:
+    """What ``relay`` adds over ``direct`` at p50 and p99, in ms (None without samples)."""
+    values = []
+    for p in (50, 99):
+        a, b = relay.percentile(p), direct.percentile(p)
+        if a is None or b is None:
+            return None
+        values.append((a - b) * 1000)
+    return values[0], values[1]
+
+
+def repeat_summary(target: str, users: int, pairs: Sequence[tuple[float, float]]) -> str:
+    """One line: the median and range of added TTFT p50 and p99 over the rounds.
+
+    Single rounds on a shared machine move by milliseconds (the direct baseline's own p50 moves
+    by about one between identical runs here), so a target is read against the median.
+    """
+
+    def spread(values: list[float]) -> str:
+        return (
+            f"{statistics.median(values):+.2f} ms median ({min(values):+.2f} .. {max(values):+.2f})"
+        )
+
+    p50s = [a for a, _ in pairs]
+    p99s = [b for _, b in pairs]
+    return (
+        f"{target} at {users}: added TTFT p50 {spread(p50s)}, p99 {spread(p99s)} "
+        f"over {len(pairs)} rounds"
+    )
 
 
 def _arrival_line(args: argparse.Namespace) -> str:
@@ -262,8 +322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_or_status(parser, argv)
     if isinstance(args, int):
         return args
-    if args.duration <= 0 or args.tokens < 2 or args.idle < 1 or args.processes < 1:
-        parser.error("--duration > 0, --tokens >= 2, --idle >= 1, --processes >= 1")
+    if (
+        args.duration <= 0
+        or args.tokens < 2
+        or args.idle < 1
+        or args.processes < 1
+        or args.repeat < 1
+    ):
+        parser.error("--duration > 0, --tokens >= 2, --idle >= 1, --processes >= 1, --repeat >= 1")
     args.out.mkdir(parents=True, exist_ok=True)
     rows, notes = asyncio.run(_run(args))
     header = [

@@ -8,8 +8,15 @@ import pytest
 
 from loadtests.bench.capacity import main as capacity_main
 from loadtests.bench.common import Arrival, arrival_for
-from loadtests.bench.relay import build_parser, main, steady_ttft
-from loadtests.metrics import LoadMetrics, StreamSample
+from loadtests.bench.relay import (
+    _cell_name,
+    added_ttft,
+    build_parser,
+    main,
+    repeat_summary,
+    steady_ttft,
+)
+from loadtests.metrics import ExactHistogram, LoadMetrics, StreamSample
 
 
 def _sample(started_at: float, ttft_s: float | None) -> StreamSample:
@@ -80,3 +87,27 @@ def test_bad_arrival_arguments_are_clear_errors(
     assert code == 2
     err = capsys.readouterr().err
     assert "--ramp-s" in err or "--jitter-ms" in err or "--arrival" in err
+
+
+def test_repeated_rounds_are_summarised_by_median_and_range() -> None:
+    direct, relay = ExactHistogram(), ExactHistogram()
+    direct.add_many([0.100] * 99 + [0.150])
+    relay.add_many([0.1015] * 99 + [0.160])
+    p50, p99 = added_ttft(relay, direct) or (0.0, 0.0)
+    # p99 interpolates 1 % of the way to the top sample: 1.5 + 0.01 * (10 - 1.5)
+    assert p50 == pytest.approx(1.5) and p99 == pytest.approx(1.585)
+    assert added_ttft(ExactHistogram(), direct) is None
+    line = repeat_summary("reference", 500, [(0.9, 3.0), (1.6, -2.0), (0.1, 9.0)])
+    assert line == (
+        "reference at 500: added TTFT p50 +0.90 ms median (+0.10 .. +1.60), "
+        "p99 +3.00 ms median (-2.00 .. +9.00) over 3 rounds"
+    )
+    assert _cell_name("reference", 500, "") == "reference-500"
+    assert _cell_name("reference", 500, " #2") == "reference-500-2"
+    assert _cell_name("direct", 500, " (instant)") == "direct-500-instant"
+
+
+def test_repeat_must_be_at_least_one() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--repeat", "0"])
+    assert info.value.code == 2
