@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import secrets
 import time
@@ -28,6 +27,7 @@ from reference_server.settings import Settings
 from reference_server.streams import Session, StreamRecord, StreamStore
 from reference_server.upstream import (
     UpstreamClient,
+    UpstreamEvent,
     UpstreamFinish,
     UpstreamToken,
     UpstreamToolCall,
@@ -187,19 +187,19 @@ class StreamManager:
             task.cancel()
 
     async def _generate(self, record: StreamRecord, body: dict[str, Any]) -> None:
+        def on_event(event: UpstreamEvent) -> None:
+            # Called as the provider's bytes arrive (upstream.stream_chat): no await here.
+            if record.terminal:
+                return  # cancelled or shut down; the task is being stopped
+            if isinstance(event, UpstreamToken):
+                record.add_token(event.content)
+            elif isinstance(event, UpstreamToolCall):
+                record.add_tool_call(event.call_index, event.call_id, event.name, event.arguments)
+            elif isinstance(event, UpstreamFinish):
+                record.finish(self.clock(), event.finish_reason, event.usage)
+
         try:
-            async with contextlib.aclosing(self.upstream.stream_chat(body)) as events:
-                async for event in events:
-                    if record.terminal:
-                        return  # cancelled or shut down between two events
-                    if isinstance(event, UpstreamToken):
-                        record.add_token(event.content)
-                    elif isinstance(event, UpstreamToolCall):
-                        record.add_tool_call(
-                            event.call_index, event.call_id, event.name, event.arguments
-                        )
-                    elif isinstance(event, UpstreamFinish):
-                        record.finish(self.clock(), event.finish_reason, event.usage)
+            await self.upstream.stream_chat(body, on_event)
         except UpstreamError as exc:
             record.fail(self.clock(), exc.code, exc.message, exc.retryable)
         except asyncio.CancelledError:

@@ -20,7 +20,7 @@ import random
 import ssl
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ from reference_server.upstream_http import ConnectionPool, Endpoint
 
 __all__ = [
     "ChunkDecoder",
+    "EventDecoder",
     "RetryPolicy",
     "SSEDataDecoder",
     "SSELineSplitter",
@@ -180,6 +181,48 @@ class ChunkDecoder:
         return UpstreamFinish(self.finish_reason or "stop", self.usage)
 
 
+class EventDecoder:
+    """A streamed chat response's body bytes in, :data:`UpstreamEvent` out (the three above).
+
+    ``feed`` returns the events its bytes completed; at ``[DONE]`` that ends with the
+    :class:`UpstreamFinish` and ``done`` turns true (later bytes are ignored). ``end`` is for
+    the body's end without ``[DONE]``: the last event, then the finish, or an error when the
+    stream was cut short.
+    """
+
+    def __init__(self) -> None:
+        self._lines = SSELineSplitter()
+        self._sse = SSEDataDecoder()
+        self._chunks = ChunkDecoder()
+        self.done = False
+
+    def feed(self, data: bytes) -> list[UpstreamEvent]:
+        if self.done:
+            return []
+        events: list[UpstreamEvent] = []
+        chunks = self._chunks
+        for line in self._lines.feed(data):
+            payload = self._sse.feed(line)
+            if payload is None:
+                continue
+            events += chunks.feed(payload)
+            if chunks.done:
+                self.done = True
+                events.append(chunks.finish())
+                break
+        return events
+
+    def end(self) -> list[UpstreamEvent]:
+        if self.done:
+            return []
+        self.done = True
+        for line in self._lines.flush():
+            self._sse.feed(line)
+        last = self._sse.flush()
+        events = [] if last is None else self._chunks.feed(last)
+        return [*events, self._chunks.finish()]
+
+
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (numbers only), else None."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
@@ -228,6 +271,7 @@ class _Body(Protocol):
     @property
     def headers(self) -> Mapping[str, str]: ...
     async def read(self) -> bytes: ...
+    async def stream_into(self, sink: Callable[[bytes], bool]) -> None: ...
 
 
 class _HttpxBody:
@@ -253,6 +297,10 @@ class _HttpxBody:
         except httpx.HTTPError as exc:
             raise _translate(exc) from None
 
+    async def stream_into(self, sink: Callable[[bytes], bool]) -> None:
+        while (data := await self.read()) and sink(data):
+            pass
+
 
 def _translate(exc: httpx.HTTPError) -> UpstreamError:
     """The one place httpx exceptions become ours."""
@@ -275,10 +323,13 @@ async def _drain(body: _Body) -> None:
     """Read the body's end so its connection can be reused; give up after ``_DRAIN_S``."""
     try:
         async with asyncio.timeout(_DRAIN_S):
-            while await body.read():
-                pass
+            await body.stream_into(_keep_reading)
     except (UpstreamError, TimeoutError):
         pass  # not reusable: the connection is closed instead
+
+
+def _keep_reading(data: bytes) -> bool:
+    return True
 
 
 def _uses_proxy(url: str) -> bool:
@@ -362,27 +413,34 @@ class UpstreamClient:
         if self._httpx is not None:
             await self._httpx.aclose()
 
-    async def stream_chat(self, body: dict[str, Any]) -> AsyncGenerator[UpstreamEvent, None]:
-        """Yield tokens and tool-call fragments, then exactly one :class:`UpstreamFinish`.
+    async def stream_chat(
+        self, body: dict[str, Any], on_event: Callable[[UpstreamEvent], None]
+    ) -> None:
+        """Stream one chat: ``on_event`` gets tokens and tool-call fragments, then exactly one
+        :class:`UpstreamFinish`; returns when the response is done with.
 
-        Raises :class:`UpstreamError` (after bounded retries when nothing was yielded yet).
-        Closing the generator (cancel, disconnect) closes the HTTP response at once, which the
+        ``on_event`` is called synchronously as bytes arrive (with this server's own client,
+        from the connection's ``data_received``): a token reaches the stream's record without
+        a task wake-up of its own. It must not block; an exception from it ends the stream and
+        propagates here. Raises :class:`UpstreamError` (after bounded retries when no event was
+        delivered yet). Cancelling the call closes the HTTP response at once, which the
         provider sees as a client disconnect.
         """
         payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        delivered = False
+
+        def deliver(event: UpstreamEvent) -> None:
+            nonlocal delivered
+            delivered = True
+            on_event(event)
+
         attempt = 0
         while True:
-            yielded = False
             try:
-                # aclosing: a cancelled or closed consumer must close the HTTP response now,
-                # not whenever the garbage collector finalizes the inner generator.
-                async with contextlib.aclosing(self._one_attempt(payload)) as events:
-                    async for event in events:
-                        yielded = True
-                        yield event
+                await self._one_attempt(payload, deliver)
                 return
             except UpstreamError as exc:
-                if yielded or not exc.retryable:
+                if delivered or not exc.retryable:
                     raise
                 retry_after = exc.retry_after_s if isinstance(exc, UpstreamStatusError) else None
                 delay = self._retry.delay(attempt, retry_after, self._rng)
@@ -409,7 +467,9 @@ class UpstreamClient:
         finally:
             await response.aclose()
 
-    async def _one_attempt(self, payload: dict[str, Any]) -> AsyncGenerator[UpstreamEvent, None]:
+    async def _one_attempt(
+        self, payload: dict[str, Any], on_event: Callable[[UpstreamEvent], None]
+    ) -> None:
         self.requests_total += 1
         # Counted from the request's start (connect and header wait included) to its close.
         self.in_flight += 1
@@ -421,32 +481,21 @@ class UpstreamClient:
             async with self._post(content) as response:
                 if response.status != 200:
                     raise await self._status_error(response)
-                lines = SSELineSplitter()
-                sse = SSEDataDecoder()
-                chunks = ChunkDecoder()
-                while raw := await response.read():
-                    for line in lines.feed(raw):
-                        data = sse.feed(line)
-                        if data is None:
-                            continue
-                        for event in chunks.feed(data):
-                            yield event
-                        if chunks.done:
-                            break
-                    if chunks.done:
-                        break
-                if not chunks.done:
-                    for line in lines.flush():
-                        sse.feed(line)
-                    last = sse.flush()
-                    if last is not None:
-                        for event in chunks.feed(last):
-                            yield event
-                yield chunks.finish()
-                if chunks.done:
+                decoder = EventDecoder()
+
+                def sink(data: bytes) -> bool:
+                    for event in decoder.feed(data):
+                        on_event(event)
+                    return not decoder.done
+
+                await response.stream_into(sink)
+                if decoder.done:
                     # The answer is complete (the finish is out); read the body's end so the
                     # connection goes back to the pool instead of a new one per stream.
                     await _drain(response)
+                else:
+                    for event in decoder.end():
+                        on_event(event)
         finally:
             self.in_flight -= 1
 

@@ -29,7 +29,7 @@ import collections
 import contextlib
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httptools
@@ -92,6 +92,7 @@ class Exchange(asyncio.Protocol):
         self._reset()
         self._waiter: asyncio.Future[None] | None = None
         self._wait_started: float | None = None
+        self._last_data = 0.0  # when bytes last arrived (the read timeout counts from here)
         self._timer: asyncio.TimerHandle | None = None
 
     def _reset(self) -> None:
@@ -106,6 +107,10 @@ class Exchange(asyncio.Protocol):
         self._size = 0
         self._paused = False
         self._error: UpstreamError | None = None
+        # stream_into: body bytes go to the sink from data_received, not to the buffer.
+        self._sink: Callable[[bytes], bool] | None = None
+        self._sink_done = False  # the sink returned False (or raised)
+        self._sink_error: Exception | None = None
 
     # --- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -116,11 +121,14 @@ class Exchange(asyncio.Protocol):
             self.close()  # bytes nobody asked for: this connection cannot be trusted again
             return
         self.answered = True
+        self._last_data = self._loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(_connection_error("ProtocolError", f"malformed HTTP response: {exc}"))
             return
+        if self._sink is not None and not self.complete:
+            return  # the sink took the bytes: nobody to wake
         if self._size > _HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
@@ -156,9 +164,22 @@ class Exchange(asyncio.Protocol):
         )
 
     def on_body(self, body: bytes) -> None:
-        if body and not self.complete:
+        if not body or self.complete:
+            return
+        sink = self._sink
+        if sink is None:
             self._chunks.append(body)
             self._size += len(body)
+            return
+        try:
+            wants_more = sink(body)
+        except Exception as exc:  # the sink's own failure: stream_into raises it
+            self._sink_error = exc
+            wants_more = False
+        if not wants_more:
+            self._sink = None  # later bytes are buffered; wake the reader now
+            self._sink_done = True
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self.complete:
@@ -219,12 +240,14 @@ class Exchange(asyncio.Protocol):
         started = self._wait_started
         if started is None:
             return  # not waiting: the next wait arms the timer again
-        if self._loop.time() - started >= self._read_timeout_s:
+        # A reader that stream_into keeps waiting while bytes flow: count from the last ones.
+        since = max(started, self._last_data)
+        if self._loop.time() - since >= self._read_timeout_s:
             self._fail(
                 UpstreamTimeout(f"upstream read timeout: no data for {self._read_timeout_s:g} s")
             )
         else:
-            self._timer = self._loop.call_at(started + self._read_timeout_s, self._check_timeout)
+            self._timer = self._loop.call_at(since + self._read_timeout_s, self._check_timeout)
 
     async def wait_head(self) -> None:
         while not self.head_complete:
@@ -249,14 +272,27 @@ class Exchange(asyncio.Protocol):
             self._transport.resume_reading()
         return data
 
-    async def read_all(self, limit: int) -> bytes:
-        """The rest of the body, at most ``limit`` bytes (the rest is not read)."""
-        parts: list[bytes] = []
-        total = 0
-        while total < limit and (part := await self.read()):
-            parts.append(part)
-            total += len(part)
-        return b"".join(parts)[:limit]
+    async def stream_into(self, sink: Callable[[bytes], bool]) -> None:
+        """Hand body bytes to ``sink`` as they arrive until it returns False or the body ends.
+
+        What is already buffered goes first; then the sink is called from ``data_received``,
+        so the bytes are handled in the event loop's I/O callback, without waking this task
+        (it wakes once, at the end). An exception from the sink is raised here.
+        """
+        while self._chunks:
+            if not sink(await self.read()):
+                return
+        self._sink, self._sink_done = sink, False
+        try:
+            while not self._sink_done and not self.complete and self._error is None:
+                await self._wait()
+        finally:
+            self._sink = None
+        if self._sink_error is not None:
+            error, self._sink_error = self._sink_error, None
+            raise error
+        if not self._sink_done and not self.complete and self._error is not None:
+            raise self._error
 
     # --- writing
     def start(self, request: bytes) -> None:

@@ -131,8 +131,14 @@ async def test_slow_reader_hits_a_bounded_send_queue(
     server_factory: ServerFactory, ledger: Ledger
 ) -> None:
     server = server_factory(send_queue_max_messages=8)
-    client = await V1Client.open(server.ws_url, max_queue=4)
-    count = 20_000
+    # The kernel must not absorb the whole flood, or the server never sees a reader that
+    # stopped: a small receive buffer here (it otherwise grows to tens of MB on loopback), and
+    # two floods of ~3 MB each, more than the server's send buffer grows to (4 MB by default).
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", httpx.URL(server.url).port or 80))
+    client = await V1Client.open(server.ws_url, max_queue=4, sock=sock)
+    count = 50_000
     # Two streams: the first one's forwarder writes directly while the sender is idle and
     # blocks once the socket stops taking frames; the second's frames then queue.
     await client.chat("flood", prompt("flood", tokens=count))

@@ -13,6 +13,7 @@ import pytest
 from reference_server.errors import UpstreamError, UpstreamStatusError
 from reference_server.upstream import (
     ChunkDecoder,
+    EventDecoder,
     RetryPolicy,
     SSEDataDecoder,
     SSELineSplitter,
@@ -114,6 +115,36 @@ def test_truncated_stream_is_an_error_but_missing_done_after_finish_is_not() -> 
     no_done = ChunkDecoder()
     no_done.feed(chunk({}, "length"))
     assert no_done.finish() == UpstreamFinish("length", None)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_event_decoder_emits_the_finish_at_done_and_ignores_what_follows(seed: int) -> None:
+    body = (
+        f"data: {chunk({'content': 'Hel'})}\n\n: keep-alive\n\n"
+        f"data: {chunk({'content': 'lo'}, 'stop')}\r\n\r\n"
+        "data: [DONE]\n\ndata: {after done}\n\n"
+    ).encode()
+    rng = random.Random(seed)
+    decoder = EventDecoder()
+    events = []
+    start = 0
+    while start < len(body):  # any split of the body into reads
+        end = start + rng.randint(1, 40)
+        events += decoder.feed(body[start:end])
+        start = end
+    assert events == [UpstreamToken("Hel"), UpstreamToken("lo"), UpstreamFinish("stop", None)]
+    assert decoder.done and decoder.end() == []
+
+
+def test_event_decoder_end_without_done() -> None:
+    finished = EventDecoder()
+    # The last event has no blank line after it: the body's end dispatches it.
+    assert finished.feed(f"data: {chunk({'content': 'a'}, 'length')}".encode()) == []
+    assert finished.end() == [UpstreamToken("a"), UpstreamFinish("length", None)]
+    cut = EventDecoder()
+    assert cut.feed(f"data: {chunk({'content': 'a'})}\n\n".encode()) == [UpstreamToken("a")]
+    with pytest.raises(UpstreamError, match="without a finish_reason"):
+        cut.end()
 
 
 def test_parse_retry_after() -> None:

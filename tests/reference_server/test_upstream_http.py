@@ -24,7 +24,12 @@ import uvloop
 
 from reference_server import upstream
 from reference_server.errors import UpstreamError, UpstreamStatusError, UpstreamTimeout
-from reference_server.upstream import UpstreamClient, UpstreamFinish, UpstreamToken
+from reference_server.upstream import (
+    UpstreamClient,
+    UpstreamEvent,
+    UpstreamFinish,
+    UpstreamToken,
+)
 from reference_server.upstream_http import ConnectionPool, Endpoint
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -444,7 +449,8 @@ async def _upstream_streams_reuse_one_connection() -> None:
         assert not client.via_proxy
         try:
             for _ in range(3):
-                events = [e async for e in client.stream_chat({"messages": []})]
+                events: list[UpstreamEvent] = []
+                await client.stream_chat({"messages": []}, events.append)
                 assert events == [UpstreamToken("hi"), UpstreamFinish("stop", None)]
         finally:
             await client.aclose()
@@ -454,6 +460,13 @@ async def _upstream_streams_reuse_one_connection() -> None:
 @on_both_loops
 def test_upstream_streams_reuse_one_connection(run: Runner) -> None:
     run(_upstream_streams_reuse_one_connection())
+
+
+def _stamped(
+    into: list[tuple[UpstreamEvent, float]], start: float
+) -> Callable[[UpstreamEvent], None]:
+    loop = asyncio.get_running_loop()
+    return lambda event: into.append((event, loop.time() - start))
 
 
 async def _a_body_left_open_after_done_is_not_waited_for() -> None:
@@ -476,14 +489,12 @@ async def _a_body_left_open_after_done_is_not_waited_for() -> None:
         loop = asyncio.get_running_loop()
         try:
             for _ in range(2):
+                events: list[tuple[UpstreamEvent, float]] = []
                 start = loop.time()
-                events = client.stream_chat({"messages": []})
-                assert await anext(events) == UpstreamToken("hi")
-                assert await anext(events) == UpstreamFinish("stop", None)
-                finished = loop.time() - start
+                await client.stream_chat({"messages": []}, _stamped(events, start))
+                assert [e for e, _ in events] == [UpstreamToken("hi"), UpstreamFinish("stop", None)]
                 # The finish does not wait for the body's end; the drain after it gives up.
-                assert finished < upstream._DRAIN_S
-                assert [e async for e in events] == []
+                assert events[-1][1] < upstream._DRAIN_S
                 # uvloop's clock counts whole milliseconds: a timer may fire a tick early.
                 assert loop.time() - start >= upstream._DRAIN_S - 0.005
         finally:
@@ -523,7 +534,7 @@ async def _error_status_body_and_retry_after_reach_the_caller() -> None:
         )
         try:
             with pytest.raises(UpstreamStatusError, match="429: slow down"):
-                [e async for e in client.stream_chat({"messages": []})]
+                await client.stream_chat({"messages": []}, lambda e: None)
         finally:
             await client.aclose()
         assert slept == [0.0, 0.0] and client.connections_opened == 1
@@ -532,3 +543,72 @@ async def _error_status_body_and_retry_after_reach_the_caller() -> None:
 @on_both_loops
 def test_error_status_body_and_retry_after_reach_the_caller(run: Runner) -> None:
     run(_error_status_body_and_retry_after_reach_the_caller())
+
+
+async def _stream_into_feeds_the_sink_from_data_received() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for part in (b"one", b"two", b"three"):
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+            await asyncio.sleep(0.02)  # separate reads on the client side
+        await release.wait()
+        writer.write(b"4\r\nrest\r\n0\r\n\r\n")
+        await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+        writer.close()
+
+    async with tcp_server(handler) as port:
+        pool = make_pool(port, read_timeout_s=0.15)
+        async with pool.post(b"{}") as exchange:
+            got: list[bytes] = []
+            wakes = 0
+            real_wait = exchange._wait
+
+            async def counting_wait() -> None:
+                nonlocal wakes
+                wakes += 1
+                await real_wait()
+
+            exchange._wait = counting_wait  # type: ignore[method-assign]
+
+            def sink(data: bytes) -> bool:
+                got.append(data)
+                return b"three" not in b"".join(got)
+
+            # 60 ms of chunks against a 150 ms read timeout: the timeout counts from the last
+            # bytes, not from the start of the wait.
+            await exchange.stream_into(sink)
+            assert b"".join(got) == b"onetwothree"
+            assert wakes == 1  # one wait for the whole body, not one per chunk
+            release.set()
+            rest = b""
+            while part := await exchange.read():
+                rest += part
+            assert rest == b"rest"  # bytes after the sink stopped stay readable
+
+        def failing(data: bytes) -> bool:
+            raise ValueError("sink bug")
+
+        release.clear()
+        async with pool.post(b"{}") as exchange:
+            with pytest.raises(ValueError, match="sink bug"):
+                await exchange.stream_into(failing)
+        # A stall while streaming (the server holds the body after "three") is a read timeout,
+        # and the connection is not kept.
+        loop = asyncio.get_running_loop()
+        async with pool.post(b"{}") as exchange:
+            started = loop.time()
+            with pytest.raises(UpstreamTimeout):
+                await exchange.stream_into(lambda data: True)
+            assert loop.time() - started >= 0.15 + 0.04  # the chunks' 40 ms, then the stall
+        assert exchange.closed and pool.idle == 0
+
+
+@on_both_loops
+def test_stream_into_feeds_the_sink_from_data_received(run: Runner) -> None:
+    run(_stream_into_feeds_the_sink_from_data_received())
