@@ -266,7 +266,9 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
                 rows.append(_row(target, tag, users, m, direct))
                 print(" | ".join(rows[-1]), flush=True)
         if args.repeat > 1:
-            notes[:0] = [repeat_summary(t, u, pairs) for (t, u), pairs in added.items()]
+            notes[:0] = [
+                repeat_summary(t, u, pairs, args.repeat) for (t, u), pairs in added.items()
+            ]
     return rows, notes
 
 
@@ -287,7 +289,9 @@ def added_ttft(relay: ExactHistogram, direct: ExactHistogram) -> tuple[float, fl
     return values[0], values[1]
 
 
-def repeat_summary(target: str, users: int, pairs: Sequence[tuple[float, float]]) -> str:
+def repeat_summary(
+    target: str, users: int, pairs: Sequence[tuple[float, float]], rounds: int
+) -> str:
     """One line: the median and range of added TTFT p50 and p99 over the rounds.
 
     Single rounds on a shared machine move by milliseconds (the direct baseline's own p50 moves
@@ -301,10 +305,12 @@ def repeat_summary(target: str, users: int, pairs: Sequence[tuple[float, float]]
 
     p50s = [a for a, _ in pairs]
     p99s = [b for _, b in pairs]
-    return (
-        f"{target} at {users}: added TTFT p50 {spread(p50s)}, p99 {spread(p99s)} "
-        f"over {len(pairs)} rounds"
+    counted = (
+        f"{len(pairs)} rounds"
+        if len(pairs) == rounds
+        else (f"the {len(pairs)} of {rounds} rounds with TTFT samples")
     )
+    return f"{target} at {users}: added TTFT p50 {spread(p50s)}, p99 {spread(p99s)} over {counted}"
 
 
 def _arrival_line(args: argparse.Namespace) -> str:

@@ -97,10 +97,13 @@ def test_repeated_rounds_are_summarised_by_median_and_range() -> None:
     # p99 interpolates 1 % of the way to the top sample: 1.5 + 0.01 * (10 - 1.5)
     assert p50 == pytest.approx(1.5) and p99 == pytest.approx(1.585)
     assert added_ttft(ExactHistogram(), direct) is None
-    line = repeat_summary("reference", 500, [(0.9, 3.0), (1.6, -2.0), (0.1, 9.0)])
+    line = repeat_summary("reference", 500, [(0.9, 3.0), (1.6, -2.0), (0.1, 9.0)], 3)
     assert line == (
         "reference at 500: added TTFT p50 +0.90 ms median (+0.10 .. +1.60), "
         "p99 +3.00 ms median (-2.00 .. +9.00) over 3 rounds"
+    )
+    assert repeat_summary("naive", 500, [(1400.0, 1500.0)], 5).endswith(
+        "over the 1 of 5 rounds with TTFT samples"
     )
     assert _cell_name("reference", 500, "") == "reference-500"
     assert _cell_name("reference", 500, " #2") == "reference-500-2"
