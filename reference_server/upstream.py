@@ -185,9 +185,11 @@ class EventDecoder:
     """A streamed chat response's body bytes in, :data:`UpstreamEvent` out (the three above).
 
     ``feed`` returns the events its bytes completed; at ``[DONE]`` that ends with the
-    :class:`UpstreamFinish` and ``done`` turns true (later bytes are ignored). ``end`` is for
-    the body's end without ``[DONE]``: the last event, then the finish, or an error when the
-    stream was cut short.
+    :class:`UpstreamFinish` and ``done`` turns true (later bytes are ignored). A bad chunk (or an
+    error from the provider mid-stream) sets ``error`` and ends decoding; the events before it
+    in the same bytes are still returned, because they are part of the answer the client sees.
+    ``end`` is for the body's end without ``[DONE]``: the last event, then the finish, or an
+    error when the stream was cut short.
     """
 
     def __init__(self) -> None:
@@ -195,9 +197,10 @@ class EventDecoder:
         self._sse = SSEDataDecoder()
         self._chunks = ChunkDecoder()
         self.done = False
+        self.error: UpstreamError | None = None
 
     def feed(self, data: bytes) -> list[UpstreamEvent]:
-        if self.done:
+        if self.done or self.error is not None:
             return []
         events: list[UpstreamEvent] = []
         chunks = self._chunks
@@ -205,7 +208,11 @@ class EventDecoder:
             payload = self._sse.feed(line)
             if payload is None:
                 continue
-            events += chunks.feed(payload)
+            try:
+                events += chunks.feed(payload)
+            except UpstreamError as exc:
+                self.error = exc
+                break
             if chunks.done:
                 self.done = True
                 events.append(chunks.finish())
@@ -213,6 +220,8 @@ class EventDecoder:
         return events
 
     def end(self) -> list[UpstreamEvent]:
+        if self.error is not None:
+            raise self.error
         if self.done:
             return []
         self.done = True
@@ -486,6 +495,8 @@ class UpstreamClient:
                 def sink(data: bytes) -> bool:
                     for event in decoder.feed(data):
                         on_event(event)
+                    if decoder.error is not None:
+                        raise decoder.error
                     return not decoder.done
 
                 await response.stream_into(sink)

@@ -147,6 +147,21 @@ def test_event_decoder_end_without_done() -> None:
         cut.end()
 
 
+def test_event_decoder_returns_the_events_before_an_error_in_the_same_read() -> None:
+    decoder = EventDecoder()
+    body = (
+        f"data: {chunk({'content': 'a'})}\n\ndata: {chunk({'content': 'b'})}\n\n"
+        'data: {"error": {"message": "overloaded"}}\n\n'
+        f"data: {chunk({'content': 'c'})}\n\n"
+    ).encode()
+    # The tokens before the error reach the client (and make the failure not retryable).
+    assert decoder.feed(body) == [UpstreamToken("a"), UpstreamToken("b")]
+    assert decoder.error is not None and "overloaded" in decoder.error.message
+    assert decoder.feed(f"data: {chunk({'content': 'd'})}\n\n".encode()) == []
+    with pytest.raises(UpstreamError, match="overloaded"):
+        decoder.end()
+
+
 def test_parse_retry_after() -> None:
     assert parse_retry_after({"retry-after": "2"}) == 2.0
     assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
