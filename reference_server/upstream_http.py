@@ -77,8 +77,9 @@ class Exchange(asyncio.Protocol):
     """One connection, and the state of the request it carries (one at a time).
 
     The protocol callbacks (``data_received`` feeding the parser, whose callbacks fill the
-    body buffer) run in the event loop; the reader (``read``) waits only when the buffer is
-    empty.
+    body buffer or hand the bytes to a sink) run in the event loop's I/O phase. A reader either
+    pulls (``read``: waits only when the buffer is empty) or pushes (``stream_into``: the sink
+    is called from ``data_received``; the reader wakes once, at the end).
     """
 
     def __init__(self, read_timeout_s: float) -> None:
@@ -304,6 +305,12 @@ class Exchange(asyncio.Protocol):
     def finish(self) -> None:
         self._busy = False
         self._chunks.clear()
+        self._size = 0
+        if self._paused and self._transport is not None:
+            # A complete body left unread above the high-water mark (a large error body):
+            # the next request on this connection must be able to read its answer.
+            self._paused = False
+            self._transport.resume_reading()
         self.idle_since = self._loop.time()
 
 

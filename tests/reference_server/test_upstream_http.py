@@ -612,3 +612,27 @@ async def _stream_into_feeds_the_sink_from_data_received() -> None:
 @on_both_loops
 def test_stream_into_feeds_the_sink_from_data_received(run: Runner) -> None:
     run(_stream_into_feeds_the_sink_from_data_received())
+
+
+async def _a_body_left_unread_above_the_mark_does_not_stall_the_next_request() -> None:
+    body = b"x" * (256 * 1024 + 100)  # its last bytes both complete it and cross the mark
+    handler, opened = _counting_server(body)
+    async with tcp_server(handler) as port:
+        pool = make_pool(port, read_timeout_s=2.0)
+        async with pool.post(b"{}") as exchange:
+            for _ in range(200):
+                if exchange.complete:
+                    break
+                await asyncio.sleep(0.01)
+            assert exchange.complete and exchange._paused
+        # Left unread, complete: kept; reading resumes for the next answer.
+        assert pool.idle == 1
+        assert await read_body(pool) == (200, body)
+        assert opened[0] == 1
+
+
+@on_both_loops
+def test_a_body_left_unread_above_the_mark_does_not_stall_the_next_request(
+    run: Runner,
+) -> None:
+    run(_a_body_left_unread_above_the_mark_does_not_stall_the_next_request())
