@@ -90,6 +90,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
         return value
 
+    @field_validator("api_key")
+    @classmethod
+    def _one_line_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and any(c in value.get_secret_value() for c in "\r\n\0"):
+            raise ValueError("must be one line (no CR, LF or NUL): it goes into an HTTP header")
+        return value
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:

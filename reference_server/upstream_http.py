@@ -336,6 +336,9 @@ class ConnectionPool:
         if endpoint.scheme == "https" and ssl_context is None:
             ssl_context = ssl.create_default_context()
         self._ssl = ssl_context if endpoint.scheme == "https" else None
+        for name, value in headers.items():
+            if any(c in f"{name}{value}" for c in "\r\n\0") or not name.strip():
+                raise ValueError(f"invalid HTTP header for the upstream: {name!r}")
         # The request head but its Content-Length: the same for every request.
         lines = [
             f"POST {endpoint.target} HTTP/1.1",

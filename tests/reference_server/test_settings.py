@@ -42,3 +42,9 @@ def test_heartbeat_timeout_defaults_to_twice_the_interval() -> None:
 def test_upstream_url_must_be_http_with_a_host(url: str) -> None:
     with pytest.raises(ValueError, match="upstream_url"):
         Settings(upstream_url=url)
+
+
+def test_api_key_must_be_one_line() -> None:
+    with pytest.raises(ValueError, match="api_key"):
+        Settings(api_key="sk-1\nX-Evil: 1")
+    assert Settings(api_key="sk-1").api_key is not None

@@ -143,6 +143,9 @@ def test_endpoint_from_url() -> None:
     for bad in ("ftp://host/", "http:///path", "127.0.0.1:8080"):
         with pytest.raises(ValueError, match="http:// or https://"):
             Endpoint.from_url(bad)
+    # A header value cannot smuggle another header (an API key with a newline, say).
+    with pytest.raises(ValueError, match="invalid HTTP header"):
+        make_pool(9, headers={"Authorization": "Bearer k\r\nX-Evil: 1"})
 
 
 async def _sends_one_request_shape_and_reads_chunks_as_they_come() -> None:
