@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvloop
 
@@ -639,3 +640,45 @@ def test_a_body_left_unread_above_the_mark_does_not_stall_the_next_request(
     run: Runner,
 ) -> None:
     run(_a_body_left_unread_above_the_mark_does_not_stall_the_next_request())
+
+
+async def _through_an_environment_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    chunk = {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}
+    body = b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
+    handler, _ = _counting_server(body, chunked=True)
+    proxied: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A forward proxy for plain HTTP: absolute-form request in, origin-form out."""
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head, content = await read_request(reader)
+                method, target, rest = head.split(b" ", 2)
+                proxied.append(target)
+                url = httpx.URL(target.decode())
+                up_reader, up_writer = await asyncio.open_connection(url.host, url.port)
+                up_writer.write(b" ".join([method, url.raw_path, rest]) + content)
+                answer = await up_reader.readuntil(b"0\r\n\r\n")
+                up_writer.close()
+                writer.write(answer)
+                await writer.drain()
+        writer.close()
+
+    async with tcp_server(handler) as port, tcp_server(proxy) as proxy_port:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+        client = UpstreamClient(f"http://127.0.0.1:{port}/v1")
+        assert client.via_proxy and client.connections_opened is None
+        try:
+            events: list[UpstreamEvent] = []
+            await client.stream_chat({"messages": []}, events.append)
+            assert events == [UpstreamToken("hi"), UpstreamFinish("stop", None)]
+        finally:
+            await client.aclose()
+    assert proxied == [f"http://127.0.0.1:{port}/v1/chat/completions".encode()]
+
+
+def test_through_an_environment_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    asyncio.run(_through_an_environment_proxy(monkeypatch))
