@@ -1,4 +1,4 @@
-"""The provider side: OpenAI-compatible streaming chat, as an async generator of events.
+"""The provider side: OpenAI-compatible streaming chat, delivered as events to a callback.
 
 Pure parts (no I/O): :class:`SSELineSplitter` (bytes in, lines out), :class:`SSEDataDecoder`
 (lines in, ``data`` payloads out),
@@ -288,7 +288,8 @@ class _HttpxBody:
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
-        self._raw = response.aiter_raw()
+        # Decoded: httpx asks for gzip/deflate by default, and a proxy may pass it on.
+        self._raw = response.aiter_bytes()
 
     @property
     def status(self) -> int:
@@ -343,9 +344,9 @@ def _keep_reading(data: bytes) -> bool:
 
 def _uses_proxy(url: str) -> bool:
     """Whether the environment sends requests to ``url`` through a proxy."""
+    parts = urllib.parse.urlsplit(url)
     proxies = urllib.request.getproxies()
-    scheme = urllib.parse.urlsplit(url).scheme
-    return scheme in proxies and not urllib.request.proxy_bypass(urllib.parse.urlsplit(url).netloc)
+    return parts.scheme in proxies and not urllib.request.proxy_bypass(parts.netloc)
 
 
 class UpstreamClient:
