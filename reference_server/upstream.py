@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import random
-import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -367,7 +366,6 @@ class UpstreamClient:
         read_timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
         max_connections: int = 1000,
-        ssl_context: ssl.SSLContext | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -394,8 +392,8 @@ class UpstreamClient:
             self._url = url
         else:
             endpoint = Endpoint.from_url(url)
-            if endpoint.scheme == "https" and ssl_context is None:
-                ssl_context = httpx.create_ssl_context()  # certificates as httpx verifies them
+            # Certificates verified as httpx verifies them (its CA bundle).
+            ssl_context = httpx.create_ssl_context() if endpoint.scheme == "https" else None
             self._pool = ConnectionPool(
                 endpoint,
                 headers=headers,
