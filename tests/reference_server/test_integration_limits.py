@@ -152,7 +152,7 @@ async def test_slow_reader_hits_a_bounded_send_queue(
             if peak >= 8:
                 break
             await asyncio.sleep(0.05)
-        assert peak == 8
+        assert peak == 8, stats
         # While the generations go on, the queue never grows past its bound.
         for _ in range(6):
             stats = (await http.get("/stats")).json()

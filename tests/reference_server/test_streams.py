@@ -105,6 +105,76 @@ async def test_follow_heartbeats_when_quiet() -> None:
     await follower.aclose()
 
 
+async def test_a_parked_reader_with_a_push_takes_tokens_without_waking() -> None:
+    rec = record()
+    rec.add_token("a")
+    pushed: list[TokenEvent] = []
+    accept = True
+
+    def push(event: TokenEvent) -> bool:
+        if accept:
+            pushed.append(event)
+        return accept
+
+    follower = rec.follow(-1, push=push)
+    assert await anext(follower) == TokenEvent(0, "a")  # buffered: yielded, not pushed
+    waiting = asyncio.ensure_future(anext(follower))
+    await asyncio.sleep(0)  # parked at the live end
+    rec.add_token("b")
+    rec.add_token("c")
+    assert pushed == [TokenEvent(1, "b"), TokenEvent(2, "c")]  # synchronously, in order
+    await asyncio.sleep(0)
+    assert not waiting.done()  # nothing for the reader to wake up for
+    accept = False
+    rec.add_token("d")  # declined: the reader wakes and reads it, after the pushed ones
+    assert await asyncio.wait_for(waiting, 1) == TokenEvent(3, "d")
+    accept = True
+    waiting = asyncio.ensure_future(anext(follower))
+    await asyncio.sleep(0)
+    rec.add_tool_call(0, "call-1", "lookup", "{}")  # not a token: never pushed
+    item = await asyncio.wait_for(waiting, 1)
+    assert isinstance(item, ToolCallEvent) and item.index == 4
+    waiting = asyncio.ensure_future(anext(follower))
+    await asyncio.sleep(0)
+    rec.finish(1.0, "stop", None)
+    assert await asyncio.wait_for(waiting, 1) == Outcome(StreamState.ENDED, "stop")
+    assert pushed == [TokenEvent(1, "b"), TokenEvent(2, "c")]
+    await follower.aclose()
+
+
+async def test_a_push_that_raises_counts_as_declined() -> None:
+    rec = record()
+
+    def push(event: TokenEvent) -> bool:
+        raise RuntimeError("writer bug")
+
+    follower = rec.follow(-1, push=push)
+    waiting = asyncio.ensure_future(anext(follower))
+    await asyncio.sleep(0)
+    rec.add_token("a")  # the exception stays out of whatever added the token
+    assert await asyncio.wait_for(waiting, 1) == TokenEvent(0, "a")
+    await follower.aclose()
+
+
+async def test_a_reader_that_left_gets_no_more_pushes() -> None:
+    rec = record()
+    pushed: list[TokenEvent] = []
+    follower = rec.follow(-1, push=lambda event: pushed.append(event) is None)
+    waiting = asyncio.ensure_future(anext(follower))
+    await asyncio.sleep(0)
+    waiting.cancel()  # the forwarder's task is cancelled while parked
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    rec.add_token("a")
+    assert pushed == []
+    heartbeat = rec.follow(0, heartbeat_s=0.01, push=lambda event: pushed.append(event) is None)
+    assert await asyncio.wait_for(anext(heartbeat), 1) is HEARTBEAT
+    rec.add_token("b")  # parked no more while the heartbeat is being handled
+    assert pushed == []
+    assert await asyncio.wait_for(anext(heartbeat), 1) == TokenEvent(1, "b")
+    await heartbeat.aclose()
+
+
 def test_store_find_remove_tombstone() -> None:
     store = InMemoryStreamStore(max_tombstones=1)
     rec = record()

@@ -128,4 +128,12 @@ class V1Client:
 def assert_dense(indexes: list[int], count: int | None = None) -> None:
     """Every index 0..n-1 exactly once, in order."""
     expected = list(range(count if count is not None else len(indexes)))
-    assert indexes == expected, f"indexes {indexes} != {expected}"
+    if indexes == expected:
+        return
+    at = next((i for i, (a, b) in enumerate(zip(indexes, expected, strict=False)) if a != b), None)
+    if at is None:
+        at = min(len(indexes), len(expected))
+    raise AssertionError(
+        f"{len(indexes)} indexes, {len(expected)} expected; first difference at position {at}: "
+        f"got {indexes[max(at - 3, 0) : at + 4]}, expected {expected[max(at - 3, 0) : at + 4]}"
+    )
