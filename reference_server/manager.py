@@ -144,9 +144,16 @@ class StreamManager:
         self.store.add(record)
         self.track(record)
         self.totals["streams"] += 1
-        self._generations[record.stream_id] = self.spawn(
-            self._generate(record, body), f"generate-{record.stream_id}"
-        )
+        task = self.spawn(self._generate(record, body), f"generate-{record.stream_id}")
+        self._generations[record.stream_id] = task
+
+        def ended(_: asyncio.Task[None]) -> None:
+            # Not in the coroutine's ``finally``: a task cancelled before its first step (a
+            # ``cancel`` read in the same turn as its ``chat``) never runs it.
+            if self._generations.get(record.stream_id) is task:
+                del self._generations[record.stream_id]
+
+        task.add_done_callback(ended)
         return record
 
     def attach(self, record: StreamRecord) -> None:
@@ -210,7 +217,6 @@ class StreamManager:
             logger.exception("generation %s failed", record.stream_id)
             record.fail(self.clock(), "internal_error", f"internal error: {exc}", True)
         finally:
-            self._generations.pop(record.stream_id, None)
             if not record.terminal:
                 record.fail(self.clock(), "upstream_error", "upstream ended early", True)
 

@@ -5,20 +5,16 @@ any number of readers (a WebSocket subscription, an SSE response, a poll) follow
 index. The :class:`StreamStore` protocol is the seam for a shared store later (several workers
 resuming each other's streams); :class:`InMemoryStreamStore` is the one-process implementation.
 
-``ReplayBuffer`` and the store are pure. ``StreamRecord.follow`` is the one place that waits:
-a reader at the live end parks (a future, created only when a reader waits) and the next change
-wakes it. A reader may also park with a ``push`` callback: new tokens are then handed to it
-synchronously, in the provider connection's ``data_received``, and it is woken only when it
-declines one (or for the outcome). That is how a WebSocket frame goes out in the same callback
-that read the token, without a task wake-up per token.
+``ReplayBuffer`` and the store are pure. ``StreamRecord.follow`` is the one place that waits
+(an ``asyncio.Event`` set and dropped on every change, created only when a reader waits), because
+readers must sleep until new data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import logging
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,8 +32,6 @@ __all__ = [
     "TokenEvent",
     "ToolCallEvent",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +71,6 @@ class _Heartbeat:
 
 # Yielded by ``follow`` when nothing happened for ``heartbeat_s`` (SSE sends a comment).
 HEARTBEAT = _Heartbeat()
-
-# Takes the next token synchronously (True) or declines it (False: wake the reader instead).
-TokenPush = Callable[[TokenEvent], bool]
-
-
-@dataclass(eq=False, slots=True)
-class _Parked:
-    """A reader waiting at the live end of a stream."""
-
-    wake: asyncio.Future[None]
-    push: TokenPush | None
 
 
 class ReplayBuffer:
@@ -167,43 +150,32 @@ class StreamRecord:
     readers: int = 0
     # When the last reader left (or the stream was created/polled without a reader).
     idle_since: float | None = None
-    # Readers waiting at the live end (None when nobody waits: a token then costs nothing more).
-    _parked: list[_Parked] | None = field(default=None, repr=False)
+    # Created by the first reader that has to wait; set and dropped by the next change. A token
+    # nobody waits for (readers behind, or none) then costs no Event of its own.
+    _changed: asyncio.Event | None = field(default=None, repr=False)
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL
 
-    def _notify(self, token: TokenEvent | None = None) -> None:
-        """Wake the parked readers; with ``token``, readers with a push that take it stay."""
-        parked = self._parked
-        if parked is None:
-            return
-        self._parked = None
-        staying: list[_Parked] = []
-        for reader in parked:
-            if reader.wake.done():
-                continue  # gone (cancelled or timed out)
-            if token is not None and reader.push is not None and _pushed(reader.push, token):
-                staying.append(reader)
-            else:
-                reader.wake.set_result(None)
-        if staying:
-            self._parked = staying + (self._parked or [])
+    def _notify(self) -> None:
+        # Wake every current waiter; later waiters create a fresh event.
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
 
-    def _park(self, push: TokenPush | None = None) -> _Parked:
-        """Wait for the next change. Park right before awaiting (no yield between the check that
-        found nothing new and the wait, so no change can slip in unseen)."""
-        reader = _Parked(asyncio.get_running_loop().create_future(), push)
-        if self._parked is None:
-            self._parked = []
-        self._parked.append(reader)
-        return reader
+    def _change_event(self) -> asyncio.Event:
+        """The event the next change sets. Take it right before awaiting (no yield between the
+        check that found nothing new and the wait, so no change can slip in unseen)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
 
     def add_token(self, content: str) -> TokenEvent:
         self.state = transition(self.state, StreamInput.TOKEN)
         event = self.buffer.append_token(content)
-        self._notify(event)
+        self._notify()
         return event
 
     def add_tool_call(
@@ -246,7 +218,7 @@ class StreamRecord:
 
     async def wait_terminal(self) -> Outcome:
         while self.outcome is None:
-            await self._park().wake
+            await self._change_event().wait()
         return self.outcome
 
     def _cancelled(self) -> bool:
@@ -254,27 +226,14 @@ class StreamRecord:
         return self.state is StreamState.CANCELLED
 
     async def follow(
-        self, after: int, *, heartbeat_s: float | None = None, push: TokenPush | None = None
+        self, after: int, *, heartbeat_s: float | None = None
     ) -> AsyncGenerator[BufferedEvent | Outcome | _Heartbeat, None]:
         """Buffered events after ``after``, then live ones, then the :class:`Outcome`.
 
         A cancelled stream stops at once (the reader asked to stop; buffered tokens it has not
         seen yet are not worth sending). Yields ``HEARTBEAT`` after ``heartbeat_s`` of silence.
-
-        ``push``: while this reader waits at the live end, each new token is offered to it
-        synchronously, from whatever added the token; a token it takes is not yielded again.
-        It must not raise (an exception is logged and counts as declining).
         """
         cursor = after
-
-        def take(event: TokenEvent) -> bool:
-            nonlocal cursor
-            assert push is not None
-            if event.index != cursor + 1 or not push(event):
-                return False
-            cursor = event.index
-            return True
-
         while True:
             if self._cancelled():
                 assert self.outcome is not None
@@ -291,27 +250,14 @@ class StreamRecord:
             if self.outcome is not None:
                 yield self.outcome
                 return
-            reader = self._park(None if push is None else take)
+            changed = self._change_event()
+            if heartbeat_s is None:
+                await changed.wait()
+                continue
             try:
-                if heartbeat_s is None:
-                    await reader.wake
-                    continue
-                try:
-                    await asyncio.wait_for(reader.wake, heartbeat_s)
-                except TimeoutError:
-                    yield HEARTBEAT
-            finally:
-                # Leaving the wait any other way than a wake-up: no more pushes to this reader.
-                reader.wake.cancel()
-
-
-def _pushed(push: TokenPush, token: TokenEvent) -> bool:
-    try:
-        return push(token)
-    except Exception:
-        # The token still reaches the reader: it is woken and reads it from the buffer.
-        logger.exception("pushing token %d to a reader failed", token.index)
-        return False
+                await asyncio.wait_for(changed.wait(), heartbeat_s)
+            except TimeoutError:
+                yield HEARTBEAT
 
 
 class StreamStore(Protocol):

@@ -7,10 +7,7 @@ One :class:`WSConnection` per socket runs four kinds of task:
   producers, never grows memory; a frame that cannot be written in ``send_timeout_s`` closes
   the socket: one watchdog timer per connection checks that, not a timer per frame); a
   forwarder whose frame finds the sender idle writes it itself (``_enqueue(direct=True)``),
-- one forwarder per subscribed stream, following the stream's record from an index. Once it
-  has caught up, it waits with a ``push``: while nothing is queued or being written, each new
-  token's frame is written synchronously from the record (``_write_now``), in the callback that
-  read the token from the provider, and the forwarder is not woken at all,
+- one forwarder per subscribed stream, following the stream's record from an index,
 - the app-level heartbeat (v1 only; WebSocket ping frames come from uvicorn).
 
 Every exit path runs ``_cleanup``: the tasks are cancelled and awaited, readers detach from their
@@ -24,13 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from reference_server.eager import run_eagerly
 from reference_server.errors import ProtocolError
 from reference_server.limits import TokenBucket, check_auth, check_origin
 from reference_server.manager import StreamManager, build_upstream_body
@@ -144,7 +139,6 @@ class WSConnection:
         # one timer that checks it (armed while frames are being written).
         self._send_started: float | None = None
         self._writes = 0  # frames being written right now (sender and producers)
-        self._finishing: set[asyncio.Task[None]] = set()  # pushed writes that had to wait
         self._watchdog: asyncio.TimerHandle | None = None
         # Tutorial mode: one stream at a time, in arrival order, like the tutorial's server.
         self._tutorial_jobs: asyncio.Queue[dict[str, Any]] | None = None
@@ -184,11 +178,7 @@ class WSConnection:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        tasks = [
-            *self._helpers,
-            *self._finishing,
-            *(sub.task for sub in self.subscriptions.values()),
-        ]
+        tasks = self._helpers + [sub.task for sub in self.subscriptions.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -240,8 +230,9 @@ class WSConnection:
         earlier go first). Only forwarders write directly: a write to a peer that stopped
         reading blocks its writer, and the receive loop must stay free to take a ``cancel``.
         """
-        if direct and self._idle():
-            await self._write_or_gone(text)
+        if direct and self._writes == 0 and self._close is None and self.queue.empty():
+            if not await self._write(text):
+                self._peer_gone()
             return
         self.queue_bytes += len(text)
         try:
@@ -271,38 +262,6 @@ class WSConnection:
             self._writes -= 1
             if self._writes == 0:
                 self._send_started = None
-
-    def _idle(self) -> bool:
-        """Nothing queued and nothing being written: a frame may go out now, in order."""
-        return self._writes == 0 and self._close is None and self.queue.empty()
-
-    async def _write_or_gone(self, text: str) -> None:
-        if not await self._write(text):
-            self._peer_gone()
-
-    def _write_now(self, text: str) -> None:
-        """Write a frame from synchronous code (a token pushed by a stream's record).
-
-        ASGI's send is a coroutine, but one that only waits when the transport is paused: it
-        is stepped here, and only a write that does wait becomes a task (``_writes`` stays up
-        meanwhile, so later frames queue behind it and the watchdog times it).
-        """
-        rest = run_eagerly(self._write_or_gone(text))
-        if rest is not None:
-            task = self.manager.spawn(rest, "ws-write")
-            self._finishing.add(task)
-            task.add_done_callback(self._finishing.discard)
-
-    def _push(self, frame: Callable[[TokenEvent], str]) -> Callable[[TokenEvent], bool]:
-        """A ``push`` for ``StreamRecord.follow``: takes a token when the socket is idle."""
-
-        def push(event: TokenEvent) -> bool:
-            if not self._idle():
-                return False
-            self._write_now(frame(event))
-            return True
-
-        return push
 
     def _peer_gone(self) -> None:
         # run() wakes and cleans up; the receive loop sees the disconnect too.
@@ -585,15 +544,8 @@ class WSConnection:
         last_sent = after
         # Every token frame of this stream starts the same: encoded once, not per token.
         prefix = token_frame_prefix(chat_id)
-
-        def pushed_frame(event: TokenEvent) -> str:
-            nonlocal last_sent
-            last_sent = event.index
-            return token_frame(prefix, event.index, event.content)
-
         try:
-            follow = record.follow(after, push=self._push(pushed_frame))
-            async with contextlib.aclosing(follow) as items:
+            async with contextlib.aclosing(record.follow(after)) as items:
                 async for item in items:
                     if isinstance(item, TokenEvent):
                         frame = token_frame(prefix, item.index, item.content)
@@ -696,8 +648,7 @@ class WSConnection:
             )
             self.manager.attach(record)
             try:
-                push = self._push(lambda event: tutorial_token(event.content))
-                async with contextlib.aclosing(record.follow(-1, push=push)) as items:
+                async with contextlib.aclosing(record.follow(-1)) as items:
                     async for item in items:
                         if isinstance(item, TokenEvent):
                             await self._enqueue(tutorial_token(item.content), direct=True)

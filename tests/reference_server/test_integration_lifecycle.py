@@ -173,3 +173,36 @@ async def test_abandoned_sse_and_polling_streams_are_stopped(
             wait_s=20,
         )
     assert len(ledger.wait(count, outcome="client_disconnected")) == count
+
+
+async def test_a_chat_cancelled_in_the_same_read_leaves_nothing_behind(
+    server_factory: ServerFactory,
+) -> None:
+    # The generation task is cancelled before its first step: its coroutine's own cleanup never
+    # runs, and the provider never sees the request.
+    server = server_factory()
+    client = await V1Client.open(server.ws_url, "same-read")
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        idle = await stats_of(http)
+        await client.chat("warm", prompt("warm", tokens=2))
+        warm = await client.collect("warm")  # the socket is set up and serving
+        assert warm.terminal is not None and warm.terminal["type"] == "end"
+        chat = {"type": "chat", "id": "quick", "messages": prompt("quick", tokens=50, itl_ms=50)}
+        cancel = {"type": "cancel", "id": "quick"}
+        # Both frames in one write: one TCP segment, one read on the server.
+        protocol = client.ws.protocol
+        protocol.send_text(json.dumps(chat).encode())
+        protocol.send_text(json.dumps(cancel).encode())
+        client.ws.transport.write(b"".join(protocol.data_to_send()))
+        quick = await client.collect("quick")
+        assert quick.terminal is not None and quick.terminal["type"] == "cancelled"
+        assert quick.tokens == []
+        after = await poll_stats(
+            http,
+            lambda s: s["active_generations"] == 0 and s["upstream_connections"] == 0,
+        )
+        assert after["totals"]["cancelled"] == 1
+        assert after["tasks"] == idle["tasks"]
+        assert after["totals"]["upstream_requests"] == 1  # the warm-up only
+        await client.assert_usable()
+    await client.close()
