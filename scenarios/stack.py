@@ -13,7 +13,9 @@ server, the naive server, or an external URL that is not started (``StackSpec.ta
 Both fault proxies are proxies of one Toxiproxy-compatible server: the embedded one
 (``python -m scenarios.faultproxy``, started here) or an external one given by
 ``StackSpec.toxiproxy_url``. Scenarios add toxics through ``stack.proxy_api_url`` and the
-names ``stack.upstream_proxy_name`` / ``stack.downstream_proxy_name``.
+names ``stack.upstream_proxy_name`` / ``stack.downstream_proxy_name``. A third proxy,
+``StackSpec.mock_proxy``, puts the fault proxy alone in front of the mock for clients (no
+server in between): the relay benchmark's baseline for what one more process on the path costs.
 
 This module reads no environment variable: a CLI that honours ``TOXIPROXY_URL`` passes it
 in the spec.
@@ -82,6 +84,8 @@ class StackSpec:
     nginx_binary: str | None = None
     upstream_proxy: bool = False
     downstream_proxy: bool = False
+    # A proxy "mock" straight to the mock, for clients: ``stack.mock_proxy_url``.
+    mock_proxy: bool = False
     mock_seed: int = 0
     mock_profile: str | None = None
     mock_args: tuple[str, ...] = ()
@@ -170,6 +174,7 @@ class Stack:
         self.upstream_proxy_name: str | None = None
         self.downstream_proxy_name: str | None = None
         self.downstream_proxy_url: str | None = None
+        self.mock_proxy_url: str | None = None
         self.client_http_url = ""
         self.client_ws_url = ""
         self.started_at = 0.0
@@ -220,6 +225,7 @@ class Stack:
             "proxy_api_url": self.proxy_api_url,
             "upstream_proxy": self.upstream_proxy_name,
             "downstream_proxy": self.downstream_proxy_name,
+            "mock_proxy_url": self.mock_proxy_url,
             "nginx": self.nginx.url if self.nginx else None,
             "logs": {k: str(v) for k, v in self.logs.items()},
         }
@@ -234,8 +240,11 @@ class Stack:
 
                 find_nginx(spec.nginx_binary)
             await self._start_mock()
-            if spec.upstream_proxy or spec.downstream_proxy:
+            if spec.upstream_proxy or spec.downstream_proxy or spec.mock_proxy:
                 await self._start_proxy_server()
+            if spec.mock_proxy:
+                name = spec.proxy_name_prefix + "mock"
+                self.mock_proxy_url = f"http://{await self._create_proxy(name, self.mock_url)}"
             self.upstream_url = self.mock_url + "/v1"
             if spec.upstream_proxy:
                 self.upstream_proxy_name = spec.proxy_name_prefix + "upstream"

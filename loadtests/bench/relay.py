@@ -1,10 +1,14 @@
 """``streamharness bench relay``: what a relay server costs on top of the provider.
 
 Streams the same mock schedule (1) straight from mockllm (OpenAI SSE, ``OpenAIUser``), (2)
-through the reference server (WebSocket v1) and (3) through the naive server (tutorial
-protocol), at rising concurrency (users with no think time = concurrent streams). Reported:
-TTFT and ITL p50/p99 and what the relay adds over direct, tokens/s, and the relay process's
-CPU (percent of one core, µs per relayed token) and memory (RSS). Then:
+through a bare TCP hop (the same client through the embedded fault proxy with no toxic: one
+more process and two more loopback legs, next to no work), (3) through the reference server
+(WebSocket v1) and (4) through the naive server (tutorial protocol), at rising concurrency
+(users with no think time = concurrent streams). Reported: TTFT and ITL p50/p99 and what each
+path adds over direct, tokens/s, and the relay process's CPU (percent of one core, µs per
+relayed token) and memory (RSS). The bare hop is the floor: what any relay in its own process
+costs on this machine before it does any work, so "reference over the bare hop" is what the
+reference server's own code adds. Then:
 
 - **throughput**: an instant schedule (no TTFT, no ITL) at the highest concurrency, so the
   token rate is what the chain can relay, not what the schedule allows;
@@ -215,7 +219,7 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     fast = f"[[mock ttft_ms=0 itl_ms=0 tokens={args.throughput_tokens}]] relay"
     rows: list[list[str]] = []
     notes: list[str] = []
-    ref_spec = StackSpec(target="reference", mock_args=("--directives",))
+    ref_spec = StackSpec(target="reference", mock_args=("--directives",), mock_proxy=True)
     naive_spec = StackSpec(target="naive", mock_args=("--directives",))
     async with (
         Stack(ref_spec, log_dir=args.out / "reference-logs") as ref,
@@ -223,9 +227,13 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     ):
         assert ref.server is not None and ref.server.pid is not None
         assert naive.server is not None and naive.server.pid is not None
+        assert ref.faultproxy is not None and ref.faultproxy.pid is not None
+        assert ref.mock_proxy_url is not None
         ref_proc, naive_proc = psutil.Process(ref.server.pid), psutil.Process(naive.server.pid)
+        hop_proc = psutil.Process(ref.faultproxy.pid)
         targets = [
             ("direct", None, ref.mock_url, "OpenAIUser"),
+            ("bare hop", hop_proc, ref.mock_proxy_url, "OpenAIUser"),
             ("reference", ref_proc, ref.server_url, "WsV1User"),
             ("naive", naive_proc, naive.server_url, "TutorialUser"),
         ]
@@ -253,29 +261,44 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
         phases.append((max(args.concurrency), fast, " (instant)", arrival_for(args, 0.0)))
         added: dict[tuple[str, int], list[tuple[float, float]]] = {}
         for users, text, tag, arrival in phases:
-            direct: Measured | None = None
+            measured: dict[str, Measured] = {}
             for target, proc, host, user_class in targets:
                 name = _cell_name(target, users, tag)
                 m = await _measure(proc, host, user_class, users, text, args, name, arrival)
-                if target == "direct":
-                    direct = m
-                elif direct is not None and tag != " (instant)":
-                    pair = added_ttft(m.ttft, direct.ttft)
-                    if pair is not None:
-                        added.setdefault((target, users), []).append(pair)
+                measured[target] = m
+                direct = measured.get("direct")
                 rows.append(_row(target, tag, users, m, direct))
                 print(" | ".join(rows[-1]), flush=True)
-        if args.repeat > 1:
-            notes[:0] = [
-                repeat_summary(t, u, pairs, args.repeat) for (t, u), pairs in added.items()
-            ]
+            if tag == " (instant)":
+                continue
+            for relay, base in _COMPARED:
+                if relay in measured and base in measured:
+                    pair = added_ttft(measured[relay].ttft, measured[base].ttft)
+                    if pair is not None:
+                        added.setdefault((_compared_name(relay, base), users), []).append(pair)
+        notes[:0] = [repeat_summary(t, u, pairs, args.repeat) for (t, u), pairs in added.items()]
     return rows, notes
 
 
+# Added TTFT summarised per concurrency: each path over direct, and the reference server over
+# the bare hop (what its own code adds beyond being one more process on the path).
+_COMPARED = [
+    ("bare hop", "direct"),
+    ("reference", "direct"),
+    ("reference", "bare hop"),
+    ("naive", "direct"),
+]
+
+
+def _compared_name(relay: str, base: str) -> str:
+    return relay if base == "direct" else f"{relay} over the {base}"
+
+
 def _cell_name(target: str, users: int, tag: str) -> str:
-    """File-name stem of a cell: ``reference-500``, ``reference-500-2``, ``direct-500-instant``."""
+    """File-name stem of a cell: ``reference-500``, ``reference-500-2``, ``direct-500-instant``,
+    ``bare-hop-500``."""
     suffix = tag.strip().strip("()").lstrip("#")
-    return f"{target}-{users}" + (f"-{suffix}" if suffix else "")
+    return f"{target.replace(' ', '-')}-{users}" + (f"-{suffix}" if suffix else "")
 
 
 def added_ttft(relay: ExactHistogram, direct: ExactHistogram) -> tuple[float, float] | None:
@@ -299,18 +322,19 @@ def repeat_summary(
     """
 
     def spread(values: list[float]) -> str:
+        if len(values) == 1:
+            return f"{values[0]:+.2f} ms"
         return (
             f"{statistics.median(values):+.2f} ms median ({min(values):+.2f} .. {max(values):+.2f})"
         )
 
     p50s = [a for a, _ in pairs]
     p99s = [b for _, b in pairs]
-    counted = (
-        f"{len(pairs)} rounds"
-        if len(pairs) == rounds
-        else (f"the {len(pairs)} of {rounds} rounds with TTFT samples")
-    )
-    return f"{target} at {users}: added TTFT p50 {spread(p50s)}, p99 {spread(p99s)} over {counted}"
+    if len(pairs) == rounds:
+        counted = "in one round" if rounds == 1 else f"over {rounds} rounds"
+    else:
+        counted = f"over the {len(pairs)} of {rounds} rounds with TTFT samples"
+    return f"{target} at {users}: added TTFT p50 {spread(p50s)}, p99 {spread(p99s)} {counted}"
 
 
 def _arrival_line(args: argparse.Namespace) -> str:
@@ -346,7 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown_table(header, rows)
     command = command_line(argv)
     text = (
-        f"{table}\n\n(ms; '+' = added over direct at the same concurrency)\n"
+        f"{table}\n\n(ms; '+' = added over direct at the same concurrency; bare hop = the direct "
+        "client through the embedded fault proxy, no toxic: one more process on the path, "
+        "doing next to nothing)\n"
         + "\n".join(notes)
         + f"\n\nschedule: TTFT {args.ttft_ms:g} ms, {args.tokens} tokens every {args.itl_ms:g} ms;"
         f" {args.duration:g} s per cell\narrival: {_arrival_line(args)}\nmachine: {machine()}\n"

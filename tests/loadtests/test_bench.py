@@ -45,3 +45,25 @@ def test_transports_with_injected_latency(tmp_path: Path) -> None:
     assert clean[:2] == ["ws", "loopback"] and slow[:2] == ["ws", "+100 ms"]
     # the downstream latency toxic delays the first token by about 100 ms
     assert 60 <= float(slow[4]) - float(clean[4]) <= 250
+
+
+def test_relay_paths_and_the_bare_hop_baseline(tmp_path: Path) -> None:
+    r = bench(
+        "relay", "--concurrency", "2", "--duration", "1", "--idle", "2", "--tokens", "3",
+        "--ttft-ms", "50", "--itl-ms", "10", "--throughput-tokens", "10", "--out", str(tmp_path),
+        timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = (tmp_path / "relay.md").read_text()
+    rows = {row[0]: row for row in _rows(text)}
+    assert list(rows) == [
+        "direct", "bare hop", "reference", "naive",
+        "direct (instant)", "bare hop (instant)", "reference (instant)", "naive (instant)",
+    ]  # fmt: skip
+    for path in ("direct", "bare hop", "reference"):
+        assert rows[path][4] == "0%"  # no errors
+        assert 40 <= float(rows[path][5]) <= 150  # TTFT p50 near the 50 ms schedule
+    # The bare hop is the same client through the fault proxy: its CPU is the proxy's.
+    assert rows["bare hop"][14].endswith("%") and rows["direct"][14] == "-"
+    assert "reference over the bare hop at 2: added TTFT p50" in text
+    assert "KiB RSS per idle WebSocket" in text
