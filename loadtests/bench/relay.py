@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="rounds of each scheduled cell (direct, reference, naive in turn); with more than "
         "one, a summary gives the median and range of the added TTFT over the rounds",
     )
+    p.add_argument(
+        "--bare-hop",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also stream direct through the embedded fault proxy with no toxic, the floor of "
+        "what one more process on the path costs (default: on; --no-bare-hop saves a cell per "
+        "round)",
+    )
     add_arrival_arguments(p)
     p.add_argument("--out", type=Path, default=Path("bench-results/relay"))
     return p
@@ -219,7 +227,7 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     fast = f"[[mock ttft_ms=0 itl_ms=0 tokens={args.throughput_tokens}]] relay"
     rows: list[list[str]] = []
     notes: list[str] = []
-    ref_spec = StackSpec(target="reference", mock_args=("--directives",), mock_proxy=True)
+    ref_spec = StackSpec(target="reference", mock_args=("--directives",), mock_proxy=args.bare_hop)
     naive_spec = StackSpec(target="naive", mock_args=("--directives",))
     async with (
         Stack(ref_spec, log_dir=args.out / "reference-logs") as ref,
@@ -227,13 +235,16 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     ):
         assert ref.server is not None and ref.server.pid is not None
         assert naive.server is not None and naive.server.pid is not None
-        assert ref.faultproxy is not None and ref.faultproxy.pid is not None
-        assert ref.mock_proxy_url is not None
         ref_proc, naive_proc = psutil.Process(ref.server.pid), psutil.Process(naive.server.pid)
-        hop_proc = psutil.Process(ref.faultproxy.pid)
-        targets = [
-            ("direct", None, ref.mock_url, "OpenAIUser"),
-            ("bare hop", hop_proc, ref.mock_proxy_url, "OpenAIUser"),
+        targets: list[tuple[str, psutil.Process | None, str, str]] = [
+            ("direct", None, ref.mock_url, "OpenAIUser")
+        ]
+        if args.bare_hop:
+            assert ref.faultproxy is not None and ref.faultproxy.pid is not None
+            assert ref.mock_proxy_url is not None
+            hop = psutil.Process(ref.faultproxy.pid)
+            targets.append(("bare hop", hop, ref.mock_proxy_url, "OpenAIUser"))
+        targets += [
             ("reference", ref_proc, ref.server_url, "WsV1User"),
             ("naive", naive_proc, naive.server_url, "TutorialUser"),
         ]
@@ -369,10 +380,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]  # fmt: skip
     table = markdown_table(header, rows)
     command = command_line(argv)
+    legend = "ms; '+' = added over direct at the same concurrency"
+    if args.bare_hop:
+        legend += (
+            "; bare hop = the direct client through the embedded fault proxy, no toxic: one "
+            "more process on the path, doing next to nothing"
+        )
     text = (
-        f"{table}\n\n(ms; '+' = added over direct at the same concurrency; bare hop = the direct "
-        "client through the embedded fault proxy, no toxic: one more process on the path, "
-        "doing next to nothing)\n"
+        f"{table}\n\n({legend})\n"
         + "\n".join(notes)
         + f"\n\nschedule: TTFT {args.ttft_ms:g} ms, {args.tokens} tokens every {args.itl_ms:g} ms;"
         f" {args.duration:g} s per cell\narrival: {_arrival_line(args)}\nmachine: {machine()}\n"

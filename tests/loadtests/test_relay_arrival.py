@@ -114,6 +114,11 @@ def test_repeated_rounds_are_summarised_by_median_and_range() -> None:
     )
 
 
+def test_the_bare_hop_is_on_by_default_and_can_be_skipped() -> None:
+    assert build_parser().parse_args([]).bare_hop is True
+    assert build_parser().parse_args(["--no-bare-hop"]).bare_hop is False
+
+
 def test_repeat_must_be_at_least_one() -> None:
     with pytest.raises(SystemExit) as info:
         main(["--repeat", "0"])
