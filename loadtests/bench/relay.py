@@ -30,8 +30,8 @@ Everything shares this machine's cores (mock, servers, Locust), so read absolute
 the machine line of the output; the comparison between columns is the point. One round of a
 cell is noisy at the millisecond scale (the direct baseline's own TTFT p50 moves by about a
 millisecond between identical runs on a shared 2-core machine): ``--repeat N`` runs each
-scheduled cell N times, direct and relays in turn, and adds a line per relay and concurrency
-with the median and range of its added TTFT over the rounds.
+scheduled cell N times, every path in turn; the summary line per path and concurrency then
+gives the median and range of its added TTFT over the rounds (with one round, its value).
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeat",
         type=int,
         default=1,
-        help="rounds of each scheduled cell (direct, reference, naive in turn); with more than "
-        "one, a summary gives the median and range of the added TTFT over the rounds",
+        help="rounds of each scheduled cell (every path in turn); the summary lines give the "
+        "median and range of each path's added TTFT over the rounds",
     )
     p.add_argument(
         "--bare-hop",
