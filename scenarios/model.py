@@ -20,12 +20,12 @@ import difflib
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from scenarios.yamlfile import DataFileError, load_located, read_text, validate
 
 __all__ = [
     "CATALOGUE_DIR",
@@ -76,20 +76,8 @@ class ScenarioError(Exception):
     """Root of the errors of scenario loading and selection."""
 
 
-class ScenarioFileError(ScenarioError):
+class ScenarioFileError(ScenarioError, DataFileError):
     """A scenario file that cannot be used; ``problems`` lists every (line, field, message)."""
-
-    def __init__(self, path: str, problems: Sequence[tuple[int | None, str, str]]) -> None:
-        self.path = path
-        self.problems = list(problems)
-        super().__init__("\n".join(self.lines()))
-
-    def lines(self) -> list[str]:
-        out = []
-        for line, field, message in self.problems:
-            where = f"{self.path}:{line}" if line is not None else self.path
-            out.append(f"{where}: {field}: {message}" if field else f"{where}: {message}")
-        return out
 
 
 class CatalogueError(ScenarioError):
@@ -494,109 +482,37 @@ class Scenario(_Model):
 # ---------------------------------------------------------------------------------- loading
 
 
-@dataclass(frozen=True)
-class _Located:
-    data: Any
-    lines: dict[tuple[str | int, ...], int]  # path -> 1-based line of its key or item
+def _clean_check_tags(loc: Sequence[str | int]) -> list[str | int]:
+    # The discriminator tag of a check ("ttft" in checks.0.ttft.max_ms) is not a field.
+    return [
+        part
+        for i, part in enumerate(loc)
+        if not (
+            isinstance(part, str)
+            and i >= 2
+            and loc[i - 2] == "checks"
+            and isinstance(loc[i - 1], int)
+        )
+    ]
 
 
-def _load_yaml(text: str, path: str) -> _Located:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioFileError(path, [(line, "", f"invalid YAML: {problem}")]) from None
-    lines: dict[tuple[str | int, ...], int] = {}
-    problems: list[tuple[int | None, str, str]] = []
-    if node is not None:
-        _walk(node, (), lines, problems)
-    if problems:
-        raise ScenarioFileError(path, problems)
-    return _Located(data, lines)
-
-
-def _walk(
-    node: yaml.Node,
-    path: tuple[str | int, ...],
-    lines: dict[tuple[str | int, ...], int],
-    problems: list[tuple[int | None, str, str]],
-) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            child = (*path, key)
-            if key in seen:
-                # PyYAML silently keeps the last of two equal keys; a typo'd copy-paste would
-                # then change a scenario without a word.
-                problems.append((key_node.start_mark.line + 1, _dotted(child), "duplicate key"))
-            seen.add(key)
-            lines[child] = key_node.start_mark.line + 1
-            _walk(value_node, child, lines, problems)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, (*path, i), lines, problems)
-
-
-def _dotted(path: Sequence[str | int]) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _line_of(loc: Sequence[str | int], lines: Mapping[tuple[str | int, ...], int]) -> int | None:
-    path = tuple(loc)
-    while True:
-        if path in lines:
-            return lines[path]
-        if not path:
-            return None
-        path = path[:-1]
-
-
-def _clean_loc(loc: Sequence[str | int]) -> list[str | int]:
-    # pydantic puts union members and discriminator tags in `loc` (e.g. "str",
-    # "function-after[...]", or "ttft" in checks.0.ttft.max_ms); they are not fields of the file.
-    out: list[str | int] = []
-    for i, part in enumerate(loc):
-        if isinstance(part, str):
-            if "[" in part or part in _TYPE_NAMES:
-                continue
-            if i >= 2 and loc[i - 2] == "checks" and isinstance(loc[i - 1], int):
-                continue
-        out.append(part)
-    return out
-
-
-_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "dict[str,str]", "dict[str,int]"})
+def _check_message(error: Mapping[str, Any]) -> str | None:
+    return _unknown_check_message(error) if error["type"] == "union_tag_invalid" else None
 
 
 def parse_scenario(text: str, path: str = "<string>", expected_name: str | None = None) -> Scenario:
     """Validate one scenario document. Raises ScenarioFileError listing every problem."""
-    located = _load_yaml(text, path)
+    located = load_located(text, path, ScenarioFileError)
     if not isinstance(located.data, dict):
         raise ScenarioFileError(path, [(1, "", "a scenario file must be a YAML mapping")])
-    try:
-        scenario = Scenario.model_validate(located.data)
-    except ValidationError as exc:
-        problems: list[tuple[int | None, str, str]] = []
-        for error in exc.errors():
-            loc = _clean_loc(error["loc"])
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = "unknown field"
-            elif error["type"] == "union_tag_invalid":
-                message = _unknown_check_message(error)
-            problems.append((_line_of(loc, located.lines), _dotted(loc), message))
-        raise ScenarioFileError(path, problems) from None
+    scenario = validate(
+        Scenario,
+        located,
+        path,
+        ScenarioFileError,
+        clean=_clean_check_tags,
+        message=_check_message,
+    )
     if expected_name is not None and scenario.name != expected_name:
         raise ScenarioFileError(
             path,
@@ -620,10 +536,7 @@ def _unknown_check_message(error: Any) -> str:
 
 def load_scenario_file(path: Path | str) -> Scenario:
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioFileError(str(file), [(None, "", f"cannot read: {exc.strerror}")]) from None
+    text = read_text(file, ScenarioFileError)
     return parse_scenario(text, str(file), expected_name=file.stem)
 
 
