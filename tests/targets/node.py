@@ -49,7 +49,9 @@ SERVERS: dict[str, str] = {
     "ai_sdk_ui": "ai_sdk_ui.mjs",
     "express_openai": "express_openai.mjs",
 }
-MIN_NODE_MAJOR = 20
+# What the pinned packages declare (ai 6: >= 18, its undici: >= 18.17). Measured on Node 20;
+# Debian 12's own nodejs is 18.20, Debian 13's is 20.19.
+MIN_NODE = (18, 17)
 INSTALL_TIMEOUT_S = 600.0
 _COMPLETE = ".streamharness-complete"
 
@@ -63,7 +65,7 @@ class NodeInstallError(Exception):
 
 
 def node_available() -> str | None:
-    """None when ``node`` (>= 20) and ``npm`` are on PATH, else the reason they are not."""
+    """None when ``node`` (>= 18.17) and ``npm`` are on PATH, else the reason they are not."""
     node = shutil.which("node")
     if node is None:
         return "node is not installed (Debian: apt-get install nodejs npm)"
@@ -75,9 +77,9 @@ def node_available() -> str | None:
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         return f"node --version failed: {exc}"
-    m = re.match(r"v(\d+)\.", out.strip())
-    if m is None or int(m.group(1)) < MIN_NODE_MAJOR:
-        return f"node {out.strip()} is too old (need >= {MIN_NODE_MAJOR})"
+    m = re.match(r"v(\d+)\.(\d+)\.", out.strip())
+    if m is None or (int(m.group(1)), int(m.group(2))) < MIN_NODE:
+        return f"node {out.strip()} is too old (need >= {MIN_NODE[0]}.{MIN_NODE[1]})"
     return None
 
 
