@@ -70,6 +70,9 @@ class MockConfig:
     profile: str = "instant"
     directives: bool = False
     models: tuple[str, ...] = DEFAULT_MODELS
+    # Answer every model name, not only ``models`` (a server under test that hard-codes its
+    # model, "gpt-4o" or "gpt-3.5-turbo", then needs no configuration).
+    any_model: bool = False
     rules: list[Rule] = field(default_factory=list)
     # How many requests the ledger keeps (the oldest are dropped first).
     ledger_size: int = 20_000
@@ -237,7 +240,7 @@ class MockApp:
         elif path.startswith("/v1/models/"):
             allow("GET")
             model = path[len("/v1/models/") :]
-            if model not in self.config.models:
+            if model not in self.config.models and not self.config.any_model:
                 raise self._model_not_found(model)
             await _send_json(send, 200, self._model_object(model))
         elif path == "/_mock/health":
@@ -355,6 +358,7 @@ class MockApp:
             "profile": self.config.profile,
             "directives": self.config.directives,
             "models": list(self.config.models),
+            "any_model": self.config.any_model,
             "profiles": {
                 name: {
                     "ttft_ms": p.timing.ttft_ms,
@@ -394,6 +398,9 @@ class MockApp:
                 raise InvalidRequest("'models' must be a list of strings.", param="models")
             self.config.models = tuple(models)
 
+    def _serves(self, model: str) -> bool:
+        return self.config.any_model or model in self.config.models or model.startswith("mock")
+
     @staticmethod
     def _model_object(model: str) -> dict[str, Any]:
         return {"id": model, "object": "model", "created": _MODEL_CREATED, "owned_by": "mockllm"}
@@ -425,7 +432,7 @@ class MockApp:
         directive: dict[str, Any] = {}
         if self.config.directives:
             messages, directive = extract_directives(messages)
-        if request.model not in self.config.models and not request.model.startswith("mock"):
+        if not self._serves(request.model):
             raise self._model_not_found(request.model)
         prompt = ChatRequest(request.model, messages).last_user_text
         rule = self.rules.select(request.model, prompt, commit=commit)

@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a model name to serve (repeatable; default: {', '.join(DEFAULT_MODELS)})",
     )
     parser.add_argument(
+        "--any-model",
+        action="store_true",
+        help="answer every model name a client asks for, not only the --model ones",
+    )
+    parser.add_argument(
         "--ledger-size",
         type=int,
         default=20_000,
@@ -80,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
         directives=args.directives,
         models=tuple(args.models) if args.models else DEFAULT_MODELS,
+        any_model=args.any_model,
         rules=rules,
         ledger_size=args.ledger_size,
         manage_gc=True,

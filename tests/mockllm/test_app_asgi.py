@@ -103,3 +103,22 @@ async def test_lifespan_collector_owns_gc_only_when_asked() -> None:
         assert after == before
     finally:
         gc.set_threshold(*before)
+
+
+async def _status_for(app: MockApp, model: str) -> int:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope({}), receive, send)
+    return int(sent[0]["status"])
+
+
+async def test_any_model_answers_a_hard_coded_model_name() -> None:
+    assert await _status_for(MockApp(), "gpt-3.5-turbo") == 404
+    assert await _status_for(MockApp(MockConfig(any_model=True)), "gpt-3.5-turbo") == 200
