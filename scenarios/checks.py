@@ -28,9 +28,6 @@ __all__ = [
     "run_checks",
 ]
 
-# Transports whose messages carry no token index (the client numbers tokens by arrival).
-UNINDEXED_TRANSPORTS = frozenset({"tutorial"})
-
 # Per-stream details kept in a failure's reason; the rest is counted, not listed.
 MAX_DETAILS = 5
 
@@ -67,6 +64,10 @@ class StreamObservation:
     attempts: int = 1
     expected_text: str | None = None
     notes: tuple[str, ...] = ()
+    # The mock's ledger entries this stream caused (attributed by the observation); None:
+    # match them by the prompt.
+    ledger_ids: tuple[str, ...] | None = None
+    error_message: str | None = None
 
     @property
     def text(self) -> str:
@@ -111,7 +112,10 @@ class StreamObservation:
         return [i for i in range(max(indexes) + 1) if i not in indexes]
 
     def describe(self) -> str:
-        parts = [f"{self.outcome} after {len(self.arrivals)} tokens"]
+        what = f"{self.outcome} after {len(self.arrivals)} tokens"
+        if self.outcome == "error" and self.error_message and self.error_code:
+            return f"{what}: {self.error_code}: {self.error_message}"
+        parts = [what]
         if self.close_code is not None:
             parts.append(f"close {self.close_code}")
         if self.error_code:
@@ -136,6 +140,7 @@ class LedgerEntry:
     prompt_text: str
     text: str
     body: Mapping[str, Any] = field(default_factory=dict)
+    last_user_text: str = ""
     headers: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -157,6 +162,7 @@ class LedgerEntry:
             text=str(entry.get("text", "")),
             body=body if isinstance(body, Mapping) else {},
             headers=entry.get("headers") or {},
+            last_user_text=_last_user_text(messages),
         )
 
     def matches(self, prompt: str) -> bool:
@@ -165,6 +171,21 @@ class LedgerEntry:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return ""
+
+
+def _last_user_text(messages: Any) -> str:
+    if not isinstance(messages, list):
+        return ""
+    users = [m for m in messages if isinstance(m, Mapping) and m.get("role") == "user"]
+    return _content_text(users[-1].get("content")) if users else ""
 
 
 def _messages_text(messages: Any) -> str:
@@ -189,8 +210,11 @@ class RunObservation:
     stats_peak: Mapping[str, float] = field(default_factory=dict)
 
     def entries_for(self, stream: StreamObservation) -> list[LedgerEntry]:
-        # Each prompt is unique in a run (it names the client and the message), so the prompt
-        # ties a stream to its upstream requests, retries and resends included.
+        """The upstream requests ``stream`` caused, retries and resends included."""
+        if stream.ledger_ids is not None:
+            ids = set(stream.ledger_ids)
+            return [e for e in self.ledger if e.id in ids]
+        # Each prompt is unique in a run (it names the client and the message).
         return [e for e in self.ledger if e.matches(stream.prompt)]
 
 
@@ -199,9 +223,14 @@ class CheckResult:
     check: str  # the check's label, e.g. "ttft p95 <= 500 ms"
     passed: bool
     reason: str  # one line; for a failure, what was wrong and where
+    # False: the target lacks what the check needs; it passes and says why it did not run.
+    applicable: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "passed": self.passed, "reason": self.reason}
+        out: dict[str, Any] = {"check": self.check, "passed": self.passed, "reason": self.reason}
+        if not self.applicable:
+            out["applicable"] = False
+        return out
 
 
 # -------------------------------------------------------------------------------- helpers
@@ -251,10 +280,44 @@ def _every_stream_ended(check: model.EveryStreamEnded, obs: RunObservation) -> C
     streams = _selected(check, obs)
     if not streams:
         return CheckResult(label, False, "no streams were run")
-    bad = [f"{s.key} {s.describe()}" for s in streams if s.outcome not in check.outcomes]
+    bad = [_what_happened(s, obs) for s in streams if s.outcome not in check.outcomes]
     if bad:
         return CheckResult(label, False, f"{len(bad)} of {len(streams)} streams: {_details(bad)}")
     return CheckResult(label, True, f"{len(streams)} streams ended")
+
+
+def _what_happened(s: StreamObservation, obs: RunObservation) -> str:
+    """A stream that did not end as it should, in words: what the server did (or did not)."""
+    if s.outcome != "timeout":
+        return f"{s.key} {s.describe()}"
+    waited_until = s.sent_at_epoch + (s.ended_t or 0.0)
+    got = f"{len(s.arrivals)} tokens"
+    entries = obs.entries_for(s)
+    if not entries:
+        return (
+            f"{s.key}: no request reached the provider; the client waited "
+            f"{s.ended_t or 0.0:.1f} s with no token, no end and no error"
+        )
+    upstream = entries[-1]
+    if upstream.ended_at is None:
+        silent = (s.ended_t or 0.0) - (s.arrivals[-1].t if s.arrivals else 0.0)
+        return (
+            f"{s.key}: {got}, then nothing for {silent:.1f} s (no end, no error) while the "
+            "provider's request was still open"
+        )
+    waited = waited_until - upstream.ended_at
+    if upstream.status != 200:
+        what = f"the provider answered HTTP {upstream.status}"
+        if len(entries) == 1:
+            what += " and the server did not retry"
+    elif upstream.outcome == "completed":
+        what = f"the provider finished its answer ({upstream.tokens_sent} tokens)"
+    else:
+        what = (
+            f"the provider's stream ended with {upstream.outcome} "
+            f"after {upstream.tokens_sent} tokens"
+        )
+    return f"{s.key}: {what}; the client then waited {waited:.1f} s with {got}: no error, no end"
 
 
 def _text_matches_mock(check: model.TextMatchesMock, obs: RunObservation) -> CheckResult:
@@ -283,10 +346,7 @@ def _text_matches_mock(check: model.TextMatchesMock, obs: RunObservation) -> Che
 
 def _indexes_dense(check: model.IndexesDense, obs: RunObservation) -> CheckResult:
     label = "no duplicate or missing token indexes"
-    selected = _selected(check, obs)
-    streams = [s for s in selected if s.transport not in UNINDEXED_TRANSPORTS]
-    if selected and not streams:
-        return CheckResult(label, True, "not applicable: the tutorial protocol has no indexes")
+    streams = _selected(check, obs)
     if not any(s.arrivals for s in streams):
         return CheckResult(label, False, "no stream received a token")
     bad = []
@@ -346,10 +406,22 @@ def _upstream_requests(check: model.UpstreamRequests, obs: RunObservation) -> Ch
         ]
         n = len(entries)
         if n < check.min or (check.max is not None and n > check.max):
-            bad.append(f"{s.key}: {n} requests")
+            bad.append(f"{s.key}: {_requests_in_words(n, check, obs.entries_for(s))}")
     if bad:
         return CheckResult(label, False, _details(bad))
     return CheckResult(label, True, f"{len(streams)} streams within bounds")
+
+
+def _requests_in_words(
+    n: int, check: model.UpstreamRequests, entries: Sequence[LedgerEntry]
+) -> str:
+    words = f"{n} upstream request{'s' if n != 1 else ''}"
+    if check.max is not None and n > check.max and all(e.status == 200 for e in entries):
+        return f"{words}: a second generation for one message" if n == 2 else f"{words}"
+    failed = [e for e in entries if e.status != 200]
+    if n < check.min and failed:
+        return f"{words}: no retry after HTTP {failed[-1].status}"
+    return words
 
 
 def _band(
@@ -485,8 +557,21 @@ def run_check(check: model.Check, obs: RunObservation) -> CheckResult:
     return result
 
 
-def run_checks(checks: Sequence[model.Check], obs: RunObservation) -> list[CheckResult]:
-    return [run_check(c, obs) for c in checks]
+def run_checks(
+    checks: Sequence[model.Check],
+    obs: RunObservation,
+    unmet: Callable[[frozenset[str]], str | None] | None = None,
+) -> list[CheckResult]:
+    """Run every check; ``unmet(needs)`` says why the target cannot be judged by a check
+    (its result then passes, marked not applicable, with that reason)."""
+    out = []
+    for check in checks:
+        result = run_check(check, obs)
+        why = unmet(check.all_needs) if unmet is not None else None
+        if why is not None:
+            result = CheckResult(result.check, True, f"not applicable: {why}", applicable=False)
+        out.append(result)
+    return out
 
 
 def figures(obs: RunObservation) -> dict[str, Any]:

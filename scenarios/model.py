@@ -21,10 +21,11 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from scenarios.profiles.schema import Capability
 from scenarios.yamlfile import DataFileError, load_located, read_text, validate
 
 __all__ = [
@@ -49,7 +50,9 @@ __all__ = [
 
 CATALOGUE_DIR = Path(__file__).with_name("catalogue")
 
-Transport = Literal["ws", "tutorial", "sse", "blocking", "polling"]
+# "default": the target profile's own transport; the others are the reference HTTP stream API
+# of docs/protocol.md (a v1 target with http_api).
+ClientTransport = Literal["default", "sse", "blocking", "polling"]
 TargetName = Literal["reference", "naive"]
 Expectation = Literal["pass", "fail"]
 ProxyName = Literal["upstream", "downstream"]
@@ -220,11 +223,13 @@ class ServerEvent(_Timed):
 
 class ClientAction(_Model):
     """What a client does once it has received token ``at_token`` (0-based) of a stream:
-    cancel it, drop the socket (abrupt TCP close, no close frame) and go away, or drop it and
-    come back after ``reconnect_after_ms`` to resend the chat or resume the stream."""
+    cancel it (the protocol's cancel message), leave (the profile's way of going away: v1
+    cancels and closes, others close the socket or abort the HTTP response), drop the
+    connection (abrupt TCP close, no close frame) and go away, or drop it and come back after
+    ``reconnect_after_ms`` to resend the message or resume the stream."""
 
     at_token: int = Field(ge=0)
-    do: Literal["cancel", "drop", "drop_and_resend", "drop_and_resume"]
+    do: Literal["cancel", "leave", "drop", "drop_and_resend", "drop_and_resume"]
     reconnect_after_ms: int = Field(default=0, ge=0)
 
 
@@ -233,8 +238,8 @@ class ClientGroup(_Model):
 
     name: str | None = None
     count: int = Field(default=1, ge=1, le=2000)
-    # One transport, or one per target (the naive server only speaks the tutorial shape).
-    transport: Transport | dict[TargetName, Transport] = "ws"
+    # The target profile's transport, or the reference HTTP stream API (needs v1_http).
+    transport: ClientTransport = "default"
     messages: int = Field(default=1, ge=1, le=100)
     max_tokens: int | None = Field(default=None, ge=1)
     # Prompt template: {client}, {message} and {word} (a seeded word) are filled in; the default
@@ -273,27 +278,40 @@ class ClientGroup(_Model):
             ) from None
         return value
 
-    def transport_for(self, target: str) -> Transport | None:
-        """The transport this group uses against ``target`` (None: it has none for it)."""
-        if isinstance(self.transport, str):
-            return self.transport
-        for name, transport in self.transport.items():
-            if name == target:
-                return transport
-        return None
+    @property
+    def needs(self) -> frozenset[str]:
+        """Capabilities of the target this group's clients rely on."""
+        out: set[str] = set()
+        if self.transport != "default":
+            out.add("v1_http")
+        if self.concurrent:
+            out.add("several_streams")
+        if self.shared_client_id:
+            out.add("client_id_in_url")
+        if self.on_disconnect == "resume":
+            out.add("resume")
+        for action in self.actions:
+            if action.do == "cancel":
+                out.add("cancel_message")
+            elif action.do == "drop_and_resume":
+                out.add("resume")
+        return frozenset(out)
 
 
 # ---------------------------------------------------------------------------------- checks
 
 
 class _Check(_Model):
-    # Every check may be limited to some client groups (by name) and to some targets (e.g. a
-    # leak check needs the reference server's /stats, which the naive server has not).
+    # Every check may be limited to some client groups (by name), and may need capabilities of
+    # the target beyond its kind's own (``implied_needs``): without them it is not applicable.
     groups: list[str] | None = None
-    targets: list[Literal["reference", "naive", "url"]] | None = None
+    needs: list[Capability] = Field(default_factory=list)
 
-    def applies_to(self, target_kind: str) -> bool:
-        return self.targets is None or target_kind in self.targets
+    implied_needs: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def all_needs(self) -> frozenset[str]:
+        return self.implied_needs | frozenset(self.needs)
 
 
 EndOutcome = Literal["completed", "cancelled", "error"]
@@ -314,6 +332,7 @@ class TextMatchesMock(_Check):
 
 class IndexesDense(_Check):
     check: Literal["indexes_dense"]
+    implied_needs = frozenset({"indexes"})
 
 
 class UpstreamStoppedAfterCancel(_Check):
@@ -363,6 +382,7 @@ class CloseCodeSeen(_Check):
 
 class ErrorCodeSeen(_Check):
     check: Literal["error_code"]
+    implied_needs = frozenset({"error_codes"})
     code: str
     retryable: bool | None = None
     streams: Literal["any", "all"] = "any"
@@ -370,6 +390,7 @@ class ErrorCodeSeen(_Check):
 
 class NoLeaks(_Check):
     check: Literal["no_leaks"]
+    implied_needs = frozenset({"stats"})
     # Counts of the reference server's /stats that must return to their idle value. Finished
     # streams are kept for resume (``streams``), so they are not a leak; live ones are.
     keys: list[str] = Field(
@@ -389,6 +410,7 @@ class NoLeaks(_Check):
 
 class StatsBounded(_Check):
     check: Literal["stats_bounded"]
+    implied_needs = frozenset({"stats"})
     key: str
     max: float
 
@@ -414,8 +436,11 @@ class Scenario(_Model):
     name: str
     description: str
     tags: list[str] = Field(default_factory=list)
-    # The verdict each built-in target must give; a target not listed is not applicable.
-    expect: dict[TargetName, Expectation]
+    # The verdict each built-in target must give where the scenario applies to it.
+    expect: dict[TargetName, Expectation] = Field(default_factory=dict)
+    # Capabilities of the target the scenario needs beyond what its clients and events imply
+    # (see ``all_needs``); against a target without them it is skipped with the reason.
+    needs: list[Capability] = Field(default_factory=list)
     stack: StackModel = StackModel()
     mock: MockSpec = MockSpec()
     toxics: list[ToxicSpec] = Field(default_factory=list)
@@ -429,13 +454,6 @@ class Scenario(_Model):
     def _slug(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("use lower-case letters, digits, '_' and '-' (e.g. mid_stream_cancel)")
-        return value
-
-    @field_validator("expect")
-    @classmethod
-    def _some_target(cls, value: dict[str, str]) -> dict[str, str]:
-        if not value:
-            raise ValueError("name at least one target, e.g. {reference: pass}")
         return value
 
     @model_validator(mode="after")
@@ -463,17 +481,22 @@ class Scenario(_Model):
             for wanted in check.groups or []:
                 if wanted not in group_names:
                     raise ValueError(f"checks[{i}] names unknown client group {wanted!r}")
-        for target in self.expect:
-            for i, group in enumerate(self.clients):
-                if group.transport_for(target) is None:
-                    raise ValueError(
-                        f"expect names target {target!r} but clients[{i}] has no transport for it"
-                    )
         return self
 
     @property
     def needs_nginx(self) -> bool:
         return self.stack.nginx
+
+    @property
+    def all_needs(self) -> frozenset[str]:
+        """Every capability the scenario needs: declared, and implied by its clients and
+        events (a cancel action needs a cancel message, a restart a target the harness runs)."""
+        out: set[str] = set(self.needs)
+        for group in self.clients:
+            out |= group.needs
+        if self.events:
+            out.add("restartable")
+        return frozenset(out)
 
     def group_name(self, index: int) -> str:
         return self.clients[index].name or f"g{index}"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from scenarios import model
+from scenarios.profiles import builtin_names
 from scenarios.report import (
     RunSummary,
     ScenarioResult,
@@ -30,7 +31,7 @@ from scenarios.report import (
     summarise_failures,
     write_reports,
 )
-from scenarios.runner import RunOptions, replay_command, run_scenario, target_kind
+from scenarios.runner import RunOptions, replay_command, run_scenario
 from scenarios.seeds import MAX_SEED, new_root_seed, repetition_seed
 
 __all__ = ["list_main", "replay_main", "run_main"]
@@ -74,10 +75,12 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         help="server under test: reference (default), naive, or the URL of a running server",
     )
     parser.add_argument(
-        "--target-protocol",
-        choices=("v1", "tutorial"),
+        "--target-profile",
         default=None,
-        help="what a --target URL speaks on /ws/chat/{id} (default v1)",
+        metavar="NAME|FILE",
+        help="how to talk to the target: a built-in profile ("
+        + ", ".join(builtin_names())
+        + ") or a profile YAML file; default: the built-in target's own, v1 for a URL",
     )
     parser.add_argument(
         "--catalogue",
@@ -227,13 +230,13 @@ def _execute(
 ) -> int:
     options = RunOptions(
         target=args.target,
-        target_protocol=args.target_protocol,
+        profile=args.target_profile,
         toxiproxy_url=args.toxiproxy_url,
         nginx_binary=args.nginx,
         log_dir=args.logs,
         mock_port=args.mock_port,
     )
-    if target_kind(args.target) == "url":
+    if options.resolve().kind == "url":
         problem = _unreachable(args.target)
         if problem:
             print(f"streamharness: {problem}", file=err)
@@ -337,7 +340,11 @@ def replay_main(argv: Sequence[str] | None = None) -> int:
             f"streamharness: {model.UnknownScenarioError(args.scenario, list(by_name))}", file=err
         )
         return EXIT_USAGE
-    command = replay_command(args.seed, args.scenario, args.target)
+    command = replay_command(
+        args.seed,
+        args.scenario,
+        RunOptions(target=args.target, profile=args.target_profile, mock_port=args.mock_port),
+    )
     return _execute([by_name[args.scenario]], args, args.seed, 1, command, sys.stdout, err)
 
 

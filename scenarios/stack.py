@@ -89,6 +89,10 @@ class StackSpec:
     mock_seed: int = 0
     mock_profile: str | None = None
     mock_args: tuple[str, ...] = ()
+    # The port the server under test calls its provider on, the same across stacks (a server
+    # the harness does not start is configured once): the upstream proxy listens there when
+    # there is one, else the mock. None: a free port.
+    provider_port: int | None = None
     proxy_seed: int = 0
     # An external Toxiproxy-compatible server to use instead of starting the embedded one.
     toxiproxy_url: str | None = None
@@ -248,7 +252,9 @@ class Stack:
             self.upstream_url = self.mock_url + "/v1"
             if spec.upstream_proxy:
                 self.upstream_proxy_name = spec.proxy_name_prefix + "upstream"
-                listen = await self._create_proxy(self.upstream_proxy_name, self.mock_url)
+                listen = await self._create_proxy(
+                    self.upstream_proxy_name, self.mock_url, spec.provider_port or 0
+                )
                 self.upstream_url = f"http://{listen}/v1"
             await self._start_server()
             front = self.server_url
@@ -314,7 +320,8 @@ class Stack:
 
     async def _start_mock(self) -> None:
         spec = self.spec
-        argv = [self.python, "-m", "mockllm", "--host", LOOPBACK, "--port", "0"]
+        port = spec.provider_port if spec.provider_port and not spec.upstream_proxy else 0
+        argv = [self.python, "-m", "mockllm", "--host", LOOPBACK, "--port", str(port)]
         argv += ["--seed", str(spec.mock_seed)]
         if spec.mock_profile is not None:
             argv += ["--profile", spec.mock_profile]
@@ -348,11 +355,11 @@ class Stack:
         assert self.faultproxy.url is not None
         self.proxy_api_url = self.faultproxy.url.rstrip("/")
 
-    async def _create_proxy(self, name: str, upstream_url: str) -> str:
+    async def _create_proxy(self, name: str, upstream_url: str, listen_port: int = 0) -> str:
         """Create a Toxiproxy proxy to ``upstream_url``'s host:port; return its listen addr."""
         assert self.proxy_api_url is not None
         host, port = _host_port(upstream_url)
-        body = {"name": name, "listen": f"{LOOPBACK}:0", "upstream": f"{host}:{port}"}
+        body = {"name": name, "listen": f"{LOOPBACK}:{listen_port}", "upstream": f"{host}:{port}"}
         async with httpx.AsyncClient(timeout=10.0) as http:
             if self.spec.toxiproxy_url is not None:
                 # A leftover of an earlier run on a shared server would make this a 409.

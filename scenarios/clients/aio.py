@@ -92,13 +92,14 @@ async def _open_ws(
     max_queue: int | None,
     ping_interval: float | None,
     open_timeout_s: float,
+    headers: Mapping[str, str] | None = None,
 ) -> ClientConnection:
     try:
         return await connect(
             url,
             subprotocols=[Subprotocol(subprotocol)] if subprotocol else None,
             origin=Origin(origin) if origin else None,
-            additional_headers=Headers(_auth_headers(token)),
+            additional_headers=Headers({**(headers or {}), **_auth_headers(token)}),
             max_queue=max_queue,
             # Off by default: client pings would keep an idle proxy connection alive and hide
             # the server's own heartbeat (or its absence), which is what scenarios measure.

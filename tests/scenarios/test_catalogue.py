@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from scenarios import model
 from scenarios.model import load_catalogue
+from scenarios.targets import BUILTIN_TARGETS, resolve_target, unmet
 
 # The scenarios the catalogue must have (issue 6), and what each is expected to show.
 REQUIRED = {
@@ -21,7 +24,7 @@ REQUIRED = {
     "slow_consumer",
     "sse_resume_nginx",
     "graceful_restart",
-    "tutorial_end_marker",
+    "end_marker_in_answer",
 }
 
 # Flaws of the naive server (reference_server/naive.py) that a scenario must catch.
@@ -31,8 +34,7 @@ NAIVE_FLAWS = {
     "upstream_429_then_success",  # upstream errors are printed, the socket just stops
     "upstream_abort",
     "stalled_upstream",
-    "tutorial_end_marker",  # the in-band [END] token
-    "two_streams_one_connection",  # a new message cancels the running stream
+    "end_marker_in_answer",  # the in-band [END] token
     "shared_client_id",  # the client id in the path is trusted
 }
 
@@ -48,6 +50,17 @@ def test_every_scenario_passes_on_the_reference_and_naive_flaws_fail() -> None:
         assert scenario.expect.get("reference") == "pass", scenario.name
     for name in NAIVE_FLAWS:
         assert catalogue[name].expect.get("naive") == "fail", name
+
+
+@pytest.mark.parametrize("name", BUILTIN_TARGETS)
+def test_every_scenario_a_builtin_target_runs_says_what_it_expects(name: str) -> None:
+    # `run --target naive --expectations` is only meaningful when no verdict goes unjudged.
+    target = resolve_target(name)
+    for s in load_catalogue():
+        if unmet(s.all_needs, target) is None:
+            assert name in s.expect, f"{s.name} runs on {name} but has no expectation for it"
+        else:
+            assert name not in s.expect, f"{s.name} is skipped on {name} but expects a verdict"
 
 
 def test_scenarios_stay_small_enough_for_ci() -> None:

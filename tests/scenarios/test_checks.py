@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from scenarios.checks import (
     figures,
     percentile,
     run_check,
+    run_checks,
 )
 
 CHECK = TypeAdapter(model.Check)
@@ -107,9 +107,17 @@ def test_indexes_dense() -> None:
     assert not ok and "missing [1]" in reason
     ok, reason = verdict(c, stream(tokens=""))
     assert not ok and "no stream received a token" in reason
-    tutorial = dataclasses.replace(stream(indexes=[0, 0, 0]), transport="tutorial")
-    ok, reason = verdict(c, tutorial)
-    assert ok and "not applicable" in reason
+
+
+def test_a_check_the_target_cannot_give_is_not_applicable() -> None:
+    obs = RunObservation(streams=(stream(indexes=[0, 0, 0]),))
+    c = check(check="indexes_dense")
+    [result] = run_checks([c], obs, lambda needs: "no indexes" if "indexes" in needs else None)
+    assert result.passed and not result.applicable
+    assert result.reason == "not applicable: no indexes"
+    assert result.to_dict()["applicable"] is False
+    [judged] = run_checks([c], obs, lambda needs: None)
+    assert not judged.passed and judged.applicable
 
 
 def test_upstream_stopped_after_cancel() -> None:
@@ -132,7 +140,9 @@ def test_upstream_requests_counts_per_prompt() -> None:
     s = stream()
     assert verdict(one, s, ledger=(entry(s.prompt),))[0]
     ok, reason = verdict(one, s, ledger=(entry(s.prompt), entry(s.prompt, id="r2")))
-    assert not ok and "g0/c0/m0: 2 requests" in reason
+    assert not ok and "g0/c0/m0: 2 upstream requests: a second generation for one message" in (
+        reason
+    )
     # "client 1" must not count "client 10"'s requests: the match is on the whole prompt
     other = stream("g0/c10/m0")
     assert verdict(one, s, ledger=(entry(s.prompt), entry(other.prompt)))[0]

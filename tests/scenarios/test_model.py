@@ -39,7 +39,8 @@ def test_minimal_scenario_gets_defaults() -> None:
     assert s.stack.nginx is False and s.stack.upstream_proxy is False
     assert s.mock.profile == "instant"
     assert s.clients[0].count == 2
-    assert s.clients[0].transport_for("reference") == "ws"
+    assert s.clients[0].transport == "default"
+    assert s.all_needs == frozenset()
     assert isinstance(s.checks[0], model.EveryStreamEnded)
     assert s.checks[0].outcomes == ["completed"]
 
@@ -67,7 +68,6 @@ events:
 clients:
   - name: readers
     count: 3
-    transport: {reference: ws, naive: tutorial}
     actions: [{at_token: 2, do: drop_and_resend, reconnect_after_ms: 10}]
 checks:
   - {check: ttft, stat: p95, max_ms: 500, groups: [readers]}
@@ -82,9 +82,9 @@ checks:
     assert s.toxics[0].trigger == "after 3 tokens"
     assert s.toxics[1].trigger == "after 50 ms"
     assert s.toxics[0].toxic_name == "reset_peer_downstream"
-    assert s.clients[0].transport_for("naive") == "tutorial"
-    assert s.clients[0].transport_for("reference") == "ws"
     assert s.needs_nginx
+    assert s.all_needs == {"restartable"}
+    assert s.checks[3].all_needs == {"error_codes"} and s.checks[4].all_needs == {"stats"}
     assert isinstance(s.checks[0], model.TtftBand) and s.checks[0].stat == "p95"
 
 
@@ -175,12 +175,26 @@ def test_band_needs_a_bound_and_an_order() -> None:
     assert "min_ms is larger than max_ms" in problems_of(text)[0][2]
 
 
-def test_expected_target_needs_a_transport() -> None:
-    text = MINIMAL.replace("{reference: pass}", "{reference: pass, naive: fail}").replace(
-        "count: 2", "count: 2\n    transport: {reference: ws}"
-    )
-    [(_, _, message)] = problems_of(text)
-    assert "expect names target 'naive' but clients[0] has no transport for it" in message
+def test_needs_follow_from_clients_and_events() -> None:
+    text = MINIMAL.replace(
+        "  - count: 2\n",
+        "  - count: 2\n    actions: [{at_token: 1, do: cancel}]\n"
+        "  - {transport: sse, on_disconnect: resume}\n"
+        "  - {concurrent: true, shared_client_id: true}\n",
+    ).replace("expect: {reference: pass}", "expect: {reference: pass}\nneeds: [stats]")
+    assert parse_scenario(text).all_needs == {
+        "cancel_message",
+        "v1_http",
+        "resume",
+        "several_streams",
+        "client_id_in_url",
+        "stats",
+    }
+
+
+def test_unknown_need() -> None:
+    text = MINIMAL.replace("expect: {reference: pass}", "expect: {reference: pass}\nneeds: [x]")
+    assert "needs[0]" in problems_of(text)[0][1]
 
 
 def test_check_groups_must_exist() -> None:

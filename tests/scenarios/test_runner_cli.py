@@ -94,35 +94,35 @@ def test_unreachable_target(capsys: pytest.CaptureFixture[str]) -> None:
 def test_failure_prints_seed_and_replay_and_exits_non_zero(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["tutorial_end_marker", "--target", "naive", "--seed", "99", "-q"]
+    argv = ["end_marker_in_answer", "--target", "naive", "--seed", "99", "-q"]
     assert runner_cli.run_main([*argv, "--report", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "FAILED tutorial_end_marker on naive (seed 99)" in out
-    assert "replay: streamharness replay 99 tutorial_end_marker --target naive" in out
+    assert "FAILED end_marker_in_answer on naive (seed 99)" in out
+    assert "replay: streamharness replay 99 end_marker_in_answer --target naive" in out
     assert "text equals the mock's answer" in out
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["results"][0]["verdict"] == "fail"
     suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "1"
-    assert (tmp_path / "tutorial_end_marker-99.txt").read_text().count("[FAIL]") >= 1
+    assert (tmp_path / "end_marker_in_answer-99.txt").read_text().count("[FAIL]") >= 1
     # The same failure is what the scenario expects of the naive server.
     assert runner_cli.run_main([*argv, "--expectations"]) == 0
 
 
 @pytest.mark.integration
 def test_replay_runs_one_scenario_with_the_seed(capsys: pytest.CaptureFixture[str]) -> None:
-    assert runner_cli.replay_main(["5", "tutorial_end_marker", "-q"]) == 0
+    assert runner_cli.replay_main(["5", "end_marker_in_answer", "-q"]) == 0
     out = capsys.readouterr().out
-    assert "tutorial_end_marker  5     PASS" in out
+    assert "end_marker_in_answer  5     PASS" in out
     assert "1 runs on reference (seed 5): 1 pass" in out
 
 
 @pytest.mark.integration
 def test_repeat_derives_one_seed_per_repetition(capsys: pytest.CaptureFixture[str]) -> None:
-    assert runner_cli.run_main(["tutorial_end_marker", "--seed", "5", "--repeat", "2", "-q"]) == 0
+    assert runner_cli.run_main(["end_marker_in_answer", "--seed", "5", "--repeat", "2", "-q"]) == 0
     out = capsys.readouterr().out
     assert "2 runs on reference (seed 5): 2 pass" in out
-    seeds = [line.split()[1] for line in out.splitlines() if line.startswith("tutorial_end")]
+    seeds = [line.split()[1] for line in out.splitlines() if line.startswith("end_marker_in")]
     assert seeds == ["5", str(repetition_seed(5, 1))]
 
 

@@ -63,10 +63,10 @@ async def test_scenarios_aimed_at_naive_flaws_fail_on_the_naive_server(name: str
     assert result.replay == f"streamharness replay {SEED} {name} --target naive"
 
 
-async def test_reference_only_scenarios_are_skipped_on_naive_with_a_reason() -> None:
+async def test_scenarios_needing_what_a_profile_lacks_are_skipped_with_a_reason() -> None:
     result = await _run("mid_stream_cancel", "naive")
     assert result.verdict == "skip"
-    assert "not aimed at the naive server" in result.reason
+    assert result.reason == "needs a cancel message; profile tutorial declares none"
 
 
 async def test_same_seed_same_verdicts_and_fault_schedule() -> None:
@@ -108,9 +108,10 @@ async def test_an_external_target_given_by_url(external_server: tuple[str, int])
     options = RunOptions(target=target, mock_port=mock_port)
     result = await run_scenario(CATALOGUE["concurrency"], 4, options)
     assert result.verdict == "pass", render_scenario_text(result)
-    assert result.expected is None and result.replay.endswith(f"--target {target}")
+    assert result.expected is None
+    assert result.replay.endswith(f"--target {target} --mock-port {mock_port}")
     restart = await run_scenario(CATALOGUE["graceful_restart"], 4, options)
-    assert restart.verdict == "skip" and "external target" in restart.reason
+    assert restart.verdict == "skip" and "URL target" in restart.reason
 
 
 @pytest.mark.parametrize("trigger", ["", ", after_tokens: 2"])

@@ -1,18 +1,13 @@
-"""The runner's pure parts: the seeded plan and the observation of recorded streams."""
+"""The runner's pure parts: the seeded plan, the replay command, the observation of streams."""
 
 from __future__ import annotations
 
 from scenarios.clients import StreamRecord
+from scenarios.drivers import StreamState
 from scenarios.model import load_catalogue, parse_scenario
-from scenarios.runner import (
-    ClientPlan,
-    _observation,
-    _StreamState,
-    describe_plan,
-    plan_run,
-    replay_command,
-    target_kind,
-)
+from scenarios.observe import observation
+from scenarios.plan import ClientPlan, describe_plan, plan_run
+from scenarios.runner import RunOptions, replay_command
 
 SCENARIO = parse_scenario(
     """\
@@ -32,7 +27,6 @@ clients:
     messages: 2
     start_jitter_ms: 100
     think_ms: 40
-    transport: {reference: ws, naive: tutorial}
 checks:
   - check: every_stream_ended
 """
@@ -51,7 +45,7 @@ def test_plan_in_words_changes_with_the_seed() -> None:
     assert words != describe_plan(plan_run(SCENARIO, 12))
     assert words[0].startswith("seeds: mock ")
     assert any(line.startswith("reset_peer toxic 'rp'") and " + " in line for line in words)
-    assert any(line.startswith("client a-0 (ws) starts at +") for line in words)
+    assert any(line.startswith("client a-0 (default) starts at +") for line in words)
 
 
 def test_other_seed_other_draws() -> None:
@@ -84,21 +78,20 @@ def test_plan_contents() -> None:
     assert len(set(prompts)) == len(prompts)
 
 
-def test_transport_follows_the_target() -> None:
-    assert {c.transport for c in plan_run(SCENARIO, 1, "reference").clients} == {"ws"}
-    assert {c.transport for c in plan_run(SCENARIO, 1, "naive").clients} == {"tutorial"}
-
-
-def test_target_kind_and_replay_command() -> None:
-    assert target_kind("reference") == "reference"
-    assert target_kind("ws://127.0.0.1:9000") == "url"
+def test_replay_command_names_the_target_and_its_profile() -> None:
     assert replay_command(5, "jitter") == "streamharness replay 5 jitter"
-    assert replay_command(5, "jitter", "naive") == "streamharness replay 5 jitter --target naive"
+    naive = RunOptions(target="naive")
+    assert replay_command(5, "jitter", naive) == "streamharness replay 5 jitter --target naive"
+    mine = RunOptions(target="ws://127.0.0.1:9000", profile="my app.yaml", mock_port=9800)
+    assert replay_command(5, "jitter", mine) == (
+        "streamharness replay 5 jitter --target ws://127.0.0.1:9000 "
+        "--target-profile 'my app.yaml' --mock-port 9800"
+    )
 
 
-def _state(records: list[StreamRecord]) -> _StreamState:
-    plan = ClientPlan(0, "g0", 1, "g0-1", "ws", 0.0, (), ("hello",))
-    state = _StreamState(plan, 0, records=records, sent_at=10.0, sent_at_epoch=1000.0)
+def _state(records: list[StreamRecord]) -> StreamState:
+    plan = ClientPlan(0, "g0", 1, "g0-1", "default", 0.0, (), ("hello",))
+    state = StreamState(plan, 0, records=records, sent_at=10.0, sent_at_epoch=1000.0)
     return state
 
 
@@ -112,7 +105,7 @@ def test_observation_merges_attempts_and_times_from_the_request() -> None:
     second.finish("completed", 10.8)
     state = _state([first, second])
     state.close_codes.append(1006)
-    obs = _observation(state, "ab", t0=9.0)
+    obs = observation(state, "ab", t0=9.0)
     assert obs.key == "g0/c1/m0" and obs.text == "aab" and obs.outcome == "completed"
     assert obs.close_code == 1006 and obs.attempts == 2
     assert round(obs.ttft_s or 0, 3) == 0.1 and round(obs.sent_t, 3) == 1.0
@@ -128,7 +121,7 @@ def test_observation_drops_tokens_a_new_generation_sent_again() -> None:
     record.finish("completed", 11.1)
     state = _state([record])
     state.dedupe_from = (3, 2)
-    obs = _observation(state, "abcdef", t0=10.0)
+    obs = observation(state, "abcdef", t0=10.0)
     assert obs.text == "abcdef" and [a.index for a in obs.arrivals] == [0, 1, 2, 3, 4, 5]
     assert "discarded 3 re-sent tokens <= index 2" in obs.notes
 
