@@ -299,7 +299,8 @@ def _what_happened(s: StreamObservation, obs: RunObservation) -> str:
             f"{s.ended_t or 0.0:.1f} s with no token, no end and no error"
         )
     upstream = entries[-1]
-    if upstream.ended_at is None:
+    # A request that ended only when the client gave up was still open while it waited.
+    if upstream.ended_at is None or upstream.ended_at >= waited_until - 0.05:
         silent = (s.ended_t or 0.0) - (s.arrivals[-1].t if s.arrivals else 0.0)
         return (
             f"{s.key}: {got}, then nothing for {silent:.1f} s (no end, no error) while the "

@@ -245,6 +245,8 @@ class ClientGroup(_Model):
     # Prompt template: {client}, {message} and {word} (a seeded word) are filled in; the default
     # makes every prompt unique so each stream can be matched to its upstream request.
     prompt: str = "{scenario} client {client} message {message}: tell me about {word}"
+    # The group starts this long after the run's clock (then its seeded jitter).
+    start_after_ms: int = Field(default=0, ge=0)
     start_jitter_ms: int = Field(default=0, ge=0)
     think_ms: int = Field(default=0, ge=0)
     read_delay_ms: float = Field(default=0.0, ge=0)

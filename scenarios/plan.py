@@ -127,7 +127,8 @@ def plan_run(scenario: model.Scenario, seed: int) -> RunPlan:
         for i in range(group.count):
             rng = tree.client(g, i)
             client_id = f"{name}-{i}"
-            start = rng.uniform(0, group.start_jitter_ms) if group.start_jitter_ms else 0.0
+            jitter = rng.uniform(0, group.start_jitter_ms) if group.start_jitter_ms else 0.0
+            start = group.start_after_ms + jitter
             thinks = tuple(
                 round(rng.uniform(0, group.think_ms), 3) if group.think_ms else 0.0
                 for _ in range(group.messages - 1)

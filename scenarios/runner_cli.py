@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shlex
 import sys
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import TextIO
 
 from scenarios import model
-from scenarios.profiles import builtin_names
+from scenarios.preflight import preflight, provider_url
+from scenarios.profiles import ProfileError, builtin_names
 from scenarios.report import (
     RunSummary,
     ScenarioResult,
@@ -37,6 +39,8 @@ from scenarios.seeds import MAX_SEED, new_root_seed, repetition_seed
 __all__ = ["list_main", "replay_main", "run_main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Where the provider listens for a URL target unless --mock-port says otherwise.
+DEFAULT_PROVIDER_PORT = 9800
 
 
 def _seed(text: str) -> int:
@@ -83,6 +87,22 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         + ") or a profile YAML file; default: the built-in target's own, v1 for a URL",
     )
     parser.add_argument(
+        "--target-model",
+        default=None,
+        metavar="NAME",
+        help="the model name clients ask the target for (default: the scenario's; a gateway "
+        "such as LiteLLM wants one it routes)",
+    )
+    parser.add_argument(
+        "--header",
+        dest="headers",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header for every request to the target, e.g. 'Authorization: Bearer KEY' "
+        "(repeatable)",
+    )
+    parser.add_argument(
         "--catalogue",
         type=Path,
         default=None,
@@ -126,8 +146,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="PORT",
-        help="start the mock on this port (for a --target URL whose upstream is "
-        "http://127.0.0.1:PORT/v1); default: a free port",
+        help="the provider's port: your server's OpenAI base URL is http://127.0.0.1:PORT/v1 "
+        f"(default for a --target URL: {DEFAULT_PROVIDER_PORT}; else a free port)",
+    )
+    parser.add_argument(
+        "--mock-model",
+        dest="mock_models",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="the model names the mock answers (repeatable; default: any name)",
     )
     parser.add_argument(
         "--expectations",
@@ -219,6 +247,49 @@ def _exit_code(results: Sequence[ScenarioResult], expectations: bool) -> int:
     return EXIT_FAILED if bad else EXIT_OK
 
 
+def _options(args: argparse.Namespace, err: TextIO) -> RunOptions | None:
+    """The run's options with the target and its profile checked; None (said why) if bad."""
+    headers = {}
+    for header in args.headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            print(f"streamharness: --header {header!r}: use 'Name: value'", file=err)
+            return None
+        headers[name.strip()] = value.strip()
+    options = RunOptions(
+        target=args.target,
+        profile=args.target_profile,
+        target_model=args.target_model,
+        headers=headers,
+        toxiproxy_url=args.toxiproxy_url,
+        nginx_binary=args.nginx,
+        log_dir=args.logs,
+        mock_port=args.mock_port,
+        mock_models=tuple(args.mock_models),
+    )
+    try:
+        target = options.resolve()
+    except ProfileError as exc:
+        print(f"streamharness: invalid target profile:\n{exc}", file=err)
+        return None
+    if target.kind != "url":
+        return options
+    scheme = args.target.split("://", 1)[0]
+    websocket = target.profile.transport == "websocket"
+    if websocket != scheme.startswith("ws"):
+        want = "ws://" if websocket else "http://"
+        print(
+            f"streamharness: target {args.target} does not fit profile {target.profile.name!r}, "
+            f"whose transport is {target.profile.transport}: give a {want} URL, or another "
+            "--target-profile",
+            file=err,
+        )
+        return None
+    if options.mock_port is None:
+        options = dataclasses.replace(options, mock_port=DEFAULT_PROVIDER_PORT)
+    return options
+
+
 def _execute(
     scenarios: Sequence[model.Scenario],
     args: argparse.Namespace,
@@ -228,22 +299,36 @@ def _execute(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    options = RunOptions(
-        target=args.target,
-        profile=args.target_profile,
-        toxiproxy_url=args.toxiproxy_url,
-        nginx_binary=args.nginx,
-        log_dir=args.logs,
-        mock_port=args.mock_port,
-    )
-    if options.resolve().kind == "url":
+    options = _options(args, err)
+    if options is None:
+        return EXIT_USAGE
+    target = options.resolve()
+    if target.kind == "url":
         problem = _unreachable(args.target)
         if problem:
             print(f"streamharness: {problem}", file=err)
             return EXIT_USAGE
+        assert options.mock_port is not None
+        print(
+            f"provider for your server: {provider_url(options.mock_port)} (its OpenAI base "
+            "URL; any model name is answered)",
+            file=err,
+        )
+        print(f"checking {target.describe()} with one message ...", file=err, end=" ")
+        err.flush()
+        try:
+            checked = asyncio.run(preflight(options))
+        except KeyboardInterrupt:
+            print("\nstreamharness: interrupted; every process was stopped", file=err)
+            return EXIT_INTERRUPTED
+        if not checked.ok:
+            print(f"failed\nstreamharness: {checked.message}", file=err)
+            return EXIT_USAGE
+        print(f"ok ({checked.message})", file=err)
+        options = dataclasses.replace(options, target_stats=checked.stats)
     progress = _Progress(err, not args.quiet)
     print(
-        f"running {len(scenarios)} scenario(s) x {repeat} against {args.target}, seed {seed}",
+        f"running {len(scenarios)} scenario(s) x {repeat} against {target.describe()}, seed {seed}",
         file=err,
     )
     started = time.perf_counter()

@@ -239,8 +239,8 @@ class ProfileHttpStream:
             record.error_message = f"{self.profile.method} {url}: cannot connect: {exc!r}"
             record.finish("error", time.perf_counter())
         except httpx.HTTPError as exc:
-            self.recorder.closed(time.perf_counter(), clean=False)
-            record.error_message = f"{record.error_message} ({exc!r})"
+            if self.recorder.closed(time.perf_counter(), clean=False) is not None:
+                record.error_message = f"{record.error_message} ({type(exc).__name__})"
         finally:
             if self._idle is not None:
                 self._idle.stop()
