@@ -39,6 +39,13 @@ class Arrival:
     t: float  # seconds since the stream's first request left the client
 
 
+# Ends a profile may count as the end of an answer although the server said nothing.
+_ENDED_WITHOUT_A_WORD = {
+    "idle": "a silence (the profile's idle_end_ms), no end from the server",
+    "close": "the connection closing, no end message",
+}
+
+
 @dataclass(frozen=True)
 class StreamObservation:
     """One logical stream (a chat message) as the client saw it, across reconnects."""
@@ -115,6 +122,8 @@ class StreamObservation:
         what = f"{self.outcome} after {len(self.arrivals)} tokens"
         if self.outcome == "error" and self.error_message and self.error_code:
             return f"{what}: {self.error_code}: {self.error_message}"
+        if self.outcome == "completed" and self.finish_reason in _ENDED_WITHOUT_A_WORD:
+            return f"{what}, ended by {_ENDED_WITHOUT_A_WORD[self.finish_reason]}"
         parts = [what]
         if self.close_code is not None:
             parts.append(f"close {self.close_code}")

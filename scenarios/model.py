@@ -148,13 +148,22 @@ class MockSpec(_Model):
         keys = ("tokens", "ttft_ms", "itl_ms", "jitter_ms", "tokens_per_chunk")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
-    def rules_to_post(self) -> list[dict[str, Any]]:
-        """The scenario's rules with the defaults merged in, then the catch-all rule."""
+    def rules_to_post(self, scope: str | None = None) -> list[dict[str, Any]]:
+        """The scenario's rules with the defaults merged in, then the catch-all rule.
+
+        ``scope``: a text every prompt of the run contains (the scenario's name). Rules that
+        match no prompt of their own are limited to prompts with it, so a request a server
+        still makes for an earlier scenario cannot use up a rule (``nth: 1``) of this one.
+        """
         defaults = self.defaults()
         out = []
         for rule in self.rules:
             merged = dict(rule)
             merged["respond"] = {**defaults, **(rule.get("respond") or {})}
+            match = dict(merged.get("match") or {})
+            if scope is not None and "prompt" not in match:
+                match["prompt"] = re.escape(scope)
+                merged["match"] = match
             out.append(merged)
         if defaults:
             out.append({"id": "scenario-defaults", "respond": defaults})
@@ -488,6 +497,13 @@ class Scenario(_Model):
     @property
     def needs_nginx(self) -> bool:
         return self.stack.nginx
+
+    @property
+    def rule_scope(self) -> str | None:
+        """The scenario's name when every prompt template names it (see ``rules_to_post``)."""
+        if all("{scenario}" in g.prompt for g in self.clients):
+            return self.name
+        return None
 
     @property
     def all_needs(self) -> frozenset[str]:

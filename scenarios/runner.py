@@ -208,7 +208,7 @@ async def _run(
         live.logs.update({k: str(v) for k, v in stack.logs.items()})
         if progress:
             progress("stack up")
-        await _post_rules(http, stack.mock_url, scenario.mock)
+        await _post_rules(http, stack.mock_url, scenario)
         if not target.started:
             await _check_reachable(http, stack.client_http_url)
         baseline = await fetch_stats(http, stack.server_url)
@@ -305,10 +305,10 @@ async def _progress(
         await asyncio.sleep(0.2)
 
 
-async def _post_rules(http: httpx.AsyncClient, mock_url: str, mock: model.MockSpec) -> None:
+async def _post_rules(http: httpx.AsyncClient, mock_url: str, scenario: model.Scenario) -> None:
     from scenarios.stack import StackError
 
-    rules = mock.rules_to_post()
+    rules = scenario.mock.rules_to_post(scenario.rule_scope)
     if not rules:
         return
     response = await http.post(f"{mock_url}/_mock/rules", json=rules)

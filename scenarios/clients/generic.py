@@ -248,10 +248,9 @@ class ProfileHttpStream:
 
     async def _refused(self, record: StreamRecord, response: httpx.Response) -> None:
         raw = await response.aread()
+        body = " ".join(raw[:ERROR_BODY_CHARS].decode(errors="replace").split())
         record.error_code = f"http_{response.status_code}"
-        record.error_message = (
-            f"HTTP {response.status_code}: {raw[:ERROR_BODY_CHARS].decode(errors='replace')}"
-        )
+        record.error_message = f"HTTP {response.status_code}: {body}"
         record.finish("error", time.perf_counter())
 
     async def _read(self, record: StreamRecord, response: httpx.Response) -> None:

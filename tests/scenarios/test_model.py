@@ -264,3 +264,19 @@ def test_concurrent_messages_take_no_actions() -> None:
         "count: 2", "count: 2\n    concurrent: true\n    actions: [{at_token: 1, do: cancel}]"
     )
     assert "concurrent messages take no actions" in problems_of(text)[0][2]
+
+
+def test_rules_are_scoped_to_the_scenarios_prompts() -> None:
+    text = MINIMAL.replace(
+        "clients:",
+        "mock:\n  tokens: 4\n  rules:\n    - {match: {nth: 1}, respond: {fault: 'status=429'}}\n"
+        "    - {match: {prompt: x}, respond: {tokens: 2}}\nclients:",
+    )
+    scenario = parse_scenario(text)
+    assert scenario.rule_scope == "tiny"
+    first, second, defaults = scenario.mock.rules_to_post(scenario.rule_scope)
+    assert first["match"] == {"nth": 1, "prompt": "tiny"}
+    assert second["match"] == {"prompt": "x"}
+    assert defaults == {"id": "scenario-defaults", "respond": {"tokens": 4}}
+    custom = parse_scenario(text.replace("count: 2", "count: 2\n    prompt: 'hi {word}'"))
+    assert custom.rule_scope is None
