@@ -25,7 +25,7 @@ from typing import TextIO
 
 from scenarios import model
 from scenarios.preflight import preflight, provider_url
-from scenarios.profiles import ProfileError, builtin_names
+from scenarios.profiles import ProfileError, builtin_names, load_profile
 from scenarios.report import (
     RunSummary,
     ScenarioResult,
@@ -35,6 +35,7 @@ from scenarios.report import (
 )
 from scenarios.runner import RunOptions, replay_command, run_scenario
 from scenarios.seeds import MAX_SEED, new_root_seed, repetition_seed
+from scenarios.targets import resolve_target, unmet
 
 __all__ = ["list_main", "replay_main", "run_main"]
 
@@ -435,13 +436,30 @@ def replay_main(argv: Sequence[str] | None = None) -> int:
 
 def list_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="streamharness list", description="List the scenario catalogue."
+        prog="streamharness list",
+        description="List the scenario catalogue, and which scenarios a target's profile can "
+        "run; or, with --profiles, the built-in target profiles.",
     )
     parser.add_argument("patterns", nargs="*", metavar="NAME|PATTERN|TAG")
     parser.add_argument("--catalogue", type=Path, default=None)
     parser.add_argument("--file", dest="files", type=Path, action="append", default=[])
+    parser.add_argument(
+        "--target",
+        type=_target,
+        default=None,
+        help="say which scenarios run against this target (reference, naive or a URL)",
+    )
+    parser.add_argument(
+        "--target-profile",
+        default=None,
+        metavar="NAME|FILE",
+        help="say which scenarios a server with this profile runs, and why others are skipped",
+    )
+    parser.add_argument("--profiles", action="store_true", help="list the built-in profiles")
     parser.add_argument("-v", "--verbose", action="store_true", help="show descriptions")
     args = parser.parse_args(argv)
+    if args.profiles:
+        return _list_profiles(args.verbose)
     catalogue = _load(args, sys.stderr)
     if catalogue is None:
         return EXIT_USAGE
@@ -450,12 +468,45 @@ def list_main(argv: Sequence[str] | None = None) -> int:
     except model.UnknownScenarioError as exc:
         print(f"streamharness: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    target = None
+    if args.target is not None or args.target_profile is not None:
+        try:
+            # No --target: a server of the user's that speaks the profile (a URL target).
+            target = resolve_target(args.target or "your server", args.target_profile)
+        except ProfileError as exc:
+            print(f"streamharness: invalid target profile:\n{exc}", file=sys.stderr)
+            return EXIT_USAGE
     width = max(len(s.name) for s in scenarios)
+    runs = 0
     for s in scenarios:
         expect = ", ".join(f"{target}: {verdict}" for target, verdict in s.expect.items())
         needs = " [nginx]" if s.needs_nginx else ""
-        print(f"{s.name.ljust(width)}  {expect}{needs}  ({', '.join(s.tags)})")
+        if target is None:
+            print(f"{s.name.ljust(width)}  {expect}{needs}  ({', '.join(s.tags)})")
+        else:
+            why = unmet(s.all_needs, target)
+            runs += why is None
+            print(f"{s.name.ljust(width)}  {'runs' if why is None else 'skipped: ' + why}{needs}")
         if args.verbose:
             print(f"{''.ljust(width)}  {' '.join(s.description.split())}")
-    print(f"{len(scenarios)} scenarios")
+    if target is None:
+        print(f"{len(scenarios)} scenarios")
+    else:
+        print(f"{runs} of {len(scenarios)} scenarios run against {target.describe()}")
+    return EXIT_OK
+
+
+def _list_profiles(verbose: bool) -> int:
+    names = builtin_names()
+    width = max(len(n) for n in names)
+    for name in names:
+        profile = load_profile(name)
+        request = (
+            profile.url if profile.transport == "websocket" else f"{profile.method} {profile.url}"
+        )
+        caps = ", ".join(sorted(profile.capabilities)) or "-"
+        print(f"{name.ljust(width)}  {profile.transport:9}  {request}  (can: {caps})")
+        if verbose:
+            print(f"{''.ljust(width)}  {' '.join(profile.description.split())}")
+    print(f"{len(names)} built-in profiles; write your own with 'extends: NAME' (docs/profiles.md)")
     return EXIT_OK

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment in .venv with the project and its dev tools,
-# and Debian's nginx for the scenarios that need it. Quick when nothing changed.
+# Debian's nginx for the scenarios that need it and Node.js for the Node servers the tests
+# judge. Quick when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,17 +20,38 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+# Debian packages: nginx for the nginx scenarios; Node.js and npm for the tests that judge
+# Node servers (the Vercel AI SDK, Express). Installed once, together, when missing.
+missing=()
 if [ "${STREAMHARNESS_SKIP_NGINX:-0}" != "1" ] && ! command -v nginx >/dev/null 2>&1 \
         && [ ! -x /usr/sbin/nginx ]; then
+    missing+=(nginx)
+fi
+if [ "${STREAMHARNESS_SKIP_NODE:-0}" != "1" ] && ! command -v node >/dev/null 2>&1; then
+    missing+=(nodejs)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-        echo "[bootstrap] installing Debian nginx" >&2
+        echo "[bootstrap] installing Debian ${missing[*]}" >&2
         apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null 2>&1 \
-            || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-        # We only use the binary with our own config; never leave the system service running.
-        (service nginx stop || true) >/dev/null 2>&1
+        for pkg in "${missing[@]}"; do
+            case "$pkg" in
+            nginx)
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null 2>&1 \
+                    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+                # We only use the binary with our own config; never leave the service running.
+                (service nginx stop || true) >/dev/null 2>&1
+                ;;
+            nodejs)
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
+                # Debian's nodejs comes without npm; NodeSource's includes it.
+                command -v npm >/dev/null 2>&1 \
+                    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+                ;;
+            esac
+        done
     else
-        echo "[bootstrap] nginx not found and cannot install it (not root or no apt-get);" \
-             "nginx scenarios will be skipped" >&2
+        echo "[bootstrap] ${missing[*]} not found and cannot install (not root or no apt-get);" \
+             "the tests that need them are skipped with the reason" >&2
     fi
 fi
