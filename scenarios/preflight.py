@@ -14,6 +14,7 @@ import httpx
 
 from scenarios import model
 from scenarios.checks import StreamObservation
+from scenarios.profiles import builtin_names
 from scenarios.report import ScenarioResult
 from scenarios.runner import RunOptions, run_scenario
 from scenarios.targets import Target
@@ -92,10 +93,13 @@ def _diagnose(result: ScenarioResult, target: Target, options: RunOptions) -> st
         if profile.transport != "websocket"
         else f" {profile.url})"
     )
-    fix = (
-        "write a profile file that starts with 'extends: "
-        f"{profile.name}' and changes what differs, then pass --target-profile FILE"
-    )
+    if options.profile is None or options.profile in builtin_names():
+        fix = (
+            f"write a profile file that starts with 'extends: {profile.name}' and changes what "
+            "differs, then pass --target-profile FILE"
+        )
+    else:
+        fix = f"edit {options.profile}"
     if result.verdict in ("error", "skip") or not result.streams:
         return f"the check message could not run: {result.reason}"
     stream: StreamObservation = result.streams[0]
@@ -103,17 +107,17 @@ def _diagnose(result: ScenarioResult, target: Target, options: RunOptions) -> st
     code, message = stream.error_code or "", stream.error_message or ""
     if code.startswith("http_"):
         return (
-            f"the target answered {message.split(':')[0] if message else code} to {where} "
-            f"as {said}: {message}\nIs the path (url:) or the method right for your server? "
-            f"To change them, {fix}."
+            f"the target answered HTTP {code.removeprefix('http_')} to {where} as {said}: "
+            f"{message}\nIs the path (url:) or the method right for your server? To change "
+            f"them, {fix}."
         )
     if code == "connect":
         return f"cannot connect to {where}: {message}"
     if code == "protocol_error":
         return (
             f"the target sent a frame that {said} cannot read: {message}\n"
-            f"Choose the built-in profile that matches (streamharness list --profiles), or "
-            f"{fix} with frames: rules for what your server sends."
+            "Choose the built-in profile that matches (streamharness list --profiles), or "
+            f"{fix} so that its frames: rules read what your server sends."
         )
     if upstream == 0:
         port = options.mock_port

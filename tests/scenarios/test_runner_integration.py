@@ -6,6 +6,7 @@ server, and every scenario aimed at a flaw of the naive server must fail on it.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,6 @@ from scenarios.runner import RunOptions, run_scenario
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CATALOGUE = {s.name: s for s in load_catalogue()}
-NAIVE_FLAWS = sorted(n for n, s in CATALOGUE.items() if s.expect.get("naive") == "fail")
 SEED = 20260
 
 
@@ -53,14 +53,48 @@ async def test_every_scenario_passes_on_the_reference_server(name: str) -> None:
     assert result.expected == "pass" and result.as_expected
 
 
-@pytest.mark.parametrize("name", _params(NAIVE_FLAWS))
-async def test_scenarios_aimed_at_naive_flaws_fail_on_the_naive_server(name: str) -> None:
-    result = await _run(name, "naive")
-    assert result.verdict == "fail", render_scenario_text(result)
-    assert result.as_expected
-    failed = [c for c in result.checks if not c.passed]
-    assert failed and all(c.reason for c in failed)
-    assert result.replay == f"streamharness replay {SEED} {name} --target naive"
+@pytest.fixture
+async def naive_by_url(tmp_path: Path) -> AsyncIterator[RunOptions]:
+    """The naive server started as an ordinary process, run as a URL target."""
+    port = free_port()
+    argv = [sys.executable, "-m", "reference_server.naive", "--port", "0"]
+    argv += ["--upstream", f"http://127.0.0.1:{port}/v1"]
+    server = await start_process("naive-by-url", argv, log_dir=tmp_path)
+    assert server.url is not None
+    try:
+        yield RunOptions(
+            target="ws" + server.url.removeprefix("http"), profile="tutorial", mock_port=port
+        )
+    finally:
+        await server.stop(5.0)
+
+
+def _masked(reason: str) -> str:
+    """A reason without what the clock and the ports decide: times, ids, port numbers, and
+    the excerpts of text (which tokens arrive before a fault strikes is the machine's timing)."""
+    reason = re.sub(r"chatcmpl-\w+", "ID", reason)
+    reason = re.sub(r"'(?:[^'\\]|\\.)*'", "'...'", reason)
+    return re.sub(r"\d+(\.\d+)?", "N", reason)
+
+
+@pytest.mark.parametrize("name", _params(sorted(CATALOGUE)))
+async def test_naive_gets_the_verdicts_it_expects_and_the_same_as_a_url_target(
+    name: str, naive_by_url: RunOptions
+) -> None:
+    builtin = await _run(name, "naive")
+    by_url = await run_scenario(CATALOGUE[name], SEED, naive_by_url)
+    assert builtin.verdict in ("pass", "fail", "skip"), render_scenario_text(builtin)
+    assert builtin.as_expected is not False, render_scenario_text(builtin)
+    if builtin.verdict == "fail":
+        failed = [c for c in builtin.checks if not c.passed]
+        assert failed and all(c.reason for c in failed)
+        assert builtin.replay == f"streamharness replay {SEED} {name} --target naive"
+    # `--target naive` is "start the naive server, use profile tutorial", nothing more.
+    assert by_url.verdict == builtin.verdict, render_scenario_text(by_url)
+    assert [c.check for c in by_url.checks if not c.passed] == [
+        c.check for c in builtin.checks if not c.passed
+    ]
+    assert _masked(by_url.reason) == _masked(builtin.reason)
 
 
 async def test_scenarios_needing_what_a_profile_lacks_are_skipped_with_a_reason() -> None:
