@@ -106,6 +106,18 @@ SERVERS: dict[str, PyServer] = {
             "the '3:' message is the provider's raw error text, leaked to the browser",
         ),
     ),
+    "json_ws": PyServer(
+        script="json_ws_fastapi.py",
+        transport="ws-json",
+        method="WS",
+        path="/api/ws?user=...",
+        request='{"prompt": "..."}; {"event": "stop"} cancels',
+        model="gpt-4o-mini",
+        description="WebSocket: {'event': 'delta', 'text'} per delta, {'event': 'done'} at the "
+        "end, {'event': 'error'} for errors, {'event': 'stopped'} after a stop; the README's "
+        "own-shape example and the control case",
+        flaws=(),
+    ),
 }
 
 

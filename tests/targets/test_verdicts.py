@@ -11,6 +11,8 @@ fail everything is as useless as one that passes everything.
 from __future__ import annotations
 
 import contextlib
+import re
+import textwrap
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,8 @@ SERVERS = {
     "ai_data_stream": Server("py", "ai-sdk-data"),
     "ai_sdk_ui": Server("node", "ai-sdk"),
     "express_openai": Server("node", "sse-json"),
+    # The README's own-shape example: its profile file is written from the README itself.
+    "json_ws": Server("py", "README:my_app.yaml", websocket=True),
 }
 
 LEFT_RUNNING = "after the cancel (completed, 80 tokens sent)"
@@ -103,7 +107,23 @@ CASES = [
     Case("express_openai", "client_leaves_stops_provider", "fail", (LEFT_RUNNING,)),
     Case("express_openai", "whitespace_preserved", "pass"),
     Case("express_openai", "end_marker_in_answer", "pass"),
+    # A careful server of a shape no built-in profile knows, read with the README's profile.
+    Case("json_ws", "mid_stream_cancel", "pass"),
+    Case("json_ws", "client_leaves_stops_provider", "pass"),
+    Case("json_ws", "upstream_abort", "pass"),
+    Case("json_ws", "whitespace_preserved", "pass"),
+    Case("json_ws", "reconnect_resend", "fail", ("a second generation for one message",)),
 ]
+
+
+def readme_profile(folder: Path) -> str:
+    """The README's ``# my_app.yaml`` profile, written to ``folder`` as a user would save it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n( *# my_app\.yaml.*?)```", readme, re.S)
+    assert len(blocks) == 1, "expected one my_app.yaml example in the README"
+    file = folder / "my_app.yaml"
+    file.write_text(textwrap.dedent(blocks[0]))
+    return str(file)
 
 
 @contextlib.asynccontextmanager
@@ -133,7 +153,10 @@ async def test_verdict(case: Case, tmp_path: Path) -> None:
     # A fresh server per case: some of them exit on purpose when the provider drops.
     async with _serve(case.server, port, tmp_path) as url:
         target = "ws" + url.removeprefix("http") if server.websocket else url
-        options = RunOptions(target=target, profile=server.profile, mock_port=port)
+        profile = (
+            readme_profile(tmp_path) if server.profile.startswith("README:") else server.profile
+        )
+        options = RunOptions(target=target, profile=profile, mock_port=port)
         result = await run_scenario(CATALOGUE[case.scenario], SEED, options)
     _check(result, case)
 
