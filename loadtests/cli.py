@@ -38,6 +38,7 @@ USER_CLASSES: dict[str, str] = {
     "blocking": "BlockingUser",
     "polling": "PollingUser",
     "openai": "OpenAIUser",
+    "profile": "ProfileUser",
 }
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
@@ -112,11 +113,12 @@ def _share(text: str) -> float:
 
 def _url(text: str) -> str:
     parsed = urlparse(text)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    if parsed.scheme not in ("http", "https", "ws", "wss") or not parsed.netloc:
         raise argparse.ArgumentTypeError(
-            f"target must be an http:// or https:// URL of the server, got {text!r}"
+            f"target must be an http(s):// or ws(s):// URL of the server, got {text!r}"
         )
-    return text.rstrip("/")
+    # Locust wants an http(s) host; WebSocket users turn it back into ws(s).
+    return ("http" + text[2:] if parsed.scheme.startswith("ws") else text).rstrip("/")
 
 
 def _think(text: str) -> tuple[float, float]:
@@ -163,6 +165,15 @@ def build_load_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=parse_duration, default=30.0, help="e.g. 30s, 2m")
     parser.add_argument("--shape", choices=SHAPE_NAMES, default="constant")
     parser.add_argument("--transport", choices=list(USER_CLASSES), default="ws")
+    parser.add_argument(
+        "--target-profile", default=None, metavar="NAME|FILE",
+        help="talk to --target through this target profile (docs/profiles.md): any server's "
+        "WebSocket, SSE or streamed HTTP shape; implies --transport profile",
+    )  # fmt: skip
+    parser.add_argument(
+        "--header", dest="headers", action="append", default=[], metavar="'NAME: VALUE'",
+        help="with --target-profile: a header of every request (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--processes", type=positive_int, default=1, help="Locust processes")
     parser.add_argument("--out", type=Path, default=Path("loadtest-report"), help="output dir")
     parser.add_argument(
@@ -253,6 +264,11 @@ def locust_command(
     ]  # fmt: skip
     if args.model:
         cmd += ["--sh-model", args.model]
+    if args.target_profile:
+        cmd += ["--sh-target-profile", str(Path(args.target_profile).resolve())
+                if Path(args.target_profile).is_file() else args.target_profile]  # fmt: skip
+    for header in args.headers:
+        cmd += ["--sh-header", header]
     if args.max_tokens:
         cmd += ["--sh-max-tokens", str(args.max_tokens)]
     if args.processes > 1:
@@ -392,6 +408,24 @@ async def _with_stack(args: argparse.Namespace) -> int:
         return await asyncio.to_thread(run_load, args, url)
 
 
+def _profile_problem(args: argparse.Namespace) -> str | None:
+    """Check --target-profile (and what it allows) before anything starts."""
+    from scenarios.profiles import ProfileError, load_profile
+
+    try:
+        profile = load_profile(args.target_profile)
+    except ProfileError as exc:
+        return f"invalid target profile:\n{exc}"
+    args.transport = "profile"
+    if args.target is None:
+        return "--target-profile needs --target (the URL of the server it describes)"
+    if args.drop_rate:
+        return "--drop-rate needs resume, which --target-profile users do not do"
+    if args.cancel_rate and profile.cancel_message is None:
+        return f"--cancel-rate needs a cancel message; profile {profile.name!r} declares none"
+    return None
+
+
 def load_main(argv: Sequence[str] | None = None) -> int:
     parser = build_load_parser()
     args = parse_or_status(parser, argv)
@@ -400,13 +434,17 @@ def load_main(argv: Sequence[str] | None = None) -> int:
     if args.spawn_rate is None:
         args.spawn_rate = float(args.users)
     problem = None
-    if args.drop_rate and args.transport not in ("ws", "sse"):
+    if args.target_profile is not None:
+        problem = _profile_problem(args)
+    elif args.transport == "profile":
+        problem = "--transport profile needs --target-profile"
+    elif args.drop_rate and args.transport not in ("ws", "sse"):
         problem = f"--drop-rate needs a resumable transport (ws or sse), not {args.transport}"
     elif args.cancel_rate and args.transport not in ("ws", "sse", "polling"):
         problem = (
             f"--cancel-rate needs a cancellable transport (ws, sse, polling), not {args.transport}"
         )
-    elif args.cancel_rate + args.drop_rate > 1:
+    if problem is None and args.cancel_rate + args.drop_rate > 1:
         problem = "--cancel-rate + --drop-rate must not exceed 1"
     if problem:
         parser.print_usage(sys.stderr)

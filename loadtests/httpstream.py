@@ -113,13 +113,18 @@ class HttpStreamClient:
         path: str,
         *,
         json_body: Any = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> StreamedResponse:
-        """Send a request and read up to the response headers."""
-        body = b"" if json_body is None else json.dumps(json_body).encode()
+        """Send a request (a JSON body, or ``content`` as plain text) and read up to the
+        response headers."""
+        body = content if content is not None else b""
         fields = [("Host", self.host_header), ("Accept-Encoding", "identity")]
         if json_body is not None:
+            body = json.dumps(json_body).encode()
             fields.append(("Content-Type", "application/json"))
+        elif content is not None:
+            fields.append(("Content-Type", "text/plain; charset=utf-8"))
         fields.append(("Content-Length", str(len(body))))
         fields.extend((headers or {}).items())
         conn = self._connection()

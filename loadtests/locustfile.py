@@ -1,8 +1,9 @@
 """Locust entry point: ``locust -f loadtests/locustfile.py --host http://127.0.0.1:8000``.
 
 Users (pick one or more by class name on the command line, default: all, equal weight):
-``WsV1User`` (ws), ``TutorialUser``, ``SseUser``, ``BlockingUser``, ``PollingUser``, and
-``OpenAIUser`` (straight to an OpenAI-compatible provider, the relay benchmark's baseline).
+``WsV1User`` (ws), ``TutorialUser``, ``SseUser``, ``BlockingUser``, ``PollingUser``,
+``OpenAIUser`` (straight to an OpenAI-compatible provider, the relay benchmark's baseline), and
+``ProfileUser`` (any server a target profile describes, ``--sh-target-profile``).
 
 Our options all start with ``--sh-`` (see ``locust -f loadtests/locustfile.py --help``).
 Exact metrics: each process keeps a :class:`~loadtests.metrics.LoadMetrics`; workers ship
@@ -39,6 +40,7 @@ from loadtests.users import (  # noqa: E402
     BlockingUser,
     OpenAIUser,
     PollingUser,
+    ProfileUser,
     SseUser,
     TutorialUser,
     WsV1User,
@@ -49,6 +51,7 @@ __all__ = [
     "BlockingUser",
     "OpenAIUser",
     "PollingUser",
+    "ProfileUser",
     "SseUser",
     "StreamShape",
     "TutorialUser",
@@ -78,6 +81,17 @@ def _add_arguments(parser: Any) -> None:
     group.add_argument("--sh-poll-interval", type=float, default=1.0, help="polling period, s")
     group.add_argument("--sh-stream-timeout", type=float, default=60.0, help="per stream, s")
     group.add_argument("--sh-seed", type=int, default=0, help="seed of every user decision")
+    group.add_argument(
+        "--sh-target-profile",
+        default="tutorial",
+        help="ProfileUser: a built-in target profile or a profile file (docs/profiles.md)",
+    )
+    group.add_argument(
+        "--sh-header",
+        action="append",
+        default=[],
+        help="ProfileUser: 'Name: value' header of every request (repeatable)",
+    )
     group.add_argument(
         "--sh-shape", default="constant", choices=SHAPE_NAMES, help="load shape over --run-time"
     )

@@ -20,6 +20,7 @@ streaming figures live at a cost of a few events per stream, not one per token.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -38,7 +39,7 @@ from gevent import GreenletExit
 from locust import User, task
 from locust.env import Environment
 
-from loadtests.httpstream import HttpStreamClient
+from loadtests.httpstream import HttpStreamClient, HttpStreamError
 from loadtests.metrics import UNFINISHED, LoadMetrics
 from loadtests.reactor import Reactor, nonblocking_twin
 from loadtests.rxstamp import StampedSocket
@@ -66,11 +67,20 @@ from scenarios.clients.v1 import (
     encode_pong,
     encode_resume,
 )
+from scenarios.profiles import Frame, Profile, ProfileRecorder, RequestValues, load_profile
+from scenarios.profiles.frames import (
+    ChunkDecoder,
+    LineSplitter,
+    render,
+    render_headers,
+    render_url,
+)
 
 __all__ = [
     "BlockingUser",
     "OpenAIUser",
     "PollingUser",
+    "ProfileUser",
     "SseUser",
     "StreamError",
     "TutorialUser",
@@ -101,6 +111,9 @@ class UserOptions:
     extra_body: str | None = None
     probe_lag: bool = False
     kernel_stamps: bool = True
+    # ProfileUser: a built-in target profile or a profile file, and extra request headers.
+    target_profile: str = "tutorial"
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_parsed(cls, parsed: Any) -> UserOptions:
@@ -124,6 +137,8 @@ class UserOptions:
             extra_body=get("extra_body", d.extra_body) or None,
             probe_lag=bool(get("probe_lag", False)),
             kernel_stamps=not bool(get("user_stamps", False)),
+            target_profile=get("target_profile", d.target_profile) or d.target_profile,
+            headers=tuple(_header(h) for h in get("header", None) or ()),
         )
 
     def request_fields(self) -> dict[str, Any]:
@@ -135,6 +150,11 @@ class UserOptions:
         if self.extra_body:
             fields.update(json.loads(self.extra_body))
         return fields
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, _, value = text.partition(":")
+    return name.strip(), value.strip()
 
 
 def metrics_of(environment: Environment) -> LoadMetrics:
@@ -927,3 +947,186 @@ class PollingUser(_HttpBase):
                 return
             # Polling is the one place a sleep is the behaviour under test.
             time.sleep(self.options.poll_interval_s)
+
+
+# --- any server a target profile describes ------------------------------------------------
+
+
+@functools.cache
+def _profile(spec: str) -> Profile:
+    return load_profile(spec)
+
+
+class ProfileUser(_WsBase):
+    """Any server a target profile describes (``--sh-target-profile``; default ``tutorial``):
+    a WebSocket kept across streams, or one streamed HTTP request per stream (SSE, lines or
+    chunks), read with the profile's rules by the same recorder the scenarios use. A cancel
+    (``--sh-cancel-rate``) sends the profile's cancel message."""
+
+    transport = "profile"
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.profile = _profile(self.options.target_profile)
+        self._streamer: HttpStreamClient | None = None
+
+    def values(self, record: StreamRecord) -> RequestValues:
+        return RequestValues(
+            prompt=self.options.prompt,
+            model=self.options.model or "mock",
+            messages=self.messages(),
+            client_id=self.client_id,
+            stream_id=record.id,
+            max_tokens=self.options.max_tokens,
+        )
+
+    def request_headers(self, values: RequestValues) -> dict[str, str]:
+        return {**render_headers(self.profile.headers, values), **dict(self.options.headers)}
+
+    def payload(self, values: RequestValues) -> tuple[bytes | None, Any]:
+        if self.profile.text is not None:
+            return str(render(self.profile.text, values)).encode(), None
+        if self.profile.body is not None:
+            return None, render(self.profile.body, values)
+        return None, None
+
+    def run_stream(self) -> StreamRecord:
+        record = self.new_record()
+        recorder = ProfileRecorder(self.profile)
+        if self.profile.transport == "websocket":
+            self._run_ws(record, recorder)
+        else:
+            self._run_http(record, recorder)
+        if not record.done:
+            record.finish("timeout", time.perf_counter())
+        return record
+
+    # -- WebSocket
+
+    def connect(self) -> websocket.WebSocket:
+        values = self.values(StreamRecord(transport="ws", id="connect"))
+        kwargs: dict[str, Any] = {
+            "timeout": self.options.stream_timeout_s,
+            "header": [f"{k}: {v}" for k, v in self.request_headers(values).items()],
+        }
+        if self.profile.subprotocol:
+            kwargs["subprotocols"] = [self.profile.subprotocol]
+        ws = websocket.create_connection(
+            self.ws_base + render_url(self.profile.url, values), **kwargs
+        )
+        if ws.sock is None:
+            raise ConnectionClosed(None)
+        self.ws = ws
+        self.rx = StampedSocket(ws.sock, self.options.kernel_stamps)
+        self.reader = FrameReader()
+        self.pending.clear()
+        return ws
+
+    def _run_ws(self, record: StreamRecord, recorder: ProfileRecorder) -> None:
+        profile = self.profile
+        perf = time.perf_counter
+        ws = self.connect_for(record, _WS_ERRORS)
+        if ws is None:
+            return
+        values = self.values(record)
+        text, body = self.payload(values)
+        cancel = profile.cancel_message is not None and self.plan_interrupt(False) == "cancel"
+        record.sent_at_epoch, record.sent_at = time.time(), perf()
+        recorder.begin(record, record.sent_at)
+        deadline = record.sent_at + self.options.stream_timeout_s
+        idle_s = profile.idle_end_ms / 1000 if profile.idle_end_ms else None
+        try:
+            ws.send(text.decode() if text is not None else json.dumps(body))
+            if idle_s is not None and ws.sock is not None:
+                # Short reads, so that a silence can end the answer (the profile's idle end).
+                ws.sock.settimeout(min(idle_s / 4, 0.05))
+            while not record.done:
+                try:
+                    t, data = self.next_message()
+                except TimeoutError:
+                    now = perf()
+                    if recorder.idle(now):
+                        break
+                    if now > deadline:
+                        raise
+                    continue
+                recorder.handle(Frame(data.decode("utf-8", errors="replace")), t)
+                if cancel and len(record.arrivals) >= self.options.interrupt_after:
+                    cancel = False
+                    record.cancelled_at, record.cancelled_at_epoch = perf(), time.time()
+                    message = render(profile.cancel_message, values)
+                    ws.send(message if isinstance(message, str) else json.dumps(message))
+            if ws.sock is not None:
+                ws.sock.settimeout(self.options.stream_timeout_s)
+        except TimeoutError:
+            record.finish("timeout", perf())
+            self.drop()
+        except ConnectionClosed as exc:
+            recorder.closed(perf(), clean=exc.code == 1000, close_code=exc.code or 1006)
+            self.drop()
+        except _WS_ERRORS:
+            recorder.closed(perf(), clean=False, close_code=1006)
+            self.drop()
+
+    # -- HTTP
+
+    @property
+    def streamer(self) -> HttpStreamClient:
+        if self._streamer is None:
+            self._streamer = HttpStreamClient(
+                self.http_base,
+                timeout=self.options.stream_timeout_s,
+                kernel_stamps=self.options.kernel_stamps,
+                read_delays=self.read_delays,
+            )
+        return self._streamer
+
+    def _run_http(self, record: StreamRecord, recorder: ProfileRecorder) -> None:
+        values = self.values(record)
+        text, body = self.payload(values)
+        headers = self.request_headers(values)
+        if self.profile.transport == "sse":
+            headers.setdefault("Accept", "text/event-stream")
+        sse = SSEParser() if self.profile.transport == "sse" else None
+        cutter = LineSplitter() if self.profile.framing == "lines" else ChunkDecoder()
+
+        def frames(items: list[Any]) -> list[Frame]:
+            out = [Frame(i.data, i.event) for i in items if isinstance(i, SSEEvent)]
+            return out + [Frame(i) for i in items if isinstance(i, str)]
+
+        perf = time.perf_counter
+        record.sent_at_epoch, record.sent_at = time.time(), perf()
+        recorder.begin(record, record.sent_at)
+        try:
+            with self.streamer.request(
+                self.profile.method,
+                render_url(self.profile.url, values),
+                json_body=body,
+                content=text,
+                headers=headers,
+            ) as response:
+                record.http_status = response.status_code
+                if not 200 <= response.status_code < 300:
+                    record.error_code = f"http_{response.status_code}"
+                    record.finish("error", perf())
+                    response.close()
+                    return
+                for chunk, t in response.chunks():
+                    items = sse.feed(chunk) if sse is not None else cutter.feed(chunk)
+                    for frame in frames(items):
+                        recorder.handle(frame, t)
+                    if record.done:
+                        response.close()  # a client stops reading at the end
+                        return
+                rest = sse.feed_eof() if sse is not None else cutter.feed_eof()
+                for frame in frames(list(rest)):
+                    recorder.handle(frame, perf())
+                recorder.closed(perf(), clean=True)
+        except (HttpStreamError, OSError) as exc:
+            recorder.closed(perf(), clean=False)
+            record.error_message = str(exc)[:200]
+
+    def on_stop(self) -> None:
+        super().on_stop()
+        if self._streamer is not None:
+            self._streamer.close()

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -56,10 +56,8 @@ __all__ = [
     "Stack",
     "StackError",
     "StackSpec",
-    "TargetProtocol",
 ]
 
-TargetProtocol = Literal["v1", "tutorial"]
 LOOPBACK = "127.0.0.1"
 
 
@@ -68,13 +66,11 @@ class StackSpec:
     """What to start. Defaults: reference server straight on the mock, no proxy, no nginx.
 
     ``target``: ``"reference"``, ``"naive"`` or the URL of a server already running
-    (http(s):// or ws(s)://, root of its paths). ``target_protocol``: what the target
-    speaks on ``/ws/chat/{id}``; None means v1 for the reference server and external URLs,
-    tutorial for the naive server.
+    (http(s):// or ws(s)://, root of its paths). How to talk to it is the caller's business
+    (a target profile, :mod:`scenarios.targets`): the stack only starts and connects things.
     """
 
     target: str = "reference"
-    target_protocol: TargetProtocol | None = None
     nginx: bool = False
     nginx_read_timeout_s: float = 60.0
     nginx_send_timeout_s: float = 60.0
@@ -109,20 +105,10 @@ class StackSpec:
     def external(self) -> bool:
         return self.target not in ("reference", "naive")
 
-    @property
-    def protocol(self) -> TargetProtocol:
-        if self.target_protocol is not None:
-            return self.target_protocol
-        return "tutorial" if self.target == "naive" else "v1"
-
     def __post_init__(self) -> None:
         if self.external and urlsplit(self.target).scheme not in ("http", "https", "ws", "wss"):
             raise ValueError(
                 f"target must be 'reference', 'naive' or an http(s)/ws(s) URL, got {self.target!r}"
-            )
-        if self.target_protocol not in (None, "v1", "tutorial"):
-            raise ValueError(
-                f"target_protocol must be 'v1' or 'tutorial': {self.target_protocol!r}"
             )
         if self.nginx_read_timeout_s <= 0:
             raise ValueError("nginx_read_timeout_s must be > 0")
@@ -220,7 +206,6 @@ class Stack:
         """URLs and names, for reports and error messages."""
         return {
             "target": self.spec.target,
-            "protocol": self.spec.protocol,
             "client_http_url": self.client_http_url,
             "client_ws_url": self.client_ws_url,
             "server_url": self.server_url,

@@ -251,3 +251,40 @@ def test_polling_cancel_uses_delete(live_stack: LiveStack, tmp_path: Path) -> No
     assert rows and all(row["outcome"] == "cancelled" for row in rows)
     # cancelled after >= 2 tokens, well before the 10th (20 ms apart, polled every 50 ms)
     assert all(2 <= int(row["tokens"]) < 10 for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("where", "profile"),
+    [("server", "tutorial"), ("mock", "openai")],
+    ids=["websocket-tutorial", "sse-openai"],
+)
+def test_a_target_profile_drives_any_server(
+    live_stack: LiveStack, tmp_path: Path, where: str, profile: str
+) -> None:
+    # The reference server's tutorial shape over WebSocket, and the mock itself as an
+    # OpenAI-compatible SSE server: the same profiles as `run --target-profile`.
+    url = live_stack.server if where == "server" else live_stack.mock
+    if profile == "tutorial":
+        url = "ws" + url.removeprefix("http")
+    r, s = run_load(
+        tmp_path, "--target", url, "--target-profile", profile, "--model", "mock-fast",
+        "--users", "2", "--duration", "3s", "--max-error-rate", "0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "load: 2 profile users" in r.stdout
+    assert s["outcomes"]["completed"] >= 4
+    assert 190 <= p(s, "ttft") <= 330  # the prompt's directive: TTFT 200 ms, 10 tokens
+    assert all(row["tokens"] == "10" for row in streams(tmp_path))
+
+
+def test_a_profile_is_checked_before_locust_starts(tmp_path: Path) -> None:
+    r, _ = run_load(
+        tmp_path, "--target", "ws://127.0.0.1:9", "--target-profile", "tutorial",
+        "--cancel-rate", "0.5",
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "--cancel-rate needs a cancel message; profile 'tutorial' declares none" in r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: nope\n")
+    r, _ = run_load(tmp_path, "--target", "http://127.0.0.1:9", "--target-profile", str(bad))
+    assert r.returncode == 2 and f"{bad}:1: extends: 'nope' is not a built-in" in r.stderr

@@ -73,6 +73,7 @@ def _masked(reason: str) -> str:
     """A reason without what the clock and the ports decide: times, ids, port numbers, and
     the excerpts of text (which tokens arrive before a fault strikes is the machine's timing)."""
     reason = re.sub(r"chatcmpl-\w+", "ID", reason)
+    reason = re.sub(r"got .{0,90}?, want .{0,90}? \(lengths", "got ..., want ... (lengths", reason)
     reason = re.sub(r"'(?:[^'\\]|\\.)*'", "'...'", reason)
     return re.sub(r"\d+(\.\d+)?", "N", reason)
 

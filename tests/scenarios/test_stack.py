@@ -22,7 +22,7 @@ from scenarios.clients.aio import (
     stream_tutorial,
 )
 from scenarios.nginx import NginxUnavailable
-from scenarios.procs import ProcessStartError, start_process
+from scenarios.procs import ProcessStartError, free_port, start_process
 from scenarios.stack import Stack, StackSpec
 
 pytestmark = pytest.mark.integration
@@ -132,13 +132,10 @@ async def test_restart_server_same_port_clients_reconnect(tmp_path: Path) -> Non
 
 async def test_naive_target_and_external_url_target(tmp_path: Path) -> None:
     async with Stack(StackSpec(target="naive"), log_dir=tmp_path / "n") as naive:
-        assert naive.spec.protocol == "tutorial"
         rec = await stream_tutorial(naive.client_ws_url, PROMPT, model="mock-fast", timeout_s=15)
         assert (rec.outcome, rec.finish_reason) == ("completed", "end_marker")
         # an external target is not started; a downstream proxy can still sit in front of it
-        spec = StackSpec(
-            target=naive.client_ws_url, target_protocol="tutorial", downstream_proxy=True
-        )
+        spec = StackSpec(target=naive.client_ws_url, downstream_proxy=True)
         async with Stack(spec, log_dir=tmp_path / "e") as outer:
             assert outer.server is None and outer.server_url == naive.server_url
             assert outer.client_http_url != naive.server_url
@@ -262,3 +259,20 @@ async def test_children_never_outlive_the_harness(tmp_path: Path, sig: int) -> N
         for child in children:  # only reached with children alive when the test failed
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
+
+
+async def test_the_provider_port_stays_put_with_or_without_an_upstream_proxy(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    target = "http://127.0.0.1:9"  # an external target is not started: only the provider side
+    async with Stack(StackSpec(target=target, provider_port=port), log_dir=tmp_path) as plain:
+        assert plain.mock_url == f"http://127.0.0.1:{port}"
+        assert plain.upstream_url == f"http://127.0.0.1:{port}/v1"
+    spec = StackSpec(target=target, provider_port=port, upstream_proxy=True)
+    async with Stack(spec, log_dir=tmp_path) as proxied:
+        assert proxied.upstream_url == f"http://127.0.0.1:{port}/v1"
+        assert proxied.mock_url != f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient() as http:  # through the proxy to the mock
+            models = await http.get(f"{proxied.upstream_url}/models")
+        assert models.status_code == 200
