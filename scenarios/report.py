@@ -236,7 +236,8 @@ def render_scenario_text(r: ScenarioResult, max_streams: int = 40) -> str:
     if r.reason:
         lines += [f"   reason: {line}" for line in r.reason.splitlines()]
     for c in r.checks:
-        lines.append(f"   [{'ok' if c.passed else 'FAIL'}] {c.check}: {c.reason}")
+        mark = "n/a" if not c.applicable else "ok" if c.passed else "FAIL"
+        lines.append(f"   [{mark}] {c.check}: {c.reason}")
     if r.figures:
         lines.append("   figures: " + ", ".join(f"{k}={v}" for k, v in r.figures.items()))
     if r.schedule:
@@ -385,8 +386,11 @@ def render_html(summary: RunSummary) -> str:
             body.append("<table><tr><th></th><th>check</th><th>detail</th></tr>")
             for c in r.checks:
                 mark = "&#10003;" if c.passed else "&#10007;"
+                colour = _COLOURS["skip" if not c.applicable else "pass" if c.passed else "fail"]
+                if not c.applicable:
+                    mark = "&ndash;"
                 body.append(
-                    f"<tr style='color:{_COLOURS['pass' if c.passed else 'fail']}'>"
+                    f"<tr style='color:{colour}'>"
                     f"<td>{mark}</td><td>{esc(c.check)}</td><td>{esc(c.reason)}</td></tr>"
                 )
             body.append("</table>")

@@ -58,6 +58,7 @@ def summary() -> RunSummary:
         reason="every stream ended: 1 of 1 streams: g0/c0/m0 disconnected",  # as the runner joins
         checks=(
             CheckResult("every stream ended", False, "1 of 1 streams: g0/c0/m0 disconnected"),
+            CheckResult("no leaks", True, "not applicable: no /stats", applicable=False),
             CheckResult("ttft", True, "ok"),
         ),
         streams=(_stream("g0/c0/m0", 3, "disconnected"),),
@@ -128,6 +129,7 @@ def test_text_report_has_timeline_reasons_and_replay() -> None:
     assert "== nginx_idle on reference: FAIL, expected pass (seed 7, 2.00 s)" in text
     assert "[FAIL] every stream ended: 1 of 1 streams" in text
     assert "[ok] ttft: ok" in text
+    assert "[n/a] no leaks: not applicable: no /stats" in text
     assert "replay: streamharness replay 7 nginx_idle" in text
     timeline = [line for line in text.splitlines() if line.strip().startswith("g0/c0/m0")]
     assert len(timeline) == 1
