@@ -4,7 +4,9 @@ This package's top level is pure (sans-I/O): message decoding for WebSocket prot
 the tutorial-shaped protocol, an incremental SSE parser, and the :class:`StreamRecord` every
 transport fills. It imports no asyncio and no socket library, so the gevent-based Locust
 users import it too. The asyncio clients (websockets + httpx) live in
-:mod:`scenarios.clients.aio`; import that module explicitly.
+:mod:`scenarios.clients.aio` (the reference server's transports) and
+:mod:`scenarios.clients.generic` (any server a target profile describes); import them
+explicitly.
 """
 
 from __future__ import annotations
