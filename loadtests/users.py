@@ -697,6 +697,16 @@ class TutorialUser(_WsBase):
 # --- HTTP ----------------------------------------------------------------------------------
 
 
+def _streamer_for(user: StreamingUser) -> HttpStreamClient:
+    """The HTTP client of a user's streamed requests (its reads stamped like the frames)."""
+    return HttpStreamClient(
+        user.http_base,
+        timeout=user.options.stream_timeout_s,
+        kernel_stamps=user.options.kernel_stamps,
+        read_delays=user.read_delays,
+    )
+
+
 class _HttpBase(StreamingUser):
     """``requests`` for plain calls; streamed bodies through :class:`HttpStreamClient`, whose
     chunks carry the kernel's receive time like the WebSocket users' frames."""
@@ -711,12 +721,7 @@ class _HttpBase(StreamingUser):
     @property
     def streamer(self) -> HttpStreamClient:
         if self._streamer is None:
-            self._streamer = HttpStreamClient(
-                self.http_base,
-                timeout=self.options.stream_timeout_s,
-                kernel_stamps=self.options.kernel_stamps,
-                read_delays=self.read_delays,
-            )
+            self._streamer = _streamer_for(self)
         return self._streamer
 
     def on_stop(self) -> None:
@@ -1073,12 +1078,7 @@ class ProfileUser(_WsBase):
     @property
     def streamer(self) -> HttpStreamClient:
         if self._streamer is None:
-            self._streamer = HttpStreamClient(
-                self.http_base,
-                timeout=self.options.stream_timeout_s,
-                kernel_stamps=self.options.kernel_stamps,
-                read_delays=self.read_delays,
-            )
+            self._streamer = _streamer_for(self)
         return self._streamer
 
     def _run_http(self, record: StreamRecord, recorder: ProfileRecorder) -> None:

@@ -81,7 +81,25 @@ class _IdleWatch:
             self.task.cancel()
 
 
-class ProfileWebSocket(_Connection):
+class _Waits:
+    """Waiting for one stream, on top of a ``wait_until(predicate, timeout_s)``."""
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        raise NotImplementedError
+
+    async def wait(self, record: StreamRecord, timeout_s: float) -> StreamRecord:
+        """Wait for the stream to end; on timeout it is marked ``timeout`` (not raised)."""
+        if not await self.wait_until(lambda: record.done, timeout_s):
+            record.finish("timeout", time.perf_counter())
+        return record
+
+    async def wait_tokens(self, record: StreamRecord, count: int, timeout_s: float) -> bool:
+        """Wait until the stream has ``count`` tokens (or ended); True if it has them."""
+        await self.wait_until(lambda: len(record.arrivals) >= count or record.done, timeout_s)
+        return len(record.arrivals) >= count
+
+
+class ProfileWebSocket(_Connection, _Waits):
     """A WebSocket to a server a profile describes; open with :meth:`open`."""
 
     def __init__(self, ws: ClientConnection, profile: Profile, read_delay_s: float) -> None:
@@ -158,18 +176,8 @@ class ProfileWebSocket(_Connection):
         self._idle.stop()
         await super().close(code, timeout_s)
 
-    async def wait(self, record: StreamRecord, timeout_s: float) -> StreamRecord:
-        """Wait for the stream to end; on timeout it is marked ``timeout`` (not raised)."""
-        if not await self.wait_until(lambda: record.done, timeout_s):
-            record.finish("timeout", time.perf_counter())
-        return record
 
-    async def wait_tokens(self, record: StreamRecord, count: int, timeout_s: float) -> bool:
-        await self.wait_until(lambda: len(record.arrivals) >= count or record.done, timeout_s)
-        return len(record.arrivals) >= count
-
-
-class ProfileHttpStream:
+class ProfileHttpStream(_Waits):
     """One streamed HTTP request for one message, read in a task as it arrives."""
 
     def __init__(
@@ -292,15 +300,6 @@ class ProfileHttpStream:
         except TimeoutError:
             return False
         return True
-
-    async def wait(self, record: StreamRecord, timeout_s: float) -> StreamRecord:
-        if not await self.wait_until(lambda: record.done, timeout_s):
-            record.finish("timeout", time.perf_counter())
-        return record
-
-    async def wait_tokens(self, record: StreamRecord, count: int, timeout_s: float) -> bool:
-        await self.wait_until(lambda: len(record.arrivals) >= count or record.done, timeout_s)
-        return len(record.arrivals) >= count
 
     async def drop(self) -> None:
         """Abort the request (the connection is closed, not returned to the pool)."""
