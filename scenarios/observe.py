@@ -5,8 +5,9 @@ The expected text of a stream is what the mock actually sent for the upstream re
 stream caused, so a server that adds a system prompt, keeps history, rewrites the prompt or
 picks its own model is judged on what it relayed. Streams are tied to ledger entries by their
 prompt (each names its client and message, so it is unique in a run): first in the request's
-last user message, then anywhere in its messages; an entry that carries no prompt of the run
-goes to the one stream that was waiting when it started, when exactly one was.
+last user message, then anywhere in its messages. When no request of the run carries a prompt
+(a server that sends none of the user's words), a request goes to the one stream that was
+waiting when it started, when exactly one was.
 """
 
 from __future__ import annotations
@@ -124,6 +125,10 @@ def attribute(
             if e.id not in claimed and e.matches(s.prompt):
                 out[s.key].append(e)
                 claimed.add(e.id)
+    if claimed:
+        # The server passes the prompts on: a request without one of this run's is not ours
+        # (a request it still makes for an earlier scenario, say).
+        return out
     # A server that sends none of the user's words: by time, where only one stream waited.
     windows = {s.key: _window(s) for s in states if not out[s.key] and s.sent_at_epoch}
     for e in ledger:
