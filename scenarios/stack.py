@@ -48,6 +48,7 @@ from scenarios.procs import (
     start_process,
     wait_for_port,
 )
+from scenarios.targets import BUILTIN_TARGETS
 
 __all__ = [
     "NginxError",
@@ -103,7 +104,7 @@ class StackSpec:
 
     @property
     def external(self) -> bool:
-        return self.target not in ("reference", "naive")
+        return self.target not in BUILTIN_TARGETS
 
     def __post_init__(self) -> None:
         if self.external and urlsplit(self.target).scheme not in ("http", "https", "ws", "wss"):
@@ -374,7 +375,7 @@ class Stack:
         if spec.external:
             self.server_url = _http(spec.target)
             return
-        module = "reference_server" if spec.target == "reference" else "reference_server.naive"
+        module = BUILTIN_TARGETS[spec.target].module
         argv = [self.python, "-m", module, "--host", LOOPBACK, "--port", "0"]
         argv += ["--upstream", self.upstream_url, *spec.server_args]
         env = {**os.environ, **spec.server_env}
@@ -388,17 +389,19 @@ class Stack:
         await self._wait_server_ready()
 
     async def _wait_server_ready(self) -> None:
-        """The reference server answers /healthz once its app started; others: the line."""
-        if self.spec.target != "reference" or self.server is None:
+        """A built-in server with a readiness path answers it once its app started; others:
+        the line they print once listening."""
+        ready = BUILTIN_TARGETS[self.spec.target].ready_path if self.server else None
+        if ready is None or self.server is None:
             return
         deadline = time.monotonic() + self.spec.ready_timeout_s
         async with httpx.AsyncClient(timeout=2.0) as http:
             while True:
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{self.server_url}/healthz")).status_code == 200:
+                    if (await http.get(f"{self.server_url}{ready}")).status_code == 200:
                         return
                 if not self.server.running or time.monotonic() > deadline:
                     raise ProcessStartError(
-                        f"{self.server.name} never answered /healthz; log {self.server.log_path}"
+                        f"{self.server.name} never answered {ready}; log {self.server.log_path}"
                     )
                 await asyncio.sleep(0.05)

@@ -29,10 +29,11 @@ class BuiltinServer:
     module: str  # python -m MODULE --host --port --upstream
     profile: str
     stats: bool  # serves /stats with the reference server's counters
+    ready_path: str | None = None  # answers 200 once its app started (else: its first line)
 
 
 BUILTIN_TARGETS: dict[str, BuiltinServer] = {
-    "reference": BuiltinServer("reference_server", "v1", stats=True),
+    "reference": BuiltinServer("reference_server", "v1", stats=True, ready_path="/healthz"),
     "naive": BuiltinServer("reference_server.naive", "tutorial", stats=False),
 }
 
