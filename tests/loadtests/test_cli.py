@@ -24,7 +24,7 @@ from loadtests.cli import (
         (["--users", "many"], "--users: expected a whole number"),
         (["--duration", "soon"], "invalid duration 'soon'"),
         (["--duration", "0s"], "duration must be positive"),
-        (["--target", "ftp://x"], "target must be an http:// or https:// URL"),
+        (["--target", "ftp://x"], "target must be an http(s):// or ws(s):// URL"),
         (["--transport", "pigeon"], "invalid choice: 'pigeon'"),
         (["--shape", "zigzag"], "invalid choice: 'zigzag'"),
         (["--max-error-rate", "2"], "must be a share between 0 and 1"),
