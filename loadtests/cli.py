@@ -159,7 +159,10 @@ def build_load_parser() -> argparse.ArgumentParser:
         description="Run a headless Locust load test of streaming chats with exact TTFT/ITL/"
         "TPOT/E2E metrics and CI gates. Without --target the reference stack is started.",
     )
-    parser.add_argument("--target", type=_url, default=None, help="server URL (http://host:port)")
+    parser.add_argument(
+        "--target", type=_url, default=None,
+        help="server URL (http://host:port, or ws://host:port with --target-profile)",
+    )  # fmt: skip
     parser.add_argument("--users", type=positive_int, default=10, help="peak users (default 10)")
     parser.add_argument("--spawn-rate", type=positive, default=None, help="users/s (default: all)")
     parser.add_argument("--duration", type=parse_duration, default=30.0, help="e.g. 30s, 2m")
@@ -416,6 +419,14 @@ def _profile_problem(args: argparse.Namespace) -> str | None:
         profile = load_profile(args.target_profile)
     except ProfileError as exc:
         return f"invalid target profile:\n{exc}"
+    bad = [h for h in args.headers if ":" not in h or not h.partition(":")[0].strip()]
+    if bad:
+        return f"--header {bad[0]!r}: use 'Name: value'"
+    if profile.protocol == "v1":
+        if args.headers or profile.url != "/ws/chat/{client_id}":
+            return "a v1 profile is played by the ws users: no --header, url /ws/chat/{client_id}"
+        args.transport, args.target_profile = "ws", None  # protocol v1 is WsV1User's
+        return None
     args.transport = "profile"
     if args.target is None:
         return "--target-profile needs --target (the URL of the server it describes)"
@@ -438,6 +449,8 @@ def load_main(argv: Sequence[str] | None = None) -> int:
         problem = _profile_problem(args)
     elif args.transport == "profile":
         problem = "--transport profile needs --target-profile"
+    elif args.headers:
+        problem = "--header goes with --target-profile (the reference transports take none)"
     elif args.drop_rate and args.transport not in ("ws", "sse"):
         problem = f"--drop-rate needs a resumable transport (ws or sse), not {args.transport}"
     elif args.cancel_rate and args.transport not in ("ws", "sse", "polling"):

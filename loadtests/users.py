@@ -73,6 +73,7 @@ from scenarios.profiles.frames import (
     LineSplitter,
     render,
     render_headers,
+    render_text,
     render_url,
 )
 
@@ -990,7 +991,7 @@ class ProfileUser(_WsBase):
 
     def payload(self, values: RequestValues) -> tuple[bytes | None, Any]:
         if self.profile.text is not None:
-            return str(render(self.profile.text, values)).encode(), None
+            return render_text(self.profile.text, values).encode(), None
         if self.profile.body is not None:
             return None, render(self.profile.body, values)
         return None, None

@@ -4,17 +4,19 @@ see it (:class:`scenarios.checks.StreamObservation`).
 The expected text of a stream is what the mock actually sent for the upstream request that
 stream caused, so a server that adds a system prompt, keeps history, rewrites the prompt or
 picks its own model is judged on what it relayed. Streams are tied to ledger entries by their
-prompt (each names its client and message, so it is unique in a run): first in the request's
-last user message, then anywhere in its messages. When no request of the run carries a prompt
-(a server that sends none of the user's words), a request goes to the one stream that was
-waiting when it started, when exactly one was.
+prompt (each names its client and message, so it is unique in a run): the request's last user
+message equal to it, then containing it, then any of its messages containing it. When no
+request of the run carries a prompt (a server that sends none of the user's words), a request
+goes to the one stream that was waiting when it started, when exactly one was; a request a
+server makes late for an earlier scenario can then be taken too, which nothing in the
+request can tell apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -113,18 +115,25 @@ def attribute(
     """Each stream's upstream requests (by stream key), in ledger order."""
     out: dict[str, list[LedgerEntry]] = {s.key: [] for s in states}
     claimed: set[str] = set()
-    for s in states:
+
+    def claim(state: StreamState, matches: Callable[[LedgerEntry, str], bool]) -> None:
         for e in ledger:
-            if s.prompt in e.last_user_text:
-                out[s.key].append(e)
+            if e.id not in claimed and matches(e, state.prompt):
+                out[state.key].append(e)
                 claimed.add(e.id)
-    for s in states:
-        if out[s.key]:
-            continue
-        for e in ledger:
-            if e.id not in claimed and e.matches(s.prompt):
-                out[s.key].append(e)
-                claimed.add(e.id)
+
+    # The longest prompts first: a prompt that contains another ("... for g0-11" and
+    # "... for g0-1") takes its own requests before the shorter one could.
+    by_length = sorted(states, key=lambda s: len(s.prompt), reverse=True)
+    for s in by_length:
+        claim(s, lambda e, prompt: e.last_user_text == prompt)
+    for s in by_length:
+        claim(s, lambda e, prompt: prompt in e.last_user_text)
+    for s in by_length:
+        if not out[s.key]:
+            claim(s, lambda e, prompt: e.matches(prompt))
+    for found in out.values():
+        found.sort(key=lambda e: e.seq)
     if claimed:
         # The server passes the prompts on: a request without one of this run's is not ours
         # (a request it still makes for an earlier scenario, say).

@@ -14,7 +14,8 @@ import httpx
 
 from scenarios import model
 from scenarios.checks import StreamObservation
-from scenarios.profiles import builtin_names
+from scenarios.profiles import RequestValues, builtin_names
+from scenarios.profiles.frames import render_url
 from scenarios.report import ScenarioResult
 from scenarios.runner import RunOptions, run_scenario
 from scenarios.targets import Target
@@ -86,7 +87,9 @@ async def _has_stats(url: str) -> bool:
 
 def _diagnose(result: ScenarioResult, target: Target, options: RunOptions) -> str:
     profile = target.profile
-    where = f"{target.name.rstrip('/')}{profile.url}"
+    # The URL as the check message used it (its one client is g0-0).
+    values = RequestValues("", "", (), client_id="g0-0", stream_id="g0-0-m0")
+    where = f"{target.name.rstrip('/')}{render_url(profile.url, values)}"
     said = f"profile {profile.name!r} ({profile.transport}"
     said += (
         f", {profile.method} {profile.url})"
@@ -101,7 +104,7 @@ def _diagnose(result: ScenarioResult, target: Target, options: RunOptions) -> st
     else:
         fix = f"edit {options.profile}"
     if result.verdict in ("error", "skip") or not result.streams:
-        return f"the check message could not run: {result.reason}"
+        return f"the one-message check could not run: {result.reason}"
     stream: StreamObservation = result.streams[0]
     upstream = int(result.figures.get("upstream_requests", 0))
     code, message = stream.error_code or "", stream.error_message or ""
@@ -129,12 +132,19 @@ def _diagnose(result: ScenarioResult, target: Target, options: RunOptions) -> st
             f"(body:, text: or url:). To do that, {fix}."
         )
     if stream.outcome == "timeout":
-        ends = "an end frame"
+        ways = []
+        if profile.on_close != "end":
+            ways.append("by closing the connection, set on_close: end")
+        if profile.idle_end_ms is None:
+            ways.append("by a silence, set idle_end_ms")
+        hint = (
+            f" If your server ends an answer {'; '.join(ways)}. To do that, {fix}."
+            if ways
+            else f" Is an end frame missing from frames:? To add it, {fix}."
+        )
         return (
             f"the target streamed {len(stream.arrivals)} tokens but the stream never ended "
-            f"within 5 s ({said} expects {ends}). If your server ends an answer by closing "
-            "the connection, set on_close: end; by a silence, set idle_end_ms. To do that, "
-            f"{fix}."
+            f"within 5 s as {said} reads it.{hint}"
         )
     return (
         f"one message through {said} did not come back as the provider sent it: "

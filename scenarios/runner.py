@@ -41,7 +41,7 @@ from scenarios.observe import fetch_stats, idle_stats, observe, sample_stats, se
 from scenarios.plan import ClientPlan, RunPlan, describe_plan, plan_run
 from scenarios.report import ScenarioResult
 from scenarios.schedule import apply_at_start, note_started, note_unfired, run_schedule
-from scenarios.targets import Target, resolve_target, unmet
+from scenarios.targets import BUILTIN_TARGETS, Target, resolve_target, unmet
 
 __all__ = ["RunOptions", "replay_command", "run_scenario"]
 
@@ -88,7 +88,9 @@ def replay_command(seed: int, scenario: str, options: RunOptions | None = None) 
         args += ["--mock-port", str(opts.mock_port)]
     if opts.target_model is not None:
         args += ["--target-model", opts.target_model]
-    return shlex.join(args)
+    command = shlex.join(args)
+    # Headers often carry keys: not printed, but a replay needs them again.
+    return command + " (plus your --header options)" if opts.headers else command
 
 
 async def run_scenario(
@@ -106,7 +108,10 @@ async def run_scenario(
         "target": opts.target,
         "seed": seed,
         "description": " ".join(scenario.description.split()),
-        "expected": scenario.expect.get(kind) if kind != "url" else None,
+        # A built-in target's expectations hold for its own profile only.
+        "expected": scenario.expect.get(kind)
+        if kind != "url" and opts.profile in (None, BUILTIN_TARGETS[kind].profile)
+        else None,
         "replay": replay_command(seed, scenario.name, opts),
     }
     started = time.perf_counter()
@@ -139,9 +144,9 @@ async def run_scenario(
         return error(str(exc))
     except TimeoutError:
         return error(f"the run did not finish within {scenario.timeout_s + 30:.0f} s")
-    except (httpx.HTTPError, ValueError, KeyError, OSError) as exc:
-        # A harness-side surprise (the mock's admin API answered oddly, a socket error):
-        # reported as this run's error with the logs, so the other scenarios still run.
+    except Exception as exc:
+        # A harness-side surprise (the mock's admin API answered oddly, a socket error, a
+        # bug): this run's error with the logs, so the other scenarios still run.
         return error(f"harness error: {exc!r}")
     results = run_checks(scenario.checks, obs, lambda needs: unmet(needs, target))
     failed = [r for r in results if not r.passed]
@@ -211,10 +216,13 @@ async def _run(
         await _post_rules(http, stack.mock_url, scenario)
         if not target.started:
             await _check_reachable(http, stack.client_http_url)
-        baseline = await fetch_stats(http, stack.server_url)
+        # /stats only where the target has it: elsewhere polling would be 404s in its logs.
+        baseline = await fetch_stats(http, stack.server_url) if target.stats else None
         peak: dict[str, float] = {}
         sampler = asyncio.create_task(
             sample_stats(http, stack.server_url, peak, opts.stats_interval_s)
+            if target.stats
+            else asyncio.sleep(0)
         )
         request_model = opts.target_model or scenario.mock.model
         states: list[StreamState] = []
@@ -240,8 +248,10 @@ async def _run(
             await _play(plan, contexts, stack, http, live, progress)
             note_unfired(plan, live)
             ledger = await settled_ledger(http, stack.mock_url, opts.settle_timeout_s)
-            after = await idle_stats(
-                http, stack.server_url, baseline, scenario, opts.settle_timeout_s
+            after = (
+                await idle_stats(http, stack.server_url, baseline, scenario, opts.settle_timeout_s)
+                if target.stats
+                else None
             )
         finally:
             sampler.cancel()

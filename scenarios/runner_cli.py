@@ -429,7 +429,12 @@ def replay_main(argv: Sequence[str] | None = None) -> int:
     command = replay_command(
         args.seed,
         args.scenario,
-        RunOptions(target=args.target, profile=args.target_profile, mock_port=args.mock_port),
+        RunOptions(
+            target=args.target,
+            profile=args.target_profile,
+            mock_port=args.mock_port,
+            target_model=args.target_model,
+        ),
     )
     return _execute([by_name[args.scenario]], args, args.seed, 1, command, sys.stdout, err)
 

@@ -244,11 +244,17 @@ class Stack:
                 self.upstream_url = f"http://{listen}/v1"
             await self._start_server()
             front = self.server_url
+            # A URL target may live under a path (http://host/app) and speak TLS: the proxy
+            # copies bytes, so the client keeps the scheme and the path through it.
+            parts = urlsplit(self.server_url)
             if spec.downstream_proxy:
                 self.downstream_proxy_name = spec.proxy_name_prefix + "downstream"
                 listen = await self._create_proxy(self.downstream_proxy_name, self.server_url)
-                self.downstream_proxy_url = front = f"http://{listen}"
+                front = f"{parts.scheme}://{listen}{parts.path}"
+                self.downstream_proxy_url = front
             if spec.nginx:
+                if parts.scheme == "https":
+                    raise StackError("nginx in front of an https target is not supported")
                 host, port = _host_port(front)
                 self.nginx = await Nginx.start(
                     port,
@@ -260,7 +266,7 @@ class Stack:
                     binary=spec.nginx_binary,
                     upstream_host=host,
                 )
-                front = self.nginx.url
+                front = self.nginx.url + parts.path
             self.client_http_url = front
             self.client_ws_url = _ws(front)
         except BaseException:

@@ -250,20 +250,25 @@ class V1Connection(_Connection):
         auto_pong: bool = True,
         ping_interval: float | None = None,
         open_timeout_s: float = 10.0,
+        url: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> V1Connection:
-        """Connect to ``base_url``/ws/chat/``client_id`` and (by default) wait for ``hello``.
+        """Connect to ``base_url``/ws/chat/``client_id`` (or ``url``, a whole ws:// URL) and
+        (by default) wait for ``hello``.
 
         ``read_delay_s`` > 0 makes a slow reader (with ``max_queue`` small, the socket
-        backs up). ``auto_pong`` answers the server's app-level pings.
+        backs up). ``auto_pong`` answers the server's app-level pings. ``headers`` go with
+        the handshake.
         """
         ws = await _open_ws(
-            ws_url(base_url, client_id, token),
+            url or ws_url(base_url, client_id, token),
             subprotocol=subprotocol,
             origin=origin,
             token=token,
             max_queue=max_queue,
             ping_interval=ping_interval,
             open_timeout_s=open_timeout_s,
+            headers=headers,
         )
         conn = cls(ws, read_delay_s=read_delay_s, auto_pong=auto_pong)
         conn._start_reader()

@@ -36,6 +36,7 @@ from scenarios.profiles.frames import (
     RequestValues,
     render,
     render_headers,
+    render_text,
     render_url,
 )
 from scenarios.profiles.schema import Profile
@@ -53,7 +54,7 @@ def target_url(base: str, profile: Profile, values: RequestValues) -> str:
 def _payload(profile: Profile, values: RequestValues) -> tuple[str | None, Any]:
     """(text, json) of the request for one message; both None for a GET."""
     if profile.text is not None:
-        return render(profile.text, values), None
+        return render_text(profile.text, values), None
     if profile.body is not None:
         return None, render(profile.body, values)
     return None, None
@@ -163,7 +164,8 @@ class ProfileWebSocket(_Connection, _Waits):
         assert self.profile.cancel_message is not None
         record.cancelled_at, record.cancelled_at_epoch = time.perf_counter(), time.time()
         message = render(self.profile.cancel_message, values)
-        await self._send(message if isinstance(message, str) else json.dumps(message))
+        text = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False)
+        await self._send(text)
 
     async def drop(self) -> None:
         current = self.recorder.current
@@ -242,13 +244,19 @@ class ProfileHttpStream(_Waits):
                     await self._refused(record, response)
                     return
                 await self._read(record, response)
-        except httpx.ConnectError as exc:
-            record.error_code = "connect"
-            record.error_message = f"{self.profile.method} {url}: cannot connect: {exc!r}"
-            record.finish("error", time.perf_counter())
         except httpx.HTTPError as exc:
-            if self.recorder.closed(time.perf_counter(), clean=False) is not None:
+            if record.http_status is None:  # no answer at all: refused, reset, timed out
+                refused = isinstance(exc, httpx.ConnectError)
+                record.error_code = "connect" if refused else "no_response"
+                what = "cannot connect" if refused else "no answer"
+                record.error_message = f"{self.profile.method} {url}: {what}: {exc!r}"
+                record.finish("error", time.perf_counter())
+            elif self.recorder.closed(time.perf_counter(), clean=False) is not None:
                 record.error_message = f"{record.error_message} ({type(exc).__name__})"
+        except Exception as exc:  # a client failure ends this stream, visibly (no silent task)
+            record.error_code = "client_error"
+            record.error_message = f"the harness could not send the request: {exc!r}"
+            record.finish("error", time.perf_counter())
         finally:
             if self._idle is not None:
                 self._idle.stop()

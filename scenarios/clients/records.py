@@ -91,10 +91,14 @@ class StreamRecord:
             self.ended_at = t
 
     def reopen(self) -> None:
-        """Continue this stream on a new connection (resend or resume)."""
+        """Continue this stream on a new connection (resend or resume): how the last
+        connection ended (outcome, close code, error) no longer describes the stream."""
         self.outcome = None
         self.ended_at = None
         self.close_code = None
+        self.error_code = None
+        self.error_message = None
+        self.error_retryable = None
         self.reconnects += 1
 
     @property

@@ -140,6 +140,17 @@ class ClientContext:
             max_tokens=self.group.max_tokens,
         )
 
+    def connect_values(self) -> RequestValues:
+        """What a connection's URL and headers may name before any message: the client."""
+        return RequestValues(
+            prompt="",
+            model=self.model,
+            messages=(),
+            client_id=self.plan.url_id,
+            stream_id="",
+            max_tokens=self.group.max_tokens,
+        )
+
     async def think(self, message: int) -> None:
         if message and self.plan.think_ms[message - 1]:
             await asyncio.sleep(self.plan.think_ms[message - 1] / 1000)

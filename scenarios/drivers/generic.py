@@ -28,13 +28,17 @@ async def drive_profile(ctx: ClientContext) -> None:
     channel: _Channel = (
         _WebSocketChannel(ctx) if ctx.profile.transport == "websocket" else _HttpChannel(ctx)
     )
+    state = None
     try:
         for m in range(ctx.group.messages):
             await ctx.think(m)
-            if not await _one_stream(ctx, channel, ctx.new_state(m)):
+            state = ctx.new_state(m)
+            if not await _one_stream(ctx, channel, state):
                 break
     finally:
         await channel.close()
+        if state is not None:  # what came after the last answer's end, until the close
+            state.notes.extend(channel.notes())
 
 
 def _lost(record: StreamRecord) -> bool:
@@ -80,6 +84,7 @@ async def _one_stream(ctx: ClientContext, channel: _Channel, state: StreamState)
         await channel.wait(record, max(0.0, deadline - time.perf_counter()))
         if record.close_code is not None:
             state.add_close(record.close_code)
+        state.notes.extend(channel.notes())
         if (
             not _lost(record)
             or group.on_disconnect == "none"
@@ -125,6 +130,10 @@ class _Channel:
         return self._sent(state, record)
 
     async def send(self, state: StreamState) -> StreamRecord:
+        raise NotImplementedError
+
+    def notes(self) -> list[str]:
+        """Frames that arrived outside a stream since the last call, in words."""
         raise NotImplementedError
 
     async def wait(self, record: StreamRecord, timeout_s: float) -> None:
@@ -175,6 +184,9 @@ class _WebSocketChannel(_Channel):
                 code = f"http_{exc.status}" if exc.status else "connect"
                 return self._failed(state, record, code, str(exc))
         return self._sent(state, await self.conn.send(record, values))
+
+    def notes(self) -> list[str]:
+        return self.conn.recorder.notes() if self.conn is not None else []
 
     async def wait(self, record: StreamRecord, timeout_s: float) -> None:
         if self.conn is not None and not record.done:
@@ -231,6 +243,9 @@ class _HttpChannel(_Channel):
         self.stream = self._open()
         return self._sent(state, await self.stream.start(record, self.ctx.values(state)))
 
+    def notes(self) -> list[str]:
+        return self.stream.recorder.notes() if self.stream is not None else []
+
     async def wait(self, record: StreamRecord, timeout_s: float) -> None:
         if self.stream is not None and not record.done:
             await self.stream.wait(record, timeout_s)
@@ -253,7 +268,6 @@ class _HttpChannel(_Channel):
 
     async def resume(self, record: StreamRecord, state: StreamState) -> None:
         self.stream = self._open()
-        record.reconnects += 1
         await self.stream.start(record, self.ctx.values(state), last_event_id=record.last_event_id)
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ import httpx
 
 from scenarios.clients import ClientConnectError, StreamRecord, aio
 from scenarios.drivers.base import ClientContext
+from scenarios.profiles.frames import render_headers
 
 __all__ = ["drive_v1_http"]
 
@@ -18,7 +19,8 @@ __all__ = ["drive_v1_http"]
 async def drive_v1_http(ctx: ClientContext) -> None:
     group, plan = ctx.group, ctx.plan
     base = ctx.endpoints.http_url
-    async with httpx.AsyncClient(timeout=group.timeout_s) as http:
+    headers = {**render_headers(ctx.profile.headers, ctx.connect_values()), **ctx.headers}
+    async with httpx.AsyncClient(timeout=group.timeout_s, headers=headers) as http:
         for m in range(group.messages):
             await ctx.think(m)
             state = ctx.new_state(m)

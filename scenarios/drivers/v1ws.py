@@ -8,7 +8,9 @@ import time
 
 from scenarios.clients import ClientConnectError, StreamRecord
 from scenarios.clients.aio import V1Connection
+from scenarios.clients.generic import target_url
 from scenarios.drivers.base import ClientContext, StreamState, TargetUnreachable
+from scenarios.profiles.frames import render_headers
 
 __all__ = ["drive_v1"]
 
@@ -114,12 +116,16 @@ async def _one_stream(
 
 async def _open(ctx: ClientContext, deadline: float) -> V1Connection:
     """Open a v1 connection, retrying while the server is away (a restart), until deadline."""
-    url = ctx.endpoints.ws_url
+    values = ctx.connect_values()
+    url = target_url(ctx.endpoints.ws_url, ctx.profile, values)
+    headers = {**render_headers(ctx.profile.headers, values), **ctx.headers}
     while True:
         try:
             return await V1Connection.open(
-                url,
+                ctx.endpoints.ws_url,
                 ctx.plan.url_id,
+                url=url,
+                headers=headers,
                 subprotocol=ctx.profile.subprotocol,
                 read_delay_s=ctx.group.read_delay_ms / 1000,
                 hello_timeout_s=max(0.5, min(5.0, deadline - time.perf_counter())),

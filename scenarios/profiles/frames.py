@@ -38,6 +38,8 @@ __all__ = [
     "Token",
     "Unreadable",
     "render",
+    "render_headers",
+    "render_text",
     "render_url",
     "ui_messages",
 ]
@@ -293,6 +295,7 @@ class ProfileRecorder:
     stray: list[FrameEvent] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
     last_token_t: float | None = None
+    _noted: tuple[int, int] = (0, 0)  # how many stray / unreadable frames notes() reported
 
     def __post_init__(self) -> None:
         self.reader = FrameReader(self.profile)
@@ -303,7 +306,6 @@ class ProfileRecorder:
             self.current.finish("cancelled", t)
         self.current = record
         self.records.append(record)
-        record.owner = id(self)
         self.last_token_t = None
         return record
 
@@ -343,6 +345,24 @@ class ProfileRecorder:
                 record.usage = usage if usage is not None else record.usage
         return event
 
+    def notes(self) -> list[str]:
+        """What arrived outside an open stream since the last call, in words (for reports):
+        tokens after the end (an in-band end marker in the middle of an answer) and frames
+        no rule reads."""
+        stray, unreadable = self.stray[self._noted[0] :], self.unreadable[self._noted[1] :]
+        self._noted = (len(self.stray), len(self.unreadable))
+        out = []
+        tokens = [e for e in stray if isinstance(e, Token)]
+        if tokens:
+            text = "".join(e.text for e in tokens)
+            shown = text if len(text) <= 60 else text[:60] + "..."
+            out.append(f"{len(tokens)} tokens arrived after the stream had ended: {shown!r}")
+        others = len(stray) - len(tokens)
+        if others:
+            out.append(f"{others} end, error or cancel frames arrived with no stream open")
+        out += [f"protocol error: {u.describe()}" for u in unreadable]
+        return out
+
     def idle(self, t: float) -> bool:
         """End the open stream when it has been silent for ``idle_end_ms`` after a token."""
         record, gap = self.current, self.profile.idle_end_ms
@@ -361,7 +381,8 @@ class ProfileRecorder:
             return None
         record.close_code = close_code
         if clean and self.profile.on_close == "end":
-            record.finish_reason = "close"
+            # An end frame the profile ignores may have said why (AI SDK's finish): keep it.
+            record.finish_reason = record.finish_reason or "close"
             record.finish("completed", t)
         else:
             record.error_code = "closed" if self.profile.transport == "websocket" else "cut"
@@ -447,6 +468,11 @@ def render(template: Any, values: RequestValues) -> Any:
     if isinstance(template, list):
         return [render(item, values) for item in template]
     return template
+
+
+def render_text(template: str, values: RequestValues) -> str:
+    """Fill a text template (a plain-text frame or body): every value as text, lists as JSON."""
+    return _fill(template, values, escape=False)
 
 
 def render_url(template: str, values: RequestValues) -> str:

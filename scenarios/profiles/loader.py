@@ -120,6 +120,12 @@ def _base(name: Any, base_dir: Path, depth: int, path: str, line: int | None) ->
 
 def _merge(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
+    # The request is one thing: a file that gives text (or a body, or a GET) replaces the
+    # base's request rather than adding a second one.
+    if "text" in own or own.get("method") == "GET":
+        out.pop("body", None)
+    if "body" in own or own.get("method") == "GET":
+        out.pop("text", None)
     for key, value in own.items():
         if key == "headers" and isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}

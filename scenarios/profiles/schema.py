@@ -74,8 +74,12 @@ def parse_path(path: str) -> tuple[str | int, ...]:
     """``choices[0].delta.content`` -> ("choices", 0, "delta", "content"); ``$``: the frame."""
     if path == "$":
         return ()
+    if path.startswith("$"):
+        raise ValueError(
+            f"bad path {path!r}: paths are dotted keys from the frame, not JSONPath "
+            f"(write {path.removeprefix('$.')!r}; '$' alone is the whole frame)"
+        )
     parts: list[str | int] = []
-    pos = 0
     for segment in path.split("."):
         if not segment:
             raise ValueError(f"bad path {path!r}: empty segment")
@@ -141,12 +145,11 @@ class FrameRule(_Model):
             raise ValueError("a token rule needs 'text': the JSON path of the token's text ($)")
         if self.kind != "token" and self.text is not None:
             raise ValueError(f"'text' belongs to token rules, not to a {self.kind} rule")
-        for name in ("has", "text", "index", "code", "message", "retryable", "finish_reason"):
+        fields = ("has", "text", "index", "code", "message", "retryable", "finish_reason", "usage")
+        for name in fields:
             value = getattr(self, name)
             if value is not None:
                 parse_path(value)
-        if self.usage is not None:
-            parse_path(self.usage)
         for key in self.match:
             parse_path(key)
         return self
@@ -172,8 +175,8 @@ class Profile(_Model):
     format: FrameFormat = "json"
     framing: Literal["lines", "chunks"] = "lines"
     frames: list[FrameRule] = Field(default_factory=list)
-    # What the connection closing (a WebSocket close 1000/1001, an HTTP body ending) means
-    # before an end frame: the end of the answer, or an error. An abnormal close is an error.
+    # What the connection closing (a WebSocket close 1000, an HTTP body ending) means before
+    # an end frame: the end of the answer, or an error. Any other close is an error.
     on_close: Literal["end", "error"] = "error"
     # A silence this long after a token ends the stream (servers that send no end at all).
     idle_end_ms: int | None = Field(default=None, gt=0, le=60_000)
@@ -239,6 +242,9 @@ class Profile(_Model):
                 raise ValueError(f"frames[{i}].prefix: only for format 'prefixed'")
             if (rule.match or rule.has) and self.format == "text":
                 raise ValueError(f"frames[{i}]: format 'text' frames have no JSON to match")
+            paths = [rule.text, rule.code, rule.message, rule.index, rule.finish_reason]
+            if self.format == "text" and any(p not in (None, "$") for p in paths):
+                raise ValueError(f"frames[{i}]: a 'text' frame has no fields: use '$'")
         return self
 
     @property

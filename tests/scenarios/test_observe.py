@@ -74,3 +74,13 @@ def test_a_request_for_another_scenario_is_left_alone() -> None:
     leftover = entry("old", [user("t client g0-0 message 0: hi")], 100.2)
     found = attribute([one, two], [mine, leftover])
     assert [e.id for e in found[one.key]] == ["a"] and found[two.key] == []
+
+
+def test_a_prompt_that_contains_another_does_not_take_its_requests() -> None:
+    short = state(1, 0, ("say hi for g0-1",), 100.0, 101.0)
+    long = state(11, 0, ("say hi for g0-11",), 100.0, 101.0)
+    a = entry("a", [user("say hi for g0-1")], 100.1)
+    b = entry("b", [user("say hi for g0-11")], 100.2)
+    found = attribute([short, long], [b, a])
+    assert [e.id for e in found[short.key]] == ["a"]
+    assert [e.id for e in found[long.key]] == ["b"]

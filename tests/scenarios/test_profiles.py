@@ -27,6 +27,7 @@ from scenarios.profiles.frames import (
     Token,
     Unreadable,
     render,
+    render_text,
     render_url,
 )
 from scenarios.profiles.schema import parse_path
@@ -309,3 +310,53 @@ def test_url_templates_are_encoded() -> None:
     assert render_url("/stream?prompt={prompt}&c={client_id}", VALUES) == (
         "/stream?prompt=hi%20there%20%26%20more&c=g0-1"
     )
+
+
+def test_a_close_keeps_the_finish_reason_an_ignored_frame_gave() -> None:
+    recorder = ProfileRecorder(load_profile("ai-sdk"))
+    record = recorder.begin(_record(), 0.0)
+    recorder.handle(Frame('{"type":"text-delta","id":"0","delta":"a"}'), 0.1)
+    recorder.handle(Frame('{"type":"finish","finishReason":"length"}'), 0.2)
+    recorder.handle(Frame("[DONE]"), 0.3)
+    recorder.closed(0.4, clean=True)
+    assert (record.outcome, record.finish_reason) == ("completed", "length")
+
+
+def test_frames_after_the_end_are_noted() -> None:
+    recorder = ProfileRecorder(load_profile("tutorial"))
+    recorder.begin(_record(), 0.0)
+    for content in ("a", "[END]", " rest", " of it"):
+        recorder.handle(Frame(f'{{"type": "token", "content": "{content}"}}'), 0.1)
+    recorder.handle(Frame("oops"), 0.2)
+    assert recorder.notes() == [
+        "2 tokens arrived after the stream had ended: ' rest of it'",
+        "protocol error: a not JSON frame that no rule of profile 'tutorial' reads: frame 'oops'",
+    ]
+    assert recorder.notes() == []  # each reported once
+
+
+def test_a_text_template_renders_lists_as_json() -> None:
+    assert render_text("history: {messages}", VALUES) == (
+        'history: [{"role": "user", "content": "hi there & more"}]'
+    )
+    assert render_text("{messages}", VALUES).startswith('[{"role"')
+
+
+def test_jsonpath_and_text_frame_fields_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"not JSONPath \(write 'delta'"):
+        parse_path("$.delta")
+    with pytest.raises(ProfileError, match="a 'text' frame has no fields"):
+        parse_profile(
+            "name: p\ntransport: sse\nmethod: GET\nformat: text\n"
+            "frames: [{kind: token, text: content}]\n",
+            "p.yaml",
+        )
+
+
+def test_extends_switches_the_request_kind(tmp_path: Path) -> None:
+    text_file = tmp_path / "t.yaml"
+    text_file.write_text("extends: tutorial\ntext: '{prompt}'\n")
+    assert (load_profile(text_file).text, load_profile(text_file).body) == ("{prompt}", None)
+    get_file = tmp_path / "g.yaml"
+    get_file.write_text("extends: sse-json\nmethod: GET\nurl: /s?q={prompt}\n")
+    assert load_profile(get_file).body is None

@@ -276,3 +276,12 @@ async def test_the_provider_port_stays_put_with_or_without_an_upstream_proxy(
         async with httpx.AsyncClient() as http:  # through the proxy to the mock
             models = await http.get(f"{proxied.upstream_url}/models")
         assert models.status_code == 200
+
+
+async def test_a_url_target_keeps_its_path_through_the_downstream_proxy(tmp_path: Path) -> None:
+    spec = StackSpec(target="http://127.0.0.1:9/app", downstream_proxy=True)
+    async with Stack(spec, log_dir=tmp_path) as stack:
+        assert stack.server_url == "http://127.0.0.1:9/app"
+        assert stack.client_http_url.endswith("/app")
+        assert stack.client_http_url != stack.server_url
+        assert stack.client_ws_url == "ws" + stack.client_http_url.removeprefix("http")

@@ -231,8 +231,9 @@ async def test_provider_drop_is_an_in_band_error_event(
     assert entry["outcome"] == "fault:abort_after" and entry["tokens_sent"] == 3
     events = sse_events(body)
     *data, error = events
-    # Every token the provider wrote reached the client (the role chunk, then 3 tokens)...
-    assert len(data) == 4 and content_of(data) == entry["text"]
+    # The tokens LiteLLM had read before the drop reached the client (usually all three;
+    # on a busy machine the drop can overtake some of them)...
+    assert data and entry["text"].startswith(content_of(data))
     # ...then exactly these bytes, and the body ends (no [DONE]).
     assert error == (
         b'data: {"error": {"message": "litellm.APIConnectionError: APIConnectionError: '
@@ -251,7 +252,7 @@ async def test_provider_drop_is_an_in_band_error_event(
     assert type(caught.value) is openai.APIError
     assert "APIConnectionError" in caught.value.message
     _, second = await ended(admin, 2)
-    assert received == second["text"]
+    assert second["text"].startswith(received)
 
 
 async def test_rate_limit_is_retried_after_retry_after(
