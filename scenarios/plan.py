@@ -52,7 +52,10 @@ class PlannedAction:
 
     @property
     def at_start(self) -> bool:
-        return self.after_tokens is None and self.after_ms is None and self.delay_ms == 0
+        """Applied before any client starts (``after_ms: 0`` included): a fault meant to be
+        there from the start must not race the first tokens."""
+        no_trigger = self.after_tokens is None and not self.after_ms
+        return no_trigger and self.delay_ms == 0
 
 
 @dataclass(frozen=True)

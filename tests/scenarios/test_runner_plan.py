@@ -135,3 +135,15 @@ def test_shared_client_id_keeps_prompts_unique() -> None:
     a, b, c = plan_run(scenario, 1).clients
     assert a.url_id == b.url_id == "g0-shared" and c.url_id == "g1-0"
     assert a.prompts != b.prompts and a.client_id != b.client_id
+
+
+def test_a_fault_due_at_0_ms_is_in_place_before_the_clients_start() -> None:
+    scenario = parse_scenario(
+        "name: s\ndescription: d\nstack: {downstream_proxy: true}\n"
+        "toxics:\n  - {proxy: downstream, type: bandwidth, attributes: {rate: 2}, after_ms: 0}\n"
+        "  - {proxy: downstream, type: latency, name: later, attributes: {latency: 5}, "
+        "after_ms: 1}\n"
+        "clients: [{count: 1}]\nchecks: [{check: every_stream_ended}]\n"
+    )
+    zero, later = plan_run(scenario, 1).actions
+    assert zero.at_start and not later.at_start
