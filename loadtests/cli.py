@@ -484,14 +484,16 @@ BENCHES: dict[str, str] = {
     "capacity": "loadtests.bench.capacity",
     "mock": "mockllm.bench",
     "proxy": "scenarios.faultproxy.bench",
+    "mutation": "scenarios.mutation",
 }
-_BENCH_USAGE = """usage: streamharness bench {transports,relay,capacity,mock,proxy} [options]
+_BENCH_USAGE = """usage: streamharness bench NAME [options]   (NAME: one of those below)
 
   transports  TTFT/E2E per transport, clean loopback and +100 ms latency
   relay       direct mock vs reference vs naive server at rising concurrency
   capacity    load-generator timing error vs frames/s per Locust process
   mock        mockllm's own throughput benchmark (python -m mockllm.bench)
-  proxy       the fault proxy's benchmark (python -m scenarios.faultproxy.bench)"""
+  proxy       the fault proxy's benchmark (python -m scenarios.faultproxy.bench)
+  mutation    the scenario catalogue against small bugs in the reference server (score)"""
 
 
 def bench_main(argv: Sequence[str] | None = None) -> int:

@@ -70,6 +70,8 @@ class RunOptions:
     mock_port: int | None = None
     # Restrict the mock to these model names (default: it answers any).
     mock_models: tuple[str, ...] = ()
+    # A built-in server's code from this folder instead of the installed one (mutation tests).
+    server_pythonpath: str | None = None
     stats_interval_s: float = 0.05
 
     def resolve(self) -> Target:
@@ -187,6 +189,9 @@ async def _run(
 
     env = {SERVER_ENV_PREFIX + k: v for k, v in scenario.stack.server_env.items()}
     env.setdefault(SERVER_ENV_PREFIX + "UPSTREAM_RETRY_SEED", str(plan.server_seed))
+    if opts.server_pythonpath is not None:
+        # A copy of the server's code (a mutant) found before the installed one.
+        env["PYTHONPATH"] = opts.server_pythonpath
     mock_args = tuple(a for m in opts.mock_models for a in ("--model", m)) or ("--any-model",)
     spec = StackSpec(
         target=opts.target,
