@@ -53,17 +53,72 @@ def _sentence(rng: random.Random) -> str:
     return " ".join(words) + end
 
 
+# Words from other scripts, emoji and a combining mark (e + U+0301): text a relay must pass on
+# byte for byte, which ASCII prose never tests.
+_UNICODE_WORDS = (
+    "café",
+    "cafe\u0301",
+    "naïve",
+    "数据",
+    "流式",
+    "トークン",
+    "поток",
+    "🙂",
+    "🚀",
+    "✅",
+    "Zürich",
+    "São Paulo",
+)
+_IDENTIFIERS = ("value", "token", "stream", "buffer", "count", "delay", "chunk", "reader")
+
+
+def _paragraph(rng: random.Random) -> str:
+    sentences = [_sentence(rng) for _ in range(rng.randint(1, 3))]
+    if rng.random() < 0.35:
+        i = rng.randrange(len(sentences))
+        word = rng.choice(_UNICODE_WORDS)
+        sentences[i] = sentences[i][:-1] + f" ({word})" + sentences[i][-1]
+    return " ".join(sentences)
+
+
+def _list(rng: random.Random) -> str:
+    numbered = rng.random() < 0.5
+    items = []
+    for n in range(1, rng.randint(2, 4) + 1):
+        words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(2, 6)))
+        items.append(f"{n}. {words.capitalize()}" if numbered else f"- {words}")
+    return "\n".join(items)
+
+
+def _code(rng: random.Random) -> str:
+    name, arg = rng.choice(_IDENTIFIERS), rng.choice(_IDENTIFIERS)
+    lines = [f"def {name}_{rng.randint(1, 99)}({arg}):"]
+    lines.append(f"    if not {arg}:")
+    lines.append("\treturn None" if rng.random() < 0.5 else "        return None")
+    lines.append(f"    return {arg} * {rng.randint(2, 9)}")
+    return "```python\n" + "\n".join(lines) + "\n```"
+
+
+def _document(rng: random.Random) -> str:
+    """One block of an answer: mostly prose, sometimes a list or a code block."""
+    kind = rng.choices(("paragraph", "list", "code"), weights=(6, 2, 2))[0]
+    return _paragraph(rng) if kind == "paragraph" else _list(rng) if kind == "list" else _code(rng)
+
+
 def lorem_tokens(seed: int, count: int) -> list[str]:
-    """Exactly ``count`` tokens of seeded prose (the last sentence may be cut short)."""
+    """Exactly ``count`` tokens of a seeded answer (the last block may be cut short).
+
+    Answers look like a model's: paragraphs separated by blank lines, bulleted and numbered
+    lists, code blocks indented with spaces and a tab, and now and then a word in another
+    script, an emoji or a combining accent. So the tokens include whitespace-only ones
+    (``"\n\n"``, indentation): a relay that strips or drops whitespace is caught.
+    """
     if count <= 0:
         return []
     rng = random.Random(seed)
-    tokens: list[str] = []
-    first = True
+    tokens = tokenize(_paragraph(rng))
     while len(tokens) < count:
-        sentence = _sentence(rng)
-        tokens.extend(tokenize(sentence if first else " " + sentence))
-        first = False
+        tokens.extend(tokenize("\n\n" + _document(rng)))
     return tokens[:count]
 
 

@@ -51,3 +51,14 @@ def test_tool_arguments_follow_the_schema() -> None:
     assert tool_arguments(3, schema) == tool_arguments(3, schema)
     assert tool_arguments(3, {}) == "{}"
     assert tool_arguments(3, "not a schema") == "{}"
+
+
+def test_answers_look_like_a_models_paragraphs_lists_code_and_unicode() -> None:
+    texts = ["".join(lorem_tokens(seed, 400)) for seed in range(40)]
+    every = "\n".join(texts)
+    assert all("\n\n" in t for t in texts)  # paragraphs
+    assert "\n- " in every and "\n1. " in every  # lists
+    assert "```python\n" in every and "\n    " in every and "\n\t" in every  # code
+    assert any(ch in every for ch in "数🙂🚀✅") and "\u0301" in every  # unicode
+    whitespace_only = {t for seed in range(12) for t in lorem_tokens(seed, 400) if not t.strip()}
+    assert "\n\n" in whitespace_only and "\n" in whitespace_only
