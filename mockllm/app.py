@@ -611,10 +611,13 @@ class MockApp:
     ) -> None:
         self.active_streams += 1
         try:
-            _, built = await self._build(request, control, messages, entry.seq, created)
+            plan, built = await self._build(request, control, messages, entry.seq, created)
             assert built is not None
             script = built
             entry.tokens = list(script.tokens)
+            if plan.choices:
+                entry.finish_reason = plan.choices[0].finish_reason
+            entry.usage = plan.usage
             faults = control.faults
             if faults.slow_headers_ms:
                 await asyncio.sleep(faults.slow_headers_ms / 1000.0)

@@ -34,6 +34,10 @@ class Entry:
     rule_id: str | None = None
     faults: tuple[str, ...] = ()
     error: str | None = None
+    # What the answer was to end with (the first choice's) and its token accounting, as
+    # planned: a relay must pass them on unchanged.
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
     # The tokens of the answer in write order; ``text`` is the prefix actually written.
     # Once the request has ended they are replaced by that text (a long soak keeps thousands
     # of entries, and one string is far smaller than a list of token strings).
@@ -62,6 +66,8 @@ class Entry:
             "rule_id": self.rule_id,
             "faults": list(self.faults),
             "error": self.error,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage,
             "headers": self.headers,
             "body": self.body,
             "text": self.text,

@@ -75,6 +75,9 @@ class StreamObservation:
     # match them by the prompt.
     ledger_ids: tuple[str, ...] | None = None
     error_message: str | None = None
+    # seconds since the first request when the server's heartbeats arrived while it was open
+    heartbeats: tuple[float, ...] = ()
+    usage: Mapping[str, Any] | None = None
 
     @property
     def text(self) -> str:
@@ -150,6 +153,8 @@ class LedgerEntry:
     text: str
     body: Mapping[str, Any] = field(default_factory=dict)
     last_user_text: str = ""
+    finish_reason: str | None = None
+    usage: Mapping[str, Any] | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -172,6 +177,8 @@ class LedgerEntry:
             body=body if isinstance(body, Mapping) else {},
             headers=entry.get("headers") or {},
             last_user_text=_last_user_text(messages),
+            finish_reason=entry.get("finish_reason"),
+            usage=entry.get("usage") if isinstance(entry.get("usage"), Mapping) else None,
         )
 
     def matches(self, prompt: str) -> bool:
@@ -536,6 +543,97 @@ def _no_leaks(check: model.NoLeaks, obs: RunObservation) -> CheckResult:
     return CheckResult(label, True, "back to the idle baseline")
 
 
+def _heartbeat(check: model.HeartbeatSeen, obs: RunObservation) -> CheckResult:
+    label = f"no silence over {check.max_gap_ms:g} ms (a token or a heartbeat)"
+    streams = _selected(check, obs)
+    if not streams:
+        return CheckResult(label, False, "no streams were run")
+    bad, worst = [], 0.0
+    for s in streams:
+        end = s.ended_t if s.ended_t is not None else (s.arrivals[-1].t if s.arrivals else 0.0)
+        times = sorted([0.0, end, *(a.t for a in s.arrivals), *s.heartbeats])
+        gap, at = max(((b - a, a) for a, b in itertools.pairwise(times)), default=(0.0, 0.0))
+        worst = max(worst, gap)
+        if gap * 1000 > check.max_gap_ms:
+            bad.append(
+                f"{s.key}: {_ms(gap)} with neither a token nor a heartbeat (from {_ms(at)}); "
+                f"{len(s.heartbeats)} heartbeats while it was open"
+            )
+    if bad:
+        return CheckResult(label, False, _details(bad))
+    beats = sum(len(s.heartbeats) for s in streams)
+    return CheckResult(label, True, f"longest silence {_ms(worst)}, {beats} heartbeats")
+
+
+def _answered(s: StreamObservation, obs: RunObservation) -> LedgerEntry | None:
+    """The upstream request whose answer this stream relayed (the completed one)."""
+    return next(
+        (e for e in obs.entries_for(s) if e.outcome == "completed" and e.status == 200), None
+    )
+
+
+def _finish_reason(check: model.FinishReasonRelayed, obs: RunObservation) -> CheckResult:
+    label = "finish_reason as the provider gave it"
+    bad, compared = [], 0
+    for s in _selected(check, obs):
+        upstream = _answered(s, obs)
+        if s.outcome != "completed" or upstream is None or upstream.finish_reason is None:
+            continue
+        compared += 1
+        if s.finish_reason != upstream.finish_reason:
+            bad.append(
+                f"{s.key}: the client got finish_reason {s.finish_reason!r}, the provider said "
+                f"{upstream.finish_reason!r}"
+            )
+    if bad:
+        return CheckResult(label, False, _details(bad))
+    if not compared:
+        return CheckResult(label, False, "no completed stream to compare")
+    return CheckResult(label, True, f"{compared} streams")
+
+
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+# Other names of the same counts (the AI SDK's camelCase, the Responses API's input/output).
+_USAGE_ALIASES = {
+    "promptTokens": "prompt_tokens",
+    "inputTokens": "prompt_tokens",
+    "input_tokens": "prompt_tokens",
+    "completionTokens": "completion_tokens",
+    "outputTokens": "completion_tokens",
+    "output_tokens": "completion_tokens",
+    "totalTokens": "total_tokens",
+}
+
+
+def _usage_keys(usage: Mapping[str, Any]) -> dict[str, Any]:
+    return {_USAGE_ALIASES.get(k, k): v for k, v in usage.items()}
+
+
+def _usage(check: model.UsageRelayed, obs: RunObservation) -> CheckResult:
+    label = "usage as the provider counted it"
+    bad, compared = [], 0
+    for s in _selected(check, obs):
+        upstream = _answered(s, obs)
+        if s.outcome != "completed" or upstream is None or upstream.usage is None:
+            continue
+        compared += 1
+        got = _usage_keys(s.usage or {})
+        # The counts the client was given must be the provider's (a protocol may leave the
+        # total out); a client given none of them got no usage.
+        given = [k for k in _USAGE_KEYS if k in upstream.usage and k in got]
+        wrong = [k for k in given if got[k] != upstream.usage[k]]
+        if not given:
+            bad.append(f"{s.key}: the client got no token usage")
+        elif wrong:
+            shown = ", ".join(f"{k} {got[k]!r} (provider {upstream.usage[k]!r})" for k in wrong)
+            bad.append(f"{s.key}: the client got {shown}")
+    if bad:
+        return CheckResult(label, False, _details(bad))
+    if not compared:
+        return CheckResult(label, False, "no completed stream to compare")
+    return CheckResult(label, True, f"{compared} streams")
+
+
 def _stats_bounded(check: model.StatsBounded, obs: RunObservation) -> CheckResult:
     label = f"/stats {check.key} stays <= {check.max:g}"
     if check.key not in obs.stats_peak:
@@ -557,6 +655,9 @@ _CHECKS: dict[type[Any], Callable[[Any, RunObservation], CheckResult]] = {
     model.ErrorCodeSeen: _error_code,
     model.NoLeaks: _no_leaks,
     model.StatsBounded: _stats_bounded,
+    model.HeartbeatSeen: _heartbeat,
+    model.FinishReasonRelayed: _finish_reason,
+    model.UsageRelayed: _usage,
 }
 
 

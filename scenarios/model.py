@@ -271,6 +271,9 @@ class ClientGroup(_Model):
     # Every client of the group connects with the same client id in the URL (/ws/chat/{id}),
     # as two browser tabs of one user would.
     shared_client_id: bool = False
+    # False: the client never answers the server's heartbeat (a dead peer the server must
+    # detect and close); needs a protocol with app-level pongs.
+    answer_pings: bool = True
 
     @model_validator(mode="after")
     def _concurrent_alone(self) -> ClientGroup:
@@ -299,6 +302,8 @@ class ClientGroup(_Model):
             out.add("several_streams")
         if self.shared_client_id:
             out.add("client_id_in_url")
+        if not self.answer_pings:
+            out.add("pong")
         if self.on_disconnect == "resume":
             out.add("resume")
         for action in self.actions:
@@ -419,6 +424,30 @@ class NoLeaks(_Check):
     slack: int = Field(default=0, ge=0)
 
 
+class HeartbeatSeen(_Check):
+    """While a stream is open, the client never waits longer than ``max_gap_ms`` for a token
+    or a heartbeat of the server's own (v1 ``ping``, SSE comment): what keeps a proxy's idle
+    timeout from cutting a quiet stream. Protocol-level WebSocket pings do not count."""
+
+    check: Literal["heartbeat"]
+    max_gap_ms: float = Field(gt=0)
+    implied_needs = frozenset({"heartbeat"})
+
+
+class FinishReasonRelayed(_Check):
+    """Each completed stream ends with the finish_reason the provider gave (stop, length)."""
+
+    check: Literal["finish_reason"]
+    implied_needs = frozenset({"finish_reason"})
+
+
+class UsageRelayed(_Check):
+    """Each completed stream reports the provider's token usage."""
+
+    check: Literal["usage"]
+    implied_needs = frozenset({"usage"})
+
+
 class StatsBounded(_Check):
     check: Literal["stats_bounded"]
     implied_needs = frozenset({"stats"})
@@ -438,7 +467,10 @@ Check = Annotated[
     | CloseCodeSeen
     | ErrorCodeSeen
     | NoLeaks
-    | StatsBounded,
+    | StatsBounded
+    | HeartbeatSeen
+    | FinishReasonRelayed
+    | UsageRelayed,
     Field(discriminator="check"),
 ]
 

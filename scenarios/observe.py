@@ -235,6 +235,7 @@ def observation(
             notes.append(f"discarded {len(raw) - len(kept)} re-sent tokens <= index {after}")
         raw = kept
     arrivals = tuple(Arrival(a.index, a.content, a.t - base) for a in raw)
+    heartbeats = tuple(sorted(t - base for r in records for t in r.heartbeats))
     close_code = next(iter(state.close_codes), None)
     if close_code is None and last is not None:
         close_code = last.close_code
@@ -263,4 +264,6 @@ def observation(
         expected_text=expected,
         notes=tuple(notes),
         ledger_ids=ledger_ids,
+        heartbeats=heartbeats,
+        usage=last.usage if last is not None else None,
     )

@@ -282,7 +282,9 @@ class ProfileHttpStream(_Waits):
                         record.last_event_id = item.id
                 elif isinstance(item, str):
                     out.append(Frame(item))
-            return out  # SSE comments (heartbeats) are not frames
+                else:  # an SSE comment: a heartbeat, no frame
+                    self.recorder.heartbeat(time.perf_counter())
+            return out
 
         def feed(chunk: bytes) -> list[Frame]:
             return frames(sse.feed(chunk) if sse is not None else cutter.feed(chunk))

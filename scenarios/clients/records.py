@@ -75,6 +75,9 @@ class StreamRecord:
     # SSE: the last `id:` seen, what a reconnect sends as Last-Event-ID
     last_event_id: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # when the server's heartbeats (v1 ping, SSE comment, a profile's heartbeat frame) arrived
+    # while this stream was open: what keeps a quiet stream alive through proxies
+    heartbeats: list[float] = field(default_factory=list)
     # id() of the recorder (connection) now carrying this stream: after a reconnect the
     # old connection's end must not mark the stream "disconnected" again.
     owner: int | None = field(default=None, repr=False, compare=False)

@@ -152,6 +152,8 @@ class SSERecorder:
         record = self.record
         if isinstance(item, SSEComment):
             self.heartbeats += 1
+            if not record.done:
+                record.heartbeats.append(t)
             return
         self.events += 1
         if item.id is not None:

@@ -319,6 +319,8 @@ class V1Recorder:
             return None
         if isinstance(event, V1Ping):
             self.pings += 1
+            for open_record in self.open_records():
+                open_record.heartbeats.append(t)
             return None
         if isinstance(event, V1Pong):
             return None

@@ -128,6 +128,7 @@ async def _open(ctx: ClientContext, deadline: float) -> V1Connection:
                 headers=headers,
                 subprotocol=ctx.profile.subprotocol,
                 read_delay_s=ctx.group.read_delay_ms / 1000,
+                auto_pong=ctx.group.answer_pings,
                 hello_timeout_s=max(0.5, min(5.0, deadline - time.perf_counter())),
             )
         except ClientConnectError as exc:

@@ -31,6 +31,7 @@ __all__ = [
     "Frame",
     "FrameEvent",
     "FrameReader",
+    "Heartbeat",
     "Ignored",
     "LineSplitter",
     "ProfileRecorder",
@@ -89,6 +90,11 @@ class Cancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class Heartbeat:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Ignored:
     finish_reason: str | None = None
     usage: Any = None
@@ -105,7 +111,7 @@ class Unreadable:
         return f"{self.why}: {self.frame.shown()}"
 
 
-FrameEvent = Token | End | Error | Cancelled | Ignored | Unreadable
+FrameEvent = Token | End | Error | Cancelled | Heartbeat | Ignored | Unreadable
 _MISSING = object()
 
 
@@ -241,6 +247,8 @@ class FrameReader:
             case "cancelled":
                 index = field_(rule.index)
                 return Cancelled(index if isinstance(index, int) else None)
+            case "heartbeat":
+                return Heartbeat()
             case _:
                 return Ignored(finish, field_(rule.usage))
 
@@ -320,7 +328,7 @@ class ProfileRecorder:
                 record.finish("error", t)
             return event
         if record is None or record.done:
-            if not isinstance(event, Ignored):
+            if not isinstance(event, Ignored | Heartbeat):
                 self.stray.append(event)
             return event
         match event:
@@ -340,6 +348,8 @@ class ProfileRecorder:
             case Cancelled(index):
                 record.cancelled_index = index
                 record.finish("cancelled", t)
+            case Heartbeat():
+                record.heartbeats.append(t)
             case Ignored(finish, usage):
                 record.finish_reason = finish or record.finish_reason
                 record.usage = usage if usage is not None else record.usage
@@ -362,6 +372,11 @@ class ProfileRecorder:
             out.append(f"{others} end, error or cancel frames arrived with no stream open")
         out += [f"protocol error: {u.describe()}" for u in unreadable]
         return out
+
+    def heartbeat(self, t: float) -> None:
+        """A heartbeat that is no frame (an SSE comment) arrived."""
+        if self.current is not None and not self.current.done:
+            self.current.heartbeats.append(t)
 
     def idle(self, t: float) -> bool:
         """End the open stream when it has been silent for ``idle_end_ms`` after a token."""

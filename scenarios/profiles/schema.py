@@ -37,6 +37,10 @@ Capability = Literal[
     "error_codes",  # errors carry protocol v1's codes (upstream_error, upstream_timeout...)
     "v1_http",  # the reference HTTP stream API (SSE, polling, blocking of docs/protocol.md)
     "client_id_in_url",  # the URL names the client ({client_id})
+    "heartbeat",  # the client can see the server's heartbeat (v1 ping, SSE comments, a rule)
+    "pong",  # the client must answer the server's heartbeat (v1 pong): a silent client is closed
+    "finish_reason",  # the client is told why the answer ended (stop, length...)
+    "usage",  # the client is told the token usage
     "stats",  # the server's /stats counters (leaks, queue sizes)
     "restartable",  # the harness starts the server, so it can restart it
 ]
@@ -44,7 +48,7 @@ CAPABILITIES: tuple[str, ...] = Capability.__args__  # type: ignore[attr-defined
 
 Transport = Literal["websocket", "sse", "http"]
 FrameFormat = Literal["json", "text", "prefixed"]
-Kind = Literal["token", "end", "error", "cancelled", "ignore"]
+Kind = Literal["token", "end", "error", "cancelled", "heartbeat", "ignore"]
 Scalar = str | int | float | bool | None
 
 # Values a template may use. Strings are substituted inside text; a template string that is
@@ -254,15 +258,22 @@ class Profile(_Model):
         caps: set[str] = set()
         if self.protocol == "v1":
             caps |= {"cancel_message", "resume", "several_streams", "indexes", "error_codes"}
+            caps |= {"heartbeat", "pong", "finish_reason", "usage"}
             if self.http_api:
                 caps.add("v1_http")
         else:
+            if self.transport == "sse" or any(r.kind == "heartbeat" for r in self.frames):
+                caps.add("heartbeat")
             if self.cancel_message is not None:
                 caps.add("cancel_message")
             if self.resume is not None:
                 caps.add("resume")
             if any(r.index is not None for r in self.frames):
                 caps.add("indexes")
+            if any(r.finish_reason is not None for r in self.frames):
+                caps.add("finish_reason")
+            if any(r.usage is not None for r in self.frames):
+                caps.add("usage")
         if "client_id" in set(placeholders(self.url)):
             caps.add("client_id_in_url")
         return frozenset(caps)

@@ -75,5 +75,10 @@ def test_every_toxic_and_nginx_scenario_is_tagged() -> None:
         if s.stack.nginx:
             assert "nginx" in s.tags, s.name
         assert s.description.strip(), s.name
-        first = model.EveryStreamEnded | model.StatsBounded | model.UpstreamStoppedAfterCancel
+        first = (
+            model.EveryStreamEnded
+            | model.StatsBounded
+            | model.UpstreamStoppedAfterCancel
+            | model.CloseCodeSeen
+        )
         assert isinstance(s.checks[0], first), s.name

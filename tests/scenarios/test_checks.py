@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -235,3 +236,28 @@ def test_ledger_entry_reads_content_parts() -> None:
         {"id": "x", "body": {"messages": [{"content": [{"type": "text", "text": "hi there"}]}]}}
     )
     assert e.matches("hi there") and e.ended_at is None and e.outcome is None
+
+
+def test_finish_reason_and_usage_as_the_provider_gave_them() -> None:
+    usage = {"prompt_tokens": 9, "completion_tokens": 10, "total_tokens": 19}
+    upstream = entry("p", finish_reason="length", usage=usage)
+    fine = dataclasses.replace(stream(), prompt="p", finish_reason="length", usage=dict(usage))
+    assert verdict(check(check="finish_reason"), fine, ledger=(upstream,))[0]
+    assert verdict(check(check="usage"), fine, ledger=(upstream,))[0]
+    wrong = dataclasses.replace(fine, finish_reason="stop", usage={"completionTokens": 9})
+    ok, reason = verdict(check(check="finish_reason"), wrong, ledger=(upstream,))
+    assert not ok and "the client got finish_reason 'stop', the provider said 'length'" in reason
+    ok, reason = verdict(check(check="usage"), wrong, ledger=(upstream,))
+    assert not ok and "completion_tokens 9 (provider 10)" in reason
+    camel = dataclasses.replace(fine, usage={"promptTokens": 9, "completionTokens": 10})
+    assert verdict(check(check="usage"), camel, ledger=(upstream,))[0]
+
+
+def test_heartbeat_finds_the_longest_silence() -> None:
+    c = check(check="heartbeat", max_gap_ms=500)
+    beating = dataclasses.replace(stream(start=2.0), heartbeats=(0.3, 0.6, 0.9, 1.2, 1.5, 1.8))
+    assert verdict(c, beating)[0]
+    silent = stream(start=2.0)
+    ok, reason = verdict(c, silent)
+    assert not ok and "2000 ms with neither a token nor a heartbeat (from 0 ms)" in reason
+    assert "0 heartbeats while it was open" in reason

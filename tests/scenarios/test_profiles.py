@@ -299,6 +299,7 @@ def test_body_templates() -> None:
         "model": "mock-instant",
         "messages": [{"role": "user", "content": "hi there & more"}],
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
     ai = render(load_profile("ai-sdk").body, VALUES)
     assert ai["messages"][0]["parts"] == [{"type": "text", "text": "hi there & more"}]
