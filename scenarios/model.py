@@ -240,6 +240,15 @@ class ClientAction(_Model):
     at_token: int = Field(ge=0)
     do: Literal["cancel", "leave", "drop", "drop_and_resend", "drop_and_resume"]
     reconnect_after_ms: int = Field(default=0, ge=0)
+    # drop_and_resume: prove the stream with its own resume token, or with a wrong one (a
+    # guess, someone else's): the server must then refuse and replay nothing.
+    token: Literal["own", "wrong"] = "own"
+
+    @model_validator(mode="after")
+    def _token_for_resume(self) -> ClientAction:
+        if self.token != "own" and self.do != "drop_and_resume":
+            raise ValueError("token: wrong goes with do: drop_and_resume")
+        return self
 
 
 class ClientGroup(_Model):
@@ -311,6 +320,8 @@ class ClientGroup(_Model):
                 out.add("cancel_message")
             elif action.do == "drop_and_resume":
                 out.add("resume")
+                if action.token != "own":
+                    out.add("resume_token")
         return frozenset(out)
 
 

@@ -89,6 +89,11 @@ _REASONS = {
     "v1_http": "needs the reference HTTP stream API (SSE, polling, blocking of "
     "docs/protocol.md); profile {p} declares none",
     "client_id_in_url": "needs a client id in the URL; profile {p}'s url {u} has none",
+    "resume_token": "needs resume tokens; profile {p} declares none",
+    "heartbeat": "needs a heartbeat the client can see; profile {p} declares none",
+    "pong": "needs the client to answer app-level pings; profile {p} has none",
+    "finish_reason": "needs the finish reason in the stream; profile {p} reads none",
+    "usage": "needs the token usage in the stream; profile {p} reads none",
 }
 
 

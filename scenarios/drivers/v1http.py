@@ -4,6 +4,7 @@ polling and one blocking call, for client groups that ask for them (capability v
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 
 from scenarios.clients import ClientConnectError, StreamRecord, aio
 from scenarios.drivers.base import ClientContext
+from scenarios.drivers.v1ws import WRONG_TOKEN
 from scenarios.profiles.frames import render_headers
 
 __all__ = ["drive_v1_http"]
@@ -33,7 +35,11 @@ async def drive_v1_http(ctx: ClientContext) -> None:
                 ctx.track(state, record)
                 continue
             try:
-                created = await aio.create_stream(base, messages, client=http, **args)
+                # The client's own id: the idempotency key that makes a resent create safe.
+                stream_key = f"{plan.client_id}-m{m}"
+                created = await aio.create_stream(
+                    base, messages, client=http, id=stream_key, **args
+                )
             except ClientConnectError as exc:
                 failed = StreamRecord(transport=plan.transport, id=f"m{m}")  # type: ignore[arg-type]
                 failed.error_message = str(exc)
@@ -75,8 +81,22 @@ async def drive_v1_http(ctx: ClientContext) -> None:
             if action.do in ("cancel", "leave", "drop"):
                 continue
             await asyncio.sleep(action.reconnect_after_ms / 1000)
-            last = record.last_event_id if action.do == "drop_and_resume" else None
+            last = record.last_event_id
+            if action.do == "drop_and_resend":
+                # A retrying client sends its create again (same id), then reads on from
+                # where it was: a server without idempotency starts a second generation.
+                try:
+                    created = await aio.create_stream(
+                        base, messages, client=http, id=stream_key, **args
+                    )
+                except ClientConnectError as exc:
+                    state.notes.append(f"the create sent again failed: {exc}")
+                    continue
+                state.notes.append(f"sent the create again (id {stream_key})")
             state.notes.append(f"reconnected with Last-Event-ID {last}")
+            if action.token != "own":
+                created = _with_token(created, WRONG_TOKEN)
+                state.notes.append("with a wrong resume token")
             await aio.stream_sse(
                 base,
                 stream=created,
@@ -86,6 +106,12 @@ async def drive_v1_http(ctx: ClientContext) -> None:
                 timeout_s=max(0.1, deadline - time.perf_counter()),
                 client=http,
             )
+
+
+def _with_token(created: aio.CreatedStream, token: str) -> aio.CreatedStream:
+    """The same stream, proved with another resume token (in the header and the URL)."""
+    url = httpx.URL(created.events_url).copy_merge_params({"resume_token": token})
+    return dataclasses.replace(created, resume_token=token, events_url=str(url))
 
 
 def _record(created: aio.CreatedStream, transport: str) -> StreamRecord:

@@ -75,7 +75,7 @@ async def _one_stream(
             record.finish("disconnected", time.perf_counter())
             return None
         conn = reopened
-        await _continue(conn, record, state, action.do, session_token, ctx)
+        await _continue(conn, record, state, action.do, session_token, ctx, action.token)
     reconnects = 0
     while True:
         left = stream_deadline - time.perf_counter()
@@ -174,6 +174,10 @@ async def _concurrent(conn: V1Connection, ctx: ClientContext) -> None:
             state.add_close(conn.close_code)
 
 
+# What a client that guesses (or stole the id but not the token) sends as a resume token.
+WRONG_TOKEN = "not-this-streams-resume-token"
+
+
 async def _continue(
     conn: V1Connection,
     record: StreamRecord,
@@ -181,6 +185,7 @@ async def _continue(
     mode: str,
     session_token: str,
     ctx: ClientContext,
+    token: str = "own",
 ) -> None:
     """Continue a stream on a new connection: resume it (falling back to a resend when the
     server no longer knows it), or resend the chat with the same id."""
@@ -197,14 +202,24 @@ async def _continue(
                 or len(conn.recorder.connection_errors) > errors_before
             )
 
-        await conn.resume(record.stream_id, after, record.resume_token, record=record)
-        state.notes.append(f"resumed after index {after}")
+        proof = record.resume_token if token == "own" else WRONG_TOKEN
+        await conn.resume(record.stream_id, after, proof, record=record)
+        state.notes.append(
+            f"resumed after index {after}"
+            + (" with a wrong resume token" if token != "own" else "")
+        )
         # Wait for the answer to the resume: a start or token, or an error. An unknown
         # stream's error names only the stream, so it comes as a connection-level error.
         await conn.wait_until(answered, 5.0)
         codes = [e.code for e in conn.recorder.connection_errors[errors_before:]]
         if record.outcome == "error" and record.error_code is not None:
             codes.append(record.error_code)
+        if "forbidden" in codes and not record.done:
+            # Refused: the stream ends here for this client (its error names only the stream).
+            record.error_code, record.error_message = "forbidden", "the resume was refused"
+            record.finish("error", time.perf_counter())
+            state.notes.append("the server refused the resume (forbidden)")
+            return
         refused = [c for c in codes if c in ("unknown_stream", "stream_expired")]
         if not refused:
             return

@@ -41,6 +41,7 @@ Capability = Literal[
     "pong",  # the client must answer the server's heartbeat (v1 pong): a silent client is closed
     "finish_reason",  # the client is told why the answer ended (stop, length...)
     "usage",  # the client is told the token usage
+    "resume_token",  # a resume proves the stream with a secret token (v1)
     "stats",  # the server's /stats counters (leaks, queue sizes)
     "restartable",  # the harness starts the server, so it can restart it
 ]
@@ -258,7 +259,7 @@ class Profile(_Model):
         caps: set[str] = set()
         if self.protocol == "v1":
             caps |= {"cancel_message", "resume", "several_streams", "indexes", "error_codes"}
-            caps |= {"heartbeat", "pong", "finish_reason", "usage"}
+            caps |= {"heartbeat", "pong", "finish_reason", "usage", "resume_token"}
             if self.http_api:
                 caps.add("v1_http")
         else:

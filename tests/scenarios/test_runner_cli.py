@@ -42,7 +42,7 @@ def test_list_filters_by_tag(capsys: pytest.CaptureFixture[str]) -> None:
     assert runner_cli.list_main(["nginx", "-v"]) == 0
     out = capsys.readouterr().out
     assert "sse_resume_nginx" in out and "concurrency" not in out
-    assert out.strip().endswith("2 scenarios")
+    assert out.strip().endswith("3 scenarios")
 
 
 def test_unknown_scenario_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from scenarios import runner_cli
+from scenarios.model import load_catalogue
 from scenarios.procs import free_port
 
 pytestmark = pytest.mark.integration
@@ -122,6 +123,7 @@ def test_list_says_what_a_profile_runs(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert re.search(r"mid_stream_cancel +skipped: needs a cancel message; profile ai-sdk", out)
     assert re.search(r"whitespace_preserved +runs", out)
-    assert "of 23 scenarios run against your server (profile ai-sdk)" in out
+    total = len(load_catalogue())
+    assert f"of {total} scenarios run against your server (profile ai-sdk)" in out
     assert runner_cli.list_main(["--profiles"]) == 0
     assert "tutorial     websocket  /ws/chat/{client_id}" in capsys.readouterr().out
