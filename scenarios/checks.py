@@ -635,11 +635,18 @@ def _usage(check: model.UsageRelayed, obs: RunObservation) -> CheckResult:
 
 
 def _stats_bounded(check: model.StatsBounded, obs: RunObservation) -> CheckResult:
-    label = f"/stats {check.key} stays <= {check.max:g}"
+    reach = f"reaches {check.min:g} and " if check.min is not None else ""
+    label = f"/stats {check.key} {reach}stays <= {check.max:g}"
     if check.key not in obs.stats_peak:
         return CheckResult(label, False, f"{check.key} was never sampled from /stats")
     peak = obs.stats_peak[check.key]
-    return CheckResult(label, peak <= check.max, f"peak {peak:g}")
+    if peak > check.max:
+        return CheckResult(label, False, f"peak {peak:g}: over the bound")
+    if check.min is not None and peak < check.min:
+        return CheckResult(
+            label, False, f"peak {peak:g}: the load never reached the bound, so it was not tested"
+        )
+    return CheckResult(label, True, f"peak {peak:g}")
 
 
 _CHECKS: dict[type[Any], Callable[[Any, RunObservation], CheckResult]] = {

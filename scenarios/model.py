@@ -268,6 +268,9 @@ class ClientGroup(_Model):
     start_jitter_ms: int = Field(default=0, ge=0)
     think_ms: int = Field(default=0, ge=0)
     read_delay_ms: float = Field(default=0.0, ge=0)
+    # The client's socket receive buffer (bytes, set before connecting): small, so that a slow
+    # reader backs up into the server's send queue instead of into kernel memory.
+    receive_buffer_bytes: int | None = Field(default=None, ge=1024, le=16 * 1024 * 1024)
     actions: list[ClientAction] = Field(default_factory=list)
     timeout_s: float = Field(default=10.0, gt=0, le=600)
     # What a client does when its connection is lost before the stream ended (a reset, a
@@ -286,8 +289,9 @@ class ClientGroup(_Model):
 
     @model_validator(mode="after")
     def _concurrent_alone(self) -> ClientGroup:
-        if self.concurrent and (self.actions or self.on_disconnect != "none"):
-            raise ValueError("concurrent messages take no actions and no on_disconnect")
+        dropping = all(a.do == "drop" for a in self.actions)
+        if self.concurrent and (not dropping or self.on_disconnect != "none"):
+            raise ValueError("concurrent messages take no actions but drop, and no on_disconnect")
         return self
 
     @field_validator("prompt")
@@ -460,10 +464,14 @@ class UsageRelayed(_Check):
 
 
 class StatsBounded(_Check):
+    """The peak of a /stats number during the run stays at most ``max`` and, with ``min``,
+    reaches at least ``min`` (the bound was tested, not just never approached)."""
+
     check: Literal["stats_bounded"]
     implied_needs = frozenset({"stats"})
     key: str
     max: float
+    min: float | None = None
 
 
 Check = Annotated[

@@ -20,11 +20,12 @@ import asyncio
 import contextlib
 import itertools
 import json
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
-from urllib.parse import quote, urlencode, urljoin
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -93,10 +94,13 @@ async def _open_ws(
     ping_interval: float | None,
     open_timeout_s: float,
     headers: Mapping[str, str] | None = None,
+    receive_buffer: int | None = None,
 ) -> ClientConnection:
     try:
+        sock = await _small_buffer_socket(url, receive_buffer) if receive_buffer else None
         return await connect(
             url,
+            sock=sock,
             subprotocols=[Subprotocol(subprotocol)] if subprotocol else None,
             origin=Origin(origin) if origin else None,
             additional_headers=Headers({**(headers or {}), **_auth_headers(token)}),
@@ -114,6 +118,25 @@ async def _open_ws(
         raise ClientConnectError(f"{url}: handshake refused with HTTP {status}", status) from None
     except (InvalidHandshake, OSError, TimeoutError) as exc:
         raise ClientConnectError(f"{url}: cannot connect: {exc!r}") from None
+
+
+async def _small_buffer_socket(url: str, receive_buffer: int) -> socket.socket:
+    """A socket connected to ``url``'s host with a small receive buffer, set before connecting
+    (Linux then stops auto-tuning it): a slow reader's data backs up into the server's queue
+    after a few KB instead of after the megabytes the kernel would otherwise hold."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme in ("wss", "https") else 80)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _close_code(ws: ClientConnection) -> int:
@@ -252,6 +275,7 @@ class V1Connection(_Connection):
         open_timeout_s: float = 10.0,
         url: str | None = None,
         headers: Mapping[str, str] | None = None,
+        receive_buffer: int | None = None,
     ) -> V1Connection:
         """Connect to ``base_url``/ws/chat/``client_id`` (or ``url``, a whole ws:// URL) and
         (by default) wait for ``hello``.
@@ -269,6 +293,7 @@ class V1Connection(_Connection):
             ping_interval=ping_interval,
             open_timeout_s=open_timeout_s,
             headers=headers,
+            receive_buffer=receive_buffer,
         )
         conn = cls(ws, read_delay_s=read_delay_s, auto_pong=auto_pong)
         conn._start_reader()

@@ -119,6 +119,7 @@ class ProfileWebSocket(_Connection, _Waits):
         headers: Mapping[str, str] | None = None,
         read_delay_s: float = 0.0,
         open_timeout_s: float = 10.0,
+        receive_buffer: int | None = None,
     ) -> ProfileWebSocket:
         """Connect to ``base_url`` + the profile's URL (``ClientConnectError`` on failure)."""
         ws = await _open_ws(
@@ -130,6 +131,7 @@ class ProfileWebSocket(_Connection, _Waits):
             ping_interval=None,
             open_timeout_s=open_timeout_s,
             headers={**render_headers(profile.headers, values), **(headers or {})},
+            receive_buffer=receive_buffer,
         )
         conn = cls(ws, profile, read_delay_s)
         conn._start_reader()

@@ -178,6 +178,7 @@ class _WebSocketChannel(_Channel):
                     values,
                     headers=self.ctx.headers,
                     read_delay_s=self.ctx.group.read_delay_ms / 1000,
+                    receive_buffer=self.ctx.group.receive_buffer_bytes,
                 )
             except ClientConnectError as exc:
                 self.conn = None

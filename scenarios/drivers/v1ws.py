@@ -129,6 +129,7 @@ async def _open(ctx: ClientContext, deadline: float) -> V1Connection:
                 subprotocol=ctx.profile.subprotocol,
                 read_delay_s=ctx.group.read_delay_ms / 1000,
                 auto_pong=ctx.group.answer_pings,
+                receive_buffer=ctx.group.receive_buffer_bytes,
                 hello_timeout_s=max(0.5, min(5.0, deadline - time.perf_counter())),
             )
         except ClientConnectError as exc:
@@ -165,9 +166,22 @@ async def _start(
 
 
 async def _concurrent(conn: V1Connection, ctx: ClientContext) -> None:
-    """All messages at once on one connection, each its own stream (keyed by id)."""
+    """All messages at once on one connection, each its own stream (keyed by id); a drop
+    action counts the first stream's tokens and drops the connection under all of them."""
     deadline = time.perf_counter() + ctx.group.timeout_s
     mine = [await _start(conn, ctx, m) for m in range(ctx.group.messages)]
+    for action in ctx.group.actions:  # only drop (the model allows no other)
+        first_state, first = mine[0]
+        left = max(0.0, deadline - time.perf_counter())
+        if await conn.wait_tokens(first.id, action.at_token + 1, left):
+            conn.read_delay_s = 0.0
+            await conn.drop()
+            for state, record in mine:
+                state.cancelled_at_epoch = time.time()
+                state.notes.append(f"dropped the socket after token {action.at_token} of m0")
+                record.finish("disconnected", time.perf_counter())
+            return
+        first_state.notes.append(f"drop at token {action.at_token} never ran")
     for state, record in mine:
         await conn.wait(record.id, max(0.0, deadline - time.perf_counter()))
         if conn.closed and conn.close_code is not None:
