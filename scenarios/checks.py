@@ -78,6 +78,9 @@ class StreamObservation:
     # seconds since the first request when the server's heartbeats arrived while it was open
     heartbeats: tuple[float, ...] = ()
     usage: Mapping[str, Any] | None = None
+    # what the server said of the stream: its end's token count, its hello's heartbeat interval
+    announced_tokens: int | None = None
+    announced_heartbeat_ms: float | None = None
 
     @property
     def text(self) -> str:
@@ -374,6 +377,9 @@ def _indexes_dense(check: model.IndexesDense, obs: RunObservation) -> CheckResul
             bad.append(f"{s.key}: missing {s.missing_indexes[:10]}")
         if s.arrivals and s.arrivals[0].index != 0 and 0 not in s.missing_indexes:
             bad.append(f"{s.key}: first index {s.arrivals[0].index}")
+        count = len({a.index for a in s.arrivals})
+        if s.outcome == "completed" and s.announced_tokens not in (None, count):
+            bad.append(f"{s.key}: the end says {s.announced_tokens} tokens, {count} arrived")
     if bad:
         return CheckResult(label, False, _details(bad))
     return CheckResult(label, True, f"{len(streams)} streams dense from 0")
@@ -544,17 +550,27 @@ def _no_leaks(check: model.NoLeaks, obs: RunObservation) -> CheckResult:
 
 
 def _heartbeat(check: model.HeartbeatSeen, obs: RunObservation) -> CheckResult:
-    label = f"no silence over {check.max_gap_ms:g} ms (a token or a heartbeat)"
+    limit = f"{check.max_gap_ms:g} ms" if check.max_gap_ms is not None else ""
+    if check.announced:
+        limit += (" and " if limit else "") + "1.5 x the announced heartbeat interval"
+    label = f"no silence over {limit} (a token or a heartbeat)"
     streams = _selected(check, obs)
     if not streams:
         return CheckResult(label, False, "no streams were run")
     bad, worst = [], 0.0
     for s in streams:
+        allowed = check.max_gap_ms if check.max_gap_ms is not None else float("inf")
+        if check.announced:
+            if not s.announced_heartbeat_ms:
+                bad.append(f"{s.key}: the server announced no heartbeat interval")
+                continue
+            # 1.5 intervals: one may be late by its scheduling, never by a whole interval
+            allowed = min(allowed, s.announced_heartbeat_ms * 1.5 + 100)
         end = s.ended_t if s.ended_t is not None else (s.arrivals[-1].t if s.arrivals else 0.0)
         times = sorted([0.0, end, *(a.t for a in s.arrivals), *s.heartbeats])
         gap, at = max(((b - a, a) for a, b in itertools.pairwise(times)), default=(0.0, 0.0))
         worst = max(worst, gap)
-        if gap * 1000 > check.max_gap_ms:
+        if gap * 1000 > allowed:
             bad.append(
                 f"{s.key}: {_ms(gap)} with neither a token nor a heartbeat (from {_ms(at)}); "
                 f"{len(s.heartbeats)} heartbeats while it was open"

@@ -445,8 +445,16 @@ class HeartbeatSeen(_Check):
     timeout from cutting a quiet stream. Protocol-level WebSocket pings do not count."""
 
     check: Literal["heartbeat"]
-    max_gap_ms: float = Field(gt=0)
+    max_gap_ms: float | None = Field(default=None, gt=0)
+    # Also within 1.5 x the interval the server announced (v1 hello's heartbeat_interval_ms).
+    announced: bool = False
     implied_needs = frozenset({"heartbeat"})
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> HeartbeatSeen:
+        if self.max_gap_ms is None and not self.announced:
+            raise ValueError("give max_gap_ms, announced: true, or both")
+        return self
 
 
 class FinishReasonRelayed(_Check):

@@ -266,4 +266,6 @@ def observation(
         ledger_ids=ledger_ids,
         heartbeats=heartbeats,
         usage=last.usage if last is not None else None,
+        announced_tokens=last.expected_tokens if last is not None else None,
+        announced_heartbeat_ms=state.announced_heartbeat_ms,
     )

@@ -68,6 +68,8 @@ class StreamState:
     notes: list[str] = field(default_factory=list)
     # (arrivals so far, last index seen) when a resend started a new generation from 0
     dedupe_from: tuple[int, int] | None = None
+    # the heartbeat interval the server announced on the connection (v1 hello)
+    announced_heartbeat_ms: float | None = None
 
     @property
     def key(self) -> str:

@@ -158,6 +158,8 @@ async def _start(
 ) -> tuple[StreamState, StreamRecord]:
     """Send message ``m`` as its own stream on a v1 connection and record it."""
     state = ctx.new_state(m)
+    if conn.hello is not None:
+        state.announced_heartbeat_ms = conn.hello.heartbeat_interval_ms
     record = await conn.chat(
         ctx.messages(state), id=f"m{m}", model=ctx.model, max_tokens=ctx.group.max_tokens
     )

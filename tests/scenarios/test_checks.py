@@ -261,3 +261,14 @@ def test_heartbeat_finds_the_longest_silence() -> None:
     ok, reason = verdict(c, silent)
     assert not ok and "2000 ms with neither a token nor a heartbeat (from 0 ms)" in reason
     assert "0 heartbeats while it was open" in reason
+
+
+def test_the_announced_counts_must_hold() -> None:
+    late = dataclasses.replace(
+        stream(start=0.9), heartbeats=(0.3, 0.6), announced_heartbeat_ms=200.0
+    )
+    ok, reason = verdict(check(check="heartbeat", announced=True), late)
+    assert not ok and "300 ms with neither a token nor a heartbeat" in reason
+    count = dataclasses.replace(stream(), announced_tokens=2)
+    ok, reason = verdict(check(check="indexes_dense"), count)
+    assert not ok and "the end says 2 tokens, 3 arrived" in reason
