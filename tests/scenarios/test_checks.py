@@ -265,7 +265,7 @@ def test_heartbeat_finds_the_longest_silence() -> None:
 
 def test_the_announced_counts_must_hold() -> None:
     late = dataclasses.replace(
-        stream(start=0.9), heartbeats=(0.3, 0.6), announced_heartbeat_ms=200.0
+        stream(start=0.9), heartbeats=(0.3, 0.6), announced_heartbeat_ms=100.0
     )
     ok, reason = verdict(check(check="heartbeat", announced=True), late)
     assert not ok and "300 ms with neither a token nor a heartbeat" in reason
