@@ -20,6 +20,7 @@ __all__ = [
     "Arrival",
     "CheckResult",
     "LedgerEntry",
+    "ProbeResult",
     "RunObservation",
     "StreamObservation",
     "figures",
@@ -81,6 +82,9 @@ class StreamObservation:
     # what the server said of the stream: its end's token count, its hello's heartbeat interval
     announced_tokens: int | None = None
     announced_heartbeat_ms: float | None = None
+    # (code, retryable) of errors that ended an attempt the client then continued (a
+    # server_shutdown before a reconnect): the final outcome alone would hide them
+    errors_seen: tuple[tuple[str, bool | None], ...] = ()
 
     @property
     def text(self) -> str:
@@ -221,12 +225,24 @@ def _messages_text(messages: Any) -> str:
 
 
 @dataclass(frozen=True)
+class ProbeResult:
+    """One step of a protocol probe: what was promised, whether it came, what came instead."""
+
+    client: str  # "<group>/c<client>"
+    step: int  # 1-based
+    why: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class RunObservation:
     streams: tuple[StreamObservation, ...]
     ledger: tuple[LedgerEntry, ...] = ()
     stats_baseline: Mapping[str, float] | None = None
     stats_after: Mapping[str, float] | None = None
     stats_peak: Mapping[str, float] = field(default_factory=dict)
+    probes: tuple[ProbeResult, ...] = ()
 
     def entries_for(self, stream: StreamObservation) -> list[LedgerEntry]:
         """The upstream requests ``stream`` caused, retries and resends included."""
@@ -516,14 +532,20 @@ def _error_code(check: model.ErrorCodeSeen, obs: RunObservation) -> CheckResult:
     retry = "" if check.retryable is None else f", retryable={str(check.retryable).lower()}"
     label = f"error {check.code}{retry} seen ({check.streams} streams)"
     streams = _selected(check, obs)
-    hits = [
-        s
-        for s in streams
-        if s.error_code == check.code
-        and (check.retryable is None or s.error_retryable == check.retryable)
-    ]
+
+    def saw(s: StreamObservation) -> bool:
+        errors = [(s.error_code, s.error_retryable), *s.errors_seen]
+        return any(
+            code == check.code and (check.retryable is None or retryable == check.retryable)
+            for code, retryable in errors
+        )
+
+    hits = [s for s in streams if saw(s)]
     passed = bool(hits) if check.streams == "any" else bool(streams) and len(hits) == len(streams)
-    seen = sorted({f"{s.error_code}" for s in streams if s.error_code})
+    seen = sorted(
+        {f"{s.error_code}" for s in streams if s.error_code}
+        | {code for s in streams for code, _ in s.errors_seen}
+    )
     others = [f"{s.key} {s.describe()}" for s in streams if s not in hits]
     reason = f"{len(hits)} of {len(streams)} streams; codes seen {seen}"
     if not passed and others:
@@ -650,6 +672,18 @@ def _usage(check: model.UsageRelayed, obs: RunObservation) -> CheckResult:
     return CheckResult(label, True, f"{compared} streams")
 
 
+def _probe(check: model.ProbeAnswered, obs: RunObservation) -> CheckResult:
+    label = "every probe step got what the protocol promises"
+    groups = check.groups
+    steps = [p for p in obs.probes if groups is None or p.client.split("/")[0] in groups]
+    if not steps:
+        return CheckResult(label, False, "no probe step ran")
+    bad = [f"{p.client} step {p.step} ({p.why}): {p.detail}" for p in steps if not p.ok]
+    if bad:
+        return CheckResult(label, False, f"{len(bad)} of {len(steps)} steps: {_details(bad)}")
+    return CheckResult(label, True, f"{len(steps)} steps")
+
+
 def _stats_bounded(check: model.StatsBounded, obs: RunObservation) -> CheckResult:
     reach = f"reaches {check.min:g} and " if check.min is not None else ""
     label = f"/stats {check.key} {reach}stays <= {check.max:g}"
@@ -681,6 +715,7 @@ _CHECKS: dict[type[Any], Callable[[Any, RunObservation], CheckResult]] = {
     model.HeartbeatSeen: _heartbeat,
     model.FinishReasonRelayed: _finish_reason,
     model.UsageRelayed: _usage,
+    model.ProbeAnswered: _probe,
 }
 
 

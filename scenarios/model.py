@@ -251,6 +251,63 @@ class ClientAction(_Model):
         return self
 
 
+class ProbeStep(_Model):
+    """One exchange of a protocol probe on a v1 WebSocket: send something, expect something.
+
+    ``send`` is a JSON message whose strings may name what the connection has seen so far:
+    ``{session_token}`` (hello's resume token), ``{stream_id}`` and ``{resume_token}`` (of the
+    latest ``start``). ``expect`` is met by any message arriving after the send that has those
+    fields (nested objects compared as subsets); ``expect_close`` by the server closing with
+    that code. ``why`` is the promise in words, for the report.
+    """
+
+    why: str
+    sleep_ms: int = Field(default=0, ge=0, le=60_000)
+    send: dict[str, Any] | None = None
+    send_text: str | None = None
+    send_bytes: int | None = Field(default=None, ge=1, le=16 * 1024 * 1024)
+    repeat: int = Field(default=1, ge=1, le=1000)
+    expect: dict[str, Any] | None = None
+    expect_close: int | None = None
+    within_ms: int = Field(default=3000, gt=0, le=60_000)
+
+    @model_validator(mode="after")
+    def _one_send(self) -> ProbeStep:
+        sends = [x is not None for x in (self.send, self.send_text, self.send_bytes)]
+        if sum(sends) > 1:
+            raise ValueError("give one of send, send_text, send_bytes")
+        if self.expect is None and self.expect_close is None:
+            raise ValueError("give expect or expect_close: what the protocol promises")
+        return self
+
+
+class HttpStep(_Model):
+    """One request of an HTTP probe of the reference stream API, and what must come back.
+
+    ``path`` and ``json`` may name ``{stream_id}`` and ``{resume_token}`` of the stream the
+    latest ``save: true`` step created. ``sse`` reads an event stream to its end and checks
+    its wire format: ``names`` (every event has an ``event:`` name), ``ids`` (a token's
+    ``id:`` is its index, the terminal event's is the token count), ``replay`` (what ``start``
+    says).
+    """
+
+    why: str
+    sleep_ms: int = Field(default=0, ge=0, le=60_000)
+    method: Literal["GET", "POST", "DELETE"] = "GET"
+    path: str
+    json_body: Any = Field(default=None, alias="json")
+    body_bytes: int | None = Field(default=None, ge=1, le=16 * 1024 * 1024)
+    headers: dict[str, str] = Field(default_factory=dict)
+    expect_status: int
+    expect_json: dict[str, Any] | None = None
+    # JSON field -> a text its value must contain (e.g. events_url -> "resume_token=")
+    expect_in: dict[str, str] = Field(default_factory=dict)
+    expect_headers: dict[str, str] = Field(default_factory=dict)
+    sse: dict[str, Any] | None = None
+    save: bool = False
+    within_ms: int = Field(default=5000, gt=0, le=60_000)
+
+
 class ClientGroup(_Model):
     """``count`` identical simulated clients, each with its own connection and seeded timing."""
 
@@ -258,6 +315,9 @@ class ClientGroup(_Model):
     count: int = Field(default=1, ge=1, le=2000)
     # The target profile's transport, or the reference HTTP stream API (needs v1_http).
     transport: ClientTransport = "default"
+    # Talk to the target in another shape it also serves (the reference server's tutorial
+    # shape: needs tutorial_shape) instead of the target's profile.
+    profile: Literal["tutorial"] | None = None
     messages: int = Field(default=1, ge=1, le=100)
     max_tokens: int | None = Field(default=None, ge=1)
     # Prompt template: {client}, {message} and {word} (a seeded word) are filled in; the default
@@ -268,6 +328,9 @@ class ClientGroup(_Model):
     start_jitter_ms: int = Field(default=0, ge=0)
     think_ms: int = Field(default=0, ge=0)
     read_delay_ms: float = Field(default=0.0, ge=0)
+    # The read delay applies to this many frames, then the client reads at full speed (a
+    # reader that pauses: read_delay_ms 4000 with read_delay_frames 1 stops for 4 s once).
+    read_delay_frames: int | None = Field(default=None, ge=1)
     # The client's socket receive buffer (bytes, set before connecting): small, so that a slow
     # reader backs up into the server's send queue instead of into kernel memory.
     receive_buffer_bytes: int | None = Field(default=None, ge=1024, le=16 * 1024 * 1024)
@@ -286,6 +349,21 @@ class ClientGroup(_Model):
     # False: the client never answers the server's heartbeat (a dead peer the server must
     # detect and close); needs a protocol with app-level pongs.
     answer_pings: bool = True
+    # A protocol probe instead of chats: v1 WebSocket exchanges, or HTTP requests of the
+    # reference stream API, each with what the protocol promises comes back.
+    probe: list[ProbeStep] = Field(default_factory=list)
+    http_probe: list[HttpStep] = Field(default_factory=list)
+    # The probe's connection: its Origin header and its bearer token.
+    origin: str | None = None
+    token: str | None = None
+
+    @model_validator(mode="after")
+    def _probe_alone(self) -> ClientGroup:
+        if self.probe and self.http_probe:
+            raise ValueError("a group probes WebSocket or HTTP, not both")
+        if (self.probe or self.http_probe) and (self.actions or self.concurrent):
+            raise ValueError("a probe group takes no actions and no concurrent messages")
+        return self
 
     @model_validator(mode="after")
     def _concurrent_alone(self) -> ClientGroup:
@@ -317,6 +395,12 @@ class ClientGroup(_Model):
             out.add("client_id_in_url")
         if not self.answer_pings:
             out.add("pong")
+        if self.probe:
+            out.add("v1_protocol")
+        if self.profile == "tutorial":
+            out.add("tutorial_shape")
+        if self.http_probe:
+            out.add("v1_http")
         if self.on_disconnect == "resume":
             out.add("resume")
         for action in self.actions:
@@ -471,6 +555,12 @@ class UsageRelayed(_Check):
     implied_needs = frozenset({"usage"})
 
 
+class ProbeAnswered(_Check):
+    """Every step of every probe got what the protocol promises."""
+
+    check: Literal["probe"]
+
+
 class StatsBounded(_Check):
     """The peak of a /stats number during the run stays at most ``max`` and, with ``min``,
     reaches at least ``min`` (the bound was tested, not just never approached)."""
@@ -497,7 +587,8 @@ Check = Annotated[
     | StatsBounded
     | HeartbeatSeen
     | FinishReasonRelayed
-    | UsageRelayed,
+    | UsageRelayed
+    | ProbeAnswered,
     Field(discriminator="check"),
 ]
 

@@ -268,4 +268,5 @@ def observation(
         usage=last.usage if last is not None else None,
         announced_tokens=last.expected_tokens if last is not None else None,
         announced_heartbeat_ms=state.announced_heartbeat_ms,
+        errors_seen=tuple(state.errors_seen),
     )

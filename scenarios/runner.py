@@ -39,6 +39,7 @@ from scenarios.drivers import ClientContext, Endpoints, Live, StreamState, drive
 from scenarios.drivers.base import TargetUnreachable
 from scenarios.observe import fetch_stats, idle_stats, observe, sample_stats, settled_ledger
 from scenarios.plan import ClientPlan, RunPlan, describe_plan, plan_run
+from scenarios.profiles import Profile, load_profile
 from scenarios.report import ScenarioResult
 from scenarios.schedule import apply_at_start, note_started, note_unfired, run_schedule
 from scenarios.targets import BUILTIN_TARGETS, Target, resolve_target, unmet
@@ -241,7 +242,7 @@ async def _run(
                     plan=c,
                     group=scenario.clients[c.group],
                     scenario=scenario,
-                    profile=target.profile,
+                    profile=_profile_of(scenario.clients[c.group], target),
                     endpoints=endpoints,
                     live=live,
                     states=states,
@@ -268,6 +269,7 @@ async def _run(
         stats_baseline=baseline,
         stats_after=after,
         stats_peak=peak,
+        probes=tuple(live.probes),
     )
 
 
@@ -304,11 +306,16 @@ async def _play(
         raise scheduler.exception()  # type: ignore[misc]
 
 
+def _profile_of(group: model.ClientGroup, target: Target) -> Profile:
+    """The target's profile, or the other built-in shape the group asks for."""
+    return load_profile(group.profile) if group.profile is not None else target.profile
+
+
 async def _client(ctx: ClientContext) -> None:
     plan: ClientPlan = ctx.plan
     if plan.start_delay_ms:
         await asyncio.sleep(plan.start_delay_ms / 1000)
-    await driver_for(ctx.profile, plan.transport)(ctx)
+    await driver_for(ctx.profile, ctx.group)(ctx)
 
 
 async def _progress(

@@ -90,6 +90,8 @@ _REASONS = {
     "docs/protocol.md); profile {p} declares none",
     "client_id_in_url": "needs a client id in the URL; profile {p}'s url {u} has none",
     "resume_token": "needs resume tokens; profile {p} declares none",
+    "v1_protocol": "probes protocol v1's messages; profile {p} speaks another protocol",
+    "tutorial_shape": "speaks the tutorial's shape beside v1; profile {p} declares no such",
     "heartbeat": "needs a heartbeat the client can see; profile {p} declares none",
     "pong": "needs the client to answer app-level pings; profile {p} has none",
     "finish_reason": "needs the finish reason in the stream; profile {p} reads none",

@@ -151,6 +151,8 @@ class _Connection:
     def __init__(self, ws: ClientConnection, read_delay_s: float) -> None:
         self._ws = ws
         self.read_delay_s = read_delay_s
+        # After this many frames the reader stops being slow (None: slow to the end).
+        self.slow_frames: int | None = None
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.protocol_errors: list[str] = []
@@ -180,6 +182,8 @@ class _Connection:
                     # A slow reader: websockets stops reading the socket once max_queue
                     # frames are buffered, so the server's writes back up into TCP.
                     await asyncio.sleep(self.read_delay_s)
+                    if self.slow_frames is not None and self.frames_received >= self.slow_frames:
+                        self.read_delay_s = 0.0  # slow for a while, then reading at full speed
         except ConnectionClosed:
             pass
         finally:

@@ -10,6 +10,7 @@ All have the signature :class:`Driver`; :func:`driver_for` picks one.
 
 from __future__ import annotations
 
+from scenarios import model
 from scenarios.drivers.base import (
     ClientContext,
     Driver,
@@ -31,9 +32,13 @@ __all__ = [
 ]
 
 
-def driver_for(profile: Profile, transport: str) -> Driver:
-    """The driver for a client group's ``transport`` against a target with ``profile``."""
-    if transport != "default":
+def driver_for(profile: Profile, group: model.ClientGroup) -> Driver:
+    """The driver for a client group against a target with ``profile``."""
+    if group.probe or group.http_probe:
+        from scenarios.drivers.probe import drive_http_probe, drive_probe
+
+        return drive_probe if group.probe else drive_http_probe
+    if group.transport != "default":
         from scenarios.drivers.v1http import drive_v1_http
 
         return drive_v1_http

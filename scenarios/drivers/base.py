@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from scenarios import model
+from scenarios.checks import ProbeResult
 from scenarios.clients.records import StreamRecord
 from scenarios.plan import ClientPlan
 from scenarios.profiles.frames import RequestValues
@@ -45,6 +46,7 @@ class Live:
     events: list[TimelineEvent] = field(default_factory=list)
     logs: dict[str, str] = field(default_factory=dict)  # process name -> log file
     timers: list[asyncio.Task[None]] = field(default_factory=list)  # toxic removals
+    probes: list[ProbeResult] = field(default_factory=list)  # protocol probe steps
 
     def tokens(self) -> int:
         return sum(len(r.arrivals) for r in self.records)
@@ -70,6 +72,8 @@ class StreamState:
     dedupe_from: tuple[int, int] | None = None
     # the heartbeat interval the server announced on the connection (v1 hello)
     announced_heartbeat_ms: float | None = None
+    # errors of attempts the client continued after (code, retryable)
+    errors_seen: list[tuple[str, bool | None]] = field(default_factory=list)
 
     @property
     def key(self) -> str:

@@ -184,6 +184,7 @@ class _WebSocketChannel(_Channel):
                 self.conn = None
                 code = f"http_{exc.status}" if exc.status else "connect"
                 return self._failed(state, record, code, str(exc))
+            self.conn.slow_frames = self.ctx.group.read_delay_frames
         return self._sent(state, await self.conn.send(record, values))
 
     def notes(self) -> list[str]:

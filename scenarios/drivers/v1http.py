@@ -33,6 +33,10 @@ async def drive_v1_http(ctx: ClientContext) -> None:
                     base, messages, timeout_s=group.timeout_s, client=http, **args
                 )
                 ctx.track(state, record)
+                if record.outcome == "timeout":
+                    # The client gave up and closed its request: the server should stop too.
+                    state.cancelled_at_epoch = time.time()
+                    state.notes.append(f"gave up waiting after {group.timeout_s:g} s")
                 continue
             try:
                 # The client's own id: the idempotency key that makes a resent create safe.

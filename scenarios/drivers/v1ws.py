@@ -101,6 +101,8 @@ async def _one_stream(
         ):
             return conn
         reconnects += 1
+        if record.error_code is not None:
+            state.errors_seen.append((record.error_code, record.error_retryable))
         state.notes.append(
             f"connection lost after {len(record.arrivals)} tokens "
             f"({record.outcome}, close {conn.close_code}); reconnecting"
@@ -121,7 +123,7 @@ async def _open(ctx: ClientContext, deadline: float) -> V1Connection:
     headers = {**render_headers(ctx.profile.headers, values), **ctx.headers}
     while True:
         try:
-            return await V1Connection.open(
+            conn = await V1Connection.open(
                 ctx.endpoints.ws_url,
                 ctx.plan.url_id,
                 url=url,
@@ -138,6 +140,9 @@ async def _open(ctx: ClientContext, deadline: float) -> V1Connection:
                     f"{ctx.plan.client_id} could not connect to {url}: {exc}"
                 ) from None
             await asyncio.sleep(0.1)
+            continue
+        conn.slow_frames = ctx.group.read_delay_frames
+        return conn
 
 
 async def _reopen(

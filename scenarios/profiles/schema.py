@@ -42,6 +42,8 @@ Capability = Literal[
     "finish_reason",  # the client is told why the answer ended (stop, length...)
     "usage",  # the client is told the token usage
     "resume_token",  # a resume proves the stream with a secret token (v1)
+    "v1_protocol",  # the target speaks protocol v1's messages (conformance probes)
+    "tutorial_shape",  # the target also serves the tutorial's shape (v1 with http_api: ours)
     "stats",  # the server's /stats counters (leaks, queue sizes)
     "restartable",  # the harness starts the server, so it can restart it
 ]
@@ -259,9 +261,9 @@ class Profile(_Model):
         caps: set[str] = set()
         if self.protocol == "v1":
             caps |= {"cancel_message", "resume", "several_streams", "indexes", "error_codes"}
-            caps |= {"heartbeat", "pong", "finish_reason", "usage", "resume_token"}
+            caps |= {"heartbeat", "pong", "finish_reason", "usage", "resume_token", "v1_protocol"}
             if self.http_api:
-                caps.add("v1_http")
+                caps |= {"v1_http", "tutorial_shape"}
         else:
             if self.transport == "sse" or any(r.kind == "heartbeat" for r in self.frames):
                 caps.add("heartbeat")
