@@ -191,8 +191,10 @@ async def _run(
     env = {SERVER_ENV_PREFIX + k: v for k, v in scenario.stack.server_env.items()}
     env.setdefault(SERVER_ENV_PREFIX + "UPSTREAM_RETRY_SEED", str(plan.server_seed))
     if opts.server_pythonpath is not None:
-        # A copy of the server's code (a mutant) found before the installed one.
+        # A copy of the server's code (a mutant) found before the installed one; without
+        # PYTHONSAFEPATH, `python -m` would put the working directory (a checkout) first.
         env["PYTHONPATH"] = opts.server_pythonpath
+        env["PYTHONSAFEPATH"] = "1"
     mock_args = tuple(a for m in opts.mock_models for a in ("--model", m)) or ("--any-model",)
     spec = StackSpec(
         target=opts.target,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.mutation import MUTANTS, SERVER_PACKAGE, MutantError, apply
+from scenarios.model import load_catalogue
+from scenarios.mutation import MUTANTS, SERVER_PACKAGE, MutantError, apply, run_mutant
 from scenarios.mutation.mutants import Mutant
 
 
@@ -30,3 +31,14 @@ def test_a_mutant_whose_text_moved_is_refused(tmp_path: Path) -> None:
     stale = Mutant("stale", "nothing", "app.py", "this text is not in app.py", "x")
     with pytest.raises(MutantError, match="has 0 copies"):
         apply(stale, tmp_path)
+
+
+@pytest.mark.integration
+async def test_a_mutant_runs_in_place_of_the_server_and_is_killed() -> None:
+    # Token indexes from 1: the concurrency scenario's index check must see it. Also proves
+    # the server started for a mutant runs the mutated copy, not the checkout's code.
+    mutant = next(m for m in MUTANTS if m.id == "token_index_from_one")
+    concurrency = [s for s in load_catalogue() if s.name == "concurrency"]
+    result = await run_mutant(mutant, concurrency, 5)
+    assert result.killed, [r.reason for r in result.errors]
+    assert "missing [0]" in result.killed_by[0].reason
