@@ -38,6 +38,8 @@ class Arrival:
     index: int | None  # None for transports without indexes (tutorial shape, blocking)
     content: str
     t: float  # seconds since the stream's first request left the client
+    # "tool_call": a fragment of a tool call's arguments (they share the index sequence)
+    kind: str = "token"
 
 
 # Ends a profile may count as the end of an answer although the server said nothing.

@@ -315,6 +315,10 @@ class ClientGroup(_Model):
     count: int = Field(default=1, ge=1, le=2000)
     # The target profile's transport, or the reference HTTP stream API (needs v1_http).
     transport: ClientTransport = "default"
+    # Tools offered with every message (OpenAI's function tools) and the tool_choice: the
+    # provider may answer with a tool call, which streams as tool_call fragments.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
     # Talk to the target in another shape it also serves (the reference server's tutorial
     # shape: needs tutorial_shape) instead of the target's profile.
     profile: Literal["tutorial"] | None = None
@@ -399,6 +403,8 @@ class ClientGroup(_Model):
             out.add("v1_protocol")
         if self.profile == "tutorial":
             out.add("tutorial_shape")
+        if self.tools:
+            out.add("tool_calls")
         if self.http_probe:
             out.add("v1_http")
         if self.on_disconnect == "resume":

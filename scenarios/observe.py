@@ -226,7 +226,7 @@ def observation(
     records = state.records
     last = records[-1] if records else None
     base = state.sent_at if state.sent_at is not None else 0.0
-    raw = [a for r in records for a in r.arrivals if a.kind == "token"]
+    raw = [a for r in records for a in r.arrivals]
     notes = list(state.notes)
     if state.dedupe_from is not None:
         position, after = state.dedupe_from
@@ -234,7 +234,7 @@ def observation(
         if len(kept) != len(raw):
             notes.append(f"discarded {len(raw) - len(kept)} re-sent tokens <= index {after}")
         raw = kept
-    arrivals = tuple(Arrival(a.index, a.content, a.t - base) for a in raw)
+    arrivals = tuple(Arrival(a.index, a.content, a.t - base, a.kind) for a in raw)
     heartbeats = tuple(sorted(t - base for r in records for t in r.heartbeats))
     close_code = next(iter(state.close_codes), None)
     if close_code is None and last is not None:

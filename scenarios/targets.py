@@ -91,6 +91,7 @@ _REASONS = {
     "client_id_in_url": "needs a client id in the URL; profile {p}'s url {u} has none",
     "resume_token": "needs resume tokens; profile {p} declares none",
     "v1_protocol": "probes protocol v1's messages; profile {p} speaks another protocol",
+    "tool_calls": "needs tool calls in the stream; profile {p} reads none",
     "tutorial_shape": "speaks the tutorial's shape beside v1; profile {p} declares no such",
     "heartbeat": "needs a heartbeat the client can see; profile {p} declares none",
     "pong": "needs the client to answer app-level pings; profile {p} has none",

@@ -146,6 +146,15 @@ class ClientContext:
             max_tokens=self.group.max_tokens,
         )
 
+    def tool_fields(self) -> dict[str, Any]:
+        """``tools`` and ``tool_choice`` of a chat, where the group offers tools."""
+        out: dict[str, Any] = {}
+        if self.group.tools:
+            out["tools"] = self.group.tools
+        if self.group.tool_choice is not None:
+            out["tool_choice"] = self.group.tool_choice
+        return out
+
     def connect_values(self) -> RequestValues:
         """What a connection's URL and headers may name before any message: the client."""
         return RequestValues(

@@ -28,6 +28,7 @@ async def drive_v1_http(ctx: ClientContext) -> None:
             state = ctx.new_state(m)
             messages = ctx.messages(state)
             args: dict[str, Any] = {"model": ctx.model, "max_tokens": group.max_tokens}
+            args.update(ctx.tool_fields())
             if plan.transport == "blocking":
                 record = await aio.blocking(
                     base, messages, timeout_s=group.timeout_s, client=http, **args

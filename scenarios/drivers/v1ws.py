@@ -166,7 +166,11 @@ async def _start(
     if conn.hello is not None:
         state.announced_heartbeat_ms = conn.hello.heartbeat_interval_ms
     record = await conn.chat(
-        ctx.messages(state), id=f"m{m}", model=ctx.model, max_tokens=ctx.group.max_tokens
+        ctx.messages(state),
+        id=f"m{m}",
+        model=ctx.model,
+        max_tokens=ctx.group.max_tokens,
+        **ctx.tool_fields(),
     )
     ctx.track(state, record)
     return state, record

@@ -44,6 +44,7 @@ Capability = Literal[
     "resume_token",  # a resume proves the stream with a secret token (v1)
     "v1_protocol",  # the target speaks protocol v1's messages (conformance probes)
     "tutorial_shape",  # the target also serves the tutorial's shape (v1 with http_api: ours)
+    "tool_calls",  # tool calls stream to the client (v1 tool_call messages)
     "stats",  # the server's /stats counters (leaks, queue sizes)
     "restartable",  # the harness starts the server, so it can restart it
 ]
@@ -262,6 +263,7 @@ class Profile(_Model):
         if self.protocol == "v1":
             caps |= {"cancel_message", "resume", "several_streams", "indexes", "error_codes"}
             caps |= {"heartbeat", "pong", "finish_reason", "usage", "resume_token", "v1_protocol"}
+            caps.add("tool_calls")
             if self.http_api:
                 caps |= {"v1_http", "tutorial_shape"}
         else:
