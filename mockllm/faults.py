@@ -5,7 +5,8 @@ Grammar (also used by rules and the in-prompt directive)::
     spec   := fault ("," fault)*
     fault  := NAME ["=" VALUE] (";" PARAM "=" VALUE)*
 
-Examples: ``status=429;retry_after=2``, ``abort_after=3``, ``stall_after=5;seconds=2``,
+Examples: ``status=429;retry_after=2``, ``abort_after=3``, ``truncate_after=3``,
+``stall_after=5;seconds=2``,
 ``malformed_after=4``, ``error_after=3``, ``no_done``, ``split_chunk``, ``slow_headers=500``,
 ``abort_after=10,no_done``. ``none`` cancels a fault chosen by a lower-priority source.
 """
@@ -24,6 +25,7 @@ _SPEC: dict[str, tuple[bool | None, tuple[str, ...]]] = {
     "status": (True, ("retry_after",)),
     "slow_headers": (True, ()),
     "abort_after": (True, ()),
+    "truncate_after": (True, ()),
     "stall_after": (True, ("seconds",)),
     "malformed_after": (True, ()),
     "error_after": (True, ()),
@@ -42,6 +44,9 @@ class Faults:
     retry_after: float | None = None
     slow_headers_ms: float = 0.0
     abort_after: int | None = None
+    # End the body cleanly after N tokens: no finish_reason, no [DONE] (a gateway that closes
+    # a stream early); a client must not take it for a whole answer.
+    truncate_after: int | None = None
     stall_after: int | None = None
     stall_seconds: float = 1.0
     malformed_after: int | None = None
@@ -58,7 +63,8 @@ class Faults:
             active.append("status")
         if self.slow_headers_ms:
             active.append("slow_headers")
-        for name in ("abort_after", "stall_after", "malformed_after", "error_after", "split_chunk"):
+        cuts = ("abort_after", "truncate_after", "stall_after", "malformed_after", "error_after")
+        for name in (*cuts, "split_chunk"):
             if getattr(self, name) is not None:
                 active.append(name)
         if self.no_done:

@@ -232,7 +232,7 @@ def stream_script(plan: Plan, *, created: int, include_usage: bool) -> Script:
 
     faults = plan.control.faults
     cut_at, cut_kind = None, None
-    for kind in ("abort_after", "malformed_after", "error_after"):
+    for kind in ("abort_after", "truncate_after", "malformed_after", "error_after"):
         value = getattr(faults, kind)
         if value is not None and (cut_at is None or value < cut_at):
             cut_at, cut_kind = value, kind
@@ -265,6 +265,8 @@ def stream_script(plan: Plan, *, created: int, include_usage: bool) -> Script:
         outcome = f"fault:{cut_kind}"
         if cut_kind == "abort_after":
             events.append((last_due, b"", 0, Action.ABORT))
+        elif cut_kind == "truncate_after":
+            pass  # the body just ends here, cleanly: no finish chunk, no [DONE]
         elif cut_kind == "malformed_after":
             events.append((last_due, enc.malformed(0), 0, Action.WRITE))
         else:

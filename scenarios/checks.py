@@ -87,6 +87,8 @@ class StreamObservation:
     # (code, retryable) of errors that ended an attempt the client then continued (a
     # server_shutdown before a reconnect): the final outcome alone would hide them
     errors_seen: tuple[tuple[str, bool | None], ...] = ()
+    # what a cancelled stream's acknowledgement said was the last index sent
+    cancelled_index: int | None = None
 
     @property
     def text(self) -> str:
@@ -326,6 +328,13 @@ def _every_stream_ended(check: model.EveryStreamEnded, obs: RunObservation) -> C
 def _what_happened(s: StreamObservation, obs: RunObservation) -> str:
     """A stream that did not end as it should, in words: what the server did (or did not)."""
     if s.outcome != "timeout":
+        faulted = [e for e in obs.entries_for(s) if (e.outcome or "").startswith("fault:")]
+        if s.outcome == "completed" and faulted:
+            e = faulted[-1]
+            return (
+                f"{s.key} {s.describe()}, as if whole, although the provider's stream ended "
+                f"with {e.outcome} after {e.tokens_sent} tokens"
+            )
         return f"{s.key} {s.describe()}"
     waited_until = s.sent_at_epoch + (s.ended_t or 0.0)
     got = f"{len(s.arrivals)} tokens"
@@ -398,6 +407,12 @@ def _indexes_dense(check: model.IndexesDense, obs: RunObservation) -> CheckResul
         count = len({a.index for a in s.arrivals})
         if s.outcome == "completed" and s.announced_tokens not in (None, count):
             bad.append(f"{s.key}: the end says {s.announced_tokens} tokens, {count} arrived")
+        last = max((a.index for a in s.arrivals if a.index is not None), default=-1)
+        if s.outcome == "cancelled" and s.cancelled_index not in (None, last):
+            bad.append(
+                f"{s.key}: cancelled says index {s.cancelled_index} was sent last, "
+                f"the last that arrived was {last}"
+            )
     if bad:
         return CheckResult(label, False, _details(bad))
     return CheckResult(label, True, f"{len(streams)} streams dense from 0")

@@ -269,4 +269,5 @@ def observation(
         announced_tokens=last.expected_tokens if last is not None else None,
         announced_heartbeat_ms=state.announced_heartbeat_ms,
         errors_seen=tuple(state.errors_seen),
+        cancelled_index=last.cancelled_index if last is not None else None,
     )

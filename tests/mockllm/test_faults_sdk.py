@@ -102,6 +102,24 @@ def test_no_done_still_ends_cleanly(client: openai.OpenAI, mock_url: str, admin:
     assert admin.requests()[-1]["outcome"] == "fault:no_done"
 
 
+def test_truncate_ends_the_body_cleanly_without_a_finish(
+    client: openai.OpenAI, mock_url: str, admin: MockAdmin
+) -> None:
+    stream = create(client, "truncate_after=3")
+    chunks = list(stream)  # no exception: to the SDK it is just the end
+    assert all(c.choices[0].finish_reason is None for c in chunks if c.choices)
+    assert drain(iter(chunks)) == admin.requests()[-1]["text"]
+    raw = httpx.post(
+        f"{mock_url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True},
+        headers={"X-Mock-Fault": "truncate_after=3", "X-Mock-Tokens": "8"},
+    )
+    assert raw.status_code == 200 and b"[DONE]" not in raw.content
+    assert b'"finish_reason":"' not in raw.content
+    (entry,) = [e for e in admin.requests() if e["outcome"] == "fault:truncate_after"][-1:]
+    assert entry["tokens_sent"] == 3
+
+
 def test_split_chunk_arrives_in_two_tcp_writes_and_still_parses(
     client: openai.OpenAI, mock_url: str
 ) -> None:
