@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scenarios import model
+from scenarios.mutation.killers import KILLERS
 from scenarios.mutation.mutants import MUTANTS, Mutant
 from scenarios.report import ScenarioResult
 from scenarios.runner import RunOptions, run_scenario
@@ -74,6 +75,12 @@ async def run_mutant(
 ) -> MutantResult:
     result = MutantResult(mutant)
     started = time.perf_counter()
+    # The scenarios written for this promise first: a first kill comes fast.
+    first = KILLERS.get(mutant.id, ())
+    scenarios = sorted(
+        scenarios,
+        key=lambda s: (s.name not in first, first.index(s.name) if s.name in first else 0),
+    )
     with tempfile.TemporaryDirectory(prefix=f"streamharness-mutant-{mutant.id}-") as tmp:
         path = apply(mutant, Path(tmp))
         options = RunOptions(server_pythonpath=str(path))

@@ -42,3 +42,11 @@ async def test_a_mutant_runs_in_place_of_the_server_and_is_killed() -> None:
     result = await run_mutant(mutant, concurrency, 5)
     assert result.killed, [r.reason for r in result.errors]
     assert "missing [0]" in result.killed_by[0].reason
+
+
+def test_every_mutant_names_the_scenarios_written_to_catch_it() -> None:
+    from scenarios.mutation.killers import KILLERS
+
+    names = {s.name for s in load_catalogue()}
+    assert set(KILLERS) == {m.id for m in MUTANTS}
+    assert {n for killers in KILLERS.values() for n in killers} <= names
