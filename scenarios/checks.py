@@ -629,13 +629,20 @@ def _answered(s: StreamObservation, obs: RunObservation) -> LedgerEntry | None:
 
 def _finish_reason(check: model.FinishReasonRelayed, obs: RunObservation) -> CheckResult:
     label = "finish_reason as the provider gave it"
+    if check.equals is not None:
+        label += f", {check.equals!r}"
     bad, compared = [], 0
     for s in _selected(check, obs):
         upstream = _answered(s, obs)
         if s.outcome != "completed" or upstream is None or upstream.finish_reason is None:
             continue
         compared += 1
-        if s.finish_reason != upstream.finish_reason:
+        if check.equals is not None and s.finish_reason != check.equals:
+            bad.append(
+                f"{s.key}: the client got finish_reason {s.finish_reason!r} "
+                f"(the provider's: {upstream.finish_reason!r}), expected {check.equals!r}"
+            )
+        elif s.finish_reason != upstream.finish_reason:
             bad.append(
                 f"{s.key}: the client got finish_reason {s.finish_reason!r}, the provider said "
                 f"{upstream.finish_reason!r}"

@@ -551,6 +551,9 @@ class FinishReasonRelayed(_Check):
     """Each completed stream ends with the finish_reason the provider gave (stop, length)."""
 
     check: Literal["finish_reason"]
+    # Also exactly this one ("length" for answers cut by max_tokens): the provider's alone
+    # would not show that max_tokens never reached it.
+    equals: str | None = None
     implied_needs = frozenset({"finish_reason"})
 
 
