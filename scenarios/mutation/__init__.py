@@ -27,7 +27,7 @@ from scenarios.mutation.mutants import MUTANTS, Mutant
 from scenarios.report import ScenarioResult
 from scenarios.runner import RunOptions, run_scenario
 
-__all__ = ["MUTANTS", "Mutant", "MutantResult", "apply", "main", "run_mutant"]
+__all__ = ["MUTANTS", "Mutant", "MutantResult", "apply", "main", "markdown_table", "run_mutant"]
 
 SERVER_PACKAGE = Path(__file__).resolve().parents[2] / "reference_server"
 
@@ -123,6 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="stop a mutant's run at its first failing scenario",
     )
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the promise / mutant / killing check table to FILE",
+    )
     args = parser.parse_args(argv)
     mutants = [m for m in MUTANTS if not args.mutant or m.id in args.mutant]
     unknown = sorted(set(args.mutant) - {m.id for m in MUTANTS})
@@ -154,4 +161,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     survivors = [r for r in results if not r.killed]
     for r in survivors:
         print(f"  survivor {r.mutant.id}: {r.mutant.promise}")
+    if args.markdown is not None:
+        args.markdown.write_text(markdown_table(results))
+        print(f"table: {args.markdown}")
     return 0 if not survivors else 1
+
+
+def markdown_table(results: Sequence[MutantResult]) -> str:
+    """One row per mutant: the promise it breaks, and the scenario check that caught it."""
+    lines = [
+        "| promise (docs/protocol.md) | mutant | caught by | the check's reason |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        if r.killed:
+            first = r.killed_by[0]
+            failed = next((c for c in first.checks if not c.passed), None)
+            check = f"`{first.scenario}`: {failed.check}" if failed else f"`{first.scenario}`"
+            reason = (failed.reason if failed else first.reason).replace("|", "/")
+            reason = reason if len(reason) <= 140 else reason[:140] + "..."
+        else:
+            check, reason = "**survived**", ""
+        lines.append(f"| {r.mutant.promise} | `{r.mutant.id}` | {check} | {reason} |")
+    return "\n".join(lines) + "\n"
