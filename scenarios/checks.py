@@ -600,7 +600,7 @@ def _heartbeat(check: model.HeartbeatSeen, obs: RunObservation) -> CheckResult:
     for s in streams:
         allowed = check.max_gap_ms if check.max_gap_ms is not None else float("inf")
         if check.announced:
-            if not s.announced_heartbeat_ms:
+            if s.announced_heartbeat_ms is None:
                 bad.append(f"{s.key}: the server announced no heartbeat interval")
                 continue
             # 1.5 intervals: one may be late by its scheduling, never by a whole interval
@@ -610,9 +610,14 @@ def _heartbeat(check: model.HeartbeatSeen, obs: RunObservation) -> CheckResult:
         gap, at = max(((b - a, a) for a, b in itertools.pairwise(times)), default=(0.0, 0.0))
         worst = max(worst, gap)
         if gap * 1000 > allowed:
+            announced = (
+                f", announced interval {s.announced_heartbeat_ms:g} ms"
+                if check.announced and s.announced_heartbeat_ms is not None
+                else ""
+            )
             bad.append(
                 f"{s.key}: {_ms(gap)} with neither a token nor a heartbeat (from {_ms(at)}); "
-                f"{len(s.heartbeats)} heartbeats while it was open"
+                f"{len(s.heartbeats)} heartbeats while it was open{announced}"
             )
     if bad:
         return CheckResult(label, False, _details(bad))
