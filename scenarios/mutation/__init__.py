@@ -122,6 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="stop a mutant's run at its first failing scenario",
     )
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=95.0,
+        metavar="PCT",
+        help="exit 1 when fewer than PCT %% of the mutants are killed (default: 95)",
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument(
         "--markdown",
@@ -154,9 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(result)
         print(f"[{i}/{len(mutants)}] {_line(result)}  ({result.duration_s:.0f} s)", flush=True)
     killed = sum(r.killed for r in results)
+    score = 100 * killed / max(1, len(results))
     print(
         f"\nmutation score: {killed} of {len(results)} killed "
-        f"({100 * killed / max(1, len(results)):.0f} %) in {time.perf_counter() - started:.0f} s"
+        f"({score:.0f} %) in {time.perf_counter() - started:.0f} s"
     )
     survivors = [r for r in results if not r.killed]
     for r in survivors:
@@ -164,7 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.markdown is not None:
         args.markdown.write_text(markdown_table(results))
         print(f"table: {args.markdown}")
-    return 0 if not survivors else 1
+    if score < args.min_score:
+        print(f"below the target of {args.min_score:g} %", file=sys.stderr)
+        return 1
+    return 0
 
 
 def markdown_table(results: Sequence[MutantResult]) -> str:

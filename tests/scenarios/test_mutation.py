@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scenarios.model import load_catalogue
-from scenarios.mutation import MUTANTS, SERVER_PACKAGE, MutantError, apply, run_mutant
+from scenarios.mutation import MUTANTS, SERVER_PACKAGE, MutantError, apply, main, run_mutant
 from scenarios.mutation.mutants import Mutant
 
 
@@ -50,3 +50,15 @@ def test_every_mutant_names_the_scenarios_written_to_catch_it() -> None:
     names = {s.name for s in load_catalogue()}
     assert set(KILLERS) == {m.id for m in MUTANTS}
     assert {n for killers in KILLERS.values() for n in killers} <= names
+
+
+@pytest.mark.integration
+def test_the_score_below_the_target_fails_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    # A heartbeat bug is invisible to the concurrency scenario: it survives, the score is 0 %.
+    args = ["--mutant", "hello_heartbeat_in_seconds", "--scenario", "concurrency"]
+    assert main(args) == 1
+    out = capsys.readouterr()
+    assert "mutation score: 0 of 1 killed (0 %)" in out.out
+    assert "survivor hello_heartbeat_in_seconds" in out.out
+    assert "below the target of 95 %" in out.err
+    assert main([*args, "--min-score", "0"]) == 0
