@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scenarios import cli
+from streamharness import cli
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

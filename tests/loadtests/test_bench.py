@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def bench(*args: str, timeout: float = 55) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "scenarios.cli", "bench", *args],
+        [sys.executable, "-m", "streamharness.cli", "bench", *args],
         capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 

@@ -30,7 +30,7 @@ def run_load(
     out: Path, *args: str, timeout: float = 50
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     result = subprocess.run(
-        [sys.executable, "-m", "scenarios.cli", "load", "--out", str(out), "--think-time", "0",
+        [sys.executable, "-m", "streamharness.cli", "load", "--out", str(out), "--think-time", "0",
          "--prompt", PROMPT, *args],
         capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
@@ -149,7 +149,7 @@ def test_two_concurrent_multi_process_runs_do_not_interfere(
     # other master never heard of). Each run must get its own master port.
     def start(out: Path, transport: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "scenarios.cli", "load", "--out", str(out),
+            [sys.executable, "-m", "streamharness.cli", "load", "--out", str(out),
              "--think-time", "0", "--prompt", PROMPT, "--target", live_stack.server,
              "--users", "2", "--duration", "3s", "--processes", "2", "--transport", transport,
              "--max-error-rate", "0"],

@@ -79,7 +79,7 @@ async def test_graceful_shutdown(server_factory: ServerFactory, ledger: Ledger) 
 async def test_streamharness_server_subcommand_help() -> None:
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "scenarios.cli", "server", "--help"],
+        [sys.executable, "-m", "streamharness.cli", "server", "--help"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -15,9 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scenarios import cli, runner_cli
+from scenarios import runner_cli
 from scenarios.report import ScenarioResult
 from scenarios.seeds import repetition_seed
+from streamharness import cli
 
 BAD = """\
 name: bad
@@ -157,7 +158,7 @@ def test_progress_without_a_terminal_prints_one_line_per_run() -> None:
 
 @pytest.mark.integration
 def test_ctrl_c_stops_every_process_and_exits_130() -> None:
-    argv = [sys.executable, "-m", "scenarios.cli", "run", "upstream_429_then_success", "-q"]
+    argv = [sys.executable, "-m", "streamharness.cli", "run", "upstream_429_then_success", "-q"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         children: list[psutil.Process] = []

@@ -20,7 +20,7 @@ from faultproxy_helpers import (
     read_until_closed,
 )
 
-from scenarios import cli
+from streamharness import cli
 
 pytestmark = pytest.mark.integration
 
