@@ -15,8 +15,11 @@ to 0.01 ms, memory is bounded by the number of *distinct* values, and two histog
 adding counts. Merging therefore gives exactly the result of one process that saw every sample,
 which is what Locust's distributed mode (``--processes``, master/worker) needs.
 
-Percentiles use linear interpolation between the closest ranks (numpy's default, which vLLM's
-benchmark uses; ``statistics.quantiles(method="inclusive")`` gives the same numbers).
+Percentiles here are the one exception to :mod:`mockllm.percentiles` (nearest rank, used by
+every other bench, check and report): :meth:`ExactHistogram.interpolated_percentile`
+interpolates linearly between the closest ranks (numpy's default, which vLLM's serving benchmark
+uses; ``statistics.quantiles(method="inclusive")`` gives the same numbers), so the TTFT/ITL/
+TPOT/E2E figures and gates of a load run compare one to one with vLLM's.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ def _to_units(seconds: float) -> int:
 
 
 class ExactHistogram:
-    """Sparse counts of values quantised to 10 µs; exact percentiles, mergeable by addition."""
+    """Sparse counts of values quantised to 10 µs; exact interpolated percentiles, mergeable by
+    addition."""
 
     __slots__ = ("_counts", "_sorted")
 
@@ -119,8 +123,10 @@ class ExactHistogram:
                 return units
         raise IndexError(rank)
 
-    def percentile(self, p: float) -> float | None:
-        """The ``p``-th percentile in seconds (linear interpolation), ``None`` when empty."""
+    def interpolated_percentile(self, p: float) -> float | None:
+        """The ``p``-th percentile in seconds, ``None`` when empty, interpolated linearly
+        between the two closest ranks as vLLM's benchmark does (see the module docstring for
+        why this is not :func:`mockllm.percentiles.percentile`'s nearest rank)."""
         if not 0.0 <= p <= 100.0:
             raise MetricsError(f"percentile must be within 0..100, got {p}")
         n = self.count
@@ -134,8 +140,10 @@ class ExactHistogram:
         hi_v = self._value_at_rank(lo + 1)
         return (lo_v + (h - lo) * (hi_v - lo_v)) * RESOLUTION_S
 
-    def percentiles(self, ps: Sequence[float] = PERCENTILES) -> dict[float, float | None]:
-        return {p: self.percentile(p) for p in ps}
+    def interpolated_percentiles(
+        self, ps: Sequence[float] = PERCENTILES
+    ) -> dict[float, float | None]:
+        return {p: self.interpolated_percentile(p) for p in ps}
 
     @property
     def min(self) -> float | None:
@@ -493,7 +501,7 @@ def histogram_summary_ms(hist: ExactHistogram) -> dict[str, float | int | None]:
         "mean": ms(hist.mean),
         "min": ms(hist.min),
     }
-    for p, v in hist.percentiles().items():
+    for p, v in hist.interpolated_percentiles().items():
         out[f"p{p:g}"] = ms(v)
     out["max"] = ms(hist.max)
     return out

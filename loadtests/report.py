@@ -188,8 +188,8 @@ def html_report(
     gates: Sequence[str] = (),
     command: str = "",
 ) -> str:
-    ttft_max = (metrics.ttft.percentile(99.5) or 0) * 1000
-    itl_max = (metrics.itl.percentile(99.5) or 0) * 1000
+    ttft_max = (metrics.ttft.interpolated_percentile(99.5) or 0) * 1000
+    itl_max = (metrics.itl.interpolated_percentile(99.5) or 0) * 1000
     tw, iw = _nice_width(ttft_max), _nice_width(itl_max)
     ttft_pts = [(x * 1000, c) for x, c in metrics.ttft.buckets(tw / 1000) if x * 1000 <= ttft_max]
     itl_pts = [(x * 1000, c) for x, c in metrics.itl.buckets(iw / 1000) if x * 1000 <= itl_max]

@@ -9,7 +9,8 @@ each and measures:
 - throughput (``instant`` profile): tokens delivered per second of wall time and per second of
   server CPU time (the fair figure on a shared machine), and the mock/baseline ratio;
 - timing (a fixed inter-token latency, e.g. 1,000 streams at 20 tokens/s): the error of every
-  observed inter-token gap against the scheduled gap, as percentiles.
+  observed inter-token gap against the scheduled gap, as nearest-rank percentiles
+  (:mod:`mockllm.percentiles`).
 
 See docs/mockllm.md ("Speed") for the figures measured on our machine.
 """
@@ -35,6 +36,7 @@ import psutil
 
 from mockllm.content import lorem_tokens
 from mockllm.formats.openai_chat import ChunkEncoder
+from mockllm.percentiles import percentile
 
 __all__ = ["main"]
 
@@ -267,21 +269,18 @@ def _all_active_window(results: list[StreamResult]) -> tuple[float, float] | Non
 
 
 def _gap_summary(gaps: list[float]) -> dict[str, Any]:
+    """Count, nearest-rank p50/p90/p99 and max of the gap errors (``None`` without gaps)."""
+
+    def pct(p: float) -> float | None:
+        return round(percentile(gaps, p), 3) if gaps else None
+
     return {
         "count": len(gaps),
-        "p50": round(_percentile(gaps, 50), 3),
-        "p90": round(_percentile(gaps, 90), 3),
-        "p99": round(_percentile(gaps, 99), 3),
+        "p50": pct(50),
+        "p90": pct(90),
+        "p99": pct(99),
         "max": round(max(gaps), 3) if gaps else None,
     }
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 # -- orchestration -------------------------------------------------------------------------------

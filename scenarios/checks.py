@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mockllm.percentiles import percentile
 from scenarios import model
 
 __all__ = [
@@ -273,16 +273,6 @@ class CheckResult:
 
 
 # -------------------------------------------------------------------------------- helpers
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile (exact, no interpolation): the smallest value with at least
-    ``pct`` percent of the values at or below it."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def _details(items: Sequence[str]) -> str:

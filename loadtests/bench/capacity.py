@@ -117,8 +117,9 @@ async def _run(args: argparse.Namespace) -> list[list[str]]:
         share = m.generator_cpu_s / m.generator_wall_s if m.generator_wall_s else float("nan")
         rows.append([
             f"{rate:,.0f}", str(users), str(args.processes), f"{itl_ms:.2f}", f"{fps:,.0f}",
-            ms(m.lag.percentile(50)), ms(m.lag.percentile(99)), ms(m.lag.max),
-            ms(m.read_delay.percentile(99)), ms(m.itl.percentile(99)), f"{cpu_us:.1f}",
+            ms(m.lag.interpolated_percentile(50)), ms(m.lag.interpolated_percentile(99)),
+            ms(m.lag.max), ms(m.read_delay.interpolated_percentile(99)),
+            ms(m.itl.interpolated_percentile(99)), f"{cpu_us:.1f}",
             f"{100 * share:.0f}%",
         ])  # fmt: skip
         print(" | ".join(rows[-1]), flush=True)

@@ -206,15 +206,17 @@ def _row(target: str, tag: str, users: int, m: Measured, direct: Measured | None
     def added(p: float, hist: str) -> str:
         if direct is None or target == "direct":
             return "-"
-        a = hist_of(m, hist).percentile(p)
-        b = hist_of(direct, hist).percentile(p)
+        a = hist_of(m, hist).interpolated_percentile(p)
+        b = hist_of(direct, hist).interpolated_percentile(p)
         return "-" if a is None or b is None else f"{(a - b) * 1000:+.2f}"
 
     return [
         target + tag, str(users), str(_done(mt)), str(m.ttft_streams),
-        f"{mt.error_rate() or 0:.0%}", ms(m.ttft.percentile(50)), ms(m.ttft.percentile(99)),
+        f"{mt.error_rate() or 0:.0%}",
+        ms(m.ttft.interpolated_percentile(50)), ms(m.ttft.interpolated_percentile(99)),
         added(50, "ttft"), added(99, "ttft"),
-        ms(mt.itl.percentile(50)), ms(mt.itl.percentile(99)), added(50, "itl"), added(99, "itl"),
+        ms(mt.itl.interpolated_percentile(50)), ms(mt.itl.interpolated_percentile(99)),
+        added(50, "itl"), added(99, "itl"),
         f"{tps:,.0f}",
         "-" if target == "direct" else f"{100 * m.cpu_s / wall:.0f}%",
         "-" if target == "direct" or not tokens else f"{1e6 * m.cpu_s / tokens:.0f}",
@@ -316,7 +318,7 @@ def added_ttft(relay: ExactHistogram, direct: ExactHistogram) -> tuple[float, fl
     """What ``relay`` adds over ``direct`` at p50 and p99, in ms (None without samples)."""
     values = []
     for p in (50, 99):
-        a, b = relay.percentile(p), direct.percentile(p)
+        a, b = relay.interpolated_percentile(p), direct.interpolated_percentile(p)
         if a is None or b is None:
             return None
         values.append((a - b) * 1000)

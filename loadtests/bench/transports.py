@@ -89,8 +89,8 @@ async def _run(args: argparse.Namespace, transports: list[str]) -> list[list[str
                 )
                 rows.append([
                     label, condition, str(_done(m)), f"{m.error_rate() or 0:.0%}",
-                    ms(m.ttft.percentile(50)), ms(m.ttft.percentile(95)), ms(m.ttft.percentile(99)),
-                    ms(m.e2e.percentile(50)), ms(m.e2e.percentile(95)), ms(m.e2e.percentile(99)),
+                    *(ms(m.ttft.interpolated_percentile(p)) for p in (50, 95, 99)),
+                    *(ms(m.e2e.interpolated_percentile(p)) for p in (50, 95, 99)),
                 ])  # fmt: skip
                 print(" | ".join(rows[-1]), flush=True)
     return rows

@@ -15,7 +15,8 @@ and this one, the measuring client. Measured:
    run; plus the proxy's own view (``faultproxy_delivery_lateness_seconds``: due time to
    write, per bucket).
 
-``--latency-only`` runs just 4 (about 8 s).
+``--latency-only`` runs just 4 (about 8 s). Percentiles are nearest-rank
+(:mod:`mockllm.percentiles`), the definition every bench and check uses.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
+from mockllm.percentiles import percentile
 from scenarios.faultproxy.client import ServerChoice, ToxiproxyClient, start_server
 
 __all__ = ["main"]
@@ -209,16 +211,16 @@ async def _concurrent_rtts_ms(
     return [ns / 1e6 for pinger in pingers for ns in pinger.rtts_ns[1:]]
 
 
-PERCENTILES: Final = (0.5, 0.9, 0.99, 0.999)
+PERCENTILES: Final = (50, 90, 99, 99.9)
 
 
 def _latency_run(base: list[float], toxic: list[float], latency_ms: int) -> dict[str, Any]:
-    """Per percentile: error = toxic RTT - configured latency - baseline RTT."""
+    """Per (nearest-rank) percentile: error = toxic RTT - configured latency - baseline RTT."""
     out: dict[str, Any] = {"samples": len(toxic)}
-    base_p50 = _pct(base, 0.5)
+    base_p50 = percentile(base, 50)
     for q in PERCENTILES:
-        name = f"p{q * 100:g}"
-        b, t = _pct(base, q), _pct(toxic, q)
+        name = f"p{q:g}"
+        b, t = percentile(base, q), percentile(toxic, q)
         out[name] = {
             "base": round(b, 3),
             "toxic": round(t, 3),
@@ -226,14 +228,9 @@ def _latency_run(base: list[float], toxic: list[float], latency_ms: int) -> dict
             # Less sensitive to a noisy baseline tail: against the baseline's median.
             "error_vs_base_p50": round(t - latency_ms - base_p50, 3),
         }
-    out["max_error"] = round(max(toxic) - latency_ms - _pct(base, 0.5), 3)
-    out["min_error"] = round(min(toxic) - latency_ms - _pct(base, 0.5), 3)
+    out["max_error"] = round(max(toxic) - latency_ms - base_p50, 3)
+    out["min_error"] = round(min(toxic) - latency_ms - base_p50, 3)
     return out
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def _run(
@@ -270,7 +267,7 @@ async def _run(
     result[f"latency_toxic_{latency_ms}ms_{conns}_conns"] = runs
     result["latency_toxic_error_ms_range"] = {
         name: [min(r[name]["error"] for r in runs), max(r[name]["error"] for r in runs)]
-        for name in (f"p{q * 100:g}" for q in PERCENTILES)
+        for name in (f"p{q:g}" for q in PERCENTILES)
     }
     api.delete_proxy("bench")
     return result
@@ -289,12 +286,12 @@ async def _speed(proxy_port: int, upstream: int, quick: bool) -> dict[str, Any]:
     result["messages_per_s_24B"] = {"direct": round(direct_msg), "proxy": round(proxy_msg)}
     direct_rtt = await _rtts_ms(upstream, rounds)
     proxy_rtt = await _rtts_ms(proxy_port, rounds)
-    d50, p50 = statistics.median(direct_rtt), statistics.median(proxy_rtt)
+    d50, p50 = percentile(direct_rtt, 50), percentile(proxy_rtt, 50)
     result["rtt_ms"] = {
         "direct_p50": round(d50, 4),
-        "direct_p99": round(_pct(direct_rtt, 0.99), 4),
+        "direct_p99": round(percentile(direct_rtt, 99), 4),
         "proxy_p50": round(p50, 4),
-        "proxy_p99": round(_pct(proxy_rtt, 0.99), 4),
+        "proxy_p99": round(percentile(proxy_rtt, 99), 4),
         "added_p50": round(p50 - d50, 4),
     }
     return result

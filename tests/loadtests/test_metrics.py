@@ -36,7 +36,7 @@ def test_percentiles_match_raw_samples(p: float) -> None:
     values = [rng.lognormvariate(-3, 1) for _ in range(5001)]
     h = ExactHistogram()
     h.add_many(values)
-    got = h.percentile(p)
+    got = h.interpolated_percentile(p)
     assert got is not None
     assert got == pytest.approx(_reference_percentile(values, p), abs=1e-9)
 
@@ -45,17 +45,17 @@ def test_exact_to_a_tenth_of_a_millisecond_unlike_locust_buckets() -> None:
     h = ExactHistogram()
     h.add_many([0.20012, 0.20034, 0.20049])
     # Locust would report all three as 200 ms; we keep 10 µs resolution.
-    assert h.percentile(50) == pytest.approx(0.20034, abs=6e-6)
+    assert h.interpolated_percentile(50) == pytest.approx(0.20034, abs=6e-6)
     assert h.max == pytest.approx(0.20049, abs=6e-6)
     assert h.min == pytest.approx(0.20012, abs=6e-6)
 
 
 def test_empty_histogram_has_no_percentiles() -> None:
     h = ExactHistogram()
-    assert h.percentile(99) is None
+    assert h.interpolated_percentile(99) is None
     assert h.mean is None and h.min is None and h.max is None
     with pytest.raises(MetricsError):
-        h.percentile(101)
+        h.interpolated_percentile(101)
     with pytest.raises(MetricsError):
         h.add(float("nan"))
 

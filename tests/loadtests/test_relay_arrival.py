@@ -67,8 +67,8 @@ def test_steady_ttft_counts_only_streams_started_after_the_ramp() -> None:
         metrics.record(sample, [])
     after = steady_ttft(metrics, 2.0)
     assert after.count == 2
-    assert after.percentile(0) == pytest.approx(0.030)
-    assert after.percentile(100) == pytest.approx(0.040)
+    assert after.interpolated_percentile(0) == pytest.approx(0.030)
+    assert after.interpolated_percentile(100) == pytest.approx(0.040)
     assert steady_ttft(metrics, 0.0).count == 4  # lockstep: every stream
     assert steady_ttft(LoadMetrics(), 2.0).count == 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mockllm.bench import StreamResult, _gap_errors_ms, _percentile
+from mockllm.bench import StreamResult, _gap_errors_ms, _gap_summary
 
 
 def test_gap_errors_against_the_scheduled_gap() -> None:
@@ -18,11 +18,12 @@ def test_gap_errors_against_the_scheduled_gap() -> None:
     assert [round(e, 6) for e in _gap_errors_ms([result], 50.0)] == [1.0, 2.0]
 
 
-def test_percentile_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert _percentile(values, 50) == 51.0
-    assert _percentile(values, 99) == 99.0
-    assert _percentile([3.0], 99) == 3.0
+def test_gap_summary_uses_nearest_rank() -> None:
+    # mockllm.percentiles' definition: the median of 1..100 is 50 (the old rounded rank gave 51).
+    summary = _gap_summary([float(v) for v in range(1, 101)])
+    assert summary == {"count": 100, "p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
+    assert _gap_summary([3.0])["p99"] == 3.0
+    assert _gap_summary([]) == {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
 
 
 @pytest.mark.integration

@@ -17,16 +17,15 @@ from pathlib import Path
 
 import httpx
 
+from mockllm.percentiles import percentile
 from tests.reference_server.conftest import BASE_ENV, Ledger, start_process
 from tests.reference_server.wsclient import V1Client, prompt
 
 
 def summary(name: str, values: list[float]) -> str:
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
     return (
         f"{name}: n={len(values)} median={statistics.median(values) * 1000:.1f} ms "
-        f"p95={p95 * 1000:.1f} ms max={ordered[-1] * 1000:.1f} ms"
+        f"p95={percentile(values, 95) * 1000:.1f} ms max={max(values) * 1000:.1f} ms"
     )
 
 

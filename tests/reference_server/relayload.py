@@ -7,10 +7,11 @@ Starts mockllm (``--directives``) and reference_server on port 0, runs ``--users
 WebSocket clients (websockets; permessage-deflate only with ``--deflate``) that each stream
 answers back to back for ``--duration`` seconds, and prints tokens/s, the server process's
 CPU (user + system, via psutil) per token received, the mock's and this driver's CPU, and TTFT
-percentiles as this client sees them. ``CPU µs/token`` depends far less on what else runs on
-the machine than latency does, which is why it is the figure to compare between versions of
-the server (``--cwd DIR`` runs the server from another checkout, e.g. a ``git archive`` of an
-older commit). Attach a profiler to the printed server pid to see where that CPU goes.
+percentiles (nearest rank, :mod:`mockllm.percentiles`) as this client sees them. ``CPU
+µs/token`` depends far less on what else runs on the machine than latency does, which is why
+it is the figure to compare between versions of the server (``--cwd DIR`` runs the server
+from another checkout, e.g. a ``git archive`` of an older commit). Attach a profiler to the
+printed server pid to see where that CPU goes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import psutil
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from mockllm.percentiles import percentile
 from tests.reference_server.conftest import LISTENING
 
 
@@ -49,9 +51,9 @@ def _start(args: list[str], cwd: str, env: dict[str, str]) -> tuple[subprocess.P
     return proc, match.group(1)
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+def _pct_ms(values: list[float], p: float) -> float:
+    # NaN, not an error, when no stream got a token: the CPU figures are still worth printing.
+    return percentile(values, p) * 1000 if values else float("nan")
 
 
 async def _user(
@@ -131,8 +133,8 @@ async def run(args: argparse.Namespace) -> None:
             f"tokens/s={tokens[0] / wall:,.0f} | server CPU {100 * used[0] / wall:.0f}% = "
             f"{1e6 * used[0] / max(tokens[0], 1):.1f} µs/token | "
             f"mock CPU {100 * used[1] / wall:.0f}% | driver CPU {100 * used[2] / wall:.0f}% | "
-            f"TTFT p50 {_pct(ttfts, 0.5):.1f} ms "
-            f"p99 {_pct(ttfts, 0.99):.1f} ms"
+            f"TTFT p50 {_pct_ms(ttfts, 50):.1f} ms "
+            f"p99 {_pct_ms(ttfts, 99):.1f} ms"
         )
     finally:
         for proc in (server, mock):
