@@ -106,7 +106,7 @@ class _Model(BaseModel):
 
 
 class StackModel(_Model):
-    """Which pieces stand between the clients and the mock (DESIGN section 2)."""
+    """Which pieces stand between the clients and the mock (docs/architecture.md)."""
 
     nginx: bool = False
     nginx_read_timeout_s: float = Field(default=60.0, gt=0, le=3600)

@@ -11,8 +11,8 @@ What the generated configuration does, and why:
 - WebSocket upgrade: ``proxy_http_version 1.1`` plus ``Upgrade``/``Connection`` headers
   mapped from the request, the recipe from nginx's docs;
 - SSE without buffering: ``proxy_buffering off`` (the backend may also send
-  ``X-Accel-Buffering: no``) and, unless asked, no gzip, which would hold
-  ``text/event-stream`` bytes until the stream ends (DESIGN.md section 9);
+  ``X-Accel-Buffering: no``) and, unless asked, no gzip for ``text/event-stream`` (with
+  buffering off nginx still flushes gzip output per read, docs/stack.md; off keeps bytes plain);
 - ``proxy_read_timeout``/``proxy_send_timeout`` from the scenario: nginx cuts a connection
   silent that long in both directions (1006 for a WebSocket client, a truncated SSE stream);
 - ``master_process off``: one process, so a stopped or killed nginx leaves no orphaned

@@ -4,7 +4,7 @@
 
     client -> [nginx] -> [fault proxy "downstream"] -> server -> [fault proxy "upstream"] -> mockllm
 
-(DESIGN.md section 2.) ``async with Stack(spec) as stack:`` starts what ``spec`` asks for, on
+(docs/architecture.md.) ``async with Stack(spec) as stack:`` starts what ``spec`` asks for, on
 free ports, waits until each piece is ready, and on leaving (normally, on an exception, on
 cancellation / Ctrl-C) stops everything in reverse order. Every child's output goes to one
 log file per process in ``log_dir`` (``stack.logs``). The server under test is the reference

@@ -1,4 +1,4 @@
-"""Dependency arrows between our packages point one way (DESIGN section 2)."""
+"""Dependency arrows between our packages point one way (docs/architecture.md)."""
 
 from __future__ import annotations
 

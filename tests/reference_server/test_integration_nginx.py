@@ -60,7 +60,7 @@ async def test_without_heartbeat_nginx_cuts_the_quiet_websocket(
     await client.chat("q", prompt("think first", tokens=3, ttft_ms=3000))
     with pytest.raises(ConnectionClosed) as info:
         await client.collect("q", wait_s=15)
-    assert info.value.rcvd is None  # 1006: no close frame, exactly what DESIGN.md section 9 saw
+    assert info.value.rcvd is None  # 1006: nginx cuts the socket with no close frame
 
 
 async def test_sse_is_not_buffered_by_nginx(
