@@ -25,6 +25,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from scenarios.errors import HarnessError
 from scenarios.profiles.schema import Capability
 from scenarios.yamlfile import DataFileError, load_located, read_text, validate
 
@@ -75,7 +76,7 @@ TOXIC_ATTRIBUTES: dict[str, frozenset[str]] = {
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
-class ScenarioError(Exception):
+class ScenarioError(HarnessError):
     """Root of the errors of scenario loading and selection."""
 
 

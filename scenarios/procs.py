@@ -34,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scenarios.errors import HarnessError
+
 __all__ = [
     "LISTENING_RE",
     "ManagedProcess",
@@ -47,7 +49,7 @@ __all__ = [
 LISTENING_RE = re.compile(r"listening on (http://\S+)")
 
 
-class StackError(Exception):
+class StackError(HarnessError):
     """Root of the stack launcher's errors."""
 
 

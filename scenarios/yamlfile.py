@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from scenarios.errors import HarnessError
+
 __all__ = ["DataFileError", "Located", "Problem", "load_located", "read_text", "validate"]
 
 Problem = tuple[int | None, str, str]  # (1-based line or None, dotted field, message)
@@ -25,7 +27,7 @@ Path_ = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
 
 
-class DataFileError(Exception):
+class DataFileError(HarnessError):
     """A data file that cannot be used; ``problems`` lists every (line, field, message)."""
 
     def __init__(self, path: str, problems: Sequence[Problem]) -> None:

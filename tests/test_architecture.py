@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import itertools
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,44 @@ def test_the_check_sees_imports_by_string(tmp_path: Path) -> None:
         'print("streamharness run")\n'
     )
     assert imported_packages(module) == {"loadtests", "reference_server"}
+
+
+_STRAY_ERRORS = """
+import sys
+if sys.argv[1] == "loadtests":  # as Locust does, before anything imports ssl
+    from gevent import monkey; monkey.patch_all()
+import inspect, pkgutil
+from importlib import import_module
+package, root_module, root_name = sys.argv[1:]
+root = getattr(import_module(root_module), root_name)
+for info in pkgutil.walk_packages(import_module(package).__path__, package + "."):
+    if info.name.endswith(("locustfile", "__main__")):
+        continue  # importing these runs them
+    module = import_module(info.name)
+    for name, obj in vars(module).items():
+        if (inspect.isclass(obj) and issubclass(obj, Exception)
+                and obj.__module__ == module.__name__ and not issubclass(obj, root)):
+            print(f"{info.name}.{name}")
+"""
+
+
+@pytest.mark.parametrize(
+    ("package", "root"),
+    [
+        ("mockllm", "mockllm.errors.MockError"),
+        ("scenarios", "scenarios.errors.HarnessError"),
+        ("loadtests", "loadtests.errors.LoadTestError"),
+    ],
+)
+def test_every_error_of_a_package_derives_from_its_root(package: str, root: str) -> None:
+    # In a child: importing loadtests monkey-patches the interpreter for gevent.
+    module, name = root.rsplit(".", 1)
+    found = subprocess.run(
+        [sys.executable, "-c", _STRAY_ERRORS, package, module, name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == []

@@ -12,10 +12,12 @@ Third-party exceptions (websockets, httpx) are translated at the I/O boundary in
 
 from __future__ import annotations
 
+from scenarios.errors import HarnessError
+
 __all__ = ["ClientConnectError", "ClientError", "ClientProtocolError"]
 
 
-class ClientError(Exception):
+class ClientError(HarnessError):
     """Root of the client library's errors."""
 
 

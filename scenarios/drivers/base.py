@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from scenarios import model
 from scenarios.checks import ProbeResult
 from scenarios.clients.records import StreamRecord
+from scenarios.errors import HarnessError
 from scenarios.plan import ClientPlan
 from scenarios.profiles.frames import RequestValues
 from scenarios.profiles.schema import Profile
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 
-class TargetUnreachable(Exception):
+class TargetUnreachable(HarnessError):
     """The target could not be reached at all: the run is an error, not a finding."""
 
 

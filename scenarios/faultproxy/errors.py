@@ -2,20 +2,23 @@
 
 ::
 
-    FaultProxyError                  root: catch this to catch everything below
+    FaultProxyError                  root of this package (itself a scenarios HarnessError)
     ├── ApiError                     an HTTP API error (message + status), raised by the server
     │                                side and by the client for any non-2xx answer
     │   ├── NotFound                 404: unknown proxy or toxic
     │   └── AlreadyExists            409: duplicate proxy or toxic name
-    └── ServerUnavailable            client side: no answer (refused, timed out, bad response)
+    ├── ServerUnavailable            client side: no answer (refused, timed out, bad response)
+    └── InvalidAttributes (toxics)   toxic attributes the real server would crash on (a 400)
 """
 
 from __future__ import annotations
 
+from scenarios.errors import HarnessError
+
 __all__ = ["AlreadyExists", "ApiError", "FaultProxyError", "NotFound", "ServerUnavailable"]
 
 
-class FaultProxyError(Exception):
+class FaultProxyError(HarnessError):
     """Root of every error this package raises."""
 
 

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from scenarios.faultproxy.errors import FaultProxyError
+
 __all__ = [
     "EOF",
     "TOXIC_TYPES",
@@ -111,7 +113,7 @@ class RunningToxic(Protocol):
     def on_eof(self, now: float) -> Plan: ...
 
 
-class InvalidAttributes(ValueError):
+class InvalidAttributes(FaultProxyError, ValueError):
     """Attribute values the real server would crash or stall on (answered with 400)."""
 
 

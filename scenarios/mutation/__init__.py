@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scenarios import model
+from scenarios.errors import HarnessError
 from scenarios.mutation.killers import KILLERS
 from scenarios.mutation.mutants import MUTANTS, Mutant
 from scenarios.report import ScenarioResult
@@ -32,7 +33,7 @@ __all__ = ["MUTANTS", "Mutant", "MutantResult", "apply", "main", "markdown_table
 SERVER_PACKAGE = Path(__file__).resolve().parents[2] / "reference_server"
 
 
-class MutantError(Exception):
+class MutantError(HarnessError):
     """A mutant that no longer applies to the server's source (its text moved or changed)."""
 
 
