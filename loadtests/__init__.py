@@ -5,11 +5,11 @@ monkey-patches the interpreter when imported): ``loadtests.users`` and
 ``loadtests.locustfile`` are the only modules that do, and only Locust processes load them.
 """
 
+from loadtests.errors import LoadTestError, MetricsError
 from loadtests.gates import Gate, GateResult, all_passed, evaluate, make_gate
 from loadtests.metrics import (
     ExactHistogram,
     LoadMetrics,
-    MetricsError,
     Slo,
     StreamSample,
     summarise_stream,
@@ -22,6 +22,7 @@ __all__ = [
     "Gate",
     "GateResult",
     "LoadMetrics",
+    "LoadTestError",
     "MetricsError",
     "Shape",
     "Slo",

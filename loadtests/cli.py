@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+# `as`: also importable from here, where callers found it before loadtests.errors existed.
+from loadtests.errors import LoadError as LoadError
+from loadtests.errors import MetricsError
 from loadtests.gates import GATE_SPECS, Gate, all_passed, evaluate, make_gate
-from loadtests.metrics import LoadMetrics, MetricsError, Slo
+from loadtests.metrics import LoadMetrics, Slo
 from loadtests.report import html_report, streams_csv, summary_csv, summary_table
 from loadtests.shapes import SHAPE_NAMES
 
@@ -46,10 +49,6 @@ EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
 _DURATION = re.compile(
     r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$"
 )
-
-
-class LoadError(Exception):
-    """The load run could not produce results (Locust failed, no metrics written)."""
 
 
 def parse_duration(text: str) -> float:

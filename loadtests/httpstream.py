@@ -22,15 +22,12 @@ from urllib.parse import urlsplit
 
 import h11
 
+from loadtests.errors import HttpStreamError
 from loadtests.rxstamp import StampedSocket
 
 __all__ = ["HttpStreamClient", "HttpStreamError", "StreamedResponse"]
 
 _READ_SIZE = 65536
-
-
-class HttpStreamError(OSError):
-    """The connection broke or the peer spoke invalid HTTP/1.1."""
 
 
 class StreamedResponse:

@@ -39,7 +39,8 @@ from gevent import GreenletExit
 from locust import User, task
 from locust.env import Environment
 
-from loadtests.httpstream import HttpStreamClient, HttpStreamError
+from loadtests.errors import ConnectionClosed, HttpStreamError, StreamError
+from loadtests.httpstream import HttpStreamClient
 from loadtests.metrics import UNFINISHED, LoadMetrics
 from loadtests.reactor import Reactor, nonblocking_twin
 from loadtests.rxstamp import StampedSocket
@@ -88,10 +89,6 @@ __all__ = [
     "UserOptions",
     "WsV1User",
 ]
-
-
-class StreamError(Exception):
-    """What Locust shows in its failures table for a stream that did not complete."""
 
 
 @dataclass(frozen=True)
@@ -341,14 +338,6 @@ class StreamingUser(User):
 
 
 # --- WebSocket ---------------------------------------------------------------------------
-
-
-class ConnectionClosed(Exception):
-    """The server closed the WebSocket (close frame or EOF); ``code`` when it sent one."""
-
-    def __init__(self, code: int | None) -> None:
-        super().__init__(f"connection closed ({code})")
-        self.code = code
 
 
 class _WsBase(StreamingUser):

@@ -14,6 +14,8 @@ messages (continuation frames) and control frames interleaved with fragments.
 
 from __future__ import annotations
 
+from loadtests.errors import FrameError
+
 __all__ = [
     "OP_BINARY",
     "OP_CLOSE",
@@ -32,10 +34,6 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 def close_code(payload: bytes) -> int | None:
     """The status code of a close frame's payload (None when the peer sent none)."""
     return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-
-
-class FrameError(ValueError):
-    """The byte stream is not valid WebSocket framing."""
 
 
 class FrameReader:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from loadtests.cli import (
     LOCUSTFILE,
-    LoadError,
     master_port_args,
     non_negative,
     positive,
     run_locust,
 )
+from loadtests.errors import LoadError
 from loadtests.metrics import LoadMetrics
 
 
