@@ -1,5 +1,8 @@
 """Errors of mockllm, each knowing the HTTP status and OpenAI error body it maps to.
 
+:func:`error_body` is the one definition of OpenAI's error shape: these errors, the fault
+answers (429/500/503, the admin API's 408) and the ``data:`` error event of a stream all use it.
+
 ::
 
     MockError                    root; never raised itself
@@ -13,7 +16,22 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["InvalidRequest", "MethodNotAllowed", "MockError", "NotFound", "RuleError"]
+__all__ = [
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "MockError",
+    "NotFound",
+    "RuleError",
+    "error_body",
+    "model_not_found",
+]
+
+
+def error_body(
+    message: str, error_type: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``, in that order."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 class MockError(Exception):
@@ -27,15 +45,8 @@ class MockError(Exception):
         self.code = code
 
     def body(self) -> dict[str, Any]:
-        """The error in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        """The error in OpenAI's shape (:func:`error_body`)."""
+        return error_body(self.message, self.error_type, param=self.param, code=self.code)
 
 
 class InvalidRequest(MockError):
@@ -55,3 +66,11 @@ class MethodNotAllowed(MockError):
 
 class RuleError(InvalidRequest):
     """A rule (from a file or the admin API) that cannot be used."""
+
+
+def model_not_found(model: str) -> NotFound:
+    """OpenAI's answer for a model it does not serve (chat and ``GET /v1/models/{id}``)."""
+    return NotFound(
+        f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found",
+    )

@@ -1,0 +1,252 @@
+"""The chat handler: ``POST /v1/chat/completions``, from the request's bytes to a running answer.
+
+On a token's way this is the first step. The body is read and parsed (``request.py``), the
+request's control is resolved (server config < rule < headers and metadata < directive,
+``control.py``), the request is entered in the ledger, and the answer's
+:class:`~mockllm.generation.Script` (every event's bytes and due time, ``generation.py``) is
+built before the first byte goes out, a large one in a worker thread. ``respond.py`` then
+writes the script; the disconnect watch here cancels that the moment the client leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mockllm.asgi import Headers, Message, Receive, Scope, Send, header_text, read_body, send_error
+from mockllm.control import (
+    Control,
+    extract_directives,
+    header_overrides,
+    metadata_overrides,
+    resolve,
+)
+from mockllm.errors import MockError, model_not_found
+from mockllm.generation import (
+    Plan,
+    Script,
+    body_script,
+    build_plan,
+    completion_id,
+    estimated_tokens,
+    stream_script,
+)
+from mockllm.ledger import Entry
+from mockllm.request import ChatRequest, parse_body, parse_chat_request
+from mockllm.respond import COMMON_HEADERS, status_fault, wait_until, write_body, write_stream
+
+if TYPE_CHECKING:
+    from mockllm.app import MockApp
+
+__all__ = ["CHAT_PATH", "Prepared", "build", "handle_chat", "prepare"]
+
+CHAT_PATH = "/v1/chat/completions"
+# Answers larger than this are built in a worker thread (see build).
+_BUILD_INLINE_MAX_TOKENS = 4096
+
+
+class Prepared(NamedTuple):
+    """A chat request understood, before its answer is built."""
+
+    body: Any
+    request: ChatRequest
+    control: Control
+    # the request's messages with any directive stripped
+    messages: tuple[dict[str, Any], ...]
+    # 0 when nothing was counted or recorded (a preview)
+    sequence: int
+
+
+def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Prepared:
+    """Everything about a chat request but building the answer; raises MockError.
+
+    With ``commit`` false nothing is counted or recorded (the preview): no rule's counter moves
+    and no sequence number is taken.
+    """
+    config = app.config
+    body = parse_body(raw)
+    request = parse_chat_request(body)
+    headers = [(header_text(k), header_text(v)) for k, v in scope["headers"]]
+    # The request's ``metadata`` ({"mock_itl_ms": "20"}) is the same level as the headers,
+    # for clients that can set metadata but not headers; headers win on conflict.
+    from_headers = {**metadata_overrides(body.get("metadata")), **header_overrides(headers)}
+    messages = request.messages
+    directive: dict[str, Any] = {}
+    if config.directives:
+        messages, directive = extract_directives(messages)
+    if not config.serves(request.model):
+        raise model_not_found(request.model)
+    prompt = ChatRequest(request.model, messages).last_user_text
+    rule = app.rules.select(request.model, prompt, commit=commit)
+    control = resolve(
+        model=request.model,
+        default_profile=config.profile,
+        rule=rule.respond if rule else None,
+        rule_id=rule.id if rule else None,
+        headers=from_headers,
+        directive=directive,
+    )
+    sequence = app.ledger.next_seq() if commit else 0
+    return Prepared(body, request, control, messages, sequence)
+
+
+async def build(seed: int, prepared: Prepared, created: int | None) -> tuple[Plan, Script | None]:
+    """The plan (and, given ``created``, the script) of an answer.
+
+    Building costs about 1.6 us per token, all at once: a 100,000-token answer would stall
+    every other stream for 0.16 s. Large answers are built in a worker thread instead, so
+    the GIL's switch interval (5 ms) bounds the stall.
+    """
+    request, control, messages = prepared.request, prepared.control, prepared.messages
+
+    def build_now() -> tuple[Plan, Script | None]:
+        plan = build_plan(
+            request, control, messages=messages, server_seed=seed, sequence=prepared.sequence
+        )
+        if created is None:
+            return plan, None
+        if request.stream:
+            return plan, stream_script(plan, created=created, include_usage=request.include_usage)
+        return plan, body_script(plan, created=created)
+
+    prompt = ChatRequest(request.model, messages).last_user_text
+    if estimated_tokens(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS:
+        return await asyncio.to_thread(build_now)
+    return build_now()
+
+
+async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one chat request; every outcome, a rejection included, lands in the ledger."""
+    started = time.time()
+    try:
+        raw = await read_body(receive)
+    except ConnectionResetError:
+        return
+    except MockError as exc:
+        await send_error(send, exc, [])
+        return
+    headers_json = {header_text(k): header_text(v) for k, v in scope["headers"]}
+    try:
+        prepared = prepare(app, scope, raw, commit=True)
+    except MockError as exc:
+        await _reject(app, send, exc, raw, headers_json, started)
+        return
+    request, control = prepared.request, prepared.control
+    ledger = app.ledger
+    entry = Entry(
+        id=completion_id(
+            request,
+            control,
+            messages=prepared.messages,
+            server_seed=app.config.seed,
+            sequence=prepared.sequence,
+        ),
+        seq=prepared.sequence,
+        model=request.model,
+        stream=request.stream,
+        headers=headers_json,
+        body=prepared.body,
+        started_at=started,
+        rule_id=control.rule_id,
+        faults=control.faults.names,
+    )
+    ledger.add(entry)
+    response_headers = [(b"x-request-id", entry.id.encode()), *COMMON_HEADERS]
+
+    # The response runs in its own task: a disconnect cancels just that task, and each
+    # token's wake-up resumes one shallow coroutine instead of the whole ASGI call chain.
+    work = asyncio.ensure_future(
+        _respond(app, send, entry, prepared, int(started), response_headers)
+    )
+
+    def on_receive(watch: asyncio.Future[Message]) -> None:
+        # A disconnect is recorded the moment uvicorn reports it, then the response task
+        # is cancelled so a sleeping or stalled stream stops at once.
+        if watch.cancelled() or watch.exception() is not None:
+            return
+        if watch.result()["type"] == "http.disconnect" and entry.outcome is None:
+            ledger.end(entry, "client_disconnected", disconnect=True)
+            work.cancel()
+
+    watcher = asyncio.ensure_future(receive())
+    watcher.add_done_callback(on_receive)
+    try:
+        await work
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if work.cancelled() and current is not None and current.cancelling() == 0:
+            return  # the client went away; that is recorded, not an error
+        work.cancel()
+        raise
+    finally:
+        if entry.outcome is None:
+            ledger.end(entry, "server_error")
+        ledger.compact(entry)
+
+
+async def _reject(
+    app: MockApp,
+    send: Send,
+    exc: MockError,
+    raw: bytes,
+    headers_json: dict[str, str],
+    started: float,
+) -> None:
+    """A request the mock refuses is still a ledger entry (outcome ``rejected``)."""
+    ledger = app.ledger
+    seq = ledger.next_seq()
+    try:
+        logged: Any = json.loads(raw)
+    except ValueError:
+        logged = header_text(raw)
+    model = logged.get("model") if isinstance(logged, dict) else None
+    entry = Entry(
+        id=f"chatcmpl-rejected{seq:06d}",
+        seq=seq,
+        model=model if isinstance(model, str) else None,
+        stream=bool(isinstance(logged, dict) and logged.get("stream") is True),
+        headers=headers_json,
+        body=logged,
+        started_at=started,
+        status=exc.status,
+        error=exc.message,
+    )
+    ledger.add(entry)
+    ledger.end(entry, "rejected")
+    await send_error(send, exc, [(b"x-request-id", entry.id.encode())])
+
+
+async def _respond(
+    app: MockApp,
+    send: Send,
+    entry: Entry,
+    prepared: Prepared,
+    created: int,
+    headers: Headers,
+) -> None:
+    app.active_streams += 1
+    try:
+        plan, built = await build(app.config.seed, prepared, created)
+        assert built is not None
+        script = built
+        entry.tokens = list(script.tokens)
+        if plan.choices:
+            entry.finish_reason = plan.choices[0].finish_reason
+        entry.usage = plan.usage
+        faults = prepared.control.faults
+        ledger = app.ledger
+        if faults.slow_headers_ms:
+            await asyncio.sleep(faults.slow_headers_ms / 1000.0)
+        if faults.status is not None:
+            await status_fault(send, ledger, entry, faults.status, faults.retry_after, headers)
+        elif prepared.request.stream:
+            await write_stream(send, ledger, entry, script, headers)
+        elif faults.error_after is not None:
+            await wait_until(script.events[0][0])
+            await status_fault(send, ledger, entry, 500, None, headers, "error_after")
+        else:
+            await write_body(send, ledger, entry, script, headers)
+    finally:
+        app.active_streams -= 1

@@ -1,0 +1,149 @@
+"""Writing a built answer to the client: the stream loop, the non-streamed body, status faults.
+
+On a token's way this is the last step in the mock: the :class:`~mockllm.generation.Script`
+already holds every event's bytes and due time, so a stream here only waits and calls ``send``
+once per event (SSE out), applying the fault action the script names (split an event, abort the
+connection) and recording in the ledger when the first token left and how many did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from mockllm.asgi import JSON_HEADER, Headers, Message, Send, send_bytes, send_json
+from mockllm.errors import error_body
+from mockllm.generation import Action, Script
+from mockllm.ledger import Entry, Ledger
+from mockllm.sse import split_event
+
+__all__ = [
+    "COMMON_HEADERS",
+    "SSE_HEADERS",
+    "AbortConnection",
+    "status_fault",
+    "wait_until",
+    "write_body",
+    "write_stream",
+]
+
+
+class AbortConnection(Exception):
+    """Raised by the app to make uvicorn drop the connection mid-response (abort fault)."""
+
+
+COMMON_HEADERS = [
+    (b"x-ratelimit-limit-requests", b"10000"),
+    (b"x-ratelimit-remaining-requests", b"9999"),
+    (b"x-ratelimit-reset-requests", b"6ms"),
+    (b"x-ratelimit-limit-tokens", b"30000000"),
+    (b"x-ratelimit-remaining-tokens", b"29999000"),
+    (b"x-ratelimit-reset-tokens", b"2ms"),
+]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # nginx buffers SSE unless told not to (DESIGN.md section 9).
+    (b"x-accel-buffering", b"no"),
+]
+
+# status -> (error type, code, message) as OpenAI answers them; others get the last two lines.
+_FAULT_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    429: (
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for requests (mockllm fault). Please try again later.",
+    ),
+    503: (
+        "server_error",
+        None,
+        "The engine is currently overloaded, please try again later.",
+    ),
+}
+_FAULT_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+
+
+async def wait_until(due: float, start: float | None = None) -> None:
+    """Sleep until ``due`` seconds after ``start`` (now by default) on the loop's clock."""
+    loop = asyncio.get_running_loop()
+    delay = (loop.time() if start is None else start) + due - loop.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def status_fault(
+    send: Send,
+    ledger: Ledger,
+    entry: Entry,
+    status: int,
+    retry_after: float | None,
+    headers: Headers,
+    kind: str = "status",
+) -> None:
+    """An error status in OpenAI's shape instead of the answer (the ``status`` and
+    ``error_after`` faults); the ledger records it as ``fault:<kind>``."""
+    error_type, code, message = _FAULT_ERRORS.get(
+        status,
+        ("server_error" if status >= 500 else "invalid_request_error", None, _FAULT_MESSAGE),
+    )
+    extra = list(headers)
+    if retry_after is not None:
+        extra.append((b"retry-after", f"{retry_after:g}".encode()))
+    entry.status = status
+    ledger.end(entry, f"fault:{kind}")
+    await send_json(send, status, error_body(message, error_type, code=code), extra)
+
+
+async def write_body(
+    send: Send, ledger: Ledger, entry: Entry, script: Script, headers: Headers
+) -> None:
+    """A non-streamed answer: one event, written whole (or half of it, then an abort)."""
+    due, data, ntok, action = script.events[0]
+    await wait_until(due)
+    if action is Action.ABORT:
+        ledger.end(entry, script.outcome)
+        out = [JSON_HEADER, (b"content-length", str(len(data)).encode()), *headers]
+        await send({"type": "http.response.start", "status": 200, "headers": out})
+        half = data[: len(data) // 2]
+        await send({"type": "http.response.body", "body": half, "more_body": True})
+        raise AbortConnection
+    entry.first_token_at = time.time()
+    entry.tokens_sent = len(entry.tokens) if ntok else 0
+    ledger.end(entry, script.outcome)
+    await send_bytes(send, 200, data, headers)
+
+
+async def write_stream(
+    send: Send, ledger: Ledger, entry: Entry, script: Script, headers: Headers
+) -> None:
+    """A streamed answer: each event of the script at its due time, one ``send`` each."""
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+    loop = asyncio.get_running_loop()
+    clock = loop.time
+    sleep = asyncio.sleep
+    # Every event is due relative to this instant, so lateness never accumulates.
+    start = clock()
+    # One message object for the whole stream: uvicorn reads it synchronously inside
+    # send(), and not allocating a dict per token keeps the collector quiet.
+    message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
+    for due, data, ntok, action in script.events:
+        delay = start + due - clock()
+        if delay > 0:
+            await sleep(delay)
+        if action is Action.WRITE:
+            message["body"] = data
+            await send(message)
+        elif action is Action.SPLIT:
+            head, tail = split_event(data)
+            await send({"type": "http.response.body", "body": head, "more_body": True})
+            await sleep(script.split_pause)
+            await send({"type": "http.response.body", "body": tail, "more_body": True})
+        else:
+            ledger.end(entry, script.outcome)
+            raise AbortConnection
+        if ntok:
+            if entry.first_token_at is None:
+                entry.first_token_at = time.time()
+            entry.tokens_sent += ntok
+    ledger.end(entry, script.outcome)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
