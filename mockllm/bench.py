@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -31,16 +30,17 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import psutil
 
+from mockllm.childproc import start_child, stop_process
 from mockllm.content import lorem_tokens
 from mockllm.formats.openai_chat import ChunkEncoder
 from mockllm.percentiles import percentile
 
 __all__ = ["main"]
 
-_LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
 _TOKEN_MARK = b'{"content":'
 
 
@@ -287,25 +287,12 @@ def _gap_summary(gaps: list[float]) -> dict[str, Any]:
 
 
 def _start(cmd: list[str], cpu: int | None) -> tuple[subprocess.Popen[str], str, int]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = _LISTENING.search(line)
-    if not match:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {cmd}")
+    child = start_child(cmd, failure=lambda _: RuntimeError(f"server did not start: {cmd}"))
     if cpu is not None:
-        os.sched_setaffinity(proc.pid, {cpu})
-    return proc, match.group(1), int(match.group(2))
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        os.sched_setaffinity(child.proc.pid, {cpu})
+    address = urlsplit(child.url)
+    assert address.hostname is not None and address.port is not None
+    return child.proc, address.hostname, address.port
 
 
 def _measure(
@@ -491,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
     finally:
         for proc, _, _ in started.values():
-            _stop(proc)
+            stop_process(proc)
     for name, kinds in rounds.items():
         report[name] = {kind: _summary(results) for kind, results in kinds.items() if results}
     if "throughput" not in args.skip:

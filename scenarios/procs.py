@@ -4,8 +4,9 @@ The stack launcher starts mockllm, the server under test, the fault proxy and ng
 :func:`start_process`. Guarantees, because a harness that leaks servers poisons the next run:
 
 - stdout and stderr go to one log file per process (appended across restarts);
-- readiness is the ``<name> listening on http://...`` line our CLIs print (or a TCP connect,
-  for nginx), with a deadline; a child that dies first raises with the tail of its log;
+- readiness is the ``<name> listening on http://...`` line our CLIs print
+  (:data:`mockllm.childproc.LISTENING_RE`, re-exported here), or a TCP connect for nginx,
+  with a deadline; a child that dies first raises with the tail of its log;
 - every child gets its own session, so a terminal's Ctrl-C reaches only the harness, which
   then stops the children in order; ``PR_SET_PDEATHSIG`` makes the kernel send SIGTERM to a
   child whose parent died without cleaning up (SIGKILL of the runner), and an ``atexit`` hook
@@ -27,13 +28,13 @@ import ctypes
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mockllm.childproc import LISTENING_RE, free_port
 from scenarios.errors import HarnessError
 
 __all__ = [
@@ -45,8 +46,6 @@ __all__ = [
     "start_process",
     "wait_for_port",
 ]
-
-LISTENING_RE = re.compile(r"listening on (http://\S+)")
 
 
 class StackError(HarnessError):
@@ -71,14 +70,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 def _kill_leftovers() -> None:
     for proc in list(_live):
         proc.kill_now()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (for programs that cannot bind port 0 themselves)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -27,10 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +41,7 @@ import requests
 from toxiproxy import exceptions as tp_exceptions
 from toxiproxy.api import APIConsumer
 
+from mockllm.childproc import free_port, start_child, stop_process
 from scenarios.faultproxy.errors import ApiError, FaultProxyError, ServerUnavailable
 
 __all__ = [
@@ -58,7 +56,6 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_S: Final = 5.0
-_LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,18 +324,8 @@ class RunningServer:
         return ToxiproxyClient(self.url, timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-        finally:
-            if proc.stdout is not None:
-                proc.stdout.close()
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
     def __enter__(self) -> Self:
         return self
@@ -350,13 +337,6 @@ class RunningServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_ready(client: ToxiproxyClient, proc: subprocess.Popen[str], deadline: float) -> None:
@@ -386,7 +366,7 @@ def start_server(
         return RunningServer(choice.url, "external")
     deadline = time.monotonic() + ready_timeout
     if choice.binary is not None:
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [choice.binary, "-host", "127.0.0.1", "-port", str(port)],
             stdout=subprocess.DEVNULL,
@@ -401,23 +381,12 @@ def start_server(
             raise
         return running
     argv = [sys.executable, "-m", "scenarios.faultproxy", "--port", "0", "--seed", str(seed)]
-    proc = subprocess.Popen(
-        [*argv, *extra_args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    child = start_child(
+        [*argv, *extra_args],
+        timeout_s=ready_timeout,
+        stderr=subprocess.STDOUT,
+        failure=lambda started: ServerUnavailable(
+            "embedded fault proxy did not start: " + started.text[-2000:]
+        ),
     )
-    running = RunningServer("", "embedded", proc)
-    try:
-        assert proc.stdout is not None
-        for line in iter(proc.stdout.readline, ""):
-            running.output.append(line)
-            match = _LISTENING.search(line)
-            if match:
-                running.url = match.group(1)
-                return running
-            if time.monotonic() > deadline:
-                break
-        raise ServerUnavailable(
-            "embedded fault proxy did not start: " + "".join(running.output)[-2000:]
-        )
-    except BaseException:
-        running.stop()
-        raise
+    return RunningServer(child.url, "embedded", child.proc, child.output)
