@@ -29,12 +29,13 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any, Final, cast
+from urllib.parse import urlsplit
 
+from mockllm.childproc import start_child
 from mockllm.percentiles import percentile
 from scenarios.faultproxy.client import ServerChoice, ToxiproxyClient, start_server
 
@@ -83,7 +84,8 @@ class _Upstream(asyncio.Protocol):
 async def _serve_upstream() -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(_Upstream, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
+    port = server.sockets[0].getsockname()[1]
+    print(f"upstream listening on http://127.0.0.1:{port}", flush=True)
     await asyncio.Event().wait()
 
 
@@ -345,14 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve_upstream:
         asyncio.run(_serve_upstream())
         return 0
-    upstream = subprocess.Popen(
-        [sys.executable, "-m", "scenarios.faultproxy.bench", "--serve-upstream"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    upstream = start_child([sys.executable, "-m", "scenarios.faultproxy.bench", "--serve-upstream"])
     try:
-        assert upstream.stdout is not None
-        upstream_port = int(upstream.stdout.readline())
+        upstream_port = cast(int, urlsplit(upstream.url).port)
         choice = ServerChoice(url=args.toxiproxy_url) if args.toxiproxy_url else ServerChoice()
         extra = ["--loop", args.proxy_loop]
         with start_server(seed=0, choice=choice, extra_args=extra) as server:
@@ -365,8 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["load_average_1m"] = round(os.getloadavg()[0], 2)
             result["cpus"] = os.cpu_count()
     finally:
-        upstream.terminate()
-        upstream.wait(5)
+        upstream.stop(5)
     print(json.dumps(result, indent=2))
     return 0
 
