@@ -1,8 +1,12 @@
 """The WebSocket endpoint ``/ws/chat/{client_id}``: protocol v1 and the tutorial shape.
 
-One :class:`WSConnection` per socket runs four kinds of task:
+The last step of a token's way to a WebSocket client: a forwarder reads it from the stream's
+record (``streams.py``) and writes its frame. What the protocol means lives in ``session.py``
+(:class:`~reference_server.session.SocketSession`: client frames in, decisions out); this module
+is the I/O shell that feeds it and carries its decisions out. One :class:`WSConnection` per
+socket runs four kinds of task:
 
-- the receive loop (this is where bad input is answered and limits are enforced),
+- the receive loop (hands each frame to the session, carries out what it decides),
 - one sender that writes what is queued, fed by a bounded queue (a slow reader blocks the
   producers, never grows memory; a frame that cannot be written in ``send_timeout_s`` closes
   the socket: one watchdog timer per connection checks that, not a timer per frame); a
@@ -13,7 +17,7 @@ One :class:`WSConnection` per socket runs four kinds of task:
 Every exit path runs ``_cleanup``: the tasks are cancelled and awaited, readers detach from their
 streams (which then keep generating for the resume grace period, or stop at once without one).
 Sends may fail with ``WebSocketDisconnect`` or a plain ``RuntimeError`` depending on uvicorn's
-WebSocket backend; both mean the peer is gone (DESIGN.md section 9).
+WebSocket backend; both mean the peer is gone.
 """
 
 from __future__ import annotations
@@ -26,37 +30,33 @@ from typing import Any, Literal
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from reference_server.errors import ProtocolError
-from reference_server.limits import TokenBucket, check_auth, check_origin
-from reference_server.manager import StreamManager, build_upstream_body
+from reference_server.limits import check_auth, check_origin
+from reference_server.manager import StreamManager
 from reference_server.protocol import (
     PROTOCOL_V1,
-    Cancelled,
-    CancelRequest,
-    ChatRequest,
-    End,
-    Error,
-    Hello,
-    Limits,
-    Ping,
-    PingRequest,
-    Pong,
-    PongRequest,
-    ResumeRequest,
     ServerMessage,
     Start,
-    ToolCall,
     encode,
-    parse_client_message,
-    parse_tutorial_message,
     token_frame,
     token_frame_prefix,
     tutorial_end,
     tutorial_error,
     tutorial_token,
 )
+from reference_server.session import (
+    Cancel,
+    CloseNow,
+    Decision,
+    Follow,
+    Generate,
+    QueueTutorial,
+    Send,
+    SocketSession,
+    outcome_frame,
+    tool_call_frame,
+)
 from reference_server.state import StreamState
-from reference_server.streams import Outcome, Session, StreamRecord, TokenEvent, ToolCallEvent
+from reference_server.streams import Outcome, StreamRecord, TokenEvent, ToolCallEvent
 
 __all__ = ["WSConnection", "websocket_endpoint"]
 
@@ -114,19 +114,19 @@ class WSConnection:
         self.ws = websocket
         self.manager = manager
         self.settings = manager.settings
-        self.client_id = client_id
         self.mode = mode
         self.queue: asyncio.Queue[str | _CloseRequest] = asyncio.Queue(
             self.settings.send_queue_max_messages
         )
         self.queue_bytes = 0
         self.subscriptions: dict[str, _Subscription] = {}
-        now = manager.clock()
-        self.bucket = TokenBucket(
-            self.settings.messages_per_second, self.settings.message_burst, now
+        # What the client's frames mean; this class only carries its decisions out.
+        self.rules = SocketSession(
+            self.settings,
+            manager.store,
+            manager.new_session(client_id) if mode == "v1" else None,
+            manager.clock(),
         )
-        self.last_heard = now
-        self.session: Session | None = None
         # Futures, not Events and a task waiting on one: an idle socket costs memory for every
         # object it holds (docs/reference_server.md, "Memory per idle connection").
         self._loop = asyncio.get_running_loop()
@@ -157,10 +157,10 @@ class WSConnection:
         manager.connections.add(self)
         manager.totals["ws_connections"] += 1
         try:
-            if self.mode == "v1":
-                self.session = manager.new_session(self.client_id)
-                self.session.connections += 1
-                await self._enqueue(self._hello(self.session))
+            session = self.rules.session
+            if session is not None:
+                session.connections += 1
+                await self._enqueue(self.rules.hello())
             sender = manager.spawn(self._send_loop(), "ws-send")
             receiver = manager.spawn(self._receive_loop(), "ws-receive")
             self._helpers += [sender, receiver]
@@ -187,9 +187,10 @@ class WSConnection:
             self._close_sent = True
             with contextlib.suppress(*_SEND_ERRORS, TimeoutError):
                 await asyncio.wait_for(self.ws.close(self._close.code, self._close.reason), 1.0)
-        if self.session is not None:
-            self.session.connections -= 1
-            self.session.last_seen = self.manager.clock()
+        session = self.rules.session
+        if session is not None:
+            session.connections -= 1
+            session.last_seen = self.manager.clock()
         self.queue_bytes = 0
         self.manager.connections.discard(self)
         if not self._closed.done():
@@ -271,23 +272,6 @@ class WSConnection:
     async def _send_message(self, message: ServerMessage) -> None:
         await self._enqueue(encode(message))
 
-    async def _send_error(
-        self,
-        code: str,
-        message: str,
-        *,
-        msg_id: str | None = None,
-        stream_id: str | None = None,
-        retryable: bool = False,
-    ) -> None:
-        if self.mode == "tutorial":
-            await self._enqueue(tutorial_error(f"{code}: {message}"))
-            return
-        error = Error(
-            id=msg_id, stream_id=stream_id, code=code, message=message, retryable=retryable
-        )
-        await self._send_message(error)
-
     async def _send_loop(self) -> None:
         queue = self.queue
         while True:
@@ -332,191 +316,40 @@ class WSConnection:
                 return
             if message["type"] == "websocket.disconnect":
                 return
-            now = self.manager.clock()
-            self.last_heard = now
-            if not self.bucket.allow(now):
-                limit = self.settings.messages_per_second
-                await self._send_error(
-                    "rate_limited",
-                    f"more than {limit:g} messages per second; message dropped",
-                    retryable=True,
+            decisions = self.rules.receive(
+                message.get("text"),
+                self.manager.clock(),
+                following=self.subscriptions,
+                shutting_down=self.manager.shutting_down,
+            )
+            await self._carry_out(decisions)
+
+    async def _carry_out(self, decisions: list[Decision]) -> None:
+        """Do what the session decided, in its order."""
+        for decision in decisions:
+            if isinstance(decision, Send) and decision.droppable:
+                with contextlib.suppress(asyncio.QueueFull):
+                    self.queue.put_nowait(decision.frame)
+                    self.queue_bytes += len(decision.frame)
+            elif isinstance(decision, Send):
+                await self._enqueue(decision.frame)
+            elif isinstance(decision, Follow):
+                record = decision.record
+                await self._subscribe(record, decision.chat_id, decision.after, replay=True)
+            elif isinstance(decision, Generate):
+                record = self.manager.create_stream(
+                    session_id=decision.session_id,
+                    chat_id=decision.chat_id,
+                    body=decision.body,
+                    idle_limit_s=decision.idle_limit_s,
                 )
-                continue
-            text = message.get("text")
-            if text is None:
-                await self._send_error(
-                    "binary_not_supported", "binary frames are not supported; send JSON text"
-                )
-                continue
-            if self.mode == "v1":
-                await self._handle_v1(text)
+                await self._subscribe(record, decision.chat_id, -1, replay=False)
+            elif isinstance(decision, Cancel):
+                self.manager.cancel(decision.record)
+            elif isinstance(decision, CloseNow):
+                self._close_now(decision.code, decision.reason)
             else:
-                await self._handle_tutorial(text)
-
-    async def _handle_v1(self, text: str) -> None:
-        try:
-            message = parse_client_message(text)
-        except ProtocolError as exc:
-            await self._send_error(exc.code, exc.message, msg_id=exc.msg_id)
-            return
-        if isinstance(message, ChatRequest):
-            await self._on_chat(message)
-        elif isinstance(message, CancelRequest):
-            await self._on_cancel(message)
-        elif isinstance(message, ResumeRequest):
-            await self._on_resume(message)
-        elif isinstance(message, PingRequest):
-            await self._send_message(Pong(ts=message.ts))
-        else:
-            assert isinstance(message, PongRequest)  # liveness already recorded
-
-    # --- v1 flows
-    def _hello(self, session: Session) -> str:
-        s = self.settings
-        limits = Limits(
-            max_message_bytes=s.max_message_bytes,
-            max_streams=s.max_streams_per_connection,
-            messages_per_second=s.messages_per_second,
-            resume_grace_ms=int(s.resume_grace_s * 1000),
-        )
-        return encode(
-            Hello(
-                session_id=session.session_id,
-                resume_token=session.resume_token,
-                heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
-                limits=limits,
-            )
-        )
-
-    def _live_subscriptions(self) -> int:
-        return sum(1 for sub in self.subscriptions.values() if not sub.record.terminal)
-
-    async def _on_chat(self, chat: ChatRequest) -> None:
-        assert self.session is not None
-        owner = self.session
-        if chat.resume_token is not None and chat.resume_token != owner.resume_token:
-            proven = self.manager.store.session_by_token(chat.resume_token)
-            if proven is None or proven.client_id != self.client_id:
-                await self._send_error(
-                    "forbidden", "unknown or expired resume_token", msg_id=chat.id
-                )
-                return
-            owner = proven
-        existing = self.manager.store.find(owner.session_id, chat.id)
-        if existing is None and owner is not self.session:
-            existing = self.manager.store.find(self.session.session_id, chat.id)
-        if existing is not None:
-            # Idempotent resend: never a second generation; replay after ``after``, then live.
-            if existing.state is StreamState.CANCELLED and (
-                existing.outcome is not None and existing.outcome.error_code == "stream_expired"
-            ):
-                await self._send_error(
-                    "stream_expired",
-                    "the stream expired (no reader within the grace period); start a new chat",
-                    msg_id=chat.id,
-                    stream_id=existing.stream_id,
-                )
-                return
-            await self._subscribe(existing, chat.id, chat.after, replay=True)
-            return
-        if self.manager.shutting_down:
-            await self._send_error(
-                "server_shutdown", "server is shutting down", msg_id=chat.id, retryable=True
-            )
-            return
-        if chat.id in self.subscriptions and not self.subscriptions[chat.id].record.terminal:
-            # The id belongs to a stream this socket follows from another session.
-            await self._send_error(
-                "invalid_message", f"id {chat.id!r} is already in use", msg_id=chat.id
-            )
-            return
-        if self._live_subscriptions() >= self.settings.max_streams_per_connection:
-            await self._send_error(
-                "too_many_streams",
-                f"at most {self.settings.max_streams_per_connection} streams per connection",
-                msg_id=chat.id,
-                retryable=True,
-            )
-            return
-        body = build_upstream_body(
-            model=chat.model,
-            default_model=self.settings.default_model,
-            messages=chat.messages,
-            max_tokens=chat.max_tokens,
-            temperature=chat.temperature,
-            tools=chat.tools,
-            tool_choice=chat.tool_choice,
-            metadata=chat.metadata,
-        )
-        record = self.manager.create_stream(
-            session_id=self.session.session_id,
-            chat_id=chat.id,
-            body=body,
-            idle_limit_s=self.settings.resume_grace_s,
-        )
-        await self._subscribe(record, chat.id, -1, replay=False)
-
-    async def _on_cancel(self, cancel: CancelRequest) -> None:
-        assert self.session is not None
-        sub = self.subscriptions.get(cancel.id)
-        record = sub.record if sub is not None else None
-        if record is None:
-            record = self.manager.store.find(self.session.session_id, cancel.id)
-        if record is None or record.terminal:
-            state = "unknown" if record is None else f"already {record.state.value}"
-            await self._send_error(
-                "unknown_stream",
-                f"no active stream with id {cancel.id!r} ({state})",
-                msg_id=cancel.id,
-            )
-            return
-        self.manager.cancel(record)
-        if sub is None:
-            # Nobody on this socket follows it: answer here (a follower answers by itself).
-            await self._send_message(Cancelled(id=cancel.id, index=-1))
-
-    async def _on_resume(self, resume: ResumeRequest) -> None:
-        store = self.manager.store
-        record = store.get(resume.stream_id)
-        if record is None:
-            if store.expired(resume.stream_id):
-                await self._send_error(
-                    "stream_expired",
-                    "the stream is no longer buffered; resend the chat",
-                    stream_id=resume.stream_id,
-                )
-            else:
-                await self._send_error(
-                    "unknown_stream", "no such stream", stream_id=resume.stream_id
-                )
-            return
-        owner = store.get_session(record.session_id)
-        allowed = {record.resume_token} | ({owner.resume_token} if owner else set())
-        if resume.resume_token not in allowed:
-            await self._send_error(
-                "forbidden", "resume_token does not match this stream", stream_id=record.stream_id
-            )
-            return
-        if record.outcome is not None and record.outcome.error_code == "stream_expired":
-            await self._send_error(
-                "stream_expired",
-                "the stream expired (no reader within the grace period); resend the chat",
-                msg_id=record.chat_id,
-                stream_id=record.stream_id,
-            )
-            return
-        current = self.subscriptions.get(record.chat_id)
-        following = current is not None and current.record is record
-        limit = self.settings.max_streams_per_connection
-        if not following and self._live_subscriptions() >= limit:
-            await self._send_error(
-                "too_many_streams",
-                f"at most {limit} streams per connection",
-                msg_id=record.chat_id,
-                retryable=True,
-            )
-            return
-        await self._subscribe(record, record.chat_id, resume.after, replay=True)
+                await self._queue_tutorial(decision)
 
     async def _subscribe(
         self, record: StreamRecord, chat_id: str, after: int, replay: bool
@@ -552,82 +385,31 @@ class WSConnection:
                         await self._enqueue(frame, direct=True)
                         last_sent = item.index
                     elif isinstance(item, ToolCallEvent):
-                        await self._send_message(
-                            ToolCall(
-                                id=chat_id,
-                                index=item.index,
-                                call_index=item.call_index,
-                                call_id=item.call_id,
-                                name=item.name,
-                                arguments=item.arguments,
-                            )
-                        )
+                        await self._enqueue(tool_call_frame(chat_id, item))
                         last_sent = item.index
                     elif isinstance(item, Outcome):
-                        await self._send_outcome(record, chat_id, item, last_sent)
+                        await self._enqueue(outcome_frame(record, chat_id, item, last_sent))
         finally:
             self.manager.detach(record)
             sub = self.subscriptions.get(chat_id)
             if sub is not None and sub.record is record and sub.task is asyncio.current_task():
                 del self.subscriptions[chat_id]
 
-    async def _send_outcome(
-        self, record: StreamRecord, chat_id: str, outcome: Outcome, last_sent: int
-    ) -> None:
-        if outcome.state is StreamState.ENDED:
-            await self._send_message(
-                End(
-                    id=chat_id,
-                    finish_reason=outcome.finish_reason,
-                    usage=outcome.usage,
-                    tokens=len(record.buffer),
-                )
-            )
-        elif outcome.state is StreamState.CANCELLED and outcome.error_code != "stream_expired":
-            await self._send_message(Cancelled(id=chat_id, index=last_sent))
-        else:
-            await self._send_error(
-                outcome.error_code or "upstream_error",
-                outcome.error_message or "stream failed",
-                msg_id=chat_id,
-                stream_id=record.stream_id,
-                retryable=outcome.retryable or outcome.error_code == "stream_expired",
-            )
-
     # --- heartbeat
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.heartbeat_interval_s
-        beat = 0
         while True:
             await asyncio.sleep(interval)
-            if self.manager.clock() - self.last_heard > self.settings.heartbeat_deadline_s:
-                self._close_now(1011, "heartbeat timeout: no message from the client")
+            decisions = self.rules.heartbeat(self.manager.clock())
+            await self._carry_out(decisions)
+            if any(isinstance(decision, CloseNow) for decision in decisions):
                 return
-            beat += 1
-            # A full queue already proves traffic; skipping a ping is harmless.
-            with contextlib.suppress(asyncio.QueueFull):
-                text = encode(Ping(ts=beat))
-                self.queue.put_nowait(text)
-                self.queue_bytes += len(text)
 
     # --- tutorial shape
-    async def _handle_tutorial(self, text: str) -> None:
-        try:
-            request = parse_tutorial_message(text)
-        except ProtocolError as exc:
-            await self._enqueue(tutorial_error(f"{exc.code}: {exc.message}"))
-            return
-        body = build_upstream_body(
-            model=request.model,
-            default_model=self.settings.default_model,
-            messages=request.messages,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            metadata=request.metadata,
-        )
+    async def _queue_tutorial(self, job: QueueTutorial) -> None:
         assert self._tutorial_jobs is not None
         try:
-            self._tutorial_jobs.put_nowait(body)
+            self._tutorial_jobs.put_nowait(job.body)
         except asyncio.QueueFull:
             await self._enqueue(tutorial_error("too_many_streams: too many queued messages"))
 

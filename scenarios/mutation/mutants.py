@@ -26,14 +26,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "hello_token_is_session_id",
         "hello's resume_token proves the session when a chat is resent on a new socket",
-        "transports/ws.py",
+        "session.py",
         "resume_token=session.resume_token,",
         "resume_token=session.session_id,",
     ),
     Mutant(
         "hello_heartbeat_in_seconds",
         "hello's heartbeat_interval_ms is the heartbeat interval in milliseconds",
-        "transports/ws.py",
+        "session.py",
         "heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),",
         "heartbeat_interval_ms=int(s.heartbeat_interval_s),",
     ),
@@ -47,16 +47,16 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "tool_call_own_index",
         "a tool_call's index shares the token index sequence",
-        "transports/ws.py",
-        "index=item.index,\n                                call_index=item.call_index,",
-        "index=item.call_index,\n                                call_index=item.call_index,",
+        "session.py",
+        "index=event.index,\n            call_index=event.call_index,",
+        "index=event.call_index,\n            call_index=event.call_index,",
     ),
     Mutant(
         "end_tokens_off_by_one",
         "end carries tokens, the count of tokens of the stream",
-        "transports/ws.py",
-        "usage=outcome.usage,\n                    tokens=len(record.buffer),",
-        "usage=outcome.usage,\n                    tokens=record.buffer.last_index,",
+        "session.py",
+        "usage=outcome.usage,\n                tokens=len(record.buffer),",
+        "usage=outcome.usage,\n                tokens=record.buffer.last_index,",
     ),
     Mutant(
         "usage_not_requested",
@@ -96,13 +96,12 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "new_chat_cancels_others",
         "several chats run at once on one socket: a new chat never cancels another",
-        "transports/ws.py",
-        "        record = self.manager.create_stream(\n"
-        "            session_id=self.session.session_id,",
-        "        for sub in list(self.subscriptions.values()):\n"
-        "            self.manager.cancel(sub.record)\n"
-        "        record = self.manager.create_stream(\n"
-        "            session_id=self.session.session_id,",
+        "session.py",
+        "return [Generate(chat.id, body, session.session_id, self.settings.resume_grace_s)]",
+        "return [\n"
+        "            *(Cancel(current.record) for current in following.values()),\n"
+        "            Generate(chat.id, body, session.session_id, self.settings.resume_grace_s),\n"
+        "        ]",
     ),
     Mutant(
         "session_keyed_by_client_id",
@@ -122,51 +121,51 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "cancelled_index_off_by_one",
         "cancelled carries index = the last index sent",
-        "transports/ws.py",
-        "await self._send_message(Cancelled(id=chat_id, index=last_sent))",
-        "await self._send_message(Cancelled(id=chat_id, index=last_sent + 1))",
+        "session.py",
+        "return encode(Cancelled(id=chat_id, index=last_sent))",
+        "return encode(Cancelled(id=chat_id, index=last_sent + 1))",
     ),
     Mutant(
         "cancel_unknown_wrong_code",
         "a cancel of an unknown id gets error unknown_stream",
-        "transports/ws.py",
-        '"unknown_stream",\n                f"no active stream',
-        '"invalid_message",\n                f"no active stream',
+        "session.py",
+        '"unknown_stream",\n                    f"no active stream',
+        '"invalid_message",\n                    f"no active stream',
     ),
     # --- resend, resume, idempotency
     Mutant(
         "resend_ignores_session_token",
         "a chat resent on a new socket with the session's resume_token and the same id never "
         "starts a second generation",
-        "transports/ws.py",
-        "existing = self.manager.store.find(owner.session_id, chat.id)",
-        "existing = self.manager.store.find(self.session.session_id, chat.id)",
+        "session.py",
+        "existing = self.store.find(owner.session_id, chat.id)",
+        "existing = self.store.find(session.session_id, chat.id)",
     ),
     Mutant(
         "resend_ignores_after",
         "a resend continues after its after: tokens the client has seen are not sent again",
-        "transports/ws.py",
-        "await self._subscribe(existing, chat.id, chat.after, replay=True)",
-        "await self._subscribe(existing, chat.id, -1, replay=True)",
+        "session.py",
+        "return [Follow(existing, chat.id, chat.after)]",
+        "return [Follow(existing, chat.id, -1)]",
     ),
     Mutant(
         "resume_after_off_by_one",
         "resume replays the tokens after after (the last index seen): every token exactly once",
-        "transports/ws.py",
-        "await self._subscribe(record, record.chat_id, resume.after, replay=True)",
-        "await self._subscribe(record, record.chat_id, resume.after + 1, replay=True)",
+        "session.py",
+        "return [Follow(record, record.chat_id, resume.after)]",
+        "return [Follow(record, record.chat_id, resume.after + 1)]",
     ),
     Mutant(
         "resume_token_not_checked",
         "a resume with a wrong resume token is refused with forbidden",
-        "transports/ws.py",
+        "session.py",
         "if resume.resume_token not in allowed:",
         "if not resume.resume_token:",
     ),
     Mutant(
         "resume_session_token_refused",
         "resume accepts the session's resume_token (from hello) as well as the stream's",
-        "transports/ws.py",
+        "session.py",
         "allowed = {record.resume_token} | ({owner.resume_token} if owner else set())",
         "allowed = {record.resume_token}",
     ),
@@ -190,33 +189,30 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "no_app_ping",
         "the server sends an app-level ping every heartbeat_interval_ms",
-        "transports/ws.py",
-        "            with contextlib.suppress(asyncio.QueueFull):\n"
-        "                text = encode(Ping(ts=beat))\n"
-        "                self.queue.put_nowait(text)\n"
-        "                self.queue_bytes += len(text)\n",
-        "            # uvicorn's WebSocket ping frames keep the connection alive\n",
+        "session.py",
+        "        return [Send(encode(Ping(ts=self._beats)), droppable=True)]\n",
+        "        return []  # uvicorn's WebSocket ping frames keep the connection alive\n",
     ),
     Mutant(
         "pong_without_ts",
         "a client ping is answered with a pong echoing its ts",
-        "transports/ws.py",
-        "await self._send_message(Pong(ts=message.ts))",
-        "await self._send_message(Pong())",
+        "session.py",
+        "return [Send(encode(Pong(ts=message.ts)))]",
+        "return [Send(encode(Pong()))]",
     ),
     Mutant(
         "heartbeat_close_1000",
         "a client silent for the heartbeat timeout is closed with 1011",
-        "transports/ws.py",
-        'self._close_now(1011, "heartbeat timeout: no message from the client")',
-        'self._close_now(1000, "heartbeat timeout: no message from the client")',
+        "session.py",
+        'CloseNow(1011, "heartbeat timeout: no message from the client")',
+        'CloseNow(1000, "heartbeat timeout: no message from the client")',
     ),
     Mutant(
         "pong_not_liveness",
         "answering every ping with pong is enough to stay connected",
-        "transports/ws.py",
-        "            now = self.manager.clock()\n            self.last_heard = now\n",
-        "            now = self.manager.clock()\n",
+        "session.py",
+        "        self.last_heard = now\n        if not self.bucket.allow(now):\n",
+        "        if not self.bucket.allow(now):\n",
     ),
     # --- bad input
     Mutant(
@@ -229,12 +225,12 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "bad_input_closes_socket",
         "bad input gets an error and the socket stays open",
-        "transports/ws.py",
-        "            await self._send_error(exc.code, exc.message, msg_id=exc.msg_id)\n"
-        "            return\n",
-        "            await self._send_error(exc.code, exc.message, msg_id=exc.msg_id)\n"
-        '            self._close_now(1008, "bad input")\n'
-        "            return\n",
+        "session.py",
+        "            return [self._error(exc.code, exc.message, msg_id=exc.msg_id)]\n",
+        "            return [\n"
+        "                self._error(exc.code, exc.message, msg_id=exc.msg_id),\n"
+        '                CloseNow(1008, "bad input"),\n'
+        "            ]\n",
     ),
     Mutant(
         "lax_types",
@@ -268,9 +264,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "stream_limit_off_by_one",
         "at most max_streams live streams per connection; one more gets too_many_streams",
-        "transports/ws.py",
-        "if self._live_subscriptions() >= self.settings.max_streams_per_connection:",
-        "if self._live_subscriptions() > self.settings.max_streams_per_connection:",
+        "session.py",
+        "if _live(following) >= self.settings.max_streams_per_connection:",
+        "if _live(following) > self.settings.max_streams_per_connection:",
     ),
     Mutant(
         "origin_not_checked_on_ws",
