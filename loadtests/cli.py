@@ -29,8 +29,16 @@ from loadtests.errors import LoadError as LoadError
 from loadtests.errors import MetricsError
 from loadtests.gates import GATE_SPECS, Gate, all_passed, evaluate, make_gate
 from loadtests.metrics import LoadMetrics, Slo
+from loadtests.options import (
+    add_load_arguments,
+    locust_args,
+    non_negative,
+    option,
+    positive,
+    positive_int,
+    share,
+)
 from loadtests.report import html_report, streams_csv, summary_csv, summary_table
-from loadtests.shapes import SHAPE_NAMES
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 
@@ -76,40 +84,6 @@ def parse_or_status(
         return int(exc.code or 0)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def positive(text: str) -> float:
-    value = non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
-def _share(text: str) -> float:
-    value = non_negative(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text}")
-    return value
-
-
 def _url(text: str) -> str:
     parsed = urlparse(text)
     if parsed.scheme not in ("http", "https", "ws", "wss") or not parsed.netloc:
@@ -132,24 +106,19 @@ def _think(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+_THINK = (option("think_min_s"), option("think_max_s"))
+
+
 def _add_workload_options(parser: argparse.ArgumentParser) -> None:
     w = parser.add_argument_group("workload")
-    w.add_argument("--prompt", default="Tell me a story.", help="the user message")
-    w.add_argument("--model", default="", help="model name sent with each request")
-    w.add_argument("--max-tokens", type=positive_int, default=None)
+    add_load_arguments(w)
+    # One option here for the table's two (--sh-think-min, --sh-think-max): a range reads
+    # better on this command line, and Locust's parser keeps them apart.
+    lo, hi = (o.default for o in _THINK)
     w.add_argument(
-        "--think-time", type=_think, default=(0.5, 2.0), metavar="MIN[:MAX]",
-        help="seconds between a user's streams, uniform in [MIN, MAX] (default 0.5:2)",
+        "--think-time", type=_think, default=(lo, hi), metavar="MIN[:MAX]",
+        help=f"seconds between a user's streams, uniform in [MIN, MAX] (default {lo:g}:{hi:g})",
     )  # fmt: skip
-    w.add_argument("--cancel-rate", type=_share, default=0.0, help="share of streams cancelled")
-    w.add_argument(
-        "--drop-rate", type=_share, default=0.0,
-        help="share of streams whose connection is dropped and the stream resumed",
-    )  # fmt: skip
-    w.add_argument("--interrupt-after", type=positive_int, default=3, help="tokens first")
-    w.add_argument("--poll-interval", type=positive, default=1.0, help="polling period, s")
-    w.add_argument("--stream-timeout", type=positive, default=60.0, help="per stream, s")
-    w.add_argument("--seed", type=int, default=0, help="seeds every user decision")
 
 
 def build_load_parser() -> argparse.ArgumentParser:
@@ -165,7 +134,6 @@ def build_load_parser() -> argparse.ArgumentParser:
     parser.add_argument("--users", type=positive_int, default=10, help="peak users (default 10)")
     parser.add_argument("--spawn-rate", type=positive, default=None, help="users/s (default: all)")
     parser.add_argument("--duration", type=parse_duration, default=30.0, help="e.g. 30s, 2m")
-    parser.add_argument("--shape", choices=SHAPE_NAMES, default="constant")
     parser.add_argument("--transport", choices=list(USER_CLASSES), default="ws")
     parser.add_argument(
         "--target-profile", default=None, metavar="NAME|FILE",
@@ -188,8 +156,8 @@ def build_load_parser() -> argparse.ArgumentParser:
     _add_workload_options(parser)
     g = parser.add_argument_group("gates (exit 1 when one fails)")
     for name in GATE_SPECS:
-        share = name in ("max-error-rate", "min-goodput")
-        g.add_argument(f"--{name}", type=_share if share else non_negative, default=None)
+        is_share = name in ("max-error-rate", "min-goodput")
+        g.add_argument(f"--{name}", type=share if is_share else non_negative, default=None)
     s = parser.add_argument_group("SLOs for goodput (ms)")
     s.add_argument("--slo-ttft-ms", type=positive, default=None)
     s.add_argument("--slo-tpot-ms", type=positive, default=None)
@@ -255,24 +223,16 @@ def locust_command(
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--host", host, "--users", str(args.users), "--spawn-rate", f"{spawn_rate:g}",
-        "--run-time", f"{max(1, round(args.duration))}s", "--sh-shape", args.shape,
+        "--run-time", f"{max(1, round(args.duration))}s",
         "--only-summary", "--exit-code-on-error", "0", "--csv", str(csv_prefix),
-        "--sh-metrics-out", str(metrics_out), "--sh-quiet",
-        "--sh-prompt", args.prompt, "--sh-think-min", f"{args.think_time[0]:g}",
-        "--sh-think-max", f"{args.think_time[1]:g}", "--sh-cancel-rate", f"{args.cancel_rate:g}",
-        "--sh-drop-rate", f"{args.drop_rate:g}", "--sh-interrupt-after", str(args.interrupt_after),
-        "--sh-poll-interval", f"{args.poll_interval:g}",
-        "--sh-stream-timeout", f"{args.stream_timeout:g}", "--sh-seed", str(args.seed),
+        "--sh-metrics-out", str(metrics_out), "--sh-quiet", *locust_args(args),
+        "--sh-think-min", f"{args.think_time[0]:g}", "--sh-think-max", f"{args.think_time[1]:g}",
     ]  # fmt: skip
-    if args.model:
-        cmd += ["--sh-model", args.model]
     if args.target_profile:
         cmd += ["--sh-target-profile", str(Path(args.target_profile).resolve())
                 if Path(args.target_profile).is_file() else args.target_profile]  # fmt: skip
     for header in args.headers:
         cmd += ["--sh-header", header]
-    if args.max_tokens:
-        cmd += ["--sh-max-tokens", str(args.max_tokens)]
     if args.processes > 1:
         cmd += ["--processes", str(args.processes)]
     cmd += master_port_args(args.processes, args.locust_arg)

@@ -5,7 +5,8 @@ Users (pick one or more by class name on the command line, default: all, equal w
 ``OpenAIUser`` (straight to an OpenAI-compatible provider, the relay benchmark's baseline), and
 ``ProfileUser`` (any server a target profile describes, ``--sh-target-profile``).
 
-Our options all start with ``--sh-`` (see ``locust -f loadtests/locustfile.py --help``).
+Our options all start with ``--sh-`` (see ``locust -f loadtests/locustfile.py --help``); they
+are the rows of :data:`loadtests.options.OPTIONS`.
 Exact metrics: each process keeps a :class:`~loadtests.metrics.LoadMetrics`; workers ship
 their delta to the master on every Locust report (``report_to_master``/``worker_report``), so
 the master's copy equals what one process would have computed from every sample. When the
@@ -34,8 +35,9 @@ from locust.env import Environment  # noqa: E402
 from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 
 from loadtests.metrics import LoadMetrics  # noqa: E402
+from loadtests.options import add_locust_arguments  # noqa: E402
 from loadtests.report import summary_table  # noqa: E402
-from loadtests.shapes import SHAPE_NAMES, Shape, make_shape  # noqa: E402
+from loadtests.shapes import Shape, make_shape  # noqa: E402
 from loadtests.users import (  # noqa: E402
     BlockingUser,
     OpenAIUser,
@@ -67,54 +69,7 @@ def _listen(hook: Any, handler: Any) -> None:
     hook.add_listener(handler)
 
 
-def _add_arguments(parser: Any) -> None:
-    group = parser.add_argument_group("streamharness")
-    group.add_argument("--sh-prompt", default="Tell me a story.", help="user message")
-    group.add_argument("--sh-model", default="", help="model name sent with each request")
-    group.add_argument("--sh-max-tokens", type=int, default=0, help="max_tokens (0 = unset)")
-    group.add_argument("--sh-extra-body", default="", help="JSON object merged into requests")
-    group.add_argument("--sh-think-min", type=float, default=0.5, help="think time min, s")
-    group.add_argument("--sh-think-max", type=float, default=2.0, help="think time max, s")
-    group.add_argument("--sh-cancel-rate", type=float, default=0.0, help="share cancelled")
-    group.add_argument("--sh-drop-rate", type=float, default=0.0, help="share dropped+resumed")
-    group.add_argument("--sh-interrupt-after", type=int, default=3, help="tokens before it")
-    group.add_argument("--sh-poll-interval", type=float, default=1.0, help="polling period, s")
-    group.add_argument("--sh-stream-timeout", type=float, default=60.0, help="per stream, s")
-    group.add_argument("--sh-seed", type=int, default=0, help="seed of every user decision")
-    group.add_argument(
-        "--sh-target-profile",
-        default="tutorial",
-        help="ProfileUser: a built-in target profile or a profile file (docs/profiles.md)",
-    )
-    group.add_argument(
-        "--sh-header",
-        action="append",
-        default=[],
-        help="ProfileUser: 'Name: value' header of every request (repeatable)",
-    )
-    group.add_argument(
-        "--sh-shape", default="constant", choices=SHAPE_NAMES, help="load shape over --run-time"
-    )
-    group.add_argument(
-        "--sh-probe-lag",
-        action="store_true",
-        default=False,
-        help="bench: token content is the source's send time; record receive lag",
-    )
-    group.add_argument(
-        "--sh-user-stamps",
-        action="store_true",
-        default=False,
-        help="stamp data when the user reads it, not when the kernel received it "
-        "(the old way, for comparison; the default uses SO_TIMESTAMPNS where available)",
-    )
-    group.add_argument("--sh-metrics-out", default="", help="write exact metrics JSON here")
-    group.add_argument(
-        "--sh-quiet", action="store_true", default=False, help="no summary table at the end"
-    )
-
-
-_listen(events.init_command_line_parser, _add_arguments)
+_listen(events.init_command_line_parser, add_locust_arguments)
 
 
 class StreamShape(LoadTestShape):

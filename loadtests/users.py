@@ -28,7 +28,6 @@ import random
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -42,6 +41,7 @@ from locust.env import Environment
 from loadtests.errors import ConnectionClosed, HttpStreamError, StreamError
 from loadtests.httpstream import HttpStreamClient
 from loadtests.metrics import UNFINISHED, LoadMetrics
+from loadtests.options import UserOptions
 from loadtests.reactor import Reactor, nonblocking_twin
 from loadtests.rxstamp import StampedSocket
 from loadtests.wsframes import (
@@ -89,70 +89,6 @@ __all__ = [
     "UserOptions",
     "WsV1User",
 ]
-
-
-@dataclass(frozen=True)
-class UserOptions:
-    """What a simulated user does; read from Locust's parsed options (``--sh-*``)."""
-
-    prompt: str = "Tell me a story."
-    model: str | None = None
-    max_tokens: int | None = None
-    think_min_s: float = 0.5
-    think_max_s: float = 2.0
-    cancel_rate: float = 0.0
-    drop_rate: float = 0.0
-    interrupt_after: int = 3
-    poll_interval_s: float = 1.0
-    stream_timeout_s: float = 60.0
-    seed: int = 0
-    extra_body: str | None = None
-    probe_lag: bool = False
-    kernel_stamps: bool = True
-    # ProfileUser: a built-in target profile or a profile file, and extra request headers.
-    target_profile: str = "tutorial"
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def from_parsed(cls, parsed: Any) -> UserOptions:
-        def get(name: str, default: Any) -> Any:
-            value = getattr(parsed, f"sh_{name}", None) if parsed is not None else None
-            return default if value is None else value
-
-        d = cls()
-        return cls(
-            prompt=get("prompt", d.prompt),
-            model=get("model", d.model) or None,
-            max_tokens=get("max_tokens", d.max_tokens) or None,
-            think_min_s=float(get("think_min", d.think_min_s)),
-            think_max_s=float(get("think_max", d.think_max_s)),
-            cancel_rate=float(get("cancel_rate", d.cancel_rate)),
-            drop_rate=float(get("drop_rate", d.drop_rate)),
-            interrupt_after=int(get("interrupt_after", d.interrupt_after)),
-            poll_interval_s=float(get("poll_interval", d.poll_interval_s)),
-            stream_timeout_s=float(get("stream_timeout", d.stream_timeout_s)),
-            seed=int(get("seed", d.seed)),
-            extra_body=get("extra_body", d.extra_body) or None,
-            probe_lag=bool(get("probe_lag", False)),
-            kernel_stamps=not bool(get("user_stamps", False)),
-            target_profile=get("target_profile", d.target_profile) or d.target_profile,
-            headers=tuple(_header(h) for h in get("header", None) or ()),
-        )
-
-    def request_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
-        if self.model:
-            fields["model"] = self.model
-        if self.max_tokens:
-            fields["max_tokens"] = self.max_tokens
-        if self.extra_body:
-            fields.update(json.loads(self.extra_body))
-        return fields
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, _, value = text.partition(":")
-    return name.strip(), value.strip()
 
 
 def metrics_of(environment: Environment) -> LoadMetrics:

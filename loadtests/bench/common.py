@@ -13,15 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtests.cli import (
-    LOCUSTFILE,
-    master_port_args,
-    non_negative,
-    positive,
-    run_locust,
-)
+from loadtests.cli import LOCUSTFILE, master_port_args, run_locust
 from loadtests.errors import LoadError
 from loadtests.metrics import LoadMetrics
+from loadtests.options import non_negative, positive
 
 
 @dataclass
