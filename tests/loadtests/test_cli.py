@@ -8,7 +8,6 @@ import pytest
 
 from loadtests import cli
 from loadtests.cli import (
-    bench_main,
     build_load_parser,
     load_main,
     locust_command,
@@ -48,15 +47,6 @@ def test_bad_load_arguments(
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
-
-
-def test_bench_unknown_and_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench_main(["warp"]) == 2
-    assert "unknown benchmark 'warp'" in capsys.readouterr().err
-    assert bench_main(["--help"]) == 0
-    assert "transports" in capsys.readouterr().out
-    assert bench_main(["capacity", "--rates", "fast"]) == 2
-    assert "rates are comma-separated numbers" in capsys.readouterr().err
 
 
 def _fixed_port() -> int:
