@@ -63,7 +63,7 @@ def stamp_from_ancillary(
     return None
 
 
-def _clock_pair() -> tuple[float, float]:
+def clock_pair() -> tuple[float, float]:
     """The wall clock and the perf clock read at one instant, give or take a microsecond.
 
     Read one after the other, a preemption in between (milliseconds on a busy machine) would
@@ -101,7 +101,7 @@ class StampedSocket:
             data = self.sock.recv(size)
             return data, time.perf_counter(), 0.0
         data, ancillary, _flags, _addr = self.sock.recvmsg(size, _ANCILLARY_SPACE)
-        wall_now, perf_now = _clock_pair()
+        wall_now, perf_now = clock_pair()
         stamp = stamp_from_ancillary(ancillary, wall_now, perf_now)
         if stamp is None:
             return data, perf_now, 0.0

@@ -239,7 +239,7 @@ async def _run_load(
     return time.perf_counter() - start, list(results)
 
 
-def _gap_errors_ms(
+def gap_errors_ms(
     results: list[StreamResult],
     itl_ms: float,
     window: tuple[float, float] = (float("-inf"), float("inf")),
@@ -268,7 +268,7 @@ def _all_active_window(results: list[StreamResult]) -> tuple[float, float] | Non
     return (low, high) if low < high else None
 
 
-def _gap_summary(gaps: list[float]) -> dict[str, Any]:
+def gap_summary(gaps: list[float]) -> dict[str, Any]:
     """Count, nearest-rank p50/p90/p99 and max of the gap errors (``None`` without gaps)."""
 
     def pct(p: float) -> float | None:
@@ -327,12 +327,12 @@ def _measure(
         "tokens_per_cpu_s": round(delivered / cpu) if cpu > 0 else None,
     }
     if record:
-        out["gap_error_ms"] = _gap_summary(_gap_errors_ms(results, itl_ms))
+        out["gap_error_ms"] = gap_summary(gap_errors_ms(results, itl_ms))
         # The same, only while every stream is live (after the ramp-up of new requests).
         window = _all_active_window(results)
         if window is not None:
             out["all_active_s"] = round(window[1] - window[0], 3)
-            out["all_active_gap_error_ms"] = _gap_summary(_gap_errors_ms(results, itl_ms, window))
+            out["all_active_gap_error_ms"] = gap_summary(gap_errors_ms(results, itl_ms, window))
     return out
 
 

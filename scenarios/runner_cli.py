@@ -178,7 +178,7 @@ def _load(args: argparse.Namespace, err: TextIO) -> list[model.Scenario] | None:
     return sorted([s for s in catalogue if s.name not in names] + extra, key=lambda s: s.name)
 
 
-class _Progress:
+class Progress:
     """One status line, rewritten in place on a terminal; plain lines otherwise."""
 
     def __init__(self, stream: TextIO, enabled: bool) -> None:
@@ -224,7 +224,7 @@ async def _run_all(
     root_seed: int,
     repeat: int,
     options: RunOptions,
-    progress: _Progress,
+    progress: Progress,
 ) -> list[ScenarioResult]:
     results: list[ScenarioResult] = []
     total = len(scenarios) * repeat
@@ -327,7 +327,7 @@ def _execute(
             return EXIT_USAGE
         print(f"ok ({checked.message})", file=err)
         options = dataclasses.replace(options, target_stats=checked.stats)
-    progress = _Progress(err, not args.quiet)
+    progress = Progress(err, not args.quiet)
     print(
         f"running {len(scenarios)} scenario(s) x {repeat} against {target.describe()}, seed {seed}",
         file=err,

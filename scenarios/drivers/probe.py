@@ -48,15 +48,15 @@ def matches(got: Any, want: Any) -> bool:
     )
 
 
-def _fill(value: Any, seen: Mapping[str, str]) -> Any:
+def fill(value: Any, seen: Mapping[str, str]) -> Any:
     if isinstance(value, str):
         for name, text in seen.items():
             value = value.replace("{" + name + "}", text)
         return value
     if isinstance(value, Mapping):
-        return {k: _fill(v, seen) for k, v in value.items()}
+        return {k: fill(v, seen) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fill(v, seen) for v in value]
+        return [fill(v, seen) for v in value]
     return value
 
 
@@ -97,9 +97,9 @@ def _oversized(content: str) -> dict[str, Any]:
     return {"type": "chat", "id": "oversized", "messages": [{"role": "user", "content": content}]}
 
 
-def _frame_of(step: model.ProbeStep, seen: Mapping[str, str]) -> str | None:
+def frame_of(step: model.ProbeStep, seen: Mapping[str, str]) -> str | None:
     if step.send is not None:
-        return json.dumps(_fill(step.send, seen))
+        return json.dumps(fill(step.send, seen))
     if step.send_text is not None:
         return step.send_text
     if step.send_bytes is not None:
@@ -112,7 +112,7 @@ async def _step(conn: _ProbeConnection, step: model.ProbeStep) -> tuple[bool, st
     if step.sleep_ms:
         await asyncio.sleep(step.sleep_ms / 1000)
     start = len(conn.messages)
-    frame = _frame_of(step, conn.seen)
+    frame = frame_of(step, conn.seen)
     if frame is not None:
         for _ in range(step.repeat):
             await conn._send(frame)
@@ -217,11 +217,11 @@ async def _http_step(
 ) -> tuple[bool, str]:
     if step.sleep_ms:
         await asyncio.sleep(step.sleep_ms / 1000)
-    path = _fill(step.path, seen)
-    body: Any = _fill(step.json_body, seen) if step.json_body is not None else None
+    path = fill(step.path, seen)
+    body: Any = fill(step.json_body, seen) if step.json_body is not None else None
     if step.body_bytes is not None:
         body = {"messages": [{"role": "user", "content": "x" * step.body_bytes}]}
-    headers = {k: _fill(v, seen) for k, v in step.headers.items()}
+    headers = {k: fill(v, seen) for k, v in step.headers.items()}
     request = http.build_request(step.method, base + path, json=body, headers=headers)
     try:
         response = await http.send(request, stream=True)
@@ -252,7 +252,7 @@ async def _http_step(
                 problems.append(f"body {_brief(data)}, expected {_brief(step.expect_json)}")
             for key, part in step.expect_in.items():
                 found = data.get(key) if isinstance(data, dict) else None
-                if not isinstance(found, str) or _fill(part, seen) not in found:
+                if not isinstance(found, str) or fill(part, seen) not in found:
                     problems.append(f"{key} {found!r} does not contain {part!r}")
             if step.save and isinstance(data, dict):
                 for key in ("stream_id", "resume_token", "events_url", "tokens_url"):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from loadtests.rxstamp import SCM_TIMESTAMPNS, StampedSocket, _clock_pair, stamp_from_ancillary
+from loadtests.rxstamp import SCM_TIMESTAMPNS, StampedSocket, clock_pair, stamp_from_ancillary
 
 
 def _timespec(t: float) -> bytes:
@@ -115,6 +115,6 @@ def test_segments_queued_on_one_socket_share_the_last_ones_stamp(
 
 
 def test_the_clock_pair_is_read_at_one_instant() -> None:
-    wall, perf = _clock_pair()
+    wall, perf = clock_pair()
     # the wall-minus-perf offset of the pair is the machine's offset now, to well under 1 ms
     assert abs((time.time() - time.perf_counter()) - (wall - perf)) < 0.001

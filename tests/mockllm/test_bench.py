@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from mockllm.bench import StreamResult, _gap_errors_ms, _gap_summary
+from mockllm.bench import StreamResult, gap_errors_ms, gap_summary
 
 
 def test_gap_errors_against_the_scheduled_gap() -> None:
     result = StreamResult(tokens=4, arrivals=[(0.0, 1), (0.051, 2), (0.149, 4)])
     # 51 ms for one token (1 ms late), 98 ms for two tokens at 50 ms (2 ms early).
-    assert [round(e, 6) for e in _gap_errors_ms([result], 50.0)] == [1.0, 2.0]
+    assert [round(e, 6) for e in gap_errors_ms([result], 50.0)] == [1.0, 2.0]
 
 
 def test_gap_summary_uses_nearest_rank() -> None:
     # mockllm.percentiles' definition: the median of 1..100 is 50 (the old rounded rank gave 51).
-    summary = _gap_summary([float(v) for v in range(1, 101)])
+    summary = gap_summary([float(v) for v in range(1, 101)])
     assert summary == {"count": 100, "p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
-    assert _gap_summary([3.0])["p99"] == 3.0
-    assert _gap_summary([]) == {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
+    assert gap_summary([3.0])["p99"] == 3.0
+    assert gap_summary([]) == {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
 
 
 @pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scenarios import model
-from scenarios.drivers.probe import _fill, _frame_of, matches
+from scenarios.drivers.probe import fill, frame_of, matches
 
 
 def test_expectations_are_subsets_with_json_types() -> None:
@@ -28,9 +28,9 @@ def test_steps_name_what_the_connection_saw() -> None:
         send={"type": "resume", "stream_id": "{stream_id}", "resume_token": "{session_token}"},
         expect={"type": "start"},
     )
-    assert _fill(step.send, seen) == {"type": "resume", "stream_id": "s-1", "resume_token": "tok"}
+    assert fill(step.send, seen) == {"type": "resume", "stream_id": "s-1", "resume_token": "tok"}
     big = model.ProbeStep(why="w", send_bytes=5000, expect_close=1009)
-    assert len(_frame_of(big, {}) or "") == 5000
+    assert len(frame_of(big, {}) or "") == 5000
 
 
 def test_a_step_promises_something() -> None:
