@@ -134,7 +134,7 @@ class _Tty(io.StringIO):
 
 def test_progress_line_is_rewritten_in_place_on_a_terminal() -> None:
     stream = _Tty()
-    progress = runner_cli._Progress(stream, enabled=True)
+    progress = runner_cli.Progress(stream, enabled=True)
     progress.start(2, 15, "jitter", 7)
     result = ScenarioResult(scenario="jitter", target="reference", seed=7, verdict="pass")
     progress.done(result)
@@ -148,7 +148,7 @@ def test_progress_line_is_rewritten_in_place_on_a_terminal() -> None:
 
 def test_progress_without_a_terminal_prints_one_line_per_run() -> None:
     stream = io.StringIO()
-    progress = runner_cli._Progress(stream, enabled=True)
+    progress = runner_cli.Progress(stream, enabled=True)
     progress.start(1, 1, "x", 1)
     progress.update("3/4 streams ended")
     skipped = ScenarioResult(scenario="x", target="naive", seed=1, verdict="skip", reason="why")
