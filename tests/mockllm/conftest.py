@@ -2,58 +2,34 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import openai
 import pytest
 
+from mockllm.childproc import Child, start_child
 from mockllm.client import MockAdmin
 
-_LISTENING = re.compile(r"listening on (http://\S+)")
 
-
-def start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
-    """Start ``python -m mockllm --port 0 ...`` and return it with its URL."""
-    proc = subprocess.Popen(
+def start_cli(*args: str) -> Child:
+    """Start ``python -m mockllm --port 0 ...`` and wait for its URL."""
+    # stderr is inherited: pytest shows it on failure and a full pipe can never block us.
+    return start_child(
         [sys.executable, "-m", "mockllm", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        # stderr is inherited: pytest shows it on failure and a full pipe can never block us.
-        text=True,
+        failure=lambda child: RuntimeError(
+            f"mockllm did not start (exit code {child.proc.returncode})"
+        ),
     )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        match = _LISTENING.search(line)
-        if match:
-            return proc, match.group(1)
-    proc.kill()
-    proc.communicate(timeout=5)
-    raise RuntimeError(f"mockllm did not start (exit code {proc.returncode})")
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate(timeout=5)
 
 
 @pytest.fixture(scope="session")
 def mock_url() -> Iterator[str]:
-    proc, url = start_cli("--seed", "11")
+    mock = start_cli("--seed", "11")
     try:
-        yield url
+        yield mock.url
     finally:
-        stop(proc)
+        mock.stop()
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ import httpx
 import openai
 import pytest
 
+from mockllm.childproc import start_child
 from mockllm.client import MockAdmin
-from tests.mockllm.conftest import start_cli, stop
+from tests.mockllm.conftest import start_cli
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -153,21 +155,22 @@ def test_bad_flags_are_clear_errors(args: list[str], message: str) -> None:
 def test_cli_rules_file_and_sigterm(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text("- match: {prompt: weather}\n  respond: {text: Sunny all day.}\n")
-    proc, url = start_cli("--rules", str(rules), "--profile", "fast")
+    mock = start_cli("--rules", str(rules), "--profile", "fast")
     try:
         body = {**GOOD, "messages": [{"role": "user", "content": "the weather?"}]}
-        response = httpx.post(f"{url}/v1/chat/completions", json=body)
+        response = httpx.post(f"{mock.url}/v1/chat/completions", json=body)
         assert response.json()["choices"][0]["message"]["content"] == "Sunny all day."
     finally:
-        stop(proc)
-    assert proc.returncode == 0
+        mock.stop()
+    assert mock.proc.returncode == 0
 
 
 def test_sigterm_with_a_stalled_stream_open_exits_quickly() -> None:
     import threading
     import time
 
-    proc, url = start_cli()
+    mock = start_cli()
+    url = mock.url
     body = {**GOOD, "stream": True}
     headers = {"X-Mock-Fault": "stall_after=1;seconds=60"}
 
@@ -187,30 +190,25 @@ def test_sigterm_with_a_stalled_stream_open_exits_quickly() -> None:
     admin.wait(1, timeout=10)  # the stream is open and stalled on the server
     admin.close()
     start = time.monotonic()
-    stop(proc)
+    code = mock.stop()
     assert time.monotonic() - start < 8
-    assert proc.returncode == 0
+    assert code == 0
     thread.join(timeout=10)
 
 
 def test_streamharness_mock_subcommand() -> None:
     import shutil
-    import subprocess
     import sys
     from pathlib import Path
 
     exe = Path(sys.executable).with_name("streamharness")
     command = [str(exe)] if exe.exists() else [shutil.which("streamharness") or "streamharness"]
-    proc = subprocess.Popen(
-        [*command, "mock", "--port", "0", "--seed", "5"], stdout=subprocess.PIPE, text=True
-    )
+    mock = start_child([*command, "mock", "--port", "0", "--seed", "5"])
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("mockllm listening on http://127.0.0.1:")
-        url = line.split()[-1]
-        assert proc.stdout.readline().strip() == f"OPENAI_BASE_URL={url}/v1"
-        assert httpx.get(f"{url}/_mock/health").json() == {"status": "ok"}
+        assert mock.output[0].startswith("mockllm listening on http://127.0.0.1:")
+        lines = wait_for(lambda: mock.output[:2] if len(mock.output) >= 2 else [], what="2 lines")
+        assert lines[1].strip() == f"OPENAI_BASE_URL={mock.url}/v1"
+        assert httpx.get(f"{mock.url}/_mock/health").json() == {"status": "ok"}
     finally:
-        stop(proc)
-    assert proc.returncode == 0
+        mock.stop()
+    assert mock.proc.returncode == 0

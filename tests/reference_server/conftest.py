@@ -8,14 +8,8 @@ the server with an in-prompt ``[[mock ...]]`` directive, the way a real client w
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from mockllm.childproc import start_child, stop_process
 from tests.reference_server.wsclient import abort_leftover_connections
-
-LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 @pytest.fixture(autouse=True)
@@ -48,45 +41,18 @@ class Process:
         return "ws" + self.url[len("http") :]
 
     def stop(self, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait(5)
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
 
 def start_process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Process:
-    full_env = {**os.environ, **(env or {})}
     with log.open("w") as handle:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [sys.executable, *args], stdout=subprocess.PIPE, stderr=handle, text=True, env=full_env
+        child = start_child(
+            [sys.executable, *args],
+            env=env,
+            stderr=handle,
+            failure=lambda _: RuntimeError(f"{args[:3]} did not start: {log.read_text()[-2000:]}"),
         )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        with proc.stdout:  # drained until exit so the child never blocks on stdout
-            for line in proc.stdout:
-                lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.2)
-        except queue.Empty:
-            if proc.poll() is not None:
-                break
-            continue
-        match = LISTENING.search(line)
-        if match:
-            return Process(proc, match.group(1), log)
-    proc.kill()
-    proc.wait(5)
-    raise RuntimeError(f"{args[:3]} did not start: {log.read_text()[-2000:]}")
+    return Process(child.proc, child.url, log)
 
 
 @pytest.fixture(scope="session")
@@ -172,15 +138,3 @@ def server_factory(
 @pytest.fixture(scope="module")
 def server(server_factory: ServerFactory) -> Process:
     return server_factory()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with its last value."""
-    deadline = time.monotonic() + timeout
-    value = condition()
-    while not value:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(interval)
-        value = condition()
-    return value

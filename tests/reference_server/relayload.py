@@ -29,26 +29,19 @@ import psutil
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from mockllm.childproc import start_child, stop_process
 from mockllm.percentiles import percentile
-from tests.reference_server.conftest import LISTENING
 
 
 def _start(args: list[str], cwd: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
+    child = start_child(
         [sys.executable, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **env},
+        env=env,
         cwd=cwd,
+        stderr=subprocess.DEVNULL,
+        failure=lambda started: SystemExit(f"{args[1]} did not start: {started.text!r}"),
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = LISTENING.search(line)
-    if match is None:
-        proc.kill()
-        raise SystemExit(f"{args[1]} did not start: {line!r}")
-    return proc, match.group(1)
+    return child.proc, child.url
 
 
 def _pct_ms(values: list[float], p: float) -> float:
@@ -138,8 +131,7 @@ async def run(args: argparse.Namespace) -> None:
         )
     finally:
         for proc in (server, mock):
-            proc.terminate()
-            proc.wait(10)
+            stop_process(proc)
 
 
 def main() -> None:

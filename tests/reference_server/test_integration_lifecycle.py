@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.reference_server.conftest import Ledger, ServerFactory
 from tests.reference_server.test_integration_http import create, read_events
 from tests.reference_server.wsclient import V1Client, prompt
+from tests.support import wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -25,16 +27,13 @@ async def stats_of(http: httpx.AsyncClient) -> dict[str, Any]:
     return stats
 
 
-async def poll_stats(http: httpx.AsyncClient, check: Any, wait_s: float = 15) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    stats = await stats_of(http)
-    while not check(stats):
-        if loop.time() > deadline:
-            raise AssertionError(f"stats never reached the expected state: {stats}")
-        await asyncio.sleep(0.05)
-        stats = await stats_of(http)
-    return stats
+async def poll_stats(
+    http: httpx.AsyncClient, check: Callable[[dict[str, Any]], bool], wait_s: float = 15
+) -> dict[str, Any]:
+    """The server's ``/stats`` once ``check`` holds for them."""
+    return await wait_for_async(
+        lambda: stats_of(http), wait_s, interval=0.05, what="expected stats", until=check
+    )
 
 
 async def test_graceful_shutdown(server_factory: ServerFactory, ledger: Ledger) -> None:

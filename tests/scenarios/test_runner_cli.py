@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from scenarios import runner_cli
 from scenarios.report import ScenarioResult
 from scenarios.seeds import repetition_seed
 from streamharness import cli
+from tests.support import wait_for
 
 BAD = """\
 name: bad
@@ -161,12 +161,12 @@ def test_ctrl_c_stops_every_process_and_exits_130() -> None:
     argv = [sys.executable, "-m", "streamharness.cli", "run", "upstream_429_then_success", "-q"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        children: list[psutil.Process] = []
-        deadline = time.monotonic() + 30
-        while len(children) < 2 and time.monotonic() < deadline:  # mock and server started
-            children = psutil.Process(proc.pid).children(recursive=True)
-            time.sleep(0.05)
-        assert len(children) >= 2
+        children = wait_for(
+            lambda: psutil.Process(proc.pid).children(recursive=True),
+            timeout_s=30,
+            what="mock and server processes",
+            until=lambda found: len(found) >= 2,
+        )
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130

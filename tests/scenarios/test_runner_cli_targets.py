@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from mockllm.childproc import start_child
 from scenarios import runner_cli
 from scenarios.model import load_catalogue
 from scenarios.procs import free_port
@@ -27,26 +27,17 @@ class Naive:
 
 
 @pytest.fixture
-def naive(tmp_path: Path) -> Iterator[Naive]:
+def naive() -> Iterator[Naive]:
     """The naive server as an ordinary process calling its provider on a free port."""
     port = free_port()
-    log = tmp_path / "naive.log"
     argv = [sys.executable, "-m", "reference_server.naive", "--port", "0"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*argv, "--upstream", f"http://127.0.0.1:{port}/v1"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    server = start_child(
+        [*argv, "--upstream", f"http://127.0.0.1:{port}/v1"], stderr=subprocess.STDOUT
+    )
     try:
-        deadline = time.monotonic() + 20
-        while not (match := re.search(r"listening on http://(\S+)", log.read_text())):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)  # polling the log for the line the server prints once listening
-        yield Naive(f"ws://{match.group(1)}", port)
+        yield Naive("ws" + server.url.removeprefix("http"), port)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
 
 
 def _run(naive: Naive, *args: str) -> list[str]:

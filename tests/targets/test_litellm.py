@@ -18,14 +18,13 @@ what LiteLLM (``litellm.LITELLM_VERSION``) does, observed on the wire and in the
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import openai
@@ -33,6 +32,7 @@ import pytest
 import pytest_asyncio
 
 from scenarios.procs import start_process
+from tests.support import wait_for_async
 from tests.targets import litellm
 
 pytestmark = [
@@ -42,8 +42,6 @@ pytestmark = [
     # A first run installs LiteLLM (about a minute on a fast index) inside the first test.
     pytest.mark.timeout(litellm.INSTALL_TIMEOUT_S + 300),
 ]
-
-T = TypeVar("T")
 
 MODEL = "gpt-4o-mini"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -97,27 +95,15 @@ async def ledger(admin: httpx.AsyncClient) -> list[dict[str, Any]]:
     return entries
 
 
-async def poll(probe: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 5.0) -> T:
-    """``probe()`` every 20 ms until it returns something other than None, or fail."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout_s} s")
-        await asyncio.sleep(0.02)
-
-
 async def ended(admin: httpx.AsyncClient, count: int) -> list[dict[str, Any]]:
     """The ledger once it holds ``count`` entries that all ended."""
 
-    async def probe() -> list[dict[str, Any]] | None:
+    async def probe() -> list[dict[str, Any]]:
         entries = await ledger(admin)
         done = len(entries) >= count and all(e["outcome"] for e in entries)
-        return entries if done else None
+        return entries if done else []
 
-    return await poll(probe, f"{count} ended ledger entries")
+    return await wait_for_async(probe, timeout_s=5, what=f"{count} ended ledger entries")
 
 
 async def stream_text(client: openai.AsyncOpenAI) -> tuple[str, list[Any]]:

@@ -7,7 +7,6 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable
 
 
 class EchoServer:
@@ -53,15 +52,6 @@ class EchoServer:
                 with contextlib.suppress(OSError):
                     conn.close()
         self._thread.join(2)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
-    """Poll until ``predicate()`` holds (never a bare sleep standing in for a condition)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(interval)
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:

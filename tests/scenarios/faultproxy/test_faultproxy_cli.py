@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import socket
 import subprocess
@@ -20,51 +19,36 @@ from faultproxy_helpers import (
     read_until_closed,
 )
 
+from mockllm.childproc import Child, start_child
 from streamharness import cli
 
 pytestmark = pytest.mark.integration
 
-LISTENING = re.compile(r"listening on (http://\S+)")
 
-
-def start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "scenarios.faultproxy", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start(*args: str) -> Child:
+    return start_child([sys.executable, "-m", "scenarios.faultproxy", "--port", "0", *args])
 
 
 @pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
+def procs() -> Iterator[list[Child]]:
+    started: list[Child] = []
     yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=5)
+    for proxy in started:
+        proxy.stop()
 
 
-def url_of(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = LISTENING.search(line)
-    assert match, line
-    return match.group(1)
-
-
-def test_prints_one_line_and_exits_0_on_sigterm(procs: list[subprocess.Popen[str]]) -> None:
-    proc = start("--seed", "3")
-    procs.append(proc)
-    url = url_of(proc)
+def test_prints_one_line_and_exits_0_on_sigterm(procs: list[Child]) -> None:
+    proxy = start("--seed", "3")
+    procs.append(proxy)
+    url = proxy.url
+    assert proxy.output[0] == f"faultproxy listening on {url}\n"
     assert url.startswith("http://127.0.0.1:")
     assert httpx.get(f"{url}/version").status_code == 200
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(10) == 0
 
 
-def test_config_file_populates_at_start(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+def test_config_file_populates_at_start(tmp_path: Path, procs: list[Child]) -> None:
     config = tmp_path / "proxies.json"
     config.write_text(
         json.dumps(
@@ -74,15 +58,15 @@ def test_config_file_populates_at_start(tmp_path: Path, procs: list[subprocess.P
             ]
         )
     )
-    proc = start("--config", str(config))
-    procs.append(proc)
-    url = url_of(proc)
+    proxy = start("--config", str(config))
+    procs.append(proxy)
+    url = proxy.url
     proxies = httpx.get(f"{url}/proxies").json()
     assert set(proxies) == {"a", "b"}
     assert proxies["b"]["enabled"] is False
     port = int(proxies["a"]["listen"].rpartition(":")[2])
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(10) == 0
+    proxy.proc.send_signal(signal.SIGINT)
+    assert proxy.proc.wait(10) == 0
     # The proxies' listeners went away with the process.
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
@@ -131,15 +115,15 @@ def test_dispatcher_help(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_each_event_loop_delays_and_resets(
     loop: str,
-    procs: list[subprocess.Popen[str]],
+    procs: list[Child],
     echo: EchoServer,
     connect: Callable[[int], socket.socket],
 ) -> None:
     if loop == "uvloop":
         pytest.importorskip("uvloop")
-    proc = start("--loop", loop)
-    procs.append(proc)
-    url = url_of(proc)
+    proxy = start("--loop", loop)
+    procs.append(proxy)
+    url = proxy.url
     body = {"name": "l", "listen": "127.0.0.1:0", "upstream": echo.address}
     created = httpx.post(f"{url}/proxies", json=body)
     assert created.status_code == 201, created.text
@@ -154,5 +138,5 @@ def test_each_event_loop_delays_and_resets(
     fresh = connect(port)
     fresh.sendall(b"x")
     assert read_until_closed(fresh) == (b"", "reset")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(10) == 0

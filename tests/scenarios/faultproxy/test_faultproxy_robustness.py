@@ -12,11 +12,12 @@ from collections.abc import Callable
 
 import psutil
 import pytest
-from faultproxy_helpers import EchoServer, wait_for
+from faultproxy_helpers import EchoServer
 
 from scenarios.faultproxy.client import RunningServer, ToxiproxyClient
 from scenarios.faultproxy.engine import Engine
 from scenarios.faultproxy.models import ProxyInput, decode_toxic_create
+from tests.support import wait_for, wait_for_async
 
 Connect = Callable[[int], socket.socket]
 
@@ -53,11 +54,11 @@ def test_abrupt_connections_leave_nothing_behind(
         if i % 2:
             sock.sendall(b"x" * 10_000)  # data in flight inside the toxics when the RST lands
         socks.append(sock)
-    wait_for(lambda: echo.connections >= 150, timeout=10)
+    wait_for(lambda: echo.connections >= 150, timeout_s=10)
     for sock in socks:
         abort(sock)
-    wait_for(lambda: live_connections(api, "abrupt") == 0, timeout=10)
-    wait_for(lambda: server_fds(toxiproxy_server) <= baseline, timeout=10)
+    wait_for(lambda: live_connections(api, "abrupt") == 0, timeout_s=10)
+    wait_for(lambda: server_fds(toxiproxy_server) <= baseline, timeout_s=10)
     assert api.get_proxy("abrupt").enabled
 
 
@@ -95,7 +96,7 @@ def test_delete_proxy_under_load_closes_everything(
     threads = [threading.Thread(target=pump, args=(s,), daemon=True) for s in socks]
     for thread in threads:
         thread.start()
-    wait_for(lambda: live_connections(api, "load") == 20, timeout=10)
+    wait_for(lambda: live_connections(api, "load") == 20, timeout_s=10)
     time.sleep(0.2)  # let traffic run through the toxics for a moment (load, not a condition)
     api.delete_proxy("load")
     for thread in threads:
@@ -103,7 +104,7 @@ def test_delete_proxy_under_load_closes_everything(
     assert len(ended) == 20
     assert "timeout" not in ended, ended
     assert "load" not in api.proxies()
-    wait_for(lambda: server_fds(toxiproxy_server) <= baseline - 1, timeout=10)  # listener too
+    wait_for(lambda: server_fds(toxiproxy_server) <= baseline - 1, timeout_s=10)  # listener too
     assert api.version()
 
 
@@ -136,12 +137,11 @@ async def test_engine_leaves_no_tasks_after_abrupt_clients() -> None:
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
-    for _ in range(500):  # poll up to ~10 s for the teardown to finish
-        if not proxy.connections and not asyncio.all_tasks() - before:
-            break
-        await asyncio.sleep(0.02)
-    assert not proxy.connections
-    assert asyncio.all_tasks() - before == set()
+    await wait_for_async(
+        lambda: not proxy.connections and not asyncio.all_tasks() - before,
+        timeout_s=10,
+        what="teardown of every connection and task",
+    )
     await engine.close()
     upstream.close()
     with contextlib.suppress(Exception):

@@ -7,23 +7,15 @@ import functools
 import random
 import statistics
 import sys
-import time
 from typing import Any
 
 import pytest
 
 from scenarios.faultproxy.engine import Histogram
 from scenarios.faultproxy.timers import PreciseClock
+from tests.support import wait_for_async
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timerfd is Linux")
-
-
-async def _wait_for(condition: Any, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 async def test_timers_run_in_due_order_and_cancel() -> None:
@@ -36,7 +28,7 @@ async def test_timers_run_in_due_order_and_cancel() -> None:
         dropped = clock.call_at(now + 0.015, lambda: fired.append("x"))
         clock.call_at(now + 0.020, lambda: fired.append("b"))
         dropped.cancel()
-        await _wait_for(lambda: len(fired) == 3)
+        await wait_for_async(lambda: len(fired) == 3)
         assert fired == ["a", "b", "c"]
     finally:
         clock.close()
@@ -73,7 +65,7 @@ async def _lateness_of_60_timers(clock: PreciseClock, rng: random.Random) -> lis
     for _ in range(60):
         due = start + rng.uniform(0.005, 0.060)
         clock.call_at(due, functools.partial(record, due))
-    await _wait_for(lambda: len(lateness) == 60)
+    await wait_for_async(lambda: len(lateness) == 60)
     return lateness
 
 
@@ -92,7 +84,7 @@ async def test_due_timers_share_one_wakeup_and_a_failing_one_does_not_stop_the_r
         clock.call_at(when, lambda: fired.append(1))
         clock.call_at(when + 0.00001, boom)
         clock.call_at(when + 0.00002, lambda: fired.append(2))
-        await _wait_for(lambda: len(fired) == 2)
+        await wait_for_async(lambda: len(fired) == 2)
         assert fired == [1, 2]
         assert len(errors) == 1 and isinstance(errors[0]["exception"], RuntimeError)
     finally:
@@ -109,7 +101,7 @@ async def test_cancelled_timers_are_compacted_away() -> None:
         assert len(clock._heap) <= 2048
         fired: list[bool] = []
         clock.call_at(clock.time() + 0.005, lambda: fired.append(True))
-        await _wait_for(lambda: fired == [True])
+        await wait_for_async(lambda: fired == [True])
     finally:
         clock.close()
 
@@ -120,7 +112,7 @@ async def test_closed_clock_falls_back_to_loop_timers() -> None:
     assert not clock.precise
     fired: list[bool] = []
     clock.call_at(clock.time() + 0.005, lambda: fired.append(True))
-    await _wait_for(lambda: fired == [True])
+    await wait_for_async(lambda: fired == [True])
 
 
 def test_lateness_histogram_counts_early_and_sub_millisecond_deliveries() -> None:

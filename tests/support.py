@@ -1,0 +1,83 @@
+"""Helpers shared by the tests (not a test module): wait for a condition instead of sleeping.
+
+A test that needs something to have happened polls for it with :func:`wait_for` (plain code)
+or :func:`wait_for_async` (on the event loop, which keeps running between polls), never a
+bare ``sleep`` standing in for the condition. Both return the first value of ``condition()``
+that is truthy (or passes ``until``) and fail with the last one, so the failure says what was
+seen. Starting a server and waiting
+for its ``listening on`` line is :func:`mockllm.childproc.start_child`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, overload
+
+__all__ = ["wait_for", "wait_for_async"]
+
+T = TypeVar("T")
+
+
+def _not_met(what: str, timeout_s: float, value: object) -> AssertionError:
+    return AssertionError(f"no {what} within {timeout_s} s (last value {value!r})")
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout_s: float = 10.0,
+    interval: float = 0.02,
+    what: str = "truthy value",
+    until: Callable[[T], object] = bool,
+) -> T:
+    """Call ``condition()`` every ``interval`` s until ``until(value)`` holds; return the value."""
+    deadline = time.monotonic() + timeout_s
+    value = condition()
+    while not until(value):
+        if time.monotonic() > deadline:
+            raise _not_met(what, timeout_s, value)
+        time.sleep(interval)
+        value = condition()
+    return value
+
+
+@overload
+async def wait_for_async(
+    condition: Callable[[], Awaitable[T]],
+    timeout_s: float = ...,
+    interval: float = ...,
+    what: str = ...,
+    until: Callable[[T], object] = ...,
+) -> T: ...
+@overload
+async def wait_for_async(
+    condition: Callable[[], T],
+    timeout_s: float = ...,
+    interval: float = ...,
+    what: str = ...,
+    until: Callable[[T], object] = ...,
+) -> T: ...
+async def wait_for_async(
+    condition: Callable[[], Any],
+    timeout_s: float = 10.0,
+    interval: float = 0.02,
+    what: str = "truthy value",
+    until: Callable[[Any], object] = bool,
+) -> Any:
+    """:func:`wait_for` on the running loop; ``condition`` may be a coroutine function."""
+
+    async def check() -> Any:
+        value = condition()
+        return await value if inspect.isawaitable(value) else value
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    value = await check()
+    while not until(value):
+        if loop.time() > deadline:
+            raise _not_met(what, timeout_s, value)
+        await asyncio.sleep(interval)
+        value = await check()
+    return value
