@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import re
 import shlex
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -39,6 +37,7 @@ from loadtests.options import (
     share,
 )
 from loadtests.report import html_report, streams_csv, summary_csv, summary_table
+from mockllm.childproc import free_port, stop_process
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 
@@ -165,14 +164,6 @@ def build_load_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (bound to port 0, then released)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def _option_value(args: Sequence[str], name: str) -> str | None:
     """The value given to Locust option ``name`` in ``args`` (``--x V`` or ``--x=V``), if any."""
     for i, arg in enumerate(args):
@@ -264,18 +255,11 @@ def run_locust(cmd: Sequence[str], log_path: Path, timeout_s: float) -> int:
         try:
             return proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
             raise LoadError(f"Locust did not finish within {timeout_s:.0f} s") from None
         except BaseException:
             # Ctrl-C: Locust got the SIGINT too; make sure it is gone before we return.
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            proc.wait()
+            stop_process(proc)
             raise
 
 
