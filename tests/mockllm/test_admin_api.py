@@ -55,19 +55,23 @@ def test_list_filters_newest_last(client: openai.OpenAI, admin: MockAdmin) -> No
 
 
 def test_wait_returns_when_the_condition_holds(mock_url: str, admin: MockAdmin) -> None:
-    def later() -> None:
-        time.sleep(0.2)  # the background request starts after wait() is already blocking
+    # The request is on its way before wait() is called, but its first token is 600 ms off, so
+    # the entry cannot be "completed" yet: wait() must block, then return when it completes.
+    def slow_request() -> None:
         httpx.post(
-            f"{mock_url}/v1/chat/completions", json={"model": "mock-fast", "messages": MESSAGES}
+            f"{mock_url}/v1/chat/completions",
+            json={"model": "mock-fast", "messages": MESSAGES},
+            headers={"X-Mock-Ttft-Ms": "600"},
         )
 
-    thread = threading.Thread(target=later)
+    thread = threading.Thread(target=slow_request)
     thread.start()
     start = time.monotonic()
     entries = admin.wait(1, outcome="completed", model="mock-fast", timeout=10)
+    waited = time.monotonic() - start
     thread.join()
     assert entries[0]["model"] == "mock-fast"
-    assert time.monotonic() - start < 5
+    assert 0.3 < waited < 5  # it blocked for the first token, and no longer than needed
 
 
 def test_wait_times_out_with_408(admin: MockAdmin, mock_url: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.reference_server.conftest import Ledger, Process, ServerFactory
 from tests.reference_server.wsclient import V1Client, assert_dense, prompt
+from tests.support import wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +134,12 @@ async def test_resume_by_stream_id_delivers_every_token_once(
     part = await first.collect("q", stop_after_tokens=7)
     assert part.start is not None
     await first.drop()
-    await asyncio.sleep(0.2)  # let generation run on while nobody listens (the point of resume)
+    # Generation runs on while nobody listens (the point of resume): 10 more tokens upstream.
+    await wait_for_async(
+        lambda: ledger.requests()[0]["tokens_sent"],
+        what="tokens generated after the drop",
+        until=lambda sent: sent >= len(part.indexes) + 10,
+    )
     second = await V1Client.open(server.ws_url, "laptop")
     await second.send(
         type="resume",
