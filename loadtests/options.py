@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtests.shapes import SHAPE_NAMES
+from scenarios.argtypes import positive_int
 
 __all__ = [
     "OPTIONS",
@@ -37,16 +38,6 @@ __all__ = [
 
 
 # -- argument types: shared by both parsers, so Locust refuses what `streamharness load` refuses
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def non_negative(text: str) -> float:

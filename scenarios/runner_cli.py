@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from scenarios import model
+from scenarios.argtypes import positive_int
 from scenarios.preflight import preflight, provider_url
 from scenarios.profiles import ProfileError, builtin_names, load_profile
 from scenarios.report import (
@@ -51,16 +52,6 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
@@ -384,7 +375,7 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--repeat",
-        type=_positive,
+        type=positive_int,
         default=1,
         metavar="K",
         help="run each scenario K times (seeds derived)",
