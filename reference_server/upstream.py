@@ -1,11 +1,11 @@
 """The provider side: OpenAI-compatible streaming chat, delivered as events to a callback.
 
-Pure parts (no I/O): :class:`SSELineSplitter` (bytes in, lines out), :class:`SSEDataDecoder`
-(lines in, ``data`` payloads out),
-:class:`ChunkDecoder` (chat chunks in, :data:`UpstreamEvent` out), :func:`parse_retry_after` and
-:class:`RetryPolicy`. :class:`UpstreamClient` drives them over ``upstream_http`` (or httpx,
-through a proxy); every failure reaches the caller as an :class:`UpstreamError` subclass (see
-``errors.py``).
+On a token's way this is where the server reads it: the provider's body bytes go through
+:class:`EventDecoder` (the SSE decoder of mockllm/sse.py, then :class:`ChunkDecoder`: chat
+chunks in, :data:`UpstreamEvent` out), and ``manager.py`` appends each event to its stream.
+Pure parts (no I/O): those two, :func:`parse_retry_after` and :class:`RetryPolicy`.
+:class:`UpstreamClient` drives them over ``upstream_http`` (or httpx, through a proxy); every
+failure reaches the caller as an :class:`UpstreamError` subclass (see ``errors.py``).
 
 Retries happen only before the first event was yielded; after that a failure ends the stream
 with a retryable error, because the client already shows part of the answer.
@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from mockllm.sse import SSEEvent, SSEParser
 from reference_server.errors import UpstreamError, UpstreamStatusError, UpstreamTimeout
 from reference_server.upstream_http import ConnectionPool, Endpoint
 
@@ -32,8 +33,6 @@ __all__ = [
     "ChunkDecoder",
     "EventDecoder",
     "RetryPolicy",
-    "SSEDataDecoder",
-    "SSELineSplitter",
     "UpstreamClient",
     "UpstreamEvent",
     "UpstreamFinish",
@@ -63,62 +62,6 @@ class UpstreamFinish:
 
 
 UpstreamEvent = UpstreamToken | UpstreamToolCall | UpstreamFinish
-
-
-class SSELineSplitter:
-    """Feed body bytes; get complete lines (decoded, without terminators) as they complete.
-
-    CRLF, LF and CR each end a line (the SSE grammar), also when a CRLF is split across two
-    reads. Splitting bytes is safe for UTF-8 (no multi-byte sequence contains CR or LF). This
-    replaces httpx's ``aiter_lines`` (an incremental text decoder and a line decoder layered on
-    ``aiter_bytes``), which cost more per token than the rest of the upstream parsing together.
-    """
-
-    def __init__(self) -> None:
-        self._partial = b""
-        self._after_cr = False
-
-    def feed(self, data: bytes) -> list[str]:
-        if self._after_cr:
-            self._after_cr = False
-            if data[:1] == b"\n":
-                data = data[1:]  # the LF of a CRLF whose CR ended the previous read
-        if b"\r" in data:
-            self._after_cr = data.endswith(b"\r")
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if self._partial:
-            data = self._partial + data
-        *lines, self._partial = data.split(b"\n")
-        return [line.decode("utf-8", "replace") for line in lines]
-
-    def flush(self) -> list[str]:
-        """The last line at EOF, if it had no terminator."""
-        rest, self._partial = self._partial, b""
-        return [rest.decode("utf-8", "replace")] if rest else []
-
-
-class SSEDataDecoder:
-    """Feed lines (without terminators); get each event's joined ``data`` when it dispatches."""
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> str | None:
-        if line == "":
-            if not self._data:
-                return None
-            data, self._data = "\n".join(self._data), []
-            return data
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if name == "data":
-            self._data.append(value[1:] if value.startswith(" ") else value)
-        return None
-
-    def flush(self) -> str | None:
-        """The pending event at EOF (a last event without its blank line)."""
-        return self.feed("")
 
 
 class ChunkDecoder:
@@ -181,7 +124,7 @@ class ChunkDecoder:
 
 
 class EventDecoder:
-    """A streamed chat response's body bytes in, :data:`UpstreamEvent` out (the three above).
+    """A streamed chat response's body bytes in, :data:`UpstreamEvent` out (SSE, then chunks).
 
     ``feed`` returns the events its bytes completed; at ``[DONE]`` that ends with the
     :class:`UpstreamFinish` and ``done`` turns true (later bytes are ignored). A bad chunk (or an
@@ -192,8 +135,7 @@ class EventDecoder:
     """
 
     def __init__(self) -> None:
-        self._lines = SSELineSplitter()
-        self._sse = SSEDataDecoder()
+        self._sse = SSEParser()
         self._chunks = ChunkDecoder()
         self.done = False
         self.error: UpstreamError | None = None
@@ -203,12 +145,11 @@ class EventDecoder:
             return []
         events: list[UpstreamEvent] = []
         chunks = self._chunks
-        for line in self._lines.feed(data):
-            payload = self._sse.feed(line)
-            if payload is None:
-                continue
+        for item in self._sse.feed(data):
+            if not isinstance(item, SSEEvent):
+                continue  # a comment: the provider's keep-alive
             try:
-                events += chunks.feed(payload)
+                events += chunks.feed(item.data)
             except UpstreamError as exc:
                 self.error = exc
                 break
@@ -224,10 +165,11 @@ class EventDecoder:
         if self.done:
             return []
         self.done = True
-        for line in self._lines.flush():
-            self._sse.feed(line)
-        last = self._sse.flush()
-        events = [] if last is None else self._chunks.feed(last)
+        # A provider's last event may lack its blank line; OpenAI's SDK reads it, so do we.
+        events: list[UpstreamEvent] = []
+        for item in self._sse.feed_eof(dispatch_unfinished=True):
+            if isinstance(item, SSEEvent):
+                events += self._chunks.feed(item.data)
         return [*events, self._chunks.finish()]
 
 

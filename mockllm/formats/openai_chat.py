@@ -6,6 +6,10 @@ every chunk carries the same ``id`` and ``created``; the first delta of a text a
 ``id``, ``type`` and ``function.name``; the finish chunk has ``"delta":{}``; the usage chunk
 has ``"choices":[]``. Content chunks are built by concatenating pre-encoded byte pieces,
 because this is the hot path of every stream.
+
+On a token's way this is where a token becomes bytes: ``generation.py`` asks it for the events
+of a :class:`~mockllm.generation.Script`, each a one-line SSE ``data:`` event (the framing of
+``sse.py``), which the chat handler then writes unchanged.
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from mockllm.sse import DONE
+from mockllm.errors import error_body
+from mockllm.sse import DATA, DONE, END, encode
 
 __all__ = ["ChunkEncoder", "completion_body", "usage_body"]
 
 SYSTEM_FINGERPRINT = "fp_mockllm"
 
-_CONTENT_SUFFIX = b'},"logprobs":null,"finish_reason":null}]}\n\n'
-_ARGS_SUFFIX = b'}}]},"logprobs":null,"finish_reason":null}]}\n\n'
+_CONTENT_SUFFIX = b'},"logprobs":null,"finish_reason":null}]}' + END
+_ARGS_SUFFIX = b'}}]},"logprobs":null,"finish_reason":null}]}' + END
 
 # JSON-escaped token text, shared by every stream: tokens repeat a lot across answers.
 _ESCAPED: dict[str, bytes] = {}
@@ -52,7 +57,8 @@ class ChunkEncoder:
 
     def __init__(self, completion_id: str, created: int, model: str):
         self.head = (
-            b'data: {"id":'
+            DATA
+            + b'{"id":'
             + _json(completion_id)
             + b',"object":"chat.completion.chunk","created":'
             + str(created).encode()
@@ -74,7 +80,8 @@ class ChunkEncoder:
             + delta
             + b',"logprobs":null,"finish_reason":'
             + finish
-            + b"}]}\n\n"
+            + b"}]}"
+            + END
         )
 
     @staticmethod
@@ -137,17 +144,16 @@ class ChunkEncoder:
         return self._choice(index, b"{}", _json(reason))
 
     def usage(self, usage: dict[str, Any]) -> bytes:
-        return self.head + b'[],"usage":' + _json(usage) + b"}\n\n"
+        return self.head + b'[],"usage":' + _json(usage) + b"}" + END
 
     def malformed(self, index: int) -> bytes:
         """A chunk cut off mid-JSON: the SDK raises ``json.JSONDecodeError`` on it."""
         whole = self.content(index, "garbled")
-        return whole[: len(whole) // 2] + b"\n\n"
+        return whole[: len(whole) // 2] + END
 
     @staticmethod
     def error(message: str, error_type: str = "server_error", code: str | None = None) -> bytes:
-        body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-        return b"data: " + _json(body) + b"\n\n"
+        return encode(_json(error_body(message, error_type, code=code)))
 
     done = DONE
 

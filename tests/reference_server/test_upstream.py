@@ -1,4 +1,4 @@
-"""Pure parts of the upstream client: SSE lines, chat chunks, Retry-After, backoff.
+"""Pure parts of the upstream client: chat chunks, Retry-After, backoff (SSE: tests/mockllm).
 
 The client itself is exercised against the live mockllm in test_integration_*.py.
 """
@@ -15,8 +15,6 @@ from reference_server.upstream import (
     ChunkDecoder,
     EventDecoder,
     RetryPolicy,
-    SSEDataDecoder,
-    SSELineSplitter,
     UpstreamClient,
     UpstreamFinish,
     UpstreamToken,
@@ -33,35 +31,6 @@ def chunk(delta: dict[str, object], finish: str | None = None) -> str:
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
     )
-
-
-@pytest.mark.parametrize("seed", range(40))
-def test_line_splitter_handles_every_terminator_and_any_read_boundary(seed: int) -> None:
-    text = 'data: {"a":1}\r\ndata: é😀\n\r\n: comment\rdata: x\r\r\ndata: [DONE]\n\nlast'
-    expected = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    body = text.encode()
-    rng = random.Random(seed)
-    # Reads cut anywhere: inside a CRLF, inside a multi-byte character, one byte at a time.
-    cuts = sorted(rng.sample(range(1, len(body)), rng.randint(0, len(body) - 1)))
-    splitter = SSELineSplitter()
-    lines: list[str] = []
-    for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True):
-        lines += splitter.feed(body[start:end])
-    assert lines == expected[:-1]  # the unterminated last line waits for EOF
-    assert splitter.flush() == ["last"]
-    assert splitter.flush() == []
-
-
-def test_line_splitter_replaces_invalid_utf8() -> None:
-    assert SSELineSplitter().feed(b"data: \xff\n") == ["data: \ufffd"]
-
-
-def test_sse_decoder_joins_data_lines_and_skips_comments() -> None:
-    decoder = SSEDataDecoder()
-    lines = [": keep-alive", "", "event: x", "id: 3", 'data:{"a":', "data: 1}", "", "data: [DONE]"]
-    out = [d for d in (decoder.feed(line) for line in lines) if d is not None]
-    assert out == ['{"a":\n1}']
-    assert decoder.flush() == "[DONE]"
 
 
 def test_chunk_decoder_text_stream() -> None:
