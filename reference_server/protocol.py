@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reference_server.errors import ProtocolError
+from reference_server.wire import PROTOCOL_V1
 
 __all__ = [
     "PROTOCOL_V1",
@@ -46,8 +47,6 @@ __all__ = [
     "tutorial_error",
     "tutorial_token",
 ]
-
-PROTOCOL_V1 = "llm-stream.v1"
 
 # Ids are echoed in every message: keep them short enough that a hostile id cannot bloat frames.
 _MAX_ID = 200

@@ -33,6 +33,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from reference_server.wire import PROTOCOL_V1
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -147,13 +149,13 @@ class _Conn(asyncio.Protocol):
             "Connection: Upgrade",
             f"Sec-WebSocket-Accept: {accept}",
         ]
-        if "llm-stream.v1" in headers.get("sec-websocket-protocol", ""):
-            lines.append("Sec-WebSocket-Protocol: llm-stream.v1")
+        if PROTOCOL_V1 in headers.get("sec-websocket-protocol", ""):
+            lines.append(f"Sec-WebSocket-Protocol: {PROTOCOL_V1}")
         self.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.upgraded = True
         hello = {
             "type": "hello",
-            "protocol": "llm-stream.v1",
+            "protocol": PROTOCOL_V1,
             "session_id": "framesource",
             "resume_token": "x",
             "heartbeat_interval_ms": 0,

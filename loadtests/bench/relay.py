@@ -62,6 +62,7 @@ from loadtests.bench.common import (
 from loadtests.bench.common import done as _done
 from loadtests.cli import parse_or_status
 from loadtests.metrics import ERROR_OUTCOMES, ExactHistogram, LoadMetrics
+from reference_server.wire import PROTOCOL_V1
 from scenarios.stack import Stack, StackSpec
 
 
@@ -176,7 +177,7 @@ async def _idle_memory(proc: psutil.Process, ws_url: str, n: int, v1: bool) -> f
 
     async def open_batch(start: int) -> None:
         for i in range(start, start + n):
-            kwargs: dict[str, Any] = {"subprotocols": ["llm-stream.v1"]} if v1 else {}
+            kwargs: dict[str, Any] = {"subprotocols": [PROTOCOL_V1]} if v1 else {}
             ws = await websockets.connect(f"{ws_url}/ws/chat/idle-{i}", **kwargs)
             conns.append(ws)
             if v1:

@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reference_server.wire import PROTOCOL_V1 as PROTOCOL
 from scenarios.clients.errors import ClientProtocolError
 from scenarios.clients.records import StreamRecord
-
-PROTOCOL = "llm-stream.v1"
 
 __all__ = [
     "PROTOCOL",
@@ -96,6 +95,7 @@ class V1Error:
     message: str
     retryable: bool = False
     id: str | None = None  # absent for connection-level errors
+    stream_id: str | None = None  # for resume errors and stream failures
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +221,7 @@ def decode_v1(data: str | bytes) -> V1Event:
                 _opt_str(obj, "message") or "",
                 obj.get("retryable") is True,
                 _opt_str(obj, "id"),
+                _opt_str(obj, "stream_id"),
             )
         case "hello":
             return V1Hello(

@@ -9,7 +9,9 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-V1 = "llm-stream.v1"
+from reference_server.protocol import PROTOCOL_V1 as V1
+from scenarios.clients.v1 import encode_chat, encode_ping
+
 TERMINAL = {"end", "error", "cancelled"}
 
 
@@ -67,10 +69,11 @@ class V1Client:
         return cls(ws, hello)
 
     async def send(self, **message: Any) -> None:
+        """Any message, malformed ones included (``chat`` and ``ping`` use the client library)."""
         await self.ws.send(json.dumps(message))
 
     async def chat(self, id: str, messages: list[dict[str, Any]], **extra: Any) -> None:
-        await self.send(type="chat", id=id, messages=messages, **extra)
+        await self.ws.send(encode_chat(id, messages, **extra))
 
     async def recv(self, wait_s: float = 10) -> dict[str, Any]:
         message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), wait_s))
@@ -110,7 +113,7 @@ class V1Client:
 
     async def assert_usable(self) -> None:
         """The connection still answers: ping -> pong with the same ts."""
-        await self.send(type="ping", ts="still-there")
+        await self.ws.send(encode_ping("still-there"))
         pong = await self.recv_type("pong")
         assert pong["ts"] == "still-there"
 
