@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from faultproxy_helpers import EchoServer
 
 from scenarios.faultproxy.client import (
     RunningServer,
@@ -22,6 +21,7 @@ from scenarios.faultproxy.client import (
     ToxiproxyClient,
     start_server,
 )
+from tests.scenarios.faultproxy.helpers import EchoServer
 
 #: The embedded server of the session runs with this seed.
 SESSION_SEED = 1234

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from faultproxy_helpers import (
+
+from mockllm.childproc import Child, start_child
+from streamharness import cli
+from tests.scenarios.faultproxy.helpers import (
     EchoServer,
     assert_added_latency,
     median_roundtrip_ms,
     read_until_closed,
 )
-
-from mockllm.childproc import Child, start_child
-from streamharness import cli
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import psutil
 import pytest
-from faultproxy_helpers import EchoServer
 
 from scenarios.faultproxy.client import RunningServer, ToxiproxyClient
 from scenarios.faultproxy.engine import Engine
 from scenarios.faultproxy.models import ProxyInput, decode_toxic_create
+from tests.scenarios.faultproxy.helpers import EchoServer
 from tests.support import wait_for, wait_for_async
 
 Connect = Callable[[int], socket.socket]

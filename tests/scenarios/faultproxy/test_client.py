@@ -11,13 +11,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from faultproxy_helpers import (
-    EchoServer,
-    assert_added_latency,
-    median_roundtrip_ms,
-    read_until_closed,
-    roundtrip_ms,
-)
 from toxiproxy import Toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import NotFound as TpNotFound
@@ -36,6 +29,13 @@ from scenarios.faultproxy.errors import (
     FaultProxyError,
     NotFound,
     ServerUnavailable,
+)
+from tests.scenarios.faultproxy.helpers import (
+    EchoServer,
+    assert_added_latency,
+    median_roundtrip_ms,
+    read_until_closed,
+    roundtrip_ms,
 )
 
 Connect = Callable[[int], socket.socket]

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from faultproxy_helpers import EchoServer
 
 from scenarios.faultproxy.client import ToxiproxyClient
+from tests.scenarios.faultproxy.helpers import EchoServer
 
 ZERO_ATTRIBUTES = {
     "latency": {"latency": 0, "jitter": 0},

@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable
 
 import pytest
-from faultproxy_helpers import (
+
+from scenarios.faultproxy.client import ProxyInfo, ToxiproxyClient
+from tests.scenarios.faultproxy.helpers import (
     EchoServer,
     assert_added_latency,
     median_roundtrip_ms,
@@ -22,8 +24,6 @@ from faultproxy_helpers import (
     recv_exact,
     roundtrip_ms,
 )
-
-from scenarios.faultproxy.client import ProxyInfo, ToxiproxyClient
 
 Connect = Callable[[int], socket.socket]
 
