@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from mockllm import sse
 from reference_server.limits import check_auth
 from reference_server.manager import StreamManager, build_upstream_body
 from reference_server.protocol import (
@@ -168,11 +169,13 @@ def _lookup(request: Request, stream_id: str) -> StreamRecord | JSONResponse:
     return record
 
 
-def _sse(message: ServerMessage, event_id: int | None = None) -> str:
-    head = f"event: {message.type}\n"
-    if event_id is not None:
-        head += f"id: {event_id}\n"
-    return f"{head}data: {encode(message)}\n\n"
+def _sse(message: ServerMessage, event_id: int | None = None) -> bytes:
+    """The v1 message as one SSE event named after its type (``id:`` = ``event_id``)."""
+    return sse.encode(
+        encode(message),
+        event=message.type,
+        id=None if event_id is None else str(event_id),
+    )
 
 
 def _terminal_message(record: StreamRecord, outcome: Outcome, last_sent: int) -> ServerMessage:
@@ -228,12 +231,12 @@ async def stream_events(request: Request, stream_id: str) -> Response:
 
 async def _event_stream(
     manager: StreamManager, record: StreamRecord, after: int
-) -> AsyncIterator[str]:
+) -> AsyncIterator[bytes]:
     manager.attach(record)
     manager.sse_readers += 1
     last_sent = after
     try:
-        yield f"retry: {manager.settings.sse_retry_ms}\n\n"
+        yield sse.retry(manager.settings.sse_retry_ms)
         start = Start(
             id=record.chat_id,
             stream_id=record.stream_id,
@@ -245,7 +248,7 @@ async def _event_stream(
         async with contextlib.aclosing(record.follow(after, heartbeat_s=heartbeat)) as items:
             async for item in items:
                 if item is HEARTBEAT:
-                    yield ": ping\n\n"
+                    yield sse.comment("ping")
                 elif isinstance(item, TokenEvent):
                     token = Token(id=record.chat_id, index=item.index, content=item.content)
                     yield _sse(token, item.index)

@@ -406,8 +406,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "sse_no_event_names",
         "every SSE event has an event: name (start, token, end, error, cancelled)",
         "transports/http.py",
-        'head = f"event: {message.type}\\n"',
-        'head = ""',
+        "event=message.type,",
+        "event=None,",
     ),
     Mutant(
         "sse_id_one_based",
