@@ -11,42 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from scenarios.model import load_catalogue
 from scenarios.procs import free_port
 from scenarios.report import ScenarioResult
-from scenarios.runner import RunOptions, run_scenario
-from tests.targets import litellm, node, pyservers
-from tests.targets.test_verdicts import SERVERS, readme_profile
+from scenarios.runner import run_scenario
+from tests.targets.catalogue import SERVERS, serve_target
 
-ORDER = [*SERVERS, "litellm"]
+ORDER = list(SERVERS)
 MARKS = {"pass": "P", "fail": "F", "skip": "-", "error": "E"}
-
-
-@contextlib.asynccontextmanager
-async def _target(name: str, port: int, log_dir: Path) -> AsyncIterator[RunOptions]:
-    provider = f"http://127.0.0.1:{port}/v1"
-    if name == "litellm":
-        async with litellm.start(provider, log_dir, "gpt-4o-mini") as (url, key):
-            yield RunOptions(
-                target=url,
-                profile="openai",
-                mock_port=port,
-                target_model="gpt-4o-mini",
-                headers={"Authorization": f"Bearer {key}"},
-            )
-        return
-    server = SERVERS[name]
-    launcher = pyservers.start if server.launcher == "py" else node.start
-    profile = readme_profile(log_dir) if server.profile.startswith("README:") else server.profile
-    async with launcher(name, provider, log_dir) as url:
-        target = "ws" + url.removeprefix("http") if server.websocket else url
-        yield RunOptions(target=target, profile=profile, mock_port=port)
 
 
 async def _judge(names: list[str], scenarios: list[str], seed: int) -> dict[str, dict[str, str]]:
@@ -59,7 +35,7 @@ async def _judge(names: list[str], scenarios: list[str], seed: int) -> dict[str,
             log_dir.mkdir()
             if name == "litellm":  # slow to start and never exits: one for all scenarios
                 port = free_port()
-                async with _target(name, port, log_dir) as options:
+                async with serve_target(name, port, log_dir) as options:
                     for scenario in catalogue:
                         row[scenario.name] = _show(
                             name, await run_scenario(scenario, seed, options)
@@ -67,7 +43,7 @@ async def _judge(names: list[str], scenarios: list[str], seed: int) -> dict[str,
                 continue
             for scenario in catalogue:  # a fresh server each: some exit on purpose
                 port = free_port()
-                async with _target(name, port, log_dir) as options:
+                async with serve_target(name, port, log_dir) as options:
                     row[scenario.name] = _show(name, await run_scenario(scenario, seed, options))
     return table
 

@@ -10,11 +10,8 @@ fail everything is as useless as one that passes everything.
 
 from __future__ import annotations
 
-import contextlib
-import re
-import textwrap
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,12 +21,12 @@ from scenarios.model import load_catalogue
 from scenarios.procs import free_port
 from scenarios.report import ScenarioResult, render_scenario_text
 from scenarios.runner import RunOptions, run_scenario
-from tests.targets import litellm, node, pyservers
+from tests.targets import node
+from tests.targets.catalogue import SERVERS, serve_target
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 CATALOGUE = {s.name: s for s in load_catalogue()}
-PROFILES = Path(__file__).with_name("profiles")
 SEED = 5
 
 
@@ -41,25 +38,6 @@ class Case:
     # Fragments the reason must contain: what the server did, in the harness's words.
     says: tuple[str, ...] = ()
 
-
-@dataclass(frozen=True)
-class Server:
-    launcher: str  # "py", "node" or "litellm"
-    profile: str  # built-in name or file in ./profiles
-    websocket: bool = False
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-SERVERS = {
-    "ws_text": Server("py", str(PROFILES / "ws_text_chat.yaml"), websocket=True),
-    "sse_get": Server("py", "sse-text"),
-    "sse_sync": Server("py", str(PROFILES / "sse_sync.yaml")),
-    "ai_data_stream": Server("py", "ai-sdk-data"),
-    "ai_sdk_ui": Server("node", "ai-sdk"),
-    "express_openai": Server("node", "sse-json"),
-    # The README's own-shape example: its profile file is written from the README itself.
-    "json_ws": Server("py", "README:my_app.yaml", websocket=True),
-}
 
 LEFT_RUNNING = "after the cancel (completed, 80 tokens sent)"
 LOST_LAYOUT = "got 'Two steps:1. Read the file.2. "
@@ -116,27 +94,6 @@ CASES = [
 ]
 
 
-def readme_profile(folder: Path) -> str:
-    """The README's ``# my_app.yaml`` profile, written to ``folder`` as a user would save it."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    blocks = re.findall(r"```yaml\n( *# my_app\.yaml.*?)```", readme, re.S)
-    assert len(blocks) == 1, "expected one my_app.yaml example in the README"
-    file = folder / "my_app.yaml"
-    file.write_text(textwrap.dedent(blocks[0]))
-    return str(file)
-
-
-@contextlib.asynccontextmanager
-async def _serve(name: str, provider_port: int, log_dir: Path) -> AsyncIterator[str]:
-    provider = f"http://127.0.0.1:{provider_port}/v1"
-    if SERVERS[name].launcher == "py":
-        async with pyservers.start(name, provider, log_dir) as url:
-            yield url
-    else:
-        async with node.start(name, provider, log_dir) as url:
-            yield url
-
-
 def _check(result: ScenarioResult, case: Case) -> None:
     report = render_scenario_text(result)
     assert result.verdict == case.verdict, report
@@ -149,14 +106,8 @@ async def test_verdict(case: Case, tmp_path: Path) -> None:
     server = SERVERS[case.server]
     if server.launcher == "node" and (why := node.node_available()) is not None:
         pytest.skip(why)
-    port = free_port()
     # A fresh server per case: some of them exit on purpose when the provider drops.
-    async with _serve(case.server, port, tmp_path) as url:
-        target = "ws" + url.removeprefix("http") if server.websocket else url
-        profile = (
-            readme_profile(tmp_path) if server.profile.startswith("README:") else server.profile
-        )
-        options = RunOptions(target=target, profile=profile, mock_port=port)
+    async with serve_target(case.server, free_port(), tmp_path) as options:
         result = await run_scenario(CATALOGUE[case.scenario], SEED, options)
     _check(result, case)
 
@@ -178,17 +129,8 @@ LITELLM_CASES = [
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def litellm_target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunOptions]:
-    port = free_port()
-    log_dir = tmp_path_factory.mktemp("litellm")
-    model = "gpt-4o-mini"
-    async with litellm.start(f"http://127.0.0.1:{port}/v1", log_dir, model) as (url, key):
-        yield RunOptions(
-            target=url,
-            profile="openai",
-            mock_port=port,
-            target_model=model,
-            headers={"Authorization": f"Bearer {key}"},
-        )
+    async with serve_target("litellm", free_port(), tmp_path_factory.mktemp("litellm")) as options:
+        yield options
 
 
 @pytest.mark.asyncio(loop_scope="module")
