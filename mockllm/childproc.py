@@ -7,7 +7,7 @@ parent can start it on port 0 and learn where it went. :data:`LISTENING_RE` read
 tests); :func:`stop_process` stops any child; :func:`free_port` is for programs that cannot
 bind port 0 themselves.
 
-The harness's own launcher (``scenarios.procs``: asyncio, log files, ``PR_SET_PDEATHSIG``)
+The harness's own launcher (``scenarios.stack.procs``: asyncio, log files, ``PR_SET_PDEATHSIG``)
 reuses :data:`LISTENING_RE` and :func:`free_port` from here; it lives in ``mockllm`` because
 ``mockllm`` imports nothing else of ours and its bench needs the same helpers.
 """

@@ -17,7 +17,7 @@ import httpx
 
 from scenarios.drivers.base import Live
 from scenarios.plan import PlannedAction, RunPlan
-from scenarios.procs import StackError
+from scenarios.stack.procs import StackError
 
 __all__ = ["FaultTarget", "apply_at_start", "note_started", "note_unfired", "run_schedule"]
 

@@ -31,7 +31,7 @@ from loadtests.bench.common import (
     run_cell,
 )
 from loadtests.cli import parse_or_status
-from scenarios.procs import start_process
+from scenarios.stack.procs import start_process
 
 
 def _rates(text: str) -> list[float]:

@@ -1,4 +1,4 @@
-"""The reference server behind the real nginx (generated config, scenarios/nginx.py)."""
+"""The reference server behind the real nginx (generated config, scenarios/stack/nginx.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from scenarios.nginx import Nginx, NginxUnavailable
+from scenarios.stack.nginx import Nginx, NginxUnavailable
 from tests.reference_server.conftest import Process, ServerFactory
 from tests.reference_server.wsclient import V1Client, assert_dense, prompt
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.nginx import NginxUnavailable, find_nginx
-from scenarios.procs import ManagedProcess, start_process
+from scenarios.stack.nginx import NginxUnavailable, find_nginx
+from scenarios.stack.procs import ManagedProcess, start_process
 
 
 @pytest.fixture

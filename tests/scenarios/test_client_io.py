@@ -24,8 +24,8 @@ from scenarios.clients.aio import (
     stream_sse,
     stream_tutorial,
 )
-from scenarios.procs import free_port
 from scenarios.stack import Stack, StackSpec
+from scenarios.stack.procs import free_port
 
 pytestmark = pytest.mark.integration
 

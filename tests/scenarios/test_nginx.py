@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from scenarios.nginx import Nginx, NginxConfig, NginxUnavailable, find_nginx, render_config
+from scenarios.stack.nginx import Nginx, NginxConfig, NginxUnavailable, find_nginx, render_config
 
 
 def test_render_config_has_ws_upgrade_sse_unbuffered_and_timeouts() -> None:

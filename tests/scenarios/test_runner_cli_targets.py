@@ -15,7 +15,7 @@ import pytest
 from mockllm.childproc import start_child
 from scenarios import runner_cli
 from scenarios.model import load_catalogue
-from scenarios.procs import free_port
+from scenarios.stack.procs import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from scenarios.model import Scenario, load_catalogue, parse_scenario
-from scenarios.nginx import NginxUnavailable, find_nginx
-from scenarios.procs import free_port, start_process
 from scenarios.report import ScenarioResult, render_scenario_text
 from scenarios.runner import RunOptions, run_scenario
+from scenarios.stack.nginx import NginxUnavailable, find_nginx
+from scenarios.stack.procs import free_port, start_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,9 +21,9 @@ from scenarios.clients.aio import (
     stream_sse,
     stream_tutorial,
 )
-from scenarios.nginx import NginxUnavailable
-from scenarios.procs import ProcessStartError, free_port, start_process
 from scenarios.stack import Stack, StackSpec
+from scenarios.stack.nginx import NginxUnavailable
+from scenarios.stack.procs import ProcessStartError, free_port, start_process
 
 pytestmark = pytest.mark.integration
 

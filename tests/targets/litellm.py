@@ -49,7 +49,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from scenarios.procs import ManagedProcess, ProcessStartError, free_port, start_process
+from scenarios.stack.procs import ManagedProcess, ProcessStartError, free_port, start_process
 
 __all__ = [
     "LITELLM_VERSION",

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 from scenarios.model import load_catalogue
-from scenarios.procs import free_port
 from scenarios.report import ScenarioResult
 from scenarios.runner import run_scenario
+from scenarios.stack.procs import free_port
 from tests.targets.catalogue import SERVERS, serve_target
 
 ORDER = list(SERVERS)

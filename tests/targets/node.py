@@ -5,7 +5,7 @@ every version). :func:`ensure_installed` runs ``npm ci`` from the committed lock
 outside the repository, keyed by the hash of ``package.json`` and the lock, so the repository
 never holds ``node_modules`` and a second run costs nothing. :func:`start` copies a server's
 ``.mjs`` into that folder (Node resolves ESM imports by walking up from the script; it ignores
-``NODE_PATH``) and runs it as a real process with :func:`scenarios.procs.start_process`.
+``NODE_PATH``) and runs it as a real process with :func:`scenarios.stack.procs.start_process`.
 
 Servers (each ``POST /api/chat``; see the comments at the top of each ``.mjs``):
 
@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from scenarios.procs import ManagedProcess, start_process
+from scenarios.stack.procs import ManagedProcess, start_process
 
 __all__ = [
     "NODE_DIR",

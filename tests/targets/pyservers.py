@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from scenarios.procs import start_process
+from scenarios.stack.procs import start_process
 
 __all__ = ["SERVERS", "PyServer", "start"]
 

@@ -31,7 +31,7 @@ import openai
 import pytest
 import pytest_asyncio
 
-from scenarios.procs import start_process
+from scenarios.stack.procs import start_process
 from tests.support import wait_for_async
 from tests.targets import litellm
 

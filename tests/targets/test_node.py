@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from scenarios.procs import ManagedProcess, start_process
+from scenarios.stack.procs import ManagedProcess, start_process
 from tests.targets import node
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
 from mockllm.tokenizer import tokenize
-from scenarios.procs import start_process
+from scenarios.stack.procs import start_process
 from tests.targets import pyservers
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

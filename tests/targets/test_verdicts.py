@@ -18,9 +18,9 @@ import pytest
 import pytest_asyncio
 
 from scenarios.model import load_catalogue
-from scenarios.procs import free_port
 from scenarios.report import ScenarioResult, render_scenario_text
 from scenarios.runner import RunOptions, run_scenario
+from scenarios.stack.procs import free_port
 from tests.targets import node
 from tests.targets.catalogue import SERVERS, serve_target
 

@@ -16,7 +16,7 @@ Errors::
 
     StackError
     ├── ProcessStartError   a child exited or stayed silent before it was ready
-    └── (scenarios.nginx) NginxUnavailable, NginxError
+    └── (scenarios.stack.nginx) NginxUnavailable, NginxError
 """
 
 from __future__ import annotations

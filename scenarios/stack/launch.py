@@ -38,8 +38,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from scenarios.nginx import Nginx, NginxError, NginxUnavailable
-from scenarios.procs import (
+from scenarios.stack.nginx import Nginx, NginxError, NginxUnavailable
+from scenarios.stack.procs import (
     ManagedProcess,
     ProcessStartError,
     StackError,
@@ -226,7 +226,7 @@ class Stack:
         try:
             if spec.nginx:
                 # Fail before starting anything when nginx cannot run here.
-                from scenarios.nginx import find_nginx
+                from scenarios.stack.nginx import find_nginx
 
                 find_nginx(spec.nginx_binary)
             await self._start_mock()

@@ -1,0 +1,30 @@
+"""The stack a scenario runs on: child processes, nginx, and the whole chain on loopback.
+
+::
+
+    client -> [nginx] -> [fault proxy "downstream"] -> server -> [fault proxy "upstream"] -> mockllm
+
+- ``procs.py``: start a child, wait for its ``listening on`` line, capture its log, always stop it;
+- ``nginx.py``: the nginx config for WebSocket and SSE, and the process;
+- ``launch.py``: :class:`Stack`, which starts what a :class:`StackSpec` asks for, in order.
+"""
+
+from __future__ import annotations
+
+from scenarios.stack.launch import (
+    NginxError,
+    NginxUnavailable,
+    ProcessStartError,
+    Stack,
+    StackError,
+    StackSpec,
+)
+
+__all__ = [
+    "NginxError",
+    "NginxUnavailable",
+    "ProcessStartError",
+    "Stack",
+    "StackError",
+    "StackSpec",
+]
