@@ -73,6 +73,18 @@ def _bench_capacity(argv: list[str]) -> int:
     return main(argv)
 
 
+def _bench_relayload(argv: list[str]) -> int:
+    from loadtests.bench.relayload import main
+
+    return main(argv)
+
+
+def _bench_lifecycle(argv: list[str]) -> int:
+    from loadtests.bench.lifecycle import main
+
+    return main(argv)
+
+
 def _bench_mock(argv: list[str]) -> int:
     from mockllm.bench import main
 
@@ -96,6 +108,8 @@ BENCHES: dict[str, tuple[Command, str]] = {
     "transports": (_bench_transports, "TTFT/E2E per transport, clean loopback and +100 ms latency"),
     "relay": (_bench_relay, "direct mock vs reference vs naive server at rising concurrency"),
     "capacity": (_bench_capacity, "load-generator timing error vs frames/s per Locust process"),
+    "relayload": (_bench_relayload, "the reference server's CPU per relayed token, N streams"),
+    "lifecycle": (_bench_lifecycle, "cancel and drop latency to the provider, one socket's rate"),
     "mock": (_bench_mock, "mockllm's own throughput against a raw-asyncio SSE writer"),
     "proxy": (_bench_proxy, "the fault proxy's added latency and toxic accuracy"),
     "mutation": (_bench_mutation, "the scenario catalogue against small bugs in the server"),

@@ -67,3 +67,18 @@ def test_relay_paths_and_the_bare_hop_baseline(tmp_path: Path) -> None:
     assert rows["bare hop"][14].endswith("%") and rows["direct"][14] == "-"
     assert "reference over the bare hop at 2: added TTFT p50" in text
     assert "KiB RSS per idle WebSocket" in text
+
+
+def test_lifecycle_times_cancel_and_drop_to_the_provider() -> None:
+    r = bench("lifecycle", "--runs", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cancel -> upstream closed (mock ledger): n=2 median=" in r.stdout
+    assert "abrupt drop, grace 0 -> upstream closed: n=2 median=" in r.stdout
+    assert "one WebSocket, instant mock: 20000 tokens in" in r.stdout
+    assert "'live_streams': 0" in r.stdout  # nothing left behind on the server
+
+
+def test_relayload_prints_the_servers_cpu_per_token() -> None:
+    r = bench("relayload", "--users", "2", "--duration", "1", "--ttft-ms", "0", "--itl-ms", "5")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "µs/token" in r.stdout or "us/token" in r.stdout, r.stdout

@@ -1,7 +1,7 @@
 """The server's own CPU per relayed token, under N concurrent WebSocket v1 streams.
 
-    .venv/bin/python -m tests.reference_server.relayload --users 100 --ttft-ms 0 --itl-ms 0
-    .venv/bin/python -m tests.reference_server.relayload --users 100 --tokens 50
+    streamharness bench relayload --users 100 --ttft-ms 0 --itl-ms 0
+    streamharness bench relayload --users 100 --tokens 50
 
 Starts mockllm (``--directives``) and reference_server on port 0, runs ``--users`` asyncio
 WebSocket clients (websockets; permessage-deflate only with ``--deflate``) that each stream
@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 import psutil
 from websockets.asyncio.client import connect
@@ -134,8 +135,10 @@ async def run(args: argparse.Namespace) -> None:
             stop_process(proc)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="streamharness bench relayload", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--ttft-ms", type=float, default=100.0)
@@ -145,8 +148,9 @@ def main() -> None:
         "--deflate", action="store_true", help="permessage-deflate on (server and clients)"
     )
     parser.add_argument("--cwd", default=os.getcwd(), help="run the server from this checkout")
-    asyncio.run(run(parser.parse_args()))
+    asyncio.run(run(parser.parse_args(argv)))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
