@@ -4,19 +4,24 @@ A test that needs something to have happened polls for it with :func:`wait_for` 
 or :func:`wait_for_async` (on the event loop, which keeps running between polls), never a
 bare ``sleep`` standing in for the condition. Both return the first value of ``condition()``
 that is truthy (or passes ``until``) and fail with the last one, so the failure says what was
-seen. Starting a server and waiting
-for its ``listening on`` line is :func:`mockllm.childproc.start_child`.
+seen. :func:`start_cli` starts one of our CLIs and waits for its ``listening on`` line
+(:func:`mockllm.childproc.start_child`); :class:`LiveStack` names a running mock and server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-__all__ = ["wait_for", "wait_for_async"]
+from mockllm.childproc import Child, start_child
+
+__all__ = ["LiveStack", "start_cli", "wait_for", "wait_for_async"]
 
 T = TypeVar("T")
 
@@ -81,3 +86,26 @@ async def wait_for_async(
         await asyncio.sleep(interval)
         value = await check()
     return value
+
+
+def start_cli(*argv: str, timeout_s: float = 30.0, env: Mapping[str, str] | None = None) -> Child:
+    """Start ``python -m <argv>`` and wait for its ``listening on`` line; stop it with
+    :func:`mockllm.childproc.stop_process`. Its output (stdout and stderr) is in the error
+    when it does not start."""
+    return start_child(
+        [sys.executable, "-m", *argv],
+        timeout_s=timeout_s,
+        env=env,
+        stderr=subprocess.STDOUT,
+        failure=lambda child: RuntimeError(
+            f"{argv[0]} did not start (exit code {child.proc.returncode}): {child.text[-2000:]}"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LiveStack:
+    """Base URLs of a running mock provider and the server in front of it."""
+
+    mock: str
+    server: str

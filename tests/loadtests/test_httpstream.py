@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from loadtests.httpstream import HttpStreamClient, HttpStreamError
-from tests.loadtests.conftest import LiveStack
+from tests.support import LiveStack
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.loadtests.conftest import LiveStack, start_cli
+from tests.support import LiveStack, start_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -222,8 +222,8 @@ def test_idle_connection_closed_by_heartbeat_is_reopened_not_an_error(
     # A server that drops connections silent for 0.6 s; users think 1.5 s between streams,
     # so every idle socket is closed under them. That is not a failed stream.
     server = start_cli(
-        ["reference_server", "--host", "127.0.0.1", "--port", "0",
-         "--upstream", f"{live_stack.mock}/v1"],
+        "reference_server", "--host", "127.0.0.1", "--port", "0",
+        "--upstream", f"{live_stack.mock}/v1",
         env={
             "STREAMHARNESS_SERVER_HEARTBEAT_INTERVAL_S": "0.3",
             "STREAMHARNESS_SERVER_HEARTBEAT_TIMEOUT_S": "0.6",

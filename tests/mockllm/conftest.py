@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import openai
 import pytest
 
-from mockllm.childproc import Child, start_child
 from mockllm.client import MockAdmin
-
-
-def start_cli(*args: str) -> Child:
-    """Start ``python -m mockllm --port 0 ...`` and wait for its URL."""
-    # stderr is inherited: pytest shows it on failure and a full pipe can never block us.
-    return start_child(
-        [sys.executable, "-m", "mockllm", "--port", "0", *args],
-        failure=lambda child: RuntimeError(
-            f"mockllm did not start (exit code {child.proc.returncode})"
-        ),
-    )
+from tests.support import start_cli
 
 
 @pytest.fixture(scope="session")
 def mock_url() -> Iterator[str]:
-    mock = start_cli("--seed", "11")
+    mock = start_cli("mockllm", "--port", "0", "--seed", "11")
     try:
         yield mock.url
     finally:

@@ -11,8 +11,7 @@ import pytest
 
 from mockllm.childproc import start_child
 from mockllm.client import MockAdmin
-from tests.mockllm.conftest import start_cli
-from tests.support import wait_for
+from tests.support import start_cli, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +154,7 @@ def test_bad_flags_are_clear_errors(args: list[str], message: str) -> None:
 def test_cli_rules_file_and_sigterm(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text("- match: {prompt: weather}\n  respond: {text: Sunny all day.}\n")
-    mock = start_cli("--rules", str(rules), "--profile", "fast")
+    mock = start_cli("mockllm", "--port", "0", "--rules", str(rules), "--profile", "fast")
     try:
         body = {**GOOD, "messages": [{"role": "user", "content": "the weather?"}]}
         response = httpx.post(f"{mock.url}/v1/chat/completions", json=body)
@@ -169,7 +168,7 @@ def test_sigterm_with_a_stalled_stream_open_exits_quickly() -> None:
     import threading
     import time
 
-    mock = start_cli()
+    mock = start_cli("mockllm", "--port", "0")
     url = mock.url
     body = {**GOOD, "stream": True}
     headers = {"X-Mock-Fault": "stall_after=1;seconds=60"}
