@@ -132,6 +132,9 @@ class SocketSession:
     tasks.
     """
 
+    # One per socket, and a server may hold thousands of idle sockets: no per-instance dict.
+    __slots__ = ("_beats", "bucket", "last_heard", "session", "settings", "store")
+
     def __init__(
         self, settings: Settings, store: StreamStore, session: Session | None, now: float
     ) -> None:
