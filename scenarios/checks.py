@@ -527,9 +527,9 @@ def _e2e(check: model.E2eBand, obs: RunObservation) -> CheckResult:
 
 
 def _close_code(check: model.CloseCodeSeen, obs: RunObservation) -> CheckResult:
-    label = f"close code {check.code} seen ({check.streams} streams)"
+    label = f"close code {' or '.join(map(str, check.codes))} seen ({check.streams} streams)"
     streams = _selected(check, obs)
-    hits = [s for s in streams if s.close_code == check.code]
+    hits = [s for s in streams if s.close_code in check.codes]
     passed = bool(hits) if check.streams == "any" else bool(streams) and len(hits) == len(streams)
     seen = sorted({s.close_code for s in streams if s.close_code is not None})
     return CheckResult(label, passed, f"{len(hits)} of {len(streams)} streams; codes seen {seen}")

@@ -498,8 +498,14 @@ class E2eBand(Band):
 
 class CloseCodeSeen(_Check):
     check: Literal["close_code"]
-    code: int
+    # One code, or the codes that all mean the same outcome (a server's 1008 close frame
+    # arrives, or it cannot reach a peer that stopped reading and the peer sees 1006).
+    code: int | list[int]
     streams: Literal["any", "all"] = "any"
+
+    @property
+    def codes(self) -> list[int]:
+        return self.code if isinstance(self.code, list) else [self.code]
 
 
 class ErrorCodeSeen(_Check):

@@ -182,6 +182,10 @@ def test_close_and_error_codes() -> None:
         stream(close_code=1001),
         stream("g0/c1/m0"),
     )[0]
+    either = check(check="close_code", code=[1008, 1006], streams="all")
+    assert verdict(either, stream(close_code=1008), stream("g0/c1/m0", close_code=1006))[0]
+    ok, reason = verdict(either, stream(close_code=1008), stream("g0/c1/m0"))
+    assert not ok and "1 of 2 streams; codes seen [1008]" in reason
     err = check(check="error_code", code="upstream_error", retryable=True)
     assert verdict(err, stream(error_code="upstream_error", error_retryable=True))[0]
     ok, reason = verdict(err, stream(error_code="upstream_error", error_retryable=False))
