@@ -354,6 +354,13 @@ def _what_happened(s: StreamObservation, obs: RunObservation) -> str:
             f"the provider's stream ended with {upstream.outcome} "
             f"after {upstream.tokens_sent} tokens"
         )
+    since_last = (s.ended_t or 0.0) - (s.arrivals[-1].t if s.arrivals else 0.0)
+    if s.arrivals and since_last < 0.5:
+        # Not a server that went quiet: the client's time ran out while tokens still came.
+        return (
+            f"{s.key}: {what}; the client gave up {waited:.1f} s later with {got} still "
+            f"arriving (the last {since_last * 1000:.0f} ms before): no end yet"
+        )
     return f"{s.key}: {what}; the client then waited {waited:.1f} s with {got}: no error, no end"
 
 

@@ -276,3 +276,18 @@ def test_the_announced_counts_must_hold() -> None:
     count = dataclasses.replace(stream(), announced_tokens=2)
     ok, reason = verdict(check(check="indexes_dense"), count)
     assert not ok and "the end says 2 tokens, 3 arrived" in reason
+
+
+def test_a_timeout_says_whether_the_server_went_quiet_or_the_client_ran_out_of_time() -> None:
+    c = check(check="every_stream_ended")
+    done = entry("prompt g0/c0/m0", ended_at=100.5)  # the provider finished 0.5 s in
+
+    def timed_out(last_token_t: float) -> StreamObservation:
+        return stream(
+            outcome="timeout", sent_at_epoch=100.0, ended_t=10.0, start=last_token_t - 0.02
+        )
+
+    ok, reason = verdict(c, timed_out(9.9), ledger=(done,))
+    assert not ok and "the client gave up 9.5 s later with 3 tokens still arriving" in reason
+    ok, reason = verdict(c, timed_out(1.0), ledger=(done,))
+    assert not ok and "the client then waited 9.5 s with 3 tokens: no error, no end" in reason
