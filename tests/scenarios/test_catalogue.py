@@ -63,10 +63,12 @@ def test_every_scenario_a_builtin_target_runs_says_what_it_expects(name: str) ->
 
 
 def test_scenarios_stay_small_enough_for_ci() -> None:
-    # The whole suite should run in a minute or two on a shared 2-core box.
+    # The whole suite should run in a minute or two on a shared 2-core box. A client's timeout
+    # costs time only when a stream fails; slow_consumer's 150,000 tokens need 20 s under load.
+    roomy = {"slow_consumer": 20.0}
     for s in load_catalogue():
         assert sum(g.count * g.messages for g in s.clients) <= 60, s.name
-        assert all(g.timeout_s <= 10 for g in s.clients), s.name
+        assert all(g.timeout_s <= roomy.get(s.name, 10.0) for g in s.clients), s.name
 
 
 def test_every_toxic_and_nginx_scenario_is_tagged() -> None:
