@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from reference_server import PROTOCOL_V1, Settings, create_app
 from reference_server.manager import StreamManager
-from tests.reference_server.conftest import Ledger, Process
+from tests.reference_server.live import Ledger, Process
 from tests.reference_server.wsclient import prompt
 from tests.support import wait_for
 

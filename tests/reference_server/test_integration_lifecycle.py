@@ -14,8 +14,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.reference_server.conftest import Ledger, ServerFactory
-from tests.reference_server.test_integration_http import create, read_events
+from tests.reference_server.httpapi import create, read_events
+from tests.reference_server.live import Ledger, ServerFactory
 from tests.reference_server.wsclient import V1Client, prompt
 from tests.support import wait_for_async
 

@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.reference_server.conftest import Ledger, ServerFactory
+from tests.reference_server.live import Ledger, ServerFactory
 from tests.reference_server.wsclient import V1, V1Client, assert_dense, prompt
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from scenarios.stack.nginx import Nginx, NginxUnavailable
-from tests.reference_server.conftest import Process, ServerFactory
+from tests.reference_server.live import Process, ServerFactory
 from tests.reference_server.wsclient import V1Client, assert_dense, prompt
 
 pytestmark = [pytest.mark.integration, pytest.mark.nginx]

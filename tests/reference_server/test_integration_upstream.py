@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.reference_server.conftest import Ledger, Process, ServerFactory
+from tests.reference_server.live import Ledger, Process, ServerFactory
 from tests.reference_server.wsclient import V1Client, assert_dense, prompt
 
 pytestmark = pytest.mark.integration
