@@ -7,21 +7,25 @@ from typing import Any
 
 import httpx
 
+from mockllm.sse import SSEComment, SSEEvent, SSEParser
+
+
+def _as_dict(item: SSEEvent | SSEComment) -> dict[str, Any]:
+    if isinstance(item, SSEComment):
+        return {"comment": item.text.strip()}
+    event: dict[str, Any] = {"event": item.event, "data": json.loads(item.data)}
+    if item.id is not None:
+        event["id"] = item.id
+    return event
+
 
 def parse_sse(text: str) -> list[dict[str, Any]]:
-    """Events as dicts: ``event``, ``id``, ``data`` (JSON); comments as ``{"comment": ...}``."""
-    events = []
-    for block in text.split("\n\n"):
-        event: dict[str, Any] = {}
-        for line in block.split("\n"):
-            if line.startswith(":"):
-                events.append({"comment": line[1:].strip()})
-            elif line:
-                name, _, value = line.partition(": ")
-                event[name] = json.loads(value) if name == "data" else value
-        if "data" in event:
-            events.append(event)
-    return events
+    """Events as dicts: ``event``, ``id``, ``data`` (JSON); comments as ``{"comment": ...}``.
+
+    Decoded by the repository's one SSE decoder, :class:`mockllm.sse.SSEParser`.
+    """
+    parser = SSEParser()
+    return [_as_dict(item) for item in [*parser.feed(text.encode()), *parser.feed_eof()]]
 
 
 async def create(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -35,16 +39,13 @@ async def read_events(
     http: httpx.AsyncClient, url: str, *, stop_after: int | None = None, **headers: str
 ) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    buffer = ""
+    parser = SSEParser()
     async with http.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-accel-buffering"] == "no"
-        async for chunk in response.aiter_text():
-            buffer += chunk
-            *blocks, buffer = buffer.split("\n\n")
-            for block in blocks:
-                events += parse_sse(block + "\n\n")
+        async for chunk in response.aiter_bytes():
+            events += [_as_dict(item) for item in parser.feed(chunk)]
             tokens = [e for e in events if e.get("event") == "token"]
             if stop_after is not None and len(tokens) >= stop_after:
                 return events
