@@ -34,6 +34,7 @@ from reference_server.protocol import (
     PingRequest,
     Pong,
     ResumeRequest,
+    ServerMessage,
     ToolCall,
     encode,
     parse_client_message,
@@ -407,26 +408,30 @@ def tool_call_frame(chat_id: str, event: ToolCallEvent) -> str:
     )
 
 
-def outcome_frame(record: StreamRecord, chat_id: str, outcome: Outcome, last_sent: int) -> str:
-    """The frame that ends a followed stream; ``last_sent`` is the last index this reader got."""
+def outcome_message(
+    record: StreamRecord, chat_id: str, outcome: Outcome, last_sent: int
+) -> ServerMessage:
+    """The message that ends a followed stream, on every transport; ``last_sent`` is the last
+    index this reader got."""
     if outcome.state is StreamState.ENDED:
-        return encode(
-            End(
-                id=chat_id,
-                finish_reason=outcome.finish_reason,
-                usage=outcome.usage,
-                tokens=len(record.buffer),
-            )
+        return End(
+            id=chat_id,
+            finish_reason=outcome.finish_reason,
+            usage=outcome.usage,
+            tokens=len(record.buffer),
         )
     if outcome.state is StreamState.CANCELLED and outcome.error_code != "stream_expired":
-        return encode(Cancelled(id=chat_id, index=last_sent))
+        return Cancelled(id=chat_id, index=last_sent)
     # An abandoned stream is worth asking for again: the client was away, not the provider.
-    return encode(
-        Error(
-            id=chat_id,
-            stream_id=record.stream_id,
-            code=outcome.error_code or "upstream_error",
-            message=outcome.error_message or "stream failed",
-            retryable=outcome.retryable or outcome.error_code == "stream_expired",
-        )
+    return Error(
+        id=chat_id,
+        stream_id=record.stream_id,
+        code=outcome.error_code or "upstream_error",
+        message=outcome.error_message or "stream failed",
+        retryable=outcome.retryable or outcome.error_code == "stream_expired",
     )
+
+
+def outcome_frame(record: StreamRecord, chat_id: str, outcome: Outcome, last_sent: int) -> str:
+    """:func:`outcome_message`, encoded as a WebSocket frame."""
+    return encode(outcome_message(record, chat_id, outcome, last_sent))

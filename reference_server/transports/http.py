@@ -26,9 +26,6 @@ from mockllm import sse
 from reference_server.limits import check_auth
 from reference_server.manager import StreamManager, build_upstream_body
 from reference_server.protocol import (
-    Cancelled,
-    End,
-    Error,
     HttpChatRequest,
     ServerMessage,
     Start,
@@ -37,6 +34,7 @@ from reference_server.protocol import (
     describe_validation_error,
     encode,
 )
+from reference_server.session import outcome_message
 from reference_server.state import StreamState
 from reference_server.streams import (
     HEARTBEAT,
@@ -178,25 +176,6 @@ def _sse(message: ServerMessage, event_id: int | None = None) -> bytes:
     )
 
 
-def _terminal_message(record: StreamRecord, outcome: Outcome, last_sent: int) -> ServerMessage:
-    if outcome.state is StreamState.ENDED:
-        return End(
-            id=record.chat_id,
-            finish_reason=outcome.finish_reason,
-            usage=outcome.usage,
-            tokens=len(record.buffer),
-        )
-    if outcome.state is StreamState.CANCELLED and outcome.error_code == "cancelled":
-        return Cancelled(id=record.chat_id, index=last_sent)
-    return Error(
-        id=record.chat_id,
-        stream_id=record.stream_id,
-        code=outcome.error_code or "upstream_error",
-        message=outcome.error_message or "stream failed",
-        retryable=outcome.retryable or outcome.error_code == "stream_expired",
-    )
-
-
 def _parse_after(value: str | None) -> int | None:
     if value is None or value == "":
         return -1
@@ -265,7 +244,8 @@ async def _event_stream(
                     yield _sse(call, item.index)
                     last_sent = item.index
                 elif isinstance(item, Outcome):
-                    yield _sse(_terminal_message(record, item, last_sent), len(record.buffer))
+                    end = outcome_message(record, record.chat_id, item, last_sent)
+                    yield _sse(end, len(record.buffer))
     finally:
         manager.sse_readers -= 1
         manager.detach(record)

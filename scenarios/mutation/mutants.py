@@ -55,8 +55,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "end_tokens_off_by_one",
         "end carries tokens, the count of tokens of the stream",
         "session.py",
-        "usage=outcome.usage,\n                tokens=len(record.buffer),",
-        "usage=outcome.usage,\n                tokens=record.buffer.last_index,",
+        "usage=outcome.usage,\n            tokens=len(record.buffer),",
+        "usage=outcome.usage,\n            tokens=record.buffer.last_index,",
     ),
     Mutant(
         "usage_not_requested",
@@ -122,8 +122,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "cancelled_index_off_by_one",
         "cancelled carries index = the last index sent",
         "session.py",
-        "return encode(Cancelled(id=chat_id, index=last_sent))",
-        "return encode(Cancelled(id=chat_id, index=last_sent + 1))",
+        "return Cancelled(id=chat_id, index=last_sent)",
+        "return Cancelled(id=chat_id, index=last_sent + 1)",
     ),
     Mutant(
         "cancel_unknown_wrong_code",
@@ -441,8 +441,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "sse_terminal_id_last_index",
         "the SSE terminal event's id: is the token count",
         "transports/http.py",
-        "yield _sse(_terminal_message(record, item, last_sent), len(record.buffer))",
-        "yield _sse(_terminal_message(record, item, last_sent), last_sent)",
+        "yield _sse(end, len(record.buffer))",
+        "yield _sse(end, last_sent)",
     ),
     Mutant(
         "sse_no_heartbeat",
