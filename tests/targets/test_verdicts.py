@@ -91,6 +91,9 @@ CASES = [
     Case("json_ws", "upstream_abort", "pass"),
     Case("json_ws", "whitespace_preserved", "pass"),
     Case("json_ws", "reconnect_resend", "fail", ("a second generation for one message",)),
+    # A provider stream cut after 5 tokens with no finish_reason and no [DONE]: shown as whole.
+    Case("json_ws", "upstream_truncated", "fail", ("completed after 5 tokens, as if whole",)),
+    Case("ai_data_stream", "finish_reason_and_usage", "fail", ("expected 'length'",)),
 ]
 
 
@@ -124,6 +127,7 @@ LITELLM_CASES = [
     Case("litellm", "end_marker_in_answer", "pass"),
     Case("litellm", "provider_drop_survival", "pass"),
     Case("litellm", "stalled_upstream", "fail", ("3 tokens, then nothing for", "no end, no error")),
+    Case("litellm", "upstream_truncated", "fail", ("as if whole",)),
 ]
 
 
