@@ -33,7 +33,7 @@ from reference_server.upstream import (
     UpstreamToolCall,
 )
 
-__all__ = ["ManagedConnection", "StreamManager", "build_upstream_body"]
+__all__ = ["ManagedConnection", "StreamManager", "build_upstream_body", "upstream_body_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,30 @@ def build_upstream_body(
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     return body
+
+
+class ChatFields(Protocol):
+    """What a client's chat carries into the upstream body (v1, HTTP and tutorial requests)."""
+
+    model: str | None
+    messages: list[dict[str, Any]]
+    max_tokens: int | None
+    temperature: float | None
+    metadata: dict[str, str] | None
+
+
+def upstream_body_of(request: ChatFields, default_model: str) -> dict[str, Any]:
+    """:func:`build_upstream_body` for a parsed request; one without tools sends none."""
+    return build_upstream_body(
+        model=request.model,
+        default_model=default_model,
+        messages=request.messages,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        tools=getattr(request, "tools", None),
+        tool_choice=getattr(request, "tool_choice", None),
+        metadata=request.metadata,
+    )
 
 
 class StreamManager:

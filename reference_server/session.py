@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from reference_server.errors import ProtocolError
 from reference_server.limits import TokenBucket
-from reference_server.manager import build_upstream_body
+from reference_server.manager import upstream_body_of
 from reference_server.protocol import (
     Cancelled,
     CancelRequest,
@@ -270,16 +270,7 @@ class SocketSession:
                     retryable=True,
                 )
             ]
-        body = build_upstream_body(
-            model=chat.model,
-            default_model=self.settings.default_model,
-            messages=chat.messages,
-            max_tokens=chat.max_tokens,
-            temperature=chat.temperature,
-            tools=chat.tools,
-            tool_choice=chat.tool_choice,
-            metadata=chat.metadata,
-        )
+        body = upstream_body_of(chat, self.settings.default_model)
         return [Generate(chat.id, body, session.session_id, self.settings.resume_grace_s)]
 
     def _cancel(
@@ -354,15 +345,7 @@ class SocketSession:
             request = parse_tutorial_message(text)
         except ProtocolError as exc:
             return [self._error(exc.code, exc.message)]
-        body = build_upstream_body(
-            model=request.model,
-            default_model=self.settings.default_model,
-            messages=request.messages,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            metadata=request.metadata,
-        )
-        return [QueueTutorial(body)]
+        return [QueueTutorial(upstream_body_of(request, self.settings.default_model))]
 
     # --- helpers
     def _v1_session(self) -> Session:

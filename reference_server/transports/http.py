@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from mockllm import sse
 from reference_server.limits import check_auth
-from reference_server.manager import StreamManager, build_upstream_body
+from reference_server.manager import StreamManager, upstream_body_of
 from reference_server.protocol import (
     HttpChatRequest,
     ServerMessage,
@@ -108,16 +108,7 @@ async def _admit_chat(request: Request) -> HttpChatRequest | JSONResponse:
 
 
 def _body(manager: StreamManager, chat: HttpChatRequest) -> dict[str, Any]:
-    return build_upstream_body(
-        model=chat.model,
-        default_model=manager.settings.default_model,
-        messages=chat.messages,
-        max_tokens=chat.max_tokens,
-        temperature=chat.temperature,
-        tools=chat.tools,
-        tool_choice=chat.tool_choice,
-        metadata=chat.metadata,
-    )
+    return upstream_body_of(chat, manager.settings.default_model)
 
 
 def _describe_stream(request: Request, record: StreamRecord) -> dict[str, Any]:
