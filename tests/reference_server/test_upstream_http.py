@@ -558,7 +558,7 @@ async def _stream_into_feeds_the_sink_from_data_received() -> None:
         for part in (b"one", b"two", b"three"):
             writer.write(b"%x\r\n%s\r\n" % (len(part), part))
             await writer.drain()
-            await asyncio.sleep(0.02)  # separate reads on the client side
+            await asyncio.sleep(0.05)  # separate reads on the client side
         await release.wait()
         writer.write(b"4\r\nrest\r\n0\r\n\r\n")
         await writer.drain()
@@ -567,7 +567,7 @@ async def _stream_into_feeds_the_sink_from_data_received() -> None:
         writer.close()
 
     async with tcp_server(handler) as port:
-        pool = make_pool(port, read_timeout_s=0.15)
+        pool = make_pool(port, read_timeout_s=0.25)
         async with pool.post(b"{}") as exchange:
             got: list[bytes] = []
             wakes = 0
@@ -584,7 +584,7 @@ async def _stream_into_feeds_the_sink_from_data_received() -> None:
                 got.append(data)
                 return b"three" not in b"".join(got)
 
-            # 60 ms of chunks against a 150 ms read timeout: the timeout counts from the last
+            # 150 ms of chunks against a 250 ms read timeout: the timeout counts from the last
             # bytes, not from the start of the wait.
             await exchange.stream_into(sink)
             assert b"".join(got) == b"onetwothree"
@@ -609,7 +609,10 @@ async def _stream_into_feeds_the_sink_from_data_received() -> None:
             started = loop.time()
             with pytest.raises(UpstreamTimeout):
                 await exchange.stream_into(lambda data: True)
-            assert loop.time() - started >= 0.15 + 0.04  # the chunks' 40 ms, then the stall
+            # The chunks take 100 ms, then the 250 ms stall: about 350 ms. A timeout counted from
+            # the start of the wait would fire at 250 ms; the bound sits between the two, clear of
+            # timers that fire a millisecond early.
+            assert loop.time() - started >= 0.25 + 0.06
         assert exchange.closed and pool.idle == 0
 
 

@@ -39,7 +39,7 @@ class Case:
     says: tuple[str, ...] = ()
 
 
-LEFT_RUNNING = "after the cancel (completed, 80 tokens sent)"
+LEFT_RUNNING = "after the cancel (completed, 90 tokens sent)"
 LOST_LAYOUT = "got 'Two steps:1. Read the file.2. "
 GONE = "cannot connect"
 
