@@ -2,6 +2,10 @@
 
 Routes, status codes, defaults and error messages are those of Toxiproxy 2.12 (``api.go``);
 the shapes live in ``models.py``. Errors are ``{"error": ..., "status": ...}``.
+
+Routes match the path as sent (``raw_path``), and each ``{proxy}``/``{toxic}`` segment is
+percent-decoded on its own: a name holding ``/``, ``?`` or ``%`` is reached by encoding it
+(``/proxies/a%2Fb``), so every name the API accepts can be read, changed and deleted.
 """
 
 from __future__ import annotations
@@ -9,20 +13,22 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
+from urllib.parse import unquote_to_bytes
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from scenarios.faultproxy.engine import Engine
+from scenarios.faultproxy.engine import Engine, Proxy
 from scenarios.faultproxy.errors import ApiError
 from scenarios.faultproxy.models import (
-    bad_body,
     decode_proxy_create,
     decode_proxy_update,
     decode_toxic_create,
     decode_toxic_update,
+    parse_json,
     populate_items,
 )
 
@@ -46,16 +52,34 @@ def _error(exc: ApiError) -> Response:
 
 
 async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        raise bad_body("EOF")
+    return parse_json(await request.body())
+
+
+def _name(request: Request, param: str, missing: str) -> str:
+    """A path segment decoded on its own (routes matched the still-encoded path)."""
+    # The segment holds the raw bytes as latin-1 characters: percent escapes and any bytes
+    # sent unescaped are both UTF-8 once back to bytes.
+    raw = request.path_params[param].encode("latin-1")
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_body(str(exc)) from None
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        # Not UTF-8: no name the API accepted can be spelled so.
+        raise ApiError(missing, 404) from None
 
 
-def create_app(engine: Engine) -> Starlette:
+def _on_raw_path(app: ASGIApp) -> ASGIApp:
+    """Route on the path as sent, so an encoded "/" inside a name stays inside its segment."""
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path")
+        if scope["type"] == "http" and raw:
+            scope = {**scope, "path": raw.decode("latin-1")}
+        await app(scope, receive, send)
+
+    return asgi
+
+
+def create_app(engine: Engine) -> ASGIApp:
     def api(handler: Handler) -> Handler:
         async def wrapped(request: Request) -> Response:
             # The real server refuses browsers (CSRF protection for a local admin API).
@@ -97,26 +121,31 @@ def create_app(engine: Engine) -> Starlette:
             return _json({**exc.to_json(), "proxies": None}, exc.status)
         return _json({"proxies": [p.to_json() for p in proxies]}, 201)
 
+    def proxy_of(request: Request) -> Proxy:
+        return engine.get(_name(request, "proxy", "proxy not found"))
+
+    def toxic_name(request: Request) -> str:
+        return _name(request, "toxic", "toxic not found")
+
     async def proxy_show(request: Request) -> Response:
-        return _json(engine.get(request.path_params["proxy"]).to_json())
+        return _json(proxy_of(request).to_json())
 
     async def proxy_update(request: Request) -> Response:
-        name = request.path_params["proxy"]
-        engine.get(name)
-        update = decode_proxy_update(await _body(request))
+        name = proxy_of(request).name
+        update = decode_proxy_update(await _body(request), default_listen=DEFAULT_LISTEN)
         proxy = await engine.update(name, update)
         return _json(proxy.to_json())
 
     async def proxy_delete(request: Request) -> Response:
-        await engine.delete(request.path_params["proxy"])
+        await engine.delete(proxy_of(request).name)
         return no_content()
 
     async def toxic_index(request: Request) -> Response:
-        proxy = engine.get(request.path_params["proxy"])
+        proxy = proxy_of(request)
         return _json([t.to_json() for t in proxy.toxic_list()])
 
     async def toxic_create(request: Request) -> Response:
-        proxy = engine.get(request.path_params["proxy"])
+        proxy = proxy_of(request)
         names = {t.name for t in proxy.toxic_list()}
         config = decode_toxic_create(await _body(request), names)
         proxy.add_toxic(config)
@@ -124,15 +153,15 @@ def create_app(engine: Engine) -> Starlette:
         return _json(config.to_json())
 
     async def toxic_show(request: Request) -> Response:
-        proxy = engine.get(request.path_params["proxy"])
-        toxic = proxy.find_toxic(request.path_params["toxic"])
+        proxy = proxy_of(request)
+        toxic = proxy.find_toxic(toxic_name(request))
         if toxic is None:
             raise ApiError("toxic not found", 404)
         return _json(toxic.to_json())
 
     async def toxic_update(request: Request) -> Response:
-        proxy = engine.get(request.path_params["proxy"])
-        current = proxy.find_toxic(request.path_params["toxic"])
+        proxy = proxy_of(request)
+        current = proxy.find_toxic(toxic_name(request))
         if current is None:
             raise ApiError("toxic not found", 404)
         config = decode_toxic_update(await _body(request), current)
@@ -140,10 +169,11 @@ def create_app(engine: Engine) -> Starlette:
         return _json(config.to_json())
 
     async def toxic_delete(request: Request) -> Response:
-        proxy = engine.get(request.path_params["proxy"])
-        if proxy.find_toxic(request.path_params["toxic"]) is None:
+        proxy = proxy_of(request)
+        name = toxic_name(request)
+        if proxy.find_toxic(name) is None:
             raise ApiError("toxic not found", 404)
-        proxy.remove_toxic(request.path_params["toxic"])
+        proxy.remove_toxic(name)
         return no_content()
 
     async def metrics(request: Request) -> Response:
@@ -165,4 +195,4 @@ def create_app(engine: Engine) -> Starlette:
         Route("/version", api(version), methods=["GET"]),
         Route("/metrics", api(metrics), methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return _on_raw_path(Starlette(routes=routes))

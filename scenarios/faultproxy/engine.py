@@ -14,7 +14,13 @@ from the API handler, with the real server's flushing rules:
   merged attributes (new toxicity draw; limit_data keeps its byte count);
 - add: the last stage is interrupted, its output re-pointed at the new stage, restarted;
 - remove: what the stage holds and its inbox go out at once, the previous stage is restarted;
-  removing a ``timeout`` closes the link instead.
+  removing a ``timeout`` closes the link instead, and removing a ``reset_peer`` that is
+  counting down resets the connection at once. Removal never waits, so ``/reset`` lets go of
+  connections held by toxic values that never end (``latency`` of 2^63-1 ms).
+
+Changes of a proxy's address are prepared in full (``listeners.py``: resolved, bound, a
+server ready) before the running proxy is touched, so a failed ``PATCH`` or ``/populate``
+leaves every proxy as it was.
 
 A link whose chain ends (EOF reaches the sink) closes its destination socket; the other link
 then reads EOF from that socket, flushes its chain and closes its own destination, as in Go.
@@ -36,7 +42,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final, cast
 
+from scenarios.faultproxy.addresses import parse_address
 from scenarios.faultproxy.errors import ApiError
+from scenarios.faultproxy.listeners import Listener, ResolvedAddress, open_listener, resolve_listen
 from scenarios.faultproxy.models import ProxyInput, ProxyUpdate, ToxicConfig
 from scenarios.faultproxy.timers import Clock, PreciseClock, TimerHandle
 from scenarios.faultproxy.toxics import (
@@ -169,15 +177,18 @@ class Stage:
         self._start()
         self._process()
 
-    def remove(self) -> bool:
-        """Take the stage out of its link; False if it must stay (pending reset)."""
+    def remove(self) -> None:
+        """Take the stage out of its link, letting go of whatever it holds."""
         if self.closed:
-            return True
+            return
         if self.logic.closes_on_removal:
             self._close()
-            return True
+            return
         if self._pending_reset():
-            return False
+            # The reset was coming (Go's removal waits for it, however long): do it now, so
+            # that /reset or a DELETE always lets go of the connection.
+            self.link.conn.reset()
+            return
         self._flush_held()
         self._cancel_timers()
         for item, _ in self.inbox:
@@ -187,7 +198,6 @@ class Stage:
         self.inbox.clear()
         self.buffered = 0
         self.closed = True
-        return True
 
     # -- data path -----------------------------------------------------------------------
 
@@ -328,8 +338,7 @@ class Link:
         for index, stage in enumerate(self.stages):
             if stage.config.name != name:
                 continue
-            if not stage.remove():
-                return
+            stage.remove()
             del self.stages[index]
             if index > 0:
                 prev = self.stages[index - 1]
@@ -492,10 +501,17 @@ class Connection:
     def links(self) -> list[Link]:
         return [link for link in (self.up, self.down) if link is not None]
 
-    async def connect(self, host: str, port: int) -> None:
+    async def connect(self, upstream: str) -> None:
         try:
-            _, server = await self.proxy.loop.create_connection(lambda: Side(self), host, port)
-        except (OSError, asyncio.CancelledError):
+            # Parsed only now, as the real server dials it: any upstream text is accepted.
+            parts, port = parse_address(upstream)
+            if port is None:
+                port = socket.getservbyname(parts.port, "tcp")
+            # Go dials the local system when the host is empty (":8000").
+            _, server = await self.proxy.loop.create_connection(
+                lambda: Side(self), parts.host or "localhost", port
+            )
+        except (OSError, ApiError, asyncio.CancelledError):
             # Go: "Unable to open connection to upstream", the client is closed.
             self.client.close()
             self.finish()
@@ -548,13 +564,6 @@ class Connection:
         self.proxy.connections.discard(self)
 
 
-def split_host_port(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"address {address}: missing port in address")
-    return host.strip("[]"), int(port)
-
-
 class Proxy:
     """A named listener forwarding to ``upstream`` with its toxic chains."""
 
@@ -567,13 +576,12 @@ class Proxy:
         self.seed = spec.seed
         self.enabled = False
         self.toxics: dict[str, list[ToxicConfig]] = {"upstream": [], "downstream": []}
-        self.server: asyncio.Server | None = None
+        self.listener: Listener | None = None
         self.connections: set[Connection] = set()
         self.accepted = 0
         self.bytes: dict[tuple[str, str], int] = {
             (d, k): 0 for d in ("upstream", "downstream") for k in ("received", "sent")
         }
-        self.metric_labels = (spec.listen, spec.upstream)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -603,52 +611,64 @@ class Proxy:
 
     async def start(self) -> None:
         """Go's start(): bind ``listen`` (500 with Go's message when that fails)."""
-        if self.enabled:
-            return
-        try:
-            host, port = split_host_port(self.listen)
-        except ValueError as exc:
-            raise ApiError(f"listen tcp {self.listen}: {exc}", 500) from None
-        bind_host = host or "0.0.0.0"
-        try:
-            infos = await self.loop.getaddrinfo(
-                bind_host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-            family, _, _, _, addr = sorted(infos, key=lambda i: i[0] != socket.AF_INET)[0]
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(addr)
-            except OSError:
-                sock.close()
-                raise
-            self.server = await self.loop.create_server(self._accept, sock=sock, backlog=1024)
-        except OSError as exc:
-            reason = (exc.strerror or str(exc)).lower()
-            raise ApiError(f"listen tcp {self.listen}: bind: {reason}", 500) from None
-        bound = sock.getsockname()
-        shown = "::" if not host else bound[0]
-        self.listen = f"[{shown}]:{bound[1]}" if ":" in shown else f"{shown}:{bound[1]}"
+        if not self.enabled:
+            await self.serve(await open_listener(self.loop, self.listen))
+
+    async def serve(self, listener: Listener) -> None:
+        """Accept on ``listener`` (bound and prepared, so this cannot fail)."""
+        self.listener = listener
+        self.listen = listener.shown
         self.enabled = True
+        await listener.serve(self._accept)
 
     def _accept(self) -> Side:
         self.accepted += 1
         conn = Connection(self, self.accepted)
         self.connections.add(conn)
-        host, port = split_host_port(self.upstream)
-        conn.connect_task = self.loop.create_task(conn.connect(host, port))
+        conn.connect_task = self.loop.create_task(conn.connect(self.upstream))
         return conn.client
+
+    def close_connections(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
 
     def stop(self) -> None:
         """Go's stop(): close the listener and every live connection."""
         if not self.enabled:
             return
         self.enabled = False
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-        for conn in list(self.connections):
-            conn.close()
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        self.close_connections()
+
+    def listens_on(self, resolved: ResolvedAddress) -> bool:
+        """Whether our own listener may be what keeps ``resolved`` from binding (same port)."""
+        return self.listener is not None and resolved.port == self.listener.port
+
+    async def replace_listener(self, address: str, resolved: ResolvedAddress) -> Listener:
+        """Bind ``address`` on the port we listen on (127.0.0.1:P to 0.0.0.0:P): our socket
+        goes first; if the new bind still fails the old address is bound again and the error
+        raised, the live connections untouched either way."""
+        assert self.listener is not None
+        self.listener.close()
+        self.listener = None
+        try:
+            return await open_listener(self.loop, address, resolved)
+        except ApiError:
+            try:
+                await self.serve(await open_listener(self.loop, self.listen))
+            except ApiError:
+                self.stop()  # the old port was taken in between: down, as the real server
+            raise
+
+    def hand_over_listener(self) -> Listener:
+        """Give the listener to the proxy replacing this one on its address; then stopped."""
+        listener = self.listener
+        assert listener is not None
+        self.listener = None
+        self.stop()
+        return listener
 
     # -- toxics --------------------------------------------------------------------------
 
@@ -753,26 +773,46 @@ class Engine:
             proxy = Proxy(self, spec)
             if spec.enabled:
                 await proxy.start()
+            else:
+                # Not bound yet, but checked: a listen that can never work is refused now.
+                parse_address(spec.listen)
             self.proxies[spec.name] = proxy
             return proxy
 
     async def update(self, name: str, update: ProxyUpdate) -> Proxy:
+        """Go's proxy.Update, made atomic: everything that can fail (resolving and binding
+        the new address) happens before the proxy is touched, so a failure changes nothing."""
         async with self.lock:
             proxy = self.get(name)
-            listen = proxy.listen if update.listen is None else update.listen
-            upstream = proxy.upstream if update.upstream is None else update.upstream
             enabled = proxy.enabled if update.enabled is None else update.enabled
+            upstream = proxy.upstream if update.upstream is None else update.upstream
+            listen, resolved = proxy.listen, None
+            if update.listen is not None:
+                # Go's Differs: the new address resolved, compared with the current one.
+                resolved = await resolve_listen(self.loop, update.listen)
+                if resolved.shown != proxy.listen:
+                    listen = update.listen
+            moved = listen != proxy.listen
+            listener = None
+            if enabled and (moved or not proxy.enabled):
+                try:
+                    listener = await open_listener(self.loop, listen, resolved if moved else None)
+                except ApiError:
+                    if not (moved and resolved is not None and proxy.listens_on(resolved)):
+                        raise
+                    listener = await proxy.replace_listener(listen, resolved)
+            # Nothing below can fail.
+            if (proxy.enabled and not enabled) or moved:
+                proxy.stop()
+            elif upstream != proxy.upstream:
+                # Go restarts the proxy; on the same address only the connections go.
+                proxy.close_connections()
+            proxy.listen = listen
+            proxy.upstream = upstream
             if update.seed is not None:
                 proxy.seed = update.seed
-            if listen != proxy.listen or upstream != proxy.upstream:
-                proxy.stop()
-                proxy.listen = listen
-                proxy.upstream = upstream
-            if enabled != proxy.enabled:
-                if enabled:
-                    await proxy.start()
-                else:
-                    proxy.stop()
+            if listener is not None:
+                await proxy.serve(listener)
             return proxy
 
     async def delete(self, name: str) -> None:
@@ -782,26 +822,75 @@ class Engine:
             del self.proxies[name]
 
     async def reset(self) -> None:
+        """Enable every proxy and remove every toxic. A proxy that cannot listen again (its
+        port taken meanwhile) is a 500 once the others are done: the real server stops at it."""
         async with self.lock:
+            failures: list[str] = []
             for proxy in list(self.proxies.values()):
-                await proxy.start()
+                try:
+                    await proxy.start()
+                except ApiError as exc:
+                    failures.append(exc.message)
                 proxy.remove_all_toxics()
+            if failures:
+                raise ApiError("; ".join(failures), 500)
 
     async def populate(self, specs: list[ProxyInput]) -> list[Proxy]:
+        """Go's PopulateJson, all or nothing: every address is resolved and bound before any
+        proxy is created or replaced; a failure closes what was bound and changes nothing."""
         async with self.lock:
-            result: list[Proxy] = []
+            plan: list[tuple[ProxyInput, Proxy | None, ResolvedAddress | None, bool]] = []
             for spec in specs:
                 existing = self.proxies.get(spec.name)
+                resolved = None
+                if existing is not None or spec.enabled:
+                    resolved = await resolve_listen(self.loop, spec.listen)
+                else:
+                    parse_address(spec.listen)
+                keep = (
+                    existing is not None
+                    and resolved is not None
+                    and resolved.shown == existing.listen
+                    and spec.upstream == existing.upstream
+                )
+                plan.append((spec, existing, resolved, keep))
+            # A replaced proxy's listener goes to the new proxy that wants its address (a
+            # second bind there would fail while the old proxy still holds it).
+            donors = {
+                existing.listen: existing
+                for _, existing, _, keep in plan
+                if existing is not None and not keep and existing.listener is not None
+            }
+            handovers: dict[str, Proxy] = {}
+            opened: dict[str, Listener] = {}
+            try:
+                for spec, _, resolved, keep in plan:
+                    if keep or not spec.enabled:
+                        continue
+                    assert resolved is not None
+                    donor = donors.pop(resolved.shown, None)
+                    if donor is not None:
+                        handovers[spec.name] = donor
+                    else:
+                        opened[spec.name] = await open_listener(self.loop, spec.listen, resolved)
+            except ApiError:
+                for listener in opened.values():
+                    listener.close()
+                raise
+            # Nothing below can fail.
+            for name, donor in handovers.items():
+                opened[name] = donor.hand_over_listener()
+            result: list[Proxy] = []
+            for spec, existing, _, keep in plan:
                 if existing is not None:
-                    if existing.listen == spec.listen and existing.upstream == spec.upstream:
+                    if keep:
                         result.append(existing)
                         continue
                     existing.stop()
-                    del self.proxies[spec.name]
                 proxy = Proxy(self, spec)
-                if spec.enabled:
-                    await proxy.start()
                 self.proxies[spec.name] = proxy
+                if spec.name in opened:
+                    await proxy.serve(opened[spec.name])
                 result.append(proxy)
             return result
 

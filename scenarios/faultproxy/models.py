@@ -5,6 +5,14 @@ case-insensitively, unknown keys are ignored, ``null`` leaves a field at its def
 value of the wrong JSON type is an error (``bad request body: ...``, 400). Integers must be
 JSON integers (Go refuses ``1.5`` for an ``int64``).
 
+Bodies are parsed by :func:`parse_json`, which refuses what Go's decoder refuses (``NaN``,
+``Infinity``) and, unlike Go (which would swap them for U+FFFD), any string holding a lone
+UTF-16 surrogate such as ``"\\ud800"``: such a name can be neither encoded in a response nor
+addressed in a URL. Names are free text as in Toxiproxy, except ``"."`` and ``".."``, which
+URL clients rewrite as path segments, so such a proxy or toxic could never be reached.
+``upstream`` is not parsed here: like the real server we only dial it when a client connects.
+``listen`` is checked by the engine, where the real server checks it (when it binds).
+
 Extra fields real clients never send: ``seed`` on a proxy or a toxic overrides the server seed
 for the randomness of that proxy's or toxic's links (jitter, toxicity draws, slicer sizes). A
 toxic's seed may also be given as ``attributes.seed`` (clients such as toxiproxy-python only
@@ -13,6 +21,7 @@ pass ``attributes`` through); responses show it as the top-level ``seed``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -29,12 +38,16 @@ __all__ = [
     "decode_proxy_update",
     "decode_toxic_create",
     "decode_toxic_update",
+    "parse_json",
     "populate_items",
 ]
 
 STREAMS: Final = ("upstream", "downstream")
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
+_FLOAT32_MAX: Final = 3.4028234663852886e38
+#: JSON's whitespace (also Go's): what may precede the body's value.
+_JSON_SPACE: Final = " \t\n\r"
 
 
 def bad_body(detail: str) -> ApiError:
@@ -43,6 +56,62 @@ def bad_body(detail: str) -> ApiError:
 
 def missing_field(what: str) -> ApiError:
     return ApiError(f"missing required field: {what}", 400)
+
+
+def _refuse_constant(name: str) -> None:
+    # Python's json accepts these literals; Go's decoder (and JSON) does not.
+    raise ValueError(f"invalid character {name[0]!r}: {name} is not a JSON number")
+
+
+def _check_text(value: object) -> None:
+    """Every string (keys too) must be encodable: no lone surrogate from a ``\\udXXX`` escape."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                bad = item[exc.start]
+                raise bad_body(
+                    f"string {item[:40]!r} holds a lone UTF-16 surrogate (\\u{ord(bad):04x}): "
+                    "send valid Unicode (a surrogate escape must be one of a pair)"
+                ) from None
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body (or a ``--config`` file) as JSON, checked for what Go would refuse.
+
+    Like Go's ``json.Decoder.Decode`` only the first value counts (trailing text is not read).
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad_body(f"invalid UTF-8 at byte {exc.start}") from None
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    if start == len(text):
+        raise bad_body("EOF")
+    try:
+        value, _ = json.JSONDecoder(parse_constant=_refuse_constant).raw_decode(text, start)
+    except ValueError as exc:  # JSONDecodeError, or a NaN/Infinity literal
+        raise bad_body(str(exc)) from None
+    except RecursionError:
+        raise bad_body("JSON nested too deeply") from None
+    _check_text(value)
+    return value
+
+
+def _check_name(name: str, what: str) -> None:
+    if name in (".", ".."):
+        raise bad_body(
+            f'{what} name "{name}" cannot be used: URL clients rewrite "." and ".." path '
+            "segments, so it could never be addressed; choose another name"
+        )
 
 
 def _json_type(value: object) -> str:
@@ -110,7 +179,11 @@ def _opt_float(obj: Mapping[str, Any], key: str, where: str) -> float | None:
     found, value = _lookup(obj, key)
     if not found or value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not abs(value) <= _FLOAT32_MAX  # also refuses inf (Python reads 1e400 as inf)
+    ):
         raise _type_error(value, f"{where}.{key}", "float32")
     return float(value)
 
@@ -144,14 +217,6 @@ class ProxyUpdate:
     seed: int | None = None
 
 
-def _check_address(value: str, what: str) -> None:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise bad_body(f"{what} address {value!r} is not host:port")
-    if host.startswith("[") != host.endswith("]"):
-        raise bad_body(f"{what} address {value!r} is not host:port")
-
-
 def _decode_proxy_fields(obj: Mapping[str, Any], where: str) -> ProxyUpdate:
     return ProxyUpdate(
         listen=_opt_str(obj, "listen", where),
@@ -170,7 +235,8 @@ def decode_proxy_create(body: object, *, default_listen: str, suffix: str = "") 
         raise missing_field("name" + suffix)
     if not fields.upstream:
         raise missing_field("upstream" + suffix)
-    _check_address(fields.upstream, "upstream")
+    _check_name(name, "proxy")
+    # Deliberate: an omitted or empty listen is loopback, not every interface (api.py).
     listen = fields.listen or default_listen
     return ProxyInput(
         name=name,
@@ -181,11 +247,12 @@ def decode_proxy_create(body: object, *, default_listen: str, suffix: str = "") 
     )
 
 
-def decode_proxy_update(body: object) -> ProxyUpdate:
+def decode_proxy_update(body: object, *, default_listen: str) -> ProxyUpdate:
+    """Body of ``PATCH /proxies/{p}``; ``"listen": ""`` means the default, as on creation."""
     obj = _object(body, "toxiproxy.Proxy")
     update = _decode_proxy_fields(obj, "Proxy")
-    if update.upstream is not None:
-        _check_address(update.upstream, "upstream")
+    if update.listen == "":
+        return ProxyUpdate(default_listen, update.upstream, update.enabled, update.seed)
     return update
 
 
@@ -277,11 +344,6 @@ def _attribute_seed(raw_attrs: object) -> int | None:
     return _opt_int(raw_attrs, "seed", "attributes.seed")
 
 
-def _check_toxicity(toxicity: float) -> None:
-    if not 0.0 <= toxicity <= 1.0:
-        raise bad_body(f"toxicity must be between 0 and 1, got {toxicity}")
-
-
 def _validate(toxic_type: str, attrs: Mapping[str, int]) -> None:
     try:
         validate_attributes(toxic_type, attrs)
@@ -312,7 +374,7 @@ def decode_toxic_create(body: object, existing_names: set[str]) -> ToxicConfig:
     if seed is None:
         seed = _attribute_seed(raw_attrs)
     toxicity = 1.0 if toxicity is None else toxicity
-    _check_toxicity(toxicity)
+    _check_name(name, "toxic")
     _validate(toxic_type, attrs)
     return ToxicConfig(name, toxic_type, stream, toxicity, attrs, seed)
 
@@ -326,8 +388,8 @@ def decode_toxic_update(body: object, current: ToxicConfig) -> ToxicConfig:
     seed = _opt_int(obj, "seed", "seed")
     if seed is None:
         seed = _attribute_seed(raw_attrs)
+    # Any toxicity: below 0 never applies, above 1 always does (Go draws Float32() < it).
     toxicity = current.toxicity if toxicity is None else toxicity
-    _check_toxicity(toxicity)
     _validate(current.type, attrs)
     return ToxicConfig(
         current.name,

@@ -114,7 +114,11 @@ class RunningToxic(Protocol):
 
 
 class InvalidAttributes(FaultProxyError, ValueError):
-    """Attribute values the real server would crash or stall on (answered with 400)."""
+    """Attribute values the real server would crash on (answered with 400)."""
+
+
+#: Go computes ``2*jitter`` in an int64: from here on it overflows.
+_JITTER_LIMIT: Final = 2**62
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,30 +143,46 @@ TOXIC_TYPES: Final[Mapping[str, AttributeSpec]] = {
 
 
 def validate_attributes(toxic_type: str, attrs: Mapping[str, int]) -> None:
-    """Reject values that would crash or wedge the real server's toxic (checked after merge).
+    """Refuse only the values that crash the real server (checked after merging an update).
 
-    Zero is allowed where it has a meaning (``timeout: 0`` = silent forever, ``rate: 0`` =
-    stall, documented by Toxiproxy); negatives never are. The slicer needs ``average_size > 0``
-    (0 recurses forever in Go) and ``size_variation < average_size`` (larger values slice out
-    of range and panic).
+    Toxiproxy takes any int64 and its toxics cope with most: a negative delay does not wait, a
+    negative timeout is silent like 0, negative bytes close on the first data; those are
+    accepted and behave the same here. What panics its toxic goroutine (and so the whole
+    server) is a 400 instead:
+
+    - ``bandwidth`` ``rate < 0``: ``p.Data[:rate*100]`` is a negative slice bound;
+    - ``latency`` ``jitter >= 2**62``: ``rand.Int63n(2*jitter)`` overflows to a negative bound;
+    - ``slicer``: ``chunk()`` halves a chunk around its middle, ± a draw in
+      [-size_variation, size_variation) when size_variation > 0, until a piece is at most
+      ``average_size + size_variation`` long. With a positive variation a cut can fall
+      outside the chunk (a slice panic) unless ``size_variation <= average_size + 1``; with
+      none, a 1-byte piece recurses for ever unless ``average_size + size_variation >= 1``.
     """
-    for name in TOXIC_TYPES[toxic_type].names:
-        if attrs[name] < 0:
-            raise InvalidAttributes(f"{name} must not be negative, got {attrs[name]}")
+    if toxic_type == "bandwidth" and attrs["rate"] < 0:
+        raise InvalidAttributes(
+            f"rate must not be negative, got {attrs['rate']} (it crashes Toxiproxy); "
+            "rate 0 holds the data until the toxic is removed"
+        )
+    if toxic_type == "latency" and attrs["jitter"] >= _JITTER_LIMIT:
+        raise InvalidAttributes(
+            f"jitter must be below 2^62 ms, got {attrs['jitter']} (it crashes Toxiproxy)"
+        )
     if toxic_type == "slicer":
-        if attrs["average_size"] <= 0:
+        average, variation = attrs["average_size"], attrs["size_variation"]
+        if variation > 0 and variation > average + 1:
             raise InvalidAttributes(
-                f"average_size must be greater than 0, got {attrs['average_size']}"
+                f"size_variation {variation} with average_size {average} cuts outside the "
+                "data (it crashes Toxiproxy): use size_variation <= average_size + 1"
             )
-        if attrs["size_variation"] >= attrs["average_size"]:
+        if variation <= 0 and average + variation < 1:
             raise InvalidAttributes(
-                "size_variation must be smaller than average_size, got "
-                f"{attrs['size_variation']} >= {attrs['average_size']}"
+                f"average_size {average} with size_variation {variation} never stops slicing "
+                "(it crashes Toxiproxy): use average_size + size_variation >= 1"
             )
 
 
 # --------------------------------------------------------------------------------------------
-# The toxics.
+# The toxics. Negative delays (accepted, as by the real server) do not wait.
 
 _MS: Final = 1e-3
 
@@ -246,7 +266,7 @@ class SlowClose(_Base):
         return Plan((Emit(now, chunk),), now)
 
     def on_eof(self, now: float) -> Plan:
-        at = now + self.delay * _MS
+        at = now + max(self.delay, 0) * _MS
         return Plan((Close(at),), at)
 
 
@@ -274,7 +294,7 @@ class ResetPeer(_Base):
         self.timeout = timeout
 
     def _reset(self, now: float) -> Plan:
-        at = now + self.timeout * _MS
+        at = now + max(self.timeout, 0) * _MS
         return Plan((Reset(at),), at)
 
     def on_chunk(self, chunk: Chunk, now: float) -> Plan:
@@ -290,12 +310,13 @@ def slice_offsets(
     """Boundaries splitting ``size`` bytes into pieces of about ``average_size`` (±variation).
 
     Same recursive halving as Toxiproxy's ``SlicerToxic.chunk`` (no small piece at either
-    end), returned as ``[0, b1, b2, ..., size]``.
+    end), returned as ``[0, b1, b2, ..., size]``. Unlike Go's, every cut stays inside the
+    piece and a 1-byte piece is never split, so any attribute values end.
     """
     bounds: list[int] = [0]
 
     def split(start: int, end: int) -> None:
-        if (end - start) - average_size <= size_variation:
+        if (end - start) - average_size <= size_variation or end - start <= 1:
             bounds.append(end)
             return
         mid = start + (end - start) // 2
@@ -316,7 +337,7 @@ class Slicer(_Base):
     ) -> None:
         self.average_size = average_size
         self.size_variation = size_variation
-        self.delay = delay_us * 1e-6
+        self.delay = max(delay_us, 0) * 1e-6
         self.rng = rng
 
     def on_chunk(self, chunk: Chunk, now: float) -> Plan:

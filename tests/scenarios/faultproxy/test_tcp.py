@@ -290,6 +290,68 @@ def test_reset_removes_toxics_from_live_connections(
     assert median_roundtrip_ms(sock) < 200
 
 
+FOREVER = 2**63 - 1  # ms: the largest value the API takes (Go's int64)
+
+# toxic, stream, attributes, and what the client gets in all once the toxic lets go: the data
+# it held (latency, bandwidth, slicer), the EOF it held (slow_close), the close that removing a
+# timeout means (the data was dropped), or the reset a reset_peer was counting down to.
+HOLDS_FOR_EVER = [
+    ("latency", "downstream", {"latency": FOREVER}, b"held", "open"),
+    ("bandwidth", "downstream", {"rate": 0}, b"held", "open"),
+    ("slicer", "downstream", {"average_size": 1, "delay": FOREVER}, b"held", "open"),
+    ("slow_close", "downstream", {"delay": FOREVER}, b"held", "eof"),
+    ("timeout", "downstream", {"timeout": FOREVER}, b"", "eof"),
+    ("reset_peer", "upstream", {"timeout": FOREVER}, b"", "reset"),
+]
+
+
+@pytest.mark.usefixtures("embedded_only")  # Go's Duration overflows: 2^63-1 ms is not for ever
+@pytest.mark.parametrize("release", ["reset", "delete"])
+@pytest.mark.parametrize(
+    ("toxic_type", "stream", "attributes", "expected", "outcome"),
+    HOLDS_FOR_EVER,
+    ids=[row[0] for row in HOLDS_FOR_EVER],
+)
+def test_reset_and_delete_release_a_connection_held_for_ever(
+    api: ToxiproxyClient,
+    proxy: ProxyInfo,
+    connect: Connect,
+    toxic_type: str,
+    stream: str,
+    attributes: dict[str, int],
+    expected: bytes,
+    outcome: str,
+    release: str,
+) -> None:
+    api.add_toxic("tcp", toxic_type, stream=stream, attributes=attributes)
+    sock = connect(proxy.port)
+    sock.sendall(b"held")
+    received = b""
+    if toxic_type == "slow_close":
+        received = recv_exact(sock, 4)
+        sock.shutdown(socket.SHUT_WR)  # the echo server closes in turn: its EOF is held
+    elif toxic_type == "slicer":
+        received = recv_exact(sock, 1)  # the first piece leaves, the wait after it never ends
+    sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):  # held: nothing more comes (checked for 0.3 s)
+        received += sock.recv(4)
+    start = time.perf_counter()
+    if release == "reset":
+        api.reset()
+    else:
+        api.remove_toxic("tcp", f"{toxic_type}_{stream}")
+    if outcome == "open":
+        sock.settimeout(5)
+        received += recv_exact(sock, len(expected) - len(received))
+        assert received == expected
+    else:
+        data, how = read_until_closed(sock)
+        assert (received + data, how) == (expected, outcome)
+    # Promptly: an API round trip and a socket write, with room for a busy 2-core machine.
+    assert time.perf_counter() - start < 1.5
+    assert api.toxics("tcp") == []
+
+
 # -- determinism (ours: the real server draws from an unseeded RNG) ---------------------------
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
 
 import pytest
 
+from scenarios.faultproxy.addresses import parse_port, split_host_port
 from scenarios.faultproxy.errors import ApiError
 from scenarios.faultproxy.models import (
     ToxicConfig,
@@ -15,6 +17,7 @@ from scenarios.faultproxy.models import (
     decode_proxy_update,
     decode_toxic_create,
     decode_toxic_update,
+    parse_json,
     populate_items,
 )
 from scenarios.faultproxy.toxics import (
@@ -179,21 +182,91 @@ def test_noop_and_eof() -> None:
     assert t.on_eof(1.0).actions == (Close(1.0),)
 
 
+def go_slicer_is_safe(average: int, variation: int, sizes: range) -> bool:
+    """Toxiproxy's SlicerToxic.chunk on every chunk size and every random draw: False when
+    some draw cuts outside the chunk (a slice panic) or the recursion cannot end."""
+
+    @functools.cache
+    def safe(length: int) -> bool:
+        if length - average <= variation:
+            return length >= 0
+        draws = range(-variation, variation) if variation > 0 else (0,)
+        for r in draws:
+            left = length // 2 + r
+            if left < 0 or left > length:
+                return False
+            if left in (0, length):
+                if variation <= 0:
+                    return False  # no draw: the same range again, for ever
+                continue  # the same range again, until another draw ends it
+            if not (safe(left) and safe(length - left)):
+                return False
+        return True
+
+    return all(safe(size) for size in sizes)
+
+
+@pytest.mark.parametrize("average", range(-3, 8))
+@pytest.mark.parametrize("variation", range(-4, 11))
+def test_slicer_is_refused_exactly_where_toxiproxy_would_crash(
+    average: int, variation: int
+) -> None:
+    attrs = {"average_size": average, "size_variation": variation, "delay": 0}
+    go_ok = go_slicer_is_safe(average, variation, range(1, 40))
+    if go_ok:
+        validate_attributes("slicer", attrs)
+    else:
+        with pytest.raises(InvalidAttributes):
+            validate_attributes("slicer", attrs)
+
+
 @pytest.mark.parametrize(
-    ("kind", "attrs"),
+    ("kind", "attrs", "ok"),
     [
-        ("latency", {"latency": -1}),
-        ("latency", {"jitter": -1}),
-        ("bandwidth", {"rate": -5}),
-        ("slicer", {"average_size": 0}),
-        ("slicer", {"average_size": 5, "size_variation": 5}),
-        ("limit_data", {"bytes": -1}),
+        # Toxiproxy takes every int64 and these toxics cope (toxics/*.go): negative delays
+        # do not wait, a negative timeout is silent like 0, negative bytes close on first data.
+        ("latency", {"latency": -1}, True),
+        ("latency", {"jitter": -1}, True),
+        ("latency", {"jitter": 2**62 - 1}, True),
+        ("slow_close", {"delay": -1}, True),
+        ("timeout", {"timeout": -1}, True),
+        ("reset_peer", {"timeout": -1}, True),
+        ("limit_data", {"bytes": -1}, True),
+        ("bandwidth", {"rate": 0}, True),
+        # These panic in the real server: rand.Int63n(2*jitter) overflows, p.Data[:rate*100].
+        ("latency", {"jitter": 2**62}, False),
+        ("bandwidth", {"rate": -5}, False),
     ],
 )
-def test_invalid_attributes(kind: str, attrs: dict[str, int]) -> None:
+def test_attributes_are_refused_only_where_toxiproxy_crashes(
+    kind: str, attrs: dict[str, int], ok: bool
+) -> None:
     full = {name: 0 for name in TOXIC_TYPES[kind].names} | attrs
-    with pytest.raises(InvalidAttributes):
+    if ok:
         validate_attributes(kind, full)
+    else:
+        with pytest.raises(InvalidAttributes):
+            validate_attributes(kind, full)
+
+
+@pytest.mark.parametrize(
+    ("average", "variation"), [(10, 10), (10, 11), (0, 1), (10, -5), (1, 0), (3, 4)]
+)
+def test_slice_offsets_cover_the_chunk_with_any_accepted_values(
+    average: int, variation: int
+) -> None:
+    for size in (1, 2, 3, 7, 100, 4097):
+        bounds = slice_offsets(size, average, variation, random.Random(size))
+        assert (bounds[0], bounds[-1]) == (0, size)
+        assert all(a < b for a, b in itertools.pairwise(bounds)), bounds
+
+
+def test_negative_delays_do_not_wait() -> None:
+    assert emits(toxic("latency", latency=-50).on_chunk(Chunk(b"a", 1.0), now=1.0)) == [(1.0, b"a")]
+    assert toxic("slow_close", delay=-5).on_eof(now=2.0).until == 2.0
+    plan = toxic("slicer", average_size=1, delay=-1000).on_chunk(Chunk(b"abc", 0.0), now=3.0)
+    assert [at for at, _ in emits(plan)] == [3.0, 3.0, 3.0]
+    assert plan.until == 3.0
 
 
 # -- REST shapes --------------------------------------------------------------------------------
@@ -258,9 +331,12 @@ def test_proxy_shapes() -> None:
     assert (spec.listen, spec.enabled, spec.seed) == ("127.0.0.1:0", True, None)
     with pytest.raises(ApiError, match="missing required field: name"):
         decode_proxy_create({"upstream": "h:1"}, default_listen="x")
-    with pytest.raises(ApiError, match="not host:port"):
-        decode_proxy_create({"name": "a", "upstream": "nohost"}, default_listen="x")
-    assert decode_proxy_update({"enabled": False}).enabled is False
+    # Toxiproxy only dials the upstream when a client connects: any text is accepted.
+    assert decode_proxy_create({"name": "a", "upstream": "nohost"}, default_listen="x").upstream
+    assert decode_proxy_update({"enabled": False}, default_listen="d:0").enabled is False
+    # An empty listen is the default, as on creation; null keeps the current one.
+    assert decode_proxy_update({"listen": ""}, default_listen="d:0").listen == "d:0"
+    assert decode_proxy_update({"listen": None}, default_listen="d:0").listen is None
 
 
 def test_populate_rejects_duplicates_and_names_the_item() -> None:
@@ -288,3 +364,92 @@ def test_integers_beyond_int64_are_rejected_like_go() -> None:
         decode_toxic_create({"type": "latency", "attributes": {"latency": 2**63}}, set())
     with pytest.raises(ApiError):
         decode_toxic_create({"type": "latency", "toxicity": float("nan")}, set())
+
+
+# -- host:port as Go reads it -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1:8000", ("127.0.0.1", "8000")),
+        (":8000", ("", "8000")),
+        ("[::1]:0", ("::1", "0")),
+        ("localhost:http", ("localhost", "http")),
+        ("127.0.0.1:", ("127.0.0.1", "")),
+        ("[fe80::1%eth0]:80", ("fe80::1%eth0", "80")),
+    ],
+)
+def test_split_host_port_like_go(address: str, expected: tuple[str, str]) -> None:
+    parsed = split_host_port(address)
+    assert (parsed.host, parsed.port) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("127.0.0.1", "missing port in address"),
+        ("", "missing port in address"),
+        ("bad:addr:x", "too many colons in address"),
+        ("::1:80", "too many colons in address"),
+        ("[::1", "missing ']' in address"),
+        ("[::1]", "missing port in address"),
+        ("[::1]x:80", "missing port in address"),
+        ("[::1]:80:1", "too many colons in address"),
+        ("a[b:80", "unexpected '[' in address"),
+        ("ab]:80", "unexpected ']' in address"),
+    ],
+)
+def test_split_host_port_errors_are_gos(address: str, why: str) -> None:
+    with pytest.raises(ApiError) as info:
+        split_host_port(address)
+    assert (info.value.status, info.value.message) == (500, f"address {address}: {why}")
+
+
+@pytest.mark.parametrize(
+    ("service", "port"),
+    [("8000", 8000), ("0", 0), ("", 0), ("65535", 65535), ("+80", 80), ("http", None)],
+)
+def test_parse_port(service: str, port: int | None) -> None:
+    assert parse_port(service) == port
+
+
+@pytest.mark.parametrize("service", ["65536", "99999", "-1", "99999999999999999999"])
+def test_out_of_range_ports_are_400(service: str) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_port(service)
+    assert info.value.status == 400
+    assert "0-65535" in info.value.message
+
+
+# -- JSON as it comes in ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"", "EOF"),
+        (b"  ", "EOF"),
+        (b"{", "bad request body"),
+        (b"\xff", "bad request body"),
+        (b'{"a": NaN}', "NaN"),
+        (b"[Infinity]", "Infinity"),
+        (b'"\\ud800"', "surrogate"),
+        (b'{"\\udfff": 1}', "surrogate"),
+        (b'[[["x\\ud83d"]]]', "surrogate"),
+        (b"[" * 100_000, "bad request body"),
+    ],
+)
+def test_parse_json_refuses(raw: bytes, fragment: str) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_json(raw)
+    assert info.value.status == 400
+    assert fragment in info.value.message
+
+
+def test_parse_json_keeps_valid_text() -> None:
+    # A surrogate pair is one character (U+1F600); only a lone half is refused.
+    assert parse_json(b'{"name": "\\ud83d\\ude00 ok", "n": [1, 2.5, null]}') == {
+        "name": "\U0001f600 ok",
+        "n": [1, 2.5, None],
+    }
