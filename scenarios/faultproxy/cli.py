@@ -1,7 +1,10 @@
 """``streamharness proxy``: run the embedded Toxiproxy-compatible server.
 
 Prints ``faultproxy listening on http://HOST:PORT`` (one line, flushed) once the API accepts
-connections, and exits 0 on SIGTERM/SIGINT after closing every proxy.
+connections, and exits 0 on SIGTERM/SIGINT after closing every proxy. Bad options, a
+``--config`` that cannot be used and an API address that cannot be bound all end the process
+before it serves, with exit status 2 and one line on stderr, argparse style
+(``streamharness proxy: error: ...``).
 """
 
 from __future__ import annotations
@@ -9,23 +12,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import uvicorn
 
+from mockllm.server import bind_socket
 from scenarios.faultproxy.api import DEFAULT_LISTEN, create_app
 from scenarios.faultproxy.engine import Engine
-from scenarios.faultproxy.errors import ApiError
-from scenarios.faultproxy.models import populate_items
+from scenarios.faultproxy.errors import ApiError, FaultProxyError
+from scenarios.faultproxy.models import parse_json, populate_items
 
 __all__ = ["main", "parse_args", "serve"]
+
+PROG = "streamharness proxy"
+
+
+class UsageError(FaultProxyError):
+    """Ends the command before it serves: one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors, without the usage block: one line, the same as our own checks."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see --help)")
 
 
 class _Server(uvicorn.Server):
@@ -42,8 +58,9 @@ class _Server(uvicorn.Server):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="streamharness proxy",
+    """The options, checked; raises :class:`UsageError` on any bad one."""
+    parser = _Parser(
+        prog=PROG,
         description="Toxiproxy-compatible TCP fault proxy with seeded, replayable toxics.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
@@ -71,16 +88,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0-65535 (0 picks a free port), got {args.port}")
+    return args
 
 
 def _load_config(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        raw = path.read_bytes()
     except OSError as exc:
-        raise SystemExit(f"faultproxy: cannot read --config {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"faultproxy: --config {path} is not JSON: {exc}") from None
+        raise UsageError(f"cannot read --config {path}: {exc.strerror}") from None
+    try:
+        return parse_json(raw)
+    except ApiError as exc:
+        detail = exc.message.removeprefix("bad request body: ")
+        raise UsageError(f"--config {path} is not JSON: {detail}") from None
+
+
+def _bind_api(host: str, port: int) -> socket.socket:
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        # The words of `streamharness mock` for the same problem.
+        raise UsageError(f"cannot listen on {host}:{port}: {exc}") from None
+    sock.setblocking(False)
+    return sock
 
 
 async def serve(
@@ -92,27 +125,23 @@ async def serve(
     ready: asyncio.Event | None = None,
     freeze_gc: bool = False,
 ) -> int:
-    """Run the API until told to stop; returns the exit code."""
+    """Run the API until told to stop; returns the exit code.
+
+    Raises :class:`UsageError` before serving if the API address cannot be bound or the
+    ``config`` (a ``/populate`` body) is refused; nothing is left open then.
+    """
     engine = Engine(seed=seed)
-    if config is not None:
-        try:
-            await engine.populate(populate_items(config, default_listen=DEFAULT_LISTEN))
-        except ApiError as exc:
-            print(f"faultproxy: --config rejected: {exc.message}", file=sys.stderr)
-            await engine.close()
-            return 2
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
+        sock = _bind_api(host, port)
+        if config is not None:
+            try:
+                await engine.populate(populate_items(config, default_listen=DEFAULT_LISTEN))
+            except ApiError as exc:
+                sock.close()
+                raise UsageError(f"--config rejected: {exc.message}") from None
+    except UsageError:
         await engine.close()
-        print(f"faultproxy: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
-        return 1
-    sock.listen(1024)
-    sock.setblocking(False)
+        raise
     bound_port = sock.getsockname()[1]
 
     def announce() -> None:
@@ -147,10 +176,22 @@ async def serve(
     return 0
 
 
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except UsageError as exc:
+        return _fail(str(exc))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
     config = _load_config(args.config) if args.config is not None else None
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
 
     # uvicorn re-raises the signal it caught once it has shut down; with these handlers in
     # place that re-raise is a no-op and the process exits 0 instead of dying of SIGTERM.
@@ -166,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError:
             if args.loop == "uvloop":
                 coro.close()
-                raise SystemExit("faultproxy: --loop uvloop but uvloop is not installed") from None
+                raise UsageError("--loop uvloop, but uvloop is not installed") from None
         else:
             # Less work per socket event than the pure-Python loop: less delay per delivery.
             return uvloop.run(coro)

@@ -72,37 +72,91 @@ def test_config_file_populates_at_start(tmp_path: Path, procs: list[Child]) -> N
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scenarios.faultproxy", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], message: str) -> None:
+    """argparse style: exit 2 and a single ``streamharness proxy: error: ...`` line."""
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("streamharness proxy: error: "), lines
+    assert message in lines[0], lines
+
+
+CONFIG_ITEM = '{"name": "a", "upstream": "127.0.0.1:9", "listen": "127.0.0.1:0"}'
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         ('[{"name": "a"}]', "missing required field: upstream at proxy 1"),
         ("{nope", "is not JSON"),
+        ('[{"name": "a", "upstream": "127.0.0.1:9", "listen": "127.0.0.1:99999"}]', "0-65535"),
+        ('[{"name": "a", "upstream": "127.0.0.1:9", "listen": "bad:x:y"}]', "too many colons"),
+        ('[{"name": "\\ud800", "upstream": "127.0.0.1:9"}]', "surrogate"),
+        (b"[\xff]", "is not JSON"),
+        (f"[{CONFIG_ITEM}, {CONFIG_ITEM}]", "duplicate proxy name"),
     ],
 )
-def test_bad_config_is_a_clear_error(tmp_path: Path, content: str, message: str) -> None:
+def test_bad_config_is_a_clear_error(tmp_path: Path, content: str | bytes, message: str) -> None:
     config = tmp_path / "proxies.json"
-    config.write_text(content)
-    done = subprocess.run(
-        [sys.executable, "-m", "scenarios.faultproxy", "--port", "0", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    assert done.returncode != 0
-    assert message in done.stderr
+    if isinstance(content, bytes):
+        config.write_bytes(content)
+    else:
+        config.write_text(content)
+    assert_one_line_error(run("--port", "0", "--config", str(config)), message)
+
+
+def test_config_that_cannot_be_read_is_a_clear_error(tmp_path: Path) -> None:
+    assert_one_line_error(run("--config", str(tmp_path / "missing.json")), "cannot read --config")
+    assert_one_line_error(run("--config", str(tmp_path)), "cannot read --config")
+
+
+def test_config_onto_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        config = tmp_path / "proxies.json"
+        config.write_text(
+            json.dumps([{"name": "a", "upstream": "h:1", "listen": f"127.0.0.1:{port}"}])
+        )
+        done = run("--port", "0", "--config", str(config))
+    assert_one_line_error(done, "address already in use")
 
 
 def test_api_port_in_use_is_a_clear_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
-        done = subprocess.run(
-            [sys.executable, "-m", "scenarios.faultproxy", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-    assert done.returncode == 1
-    assert "cannot listen" in done.stderr
+        done = run("--port", str(port))
+    # The same words as ``streamharness mock`` for the same problem.
+    assert_one_line_error(done, f"cannot listen on 127.0.0.1:{port}: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "99999"], "--port"),
+        (["--port", "65536"], "0-65535"),
+        (["--port", "-1"], "0-65535"),
+        (["--port", "eighty"], "--port"),
+        (["--host", "nosuchhost.invalid", "--port", "0"], "cannot listen on nosuchhost.invalid:0"),
+        (["--host", "192.0.2.1", "--port", "0"], "cannot listen on 192.0.2.1:0"),
+        (["--host", "bad:host:x", "--port", "0"], "cannot listen on bad:host:x:0"),
+        (["--seed", "one"], "--seed"),
+        (["--loop", "trio"], "--loop"),
+        (["--log-level", "loud"], "--log-level"),
+        (["--no-such-option"], "unrecognized arguments"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    assert_one_line_error(run(*args), message)
 
 
 def test_dispatcher_help(capsys: pytest.CaptureFixture[str]) -> None:
