@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from toxiproxy import exceptions as tp_exceptions
@@ -99,6 +99,11 @@ class ProxyInfo:
             enabled=bool(data["enabled"]),
             toxics=tuple(ToxicInfo.from_json(t) for t in data.get("toxics") or ()),
         )
+
+
+def _seg(name: str) -> str:
+    """A name as one URL path segment: "a/b" and "x?y" stay names, not paths or queries."""
+    return quote(name, safe="")
 
 
 def _error_from(response: requests.Response) -> ApiError:
@@ -207,11 +212,11 @@ class ToxiproxyClient:
         return ProxyInfo.from_json(self._json("POST", "/proxies", body))
 
     def get_proxy(self, name: str) -> ProxyInfo:
-        return ProxyInfo.from_json(self._json("GET", f"/proxies/{name}"))
+        return ProxyInfo.from_json(self._json("GET", f"/proxies/{_seg(name)}"))
 
     def update_proxy(self, name: str, **fields: Any) -> ProxyInfo:
         """Change ``listen``, ``upstream`` and/or ``enabled`` (POST: older servers lack PATCH)."""
-        return ProxyInfo.from_json(self._json("POST", f"/proxies/{name}", fields))
+        return ProxyInfo.from_json(self._json("POST", f"/proxies/{_seg(name)}", fields))
 
     def enable(self, name: str) -> ProxyInfo:
         return self.update_proxy(name, enabled=True)
@@ -221,12 +226,12 @@ class ToxiproxyClient:
         return self.update_proxy(name, enabled=False)
 
     def delete_proxy(self, name: str) -> None:
-        self._call("DELETE", f"/proxies/{name}")
+        self._call("DELETE", f"/proxies/{_seg(name)}")
 
     # -- toxics --------------------------------------------------------------------------
 
     def toxics(self, proxy: str) -> list[ToxicInfo]:
-        return [ToxicInfo.from_json(t) for t in self._json("GET", f"/proxies/{proxy}/toxics")]
+        return [ToxicInfo.from_json(t) for t in self._json("GET", f"/proxies/{_seg(proxy)}/toxics")]
 
     def add_toxic(
         self,
@@ -249,10 +254,10 @@ class ToxiproxyClient:
             body["name"] = name
         if seed is not None:
             body["seed"] = seed
-        return ToxicInfo.from_json(self._json("POST", f"/proxies/{proxy}/toxics", body))
+        return ToxicInfo.from_json(self._json("POST", f"/proxies/{_seg(proxy)}/toxics", body))
 
     def get_toxic(self, proxy: str, name: str) -> ToxicInfo:
-        return ToxicInfo.from_json(self._json("GET", f"/proxies/{proxy}/toxics/{name}"))
+        return ToxicInfo.from_json(self._json("GET", f"/proxies/{_seg(proxy)}/toxics/{_seg(name)}"))
 
     def update_toxic(
         self,
@@ -268,10 +273,12 @@ class ToxiproxyClient:
             body["attributes"] = dict(attributes)
         if toxicity is not None:
             body["toxicity"] = toxicity
-        return ToxicInfo.from_json(self._json("POST", f"/proxies/{proxy}/toxics/{name}", body))
+        return ToxicInfo.from_json(
+            self._json("POST", f"/proxies/{_seg(proxy)}/toxics/{_seg(name)}", body)
+        )
 
     def remove_toxic(self, proxy: str, name: str) -> None:
-        self._call("DELETE", f"/proxies/{proxy}/toxics/{name}")
+        self._call("DELETE", f"/proxies/{_seg(proxy)}/toxics/{_seg(name)}")
 
 
 def _from_toxiproxy_exception(exc: Exception) -> ApiError:

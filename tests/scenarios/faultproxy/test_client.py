@@ -118,6 +118,20 @@ def test_client_proxies_and_toxics(
     assert api.proxies() == {}
 
 
+def test_client_reaches_names_with_url_characters(api: ToxiproxyClient, echo: EchoServer) -> None:
+    # The server takes any name (as Toxiproxy does); the client encodes each one as a segment.
+    proxy, toxic = "team/a b?", "../../x#1"
+    api.create_proxy(proxy, upstream=echo.address)
+    added = api.add_toxic(proxy, "latency", name=toxic, attributes={"latency": 5})
+    assert api.get_toxic(proxy, toxic) == added
+    assert api.update_toxic(proxy, toxic, toxicity=0.5).toxicity == 0.5
+    api.remove_toxic(proxy, toxic)
+    assert api.toxics(proxy) == []
+    assert api.disable(proxy).name == proxy
+    api.delete_proxy(proxy)
+    assert api.proxies() == {}
+
+
 def test_client_raises_typed_errors(api: ToxiproxyClient, echo: EchoServer) -> None:
     info = api.create_proxy("e", upstream=echo.address)
     with pytest.raises(AlreadyExists) as exists:
