@@ -97,6 +97,12 @@ def _bench_proxy(argv: list[str]) -> int:
     return main(argv)
 
 
+def _bench_soak(argv: list[str]) -> int:
+    from loadtests.bench.soak import main
+
+    return main(argv)
+
+
 def _bench_mutation(argv: list[str]) -> int:
     from scenarios.mutation import main
 
@@ -113,6 +119,7 @@ BENCHES: dict[str, tuple[Command, str]] = {
     "mock": (_bench_mock, "mockllm's own throughput against a raw-asyncio SSE writer"),
     "proxy": (_bench_proxy, "the fault proxy's added latency and toxic accuracy"),
     "mutation": (_bench_mutation, "the scenario catalogue against small bugs in the server"),
+    "soak": (_bench_soak, "memory of server, mock and proxy across rounds of dropped streams"),
 }
 
 
