@@ -82,3 +82,31 @@ def test_relayload_prints_the_servers_cpu_per_token() -> None:
     r = bench("relayload", "--users", "2", "--duration", "1", "--ttft-ms", "0", "--itl-ms", "5")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "µs/token" in r.stdout or "us/token" in r.stdout, r.stdout
+
+
+def test_soak_reports_memory_per_round_and_per_stream() -> None:
+    r = bench("soak", "--rounds", "1", "--streams", "10")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "round 1/1: server" in r.stdout and "proxy" in r.stdout
+    for name in ("server", "mock", "proxy"):
+        assert f"{name}: " in r.stdout and "KB per open stream at the peak" in r.stdout
+    assert "KB per ledger entry" in r.stdout
+
+
+def test_soak_verdict_is_the_growth_after_round_three() -> None:
+    from loadtests.bench.soak import Round, SoakResult, summary
+
+    def rounds(server: list[float]) -> list[Round]:
+        flat = {"mock": 100.0, "proxy": 40.0}
+        return [
+            Round(n, 1.0, {"server": mb, **flat}, {"server": mb, **flat})
+            for n, mb in enumerate(server, 1)
+        ]
+
+    base = {"server": 50.0, "mock": 30.0, "proxy": 30.0}
+    # Warm-up growth before round 3 does not count; 5 % after it is a plateau.
+    lines, ok = summary(SoakResult(base, rounds([60, 90, 100, 101, 103, 105])), streams=100)
+    assert ok and "server: 563.2 KB per open stream at the peak; round 3 -> 6: +5.0 %" in lines[0]
+    # A leak: 12 % from round 3 to the last.
+    lines, ok = summary(SoakResult(base, rounds([60, 90, 100, 104, 108, 112])), streams=100)
+    assert not ok and "STILL GROWING" in lines[0]
