@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mockllm.errors import InvalidRequest
+from mockllm.errors import InvalidRequest, excerpt
 from mockllm.faults import NO_FAULTS, Faults, parse_faults
 from mockllm.profiles import PROFILES, profile_for_model
 from mockllm.schedule import Timing
@@ -85,29 +85,31 @@ def coerce(key: str, value: Any, where: str) -> Any:
         except ValueError:
             expected = "an integer" if kind == "int" else "a number"
             raise InvalidRequest(
-                f"Invalid value for {where}: expected {expected}, got {value!r}.",
+                f"Invalid value for {where}: expected {expected}, got {excerpt(value)}.",
                 param=where,
                 code="invalid_value",
             ) from None
         if not low <= number <= high or number != number:
             raise InvalidRequest(
-                f"Invalid value for {where}: expected {low:g} <= value <= {high:g}, got {value!r}.",
+                f"Invalid value for {where}: expected {low:g} <= value <= {high:g}, "
+                f"got {excerpt(value)}.",
                 param=where,
                 code="invalid_value",
             )
         return number
     if kind == "profile":
-        if value not in PROFILES:
+        if not isinstance(value, str) or value not in PROFILES:
             raise InvalidRequest(
-                f"Unknown profile {value!r} in {where}. Known profiles: {', '.join(PROFILES)}.",
+                f"Unknown profile {excerpt(value)} in {where}. "
+                f"Known profiles: {', '.join(PROFILES)}.",
                 param=where,
                 code="invalid_value",
             )
         return value
     if kind == "mode":
-        if value not in MODES:
+        if not isinstance(value, str) or value not in MODES:
             raise InvalidRequest(
-                f"Unknown mode {value!r} in {where}. Known modes: {', '.join(MODES)}.",
+                f"Unknown mode {excerpt(value)} in {where}. Known modes: {', '.join(MODES)}.",
                 param=where,
                 code="invalid_value",
             )

@@ -1,13 +1,11 @@
-"""mockllm.rules: parsing, file loading and matching (model, prompt regex, nth, times)."""
+"""mockllm.rules: parsing and matching (model, prompt regex, nth, times)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from mockllm.errors import RuleError
-from mockllm.rules import RuleBook, load_rules_file, parse_rules
+from mockllm.rules import RuleBook, parse_rules
 
 
 def book(*raw: dict[str, object]) -> RuleBook:
@@ -75,27 +73,3 @@ def test_bad_rules_are_rejected_with_a_reason(raw: object) -> None:
     with pytest.raises(RuleError) as info:
         parse_rules([raw])
     assert info.value.message
-
-
-def test_load_yaml_and_json_files(tmp_path: Path) -> None:
-    yaml_file = tmp_path / "rules.yaml"
-    yaml_file.write_text(
-        "rules:\n  - id: slow\n    match: {model: mock-fast}\n    respond: {itl_ms: 50}\n"
-    )
-    json_file = tmp_path / "rules.json"
-    json_file.write_text('[{"id": "t", "respond": {"text": "hi"}}]')
-    assert [r.id for r in load_rules_file(yaml_file)] == ["slow"]
-    assert load_rules_file(json_file)[0].respond == {"text": "hi"}
-
-
-def test_bad_rule_files_name_the_file(tmp_path: Path) -> None:
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("rules: [\n")
-    with pytest.raises(RuleError, match=r"broken\.yaml"):
-        load_rules_file(broken)
-    with pytest.raises(RuleError, match=r"missing\.yaml"):
-        load_rules_file(tmp_path / "missing.yaml")
-    wrong = tmp_path / "wrong.yaml"
-    wrong.write_text("- respond: {tokens: -3}\n")
-    with pytest.raises(RuleError, match=r"wrong\.yaml"):
-        load_rules_file(wrong)
