@@ -77,3 +77,17 @@ def test_ledger_is_bounded() -> None:
     for _ in range(5):
         entry(ledger)
     assert [e.seq for e in ledger.query()] == [3, 4, 5]
+
+
+async def test_a_wait_leaves_nothing_behind_when_it_ends() -> None:
+    ledger = Ledger()
+    timed_out = asyncio.ensure_future(ledger.wait(1, 0.01))
+    cancelled = asyncio.ensure_future(ledger.wait(1, 60.0))
+    await asyncio.sleep(0)
+    assert ledger.waiting == 2
+    assert await timed_out is None
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    # Counted while they run, forgotten at once when they end (not at the next arrival).
+    assert ledger.waiting == 0
+    assert len(ledger._waiters) == 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mockllm.errors import RuleError
-from mockllm.rules import RuleBook, parse_rules
+from mockllm.rules import MAX_PATTERN_CHARS, RuleBook, parse_rules
 
 
 def book(*raw: dict[str, object]) -> RuleBook:
@@ -73,3 +75,53 @@ def test_bad_rules_are_rejected_with_a_reason(raw: object) -> None:
     with pytest.raises(RuleError) as info:
         parse_rules([raw])
     assert info.value.message
+
+
+def test_a_backtracking_pattern_matches_in_linear_time() -> None:
+    # Python's re needs about 2**28 steps for this; RE2 has no backtracking at all.
+    rules = book({"id": "evil", "match": {"prompt": "(a+)+$"}, "respond": {"text": "x"}})
+    start = time.perf_counter()
+    assert rules.select("m", "a" * 28 + "b", commit=True) is None
+    assert rules.select("m", "a" * 100_000, commit=True) is not None
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"(a)\1", "RE2"),  # a backreference
+        (r"weather(?=today)", "RE2"),  # look-ahead
+        ("x" * (MAX_PATTERN_CHARS + 1), "characters long"),
+        ("[ab]{1000}[cd]{1000}[ef]{1000}[gh]{1000}[ij]{1000}[kl]{1000}", "instructions"),
+    ],
+)
+def test_patterns_re2_or_the_limits_refuse_say_why(pattern: str, reason: str) -> None:
+    with pytest.raises(RuleError) as info:
+        parse_rules([{"match": {"prompt": pattern}, "respond": {}}])
+    assert reason in info.value.message and info.value.param == "prompt"
+    assert len(info.value.message) < 400
+
+
+def test_match_cost_counts_prompt_patterns_only() -> None:
+    rules = book(
+        {"id": "p", "match": {"prompt": "weather"}, "respond": {}},
+        {"id": "m", "match": {"model": "gpt-*"}, "respond": {}},
+    )
+    assert rules.match_cost("") == 0
+    assert rules.match_cost("x" * 1000) == 1000 * rules.rules[0].prompt.programsize  # type: ignore[union-attr]
+    assert book({"respond": {}}).match_cost("x" * 1000) == 0
+
+
+def test_a_rule_removed_while_matching_ran_is_not_chosen() -> None:
+    rules = book({"id": "a", "respond": {"text": "A"}}, {"id": "b", "respond": {"text": "B"}})
+    matched = rules.matching("m", "p")
+    rules.remove("a")
+    chosen = rules.choose(matched, commit=True)
+    assert chosen is not None and chosen.id == "b"
+    assert rules.seen == {"b": 1}
+
+
+def test_unknown_fields_are_quoted_only_when_they_look_like_names() -> None:
+    with pytest.raises(RuleError) as info:
+        parse_rules([{"respnd": {}, "root:$6$secret:19000:0:99999:7::": None}])
+    assert "'respnd'" in info.value.message and "secret" not in info.value.message

@@ -82,11 +82,7 @@ def test_a_syntax_error_names_line_and_column(tmp_path: Path) -> None:
 def test_a_bad_rule_names_the_line_it_starts_on(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(
-        "rules:\n"
-        "  - id: fine\n"
-        "    respond: {text: ok}\n"
-        "  - id: bad\n"
-        "    respond: {tokens: many}\n"
+        "rules:\n  - id: fine\n    respond: {text: ok}\n  - id: bad\n    respond: {tokens: many}\n"
     )
     message = load_error(path)
     assert "line 4 (rule 2)" in message and "'bad'" in message and "tokens" in message
