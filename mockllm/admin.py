@@ -153,7 +153,9 @@ async def wait_for_requests(app: MockApp, req: AdminRequest) -> None:
     if not await _unless_client_leaves(req.receive, waiting):
         return  # nobody to answer; the wait is over
     if waiting.cancelled():
-        raise ShuttingDown("mockllm is shutting down; the wait ended early.")
+        raise ShuttingDown(
+            "mockllm is shutting down; the wait ended early.", code="server_shutdown"
+        )
     found = waiting.result()
     if found is None:
         error = error_body(

@@ -92,7 +92,11 @@ class MockApp:
         if kind != "http":
             return
         if self.stopping:
-            await send_error(send, ShuttingDown("mockllm is shutting down; retry elsewhere."), [])
+            await send_error(
+                send,
+                ShuttingDown("mockllm is shutting down; retry elsewhere.", code="server_shutdown"),
+                [],
+            )
             return
         if scope["path"] == CHAT_PATH and scope["method"] == "POST":
             await handle_chat(self, scope, receive, send)

@@ -276,7 +276,9 @@ async def _respond(
         uncancel_current()
         entry.status = ShuttingDown.status
         app.ledger.end(entry, "server_shutdown")
-        error = ShuttingDown("The server is shutting down; retry the request.")
+        error = ShuttingDown(
+            "The server is shutting down; retry the request.", code="server_shutdown"
+        )
         await send_error(send, error, headers)
     finally:
         app.active_streams -= 1

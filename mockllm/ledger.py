@@ -191,10 +191,13 @@ class Ledger:
                 waiter: asyncio.Future[None] = loop.create_future()
                 self._waiters.add(waiter)
                 try:
-                    await asyncio.wait_for(waiter, remaining)
-                except TimeoutError:
-                    return None
+                    # Not wait_for: in Python 3.11 it swallows a cancellation that arrives as
+                    # the waiter is woken, and a shutdown's cancel would go unnoticed.
+                    done, _ = await asyncio.wait((waiter,), timeout=remaining)
                 finally:
                     self._waiters.discard(waiter)
+                    waiter.cancel()
+                if not done:
+                    return None
         finally:
             self._waiting -= 1
