@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Final
 
 from mockllm.errors import InvalidJSON
@@ -24,9 +25,9 @@ __all__ = ["MAX_DEPTH", "check_value", "parse_json"]
 #: Deepest nesting of arrays and objects accepted (a tool's JSON schema needs far fewer).
 MAX_DEPTH: Final = 100
 
-# The escapes that can start a surrogate (\ud800-\udfff), in either case: a body without any
-# of them, and with fewer brackets than MAX_DEPTH, needs no walk at all (the common case).
-_SURROGATE_ESCAPES = ("\\ud8", "\\ud9", "\\uda", "\\udb", "\\udc", "\\udd", "\\ude", "\\udf")
+# An escape that can start a surrogate (\ud800-\udfff): a body without one, and with fewer
+# brackets than MAX_DEPTH, needs no walk at all (the common case, checked in C).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -66,10 +67,7 @@ def parse_json(raw: bytes | str) -> Any:
     except ValueError as exc:
         # JSONDecodeError's own text names a position, never the document's content.
         raise InvalidJSON(f"Invalid JSON: {exc}.", syntax=True) from None
-    lowered = text.lower()
-    if any(escape in lowered for escape in _SURROGATE_ESCAPES) or (
-        text.count("[") + text.count("{") > MAX_DEPTH
-    ):
+    if _SURROGATE_ESCAPE.search(text) or text.count("[") + text.count("{") > MAX_DEPTH:
         check_value(value)
     return value
 
