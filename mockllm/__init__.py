@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mockllm.app import MockApp, MockConfig
     from mockllm.client import MockAdmin, MockAdminError
     from mockllm.errors import InvalidRequest, MockError, NotFound, RuleError
+    from mockllm.redact import fingerprint, redact_header
     from mockllm.server import MockServer
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "MockServer",
     "NotFound",
     "RuleError",
+    "fingerprint",
+    "redact_header",
 ]
 
 _HOME = {
@@ -41,6 +44,8 @@ _HOME = {
     "MockServer": "server",
     "NotFound": "errors",
     "RuleError": "errors",
+    "fingerprint": "redact",
+    "redact_header": "redact",
 }
 
 

@@ -10,31 +10,36 @@ does. Every handler gets the app and the :class:`AdminRequest` and raises
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 from mockllm.asgi import Receive, Scope, Send, header_text, read_body, send_empty, send_json
 from mockllm.chat import CHAT_PATH, build, prepare
 from mockllm.config import apply_config_patch, config_json
 from mockllm.errors import (
+    InvalidJSON,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    ShuttingDown,
     error_body,
     model_not_found,
 )
 from mockllm.generation import ChoicePlan
 from mockllm.rules import parse_rules
+from mockllm.strictjson import parse_json
 
 if TYPE_CHECKING:
     from mockllm.app import MockApp
 
-__all__ = ["PREFIX_ROUTES", "ROUTES", "AdminRequest", "Handler", "dispatch"]
+__all__ = ["MAX_WAIT_S", "PREFIX_ROUTES", "ROUTES", "AdminRequest", "Handler", "dispatch"]
 
 _MODEL_CREATED = 1721172741
+#: Longest ``POST /_mock/requests/wait`` accepted, in seconds.
+MAX_WAIT_S: Final = 300.0
 
 
 @dataclass(frozen=True)
@@ -54,9 +59,13 @@ class AdminRequest:
         if not raw.strip():
             return {}
         try:
-            return json.loads(raw)
-        except ValueError:
-            raise InvalidRequest("The request body is not valid JSON.") from None
+            return parse_json(raw)
+        except InvalidJSON as exc:
+            if exc.syntax:
+                raise InvalidJSON(
+                    f"The request body is not valid JSON: {exc.message}", syntax=True
+                ) from None
+            raise
 
 
 Handler = Callable[["MockApp", AdminRequest], Awaitable[None]]
@@ -116,20 +125,38 @@ async def wait_for_requests(app: MockApp, req: AdminRequest) -> None:
     timeout = body.get("timeout", 10.0)
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise InvalidRequest("'count' must be an integer >= 0.", param="count")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise InvalidRequest("'timeout' must be a number of seconds >= 0.", param="timeout")
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 <= timeout <= MAX_WAIT_S
+    ):
+        raise InvalidRequest(
+            f"'timeout' must be a number of seconds from 0 to {MAX_WAIT_S:g}; "
+            "to wait longer, wait again.",
+            param="timeout",
+        )
     for name in ("outcome", "model"):
         if body.get(name) is not None and not isinstance(body[name], str):
             raise InvalidRequest(f"'{name}' must be a string or null.", param=name)
     since = body.get("since_id")
-    found = await app.ledger.wait(
-        count,
-        float(timeout),
-        model=body.get("model"),
-        outcome=body.get("outcome"),
-        since=_since(app, None if since is None else str(since)),
-        ended=bool(body.get("ended", False)),
+    waiting = asyncio.ensure_future(
+        app.ledger.wait(
+            count,
+            float(timeout),
+            model=body.get("model"),
+            outcome=body.get("outcome"),
+            since=_since(app, None if since is None else str(since)),
+            ended=bool(body.get("ended", False)),
+        )
     )
+    app.track(waiting)
+    if not await _unless_client_leaves(req.receive, waiting):
+        return  # nobody to answer; the wait is over
+    if waiting.cancelled():
+        raise ShuttingDown(
+            "mockllm is shutting down; the wait ended early.", code="server_shutdown"
+        )
+    found = waiting.result()
     if found is None:
         error = error_body(
             f"Timed out after {timeout} s waiting for {count} matching request(s).",
@@ -140,6 +167,38 @@ async def wait_for_requests(app: MockApp, req: AdminRequest) -> None:
         await send_json(req.send, 408, {**error, "requests": [e.to_json() for e in current]})
         return
     await send_json(req.send, 200, {"requests": [e.to_json() for e in found]})
+
+
+async def _unless_client_leaves(receive: Receive, work: asyncio.Future[Any]) -> bool:
+    """Wait for ``work``; if the client disconnects first, cancel it and return False."""
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    gone = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        left = gone.done()
+    finally:
+        # Also when this handler is cancelled itself: neither may outlive it.
+        gone.cancel()
+        if not work.done():
+            work.cancel()
+    return not left
+
+
+async def stats(app: MockApp, req: AdminRequest) -> None:
+    await send_json(
+        req.send,
+        200,
+        {
+            "active_streams": app.active_streams,
+            "waiters": app.ledger.waiting,
+            "ledger_entries": len(app.ledger),
+            "ledger_size": app.ledger.max_entries,
+        },
+    )
 
 
 def _describe_choice(choice: ChoicePlan) -> dict[str, Any]:
@@ -156,7 +215,7 @@ def _describe_choice(choice: ChoicePlan) -> dict[str, Any]:
 
 async def preview(app: MockApp, req: AdminRequest) -> None:
     """What a chat request would get, without counting or recording it."""
-    prepared = prepare(app, req.scope, await read_body(req.receive), commit=False)
+    prepared = await prepare(app, req.scope, await read_body(req.receive), commit=False)
     plan, _ = await build(app.config.seed, prepared, None)
     control = prepared.control
     choices = [_describe_choice(c) for c in plan.choices]
@@ -222,6 +281,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     CHAT_PATH: {},
     "/v1/models": {"GET": list_models},
     "/_mock/health": {"GET": health},
+    "/_mock/stats": {"GET": stats},
     "/_mock/requests": {"GET": list_requests, "DELETE": clear_requests},
     "/_mock/requests/wait": {"POST": wait_for_requests},
     "/_mock/preview": {"POST": preview},

@@ -14,23 +14,27 @@ iterators (see docs/mockllm.md, "Speed").
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import logging
 
 from mockllm import admin
 from mockllm.asgi import Receive, Scope, Send, send_error
 from mockllm.chat import CHAT_PATH, handle_chat
 from mockllm.collector import managed_collections
 from mockllm.config import DEFAULT_MODELS, MockConfig
-from mockllm.errors import MockError
+from mockllm.errors import MockError, ShuttingDown
 from mockllm.ledger import Ledger
-from mockllm.respond import AbortConnection
+from mockllm.respond import SHUTDOWN, AbortConnection
 from mockllm.rules import RuleBook
 
 __all__ = ["DEFAULT_MODELS", "AbortConnection", "MockApp", "MockConfig"]
 
 # With ``manage_gc``, a full collection runs at least this often under sustained load.
 _FULL_COLLECTION_INTERVAL_S = 60.0
+
+logger = logging.getLogger("mockllm")
 
 
 class MockApp:
@@ -45,6 +49,33 @@ class MockApp:
         self.rules.add(list(self.initial.rules))
         # answers being built or written (the collector waits for none)
         self.active_streams = 0
+        # Tasks that a shutdown must end (chat answers, ledger waits): see drain().
+        self.in_flight: set[asyncio.Task[object]] = set()
+        self.stopping = False
+
+    def track(self, task: asyncio.Task[object]) -> None:
+        """Let :meth:`drain` end ``task`` (it is forgotten once done)."""
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    async def drain(self, timeout_s: float) -> int:
+        """Stop: refuse new requests (503) and end every answer and wait in flight, a stream
+        with its format's error event and a clean end of its body (``respond.py``). Returns
+        how many were in flight; waits at most ``timeout_s`` for them to finish writing."""
+        self.stopping = True
+        tasks = list(self.in_flight)
+        for task in tasks:
+            task.cancel(SHUTDOWN)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout_s)
+        else:
+            late = set()
+        logger.info(
+            "shutting down: ended %d request(s) in flight%s",
+            len(tasks),
+            f", {len(late)} still writing after {timeout_s:g} s" if late else "",
+        )
+        return len(tasks)
 
     def reset(self) -> None:
         """Back to the start-up state: ledger empty, initial rules with fresh counters."""
@@ -59,6 +90,13 @@ class MockApp:
             await self._lifespan(receive, send)
             return
         if kind != "http":
+            return
+        if self.stopping:
+            await send_error(
+                send,
+                ShuttingDown("mockllm is shutting down; retry elsewhere.", code="server_shutdown"),
+                [],
+            )
             return
         if scope["path"] == CHAT_PATH and scope["method"] == "POST":
             await handle_chat(self, scope, receive, send)

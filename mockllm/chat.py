@@ -11,7 +11,6 @@ writes the script; the disconnect watch here cancels that the moment the client 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -23,7 +22,7 @@ from mockllm.control import (
     metadata_overrides,
     resolve,
 )
-from mockllm.errors import MockError, model_not_found
+from mockllm.errors import MockError, ShuttingDown, model_not_found
 from mockllm.generation import (
     Plan,
     Script,
@@ -34,8 +33,18 @@ from mockllm.generation import (
     stream_script,
 )
 from mockllm.ledger import Entry
+from mockllm.redact import redact_headers
 from mockllm.request import ChatRequest, parse_body, parse_chat_request
-from mockllm.respond import COMMON_HEADERS, status_fault, wait_until, write_body, write_stream
+from mockllm.respond import (
+    COMMON_HEADERS,
+    is_shutdown,
+    status_fault,
+    uncancel_current,
+    wait_until,
+    write_body,
+    write_stream,
+)
+from mockllm.strictjson import parse_json
 
 if TYPE_CHECKING:
     from mockllm.app import MockApp
@@ -45,6 +54,9 @@ __all__ = ["CHAT_PATH", "Prepared", "build", "handle_chat", "prepare"]
 CHAT_PATH = "/v1/chat/completions"
 # Answers larger than this are built in a worker thread (see build).
 _BUILD_INLINE_MAX_TOKENS = 4096
+# Rule matching whose worst case (RuleBook.match_cost, characters x RE2 instructions, about
+# 7 ns each) is above this runs in a worker thread: at most ~5 ms on the event loop.
+_MATCH_INLINE_MAX_COST = 700_000
 
 
 class Prepared(NamedTuple):
@@ -59,7 +71,7 @@ class Prepared(NamedTuple):
     sequence: int
 
 
-def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Prepared:
+async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Prepared:
     """Everything about a chat request but building the answer; raises MockError.
 
     With ``commit`` false nothing is counted or recorded (the preview): no rule's counter moves
@@ -79,7 +91,12 @@ def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Prepared
     if not config.serves(request.model):
         raise model_not_found(request.model)
     prompt = ChatRequest(request.model, messages).last_user_text
-    rule = app.rules.select(request.model, prompt, commit=commit)
+    book = app.rules
+    if book.match_cost(prompt) > _MATCH_INLINE_MAX_COST:
+        matched = await asyncio.to_thread(book.matching, request.model, prompt)
+    else:
+        matched = book.matching(request.model, prompt)
+    rule = app.rules.choose(matched, commit=commit)
     control = resolve(
         model=request.model,
         default_profile=config.profile,
@@ -127,9 +144,10 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
     except MockError as exc:
         await send_error(send, exc, [])
         return
-    headers_json = {header_text(k): header_text(v) for k, v in scope["headers"]}
+    # Credentials are fingerprinted before anything keeps them (redact.py).
+    headers_json = redact_headers((header_text(k), header_text(v)) for k, v in scope["headers"])
     try:
-        prepared = prepare(app, scope, raw, commit=True)
+        prepared = await prepare(app, scope, raw, commit=True)
     except MockError as exc:
         await _reject(app, send, exc, raw, headers_json, started)
         return
@@ -160,6 +178,7 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
     work = asyncio.ensure_future(
         _respond(app, send, entry, prepared, int(started), response_headers)
     )
+    app.track(work)
 
     def on_receive(watch: asyncio.Future[Message]) -> None:
         # A disconnect is recorded the moment uvicorn reports it, then the response task
@@ -198,8 +217,9 @@ async def _reject(
     ledger = app.ledger
     seq = ledger.next_seq()
     try:
-        logged: Any = json.loads(raw)
-    except ValueError:
+        logged: Any = parse_json(raw)
+    except MockError:
+        # Kept as text: a body the parser refused may hold what the ledger cannot give back.
         logged = header_text(raw)
     model = logged.get("model") if isinstance(logged, dict) else None
     entry = Entry(
@@ -248,5 +268,17 @@ async def _respond(
             await status_fault(send, ledger, entry, 500, None, headers, "error_after")
         else:
             await write_body(send, ledger, entry, script, headers)
+    except asyncio.CancelledError as exc:
+        if not is_shutdown(exc) or entry.outcome is not None:
+            raise
+        # Stopped before any byte of the answer went out (a stream that started ends its
+        # own body, respond.write_stream): OpenAI's 503 instead.
+        uncancel_current()
+        entry.status = ShuttingDown.status
+        app.ledger.end(entry, "server_shutdown")
+        error = ShuttingDown(
+            "The server is shutting down; retry the request.", code="server_shutdown"
+        )
+        await send_error(send, error, headers)
     finally:
         app.active_streams -= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,8 @@ from types import FrameType
 from mockllm.app import DEFAULT_MODELS, MockApp, MockConfig
 from mockllm.errors import RuleError
 from mockllm.profiles import PROFILES
-from mockllm.rules import Rule, load_rules_file
+from mockllm.rules import Rule
+from mockllm.rulesfile import load_rules_file
 from mockllm.server import bind_socket, make_uvicorn_server
 
 __all__ = ["build_parser", "main"]
@@ -103,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The socket already listens, so announcing now is safe: early clients wait in the backlog.
     print(f"mockllm listening on http://{host}:{port}", flush=True)
     print(f"OPENAI_BASE_URL=http://{host}:{port}/v1", flush=True)
+    _log_to_stderr()
     server = make_uvicorn_server(MockApp(config), loop=args.loop)
     # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown), then re-raises the signal to
     # the handler that was installed before it: make that one end the process with status 0.
@@ -120,6 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, handler)
         sock.close()
     return 0
+
+
+def _log_to_stderr() -> None:
+    """The mock's own log lines (one at shutdown) on stderr; uvicorn keeps its own setup."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mockllm: %(message)s"))
+    log = logging.getLogger("mockllm")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 class _StopRequested(Exception):

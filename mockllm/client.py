@@ -61,6 +61,11 @@ class MockAdmin:
         result: dict[str, Any] = self._call("GET", "/_mock/health")
         return result
 
+    def stats(self) -> dict[str, Any]:
+        """Streams in flight, ledger waits in progress, ledger entries and capacity."""
+        result: dict[str, Any] = self._call("GET", "/_mock/stats")
+        return result
+
     def requests(
         self, *, model: str | None = None, outcome: str | None = None, since_id: str | None = None
     ) -> list[dict[str, Any]]:
@@ -81,7 +86,8 @@ class MockAdmin:
         since_id: str | None = None,
         timeout: float = 10.0,
     ) -> list[dict[str, Any]]:
-        """Block until ``count`` matching entries exist; raises TimeoutError otherwise."""
+        """Block until ``count`` matching entries exist; raises TimeoutError otherwise.
+        ``timeout`` is at most 300 s (the server's cap)."""
         body = {
             "count": count,
             "outcome": outcome,

@@ -68,30 +68,35 @@ def config_json(config: MockConfig) -> dict[str, Any]:
 
 
 def apply_config_patch(config: MockConfig, body: Any) -> None:
-    """``PATCH /_mock/config``, field by field: a bad one raises
-    :class:`~mockllm.errors.InvalidRequest` (fields before it in this order stay changed)."""
+    """``PATCH /_mock/config``: the whole body is checked first, then applied, so a refused
+    patch (:class:`~mockllm.errors.InvalidRequest`) changes nothing."""
     if not isinstance(body, dict):
         raise InvalidRequest("The config body must be a JSON object.")
     unknown = set(body) - {"seed", "profile", "directives", "models"}
     if unknown:
-        raise InvalidRequest(f"Unknown config field(s): {sorted(unknown)}.")
+        raise InvalidRequest(
+            f"Unknown config field(s): {sorted(unknown)}. Known: directives, models, profile, seed."
+        )
+    changes: dict[str, Any] = {}
     if "seed" in body:
         if isinstance(body["seed"], bool) or not isinstance(body["seed"], int):
             raise InvalidRequest("'seed' must be an integer.", param="seed")
-        config.seed = body["seed"]
+        changes["seed"] = body["seed"]
     if "profile" in body:
-        if body["profile"] not in PROFILES:
+        if not isinstance(body["profile"], str) or body["profile"] not in PROFILES:
             raise InvalidRequest(
                 f"Unknown profile {body['profile']!r}. Known: {', '.join(PROFILES)}.",
                 param="profile",
             )
-        config.profile = body["profile"]
+        changes["profile"] = body["profile"]
     if "directives" in body:
         if not isinstance(body["directives"], bool):
             raise InvalidRequest("'directives' must be a boolean.", param="directives")
-        config.directives = body["directives"]
+        changes["directives"] = body["directives"]
     if "models" in body:
         models = body["models"]
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise InvalidRequest("'models' must be a list of strings.", param="models")
-        config.models = tuple(models)
+        changes["models"] = tuple(models)
+    for name, value in changes.items():
+        setattr(config, name, value)

@@ -7,9 +7,12 @@ answers (429/500/503, the admin API's 408) and the ``data:`` error event of a st
 
     MockError                    root; never raised itself
     ├── InvalidRequest           400 invalid_request_error (bad body, header, fault, directive)
+    │   ├── InvalidJSON          a body or file that is not strict JSON (strictjson.py)
+    │   └── RuleError            a rule that cannot be used: 400 when posted, a bad rules
+    │                            file at start-up (CLI exit code 2)
     ├── NotFound                 404 (unknown model, unknown path, unknown rule id)
     ├── MethodNotAllowed         405
-    └── RuleError                400 when posted; a bad rule file at start-up (CLI exit code 2)
+    └── ShuttingDown             503: the server is stopping (SIGTERM), try another
 """
 
 from __future__ import annotations
@@ -17,14 +20,26 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "InvalidJSON",
     "InvalidRequest",
     "MethodNotAllowed",
     "MockError",
     "NotFound",
     "RuleError",
+    "ShuttingDown",
     "error_body",
+    "excerpt",
     "model_not_found",
 ]
+
+
+def excerpt(value: object, limit: int = 60, *, quote: bool = True) -> str:
+    """A value for an error message, cut to ``limit`` characters: messages quote what they
+    refused, and what they refused may be a whole file or a 16 MiB body."""
+    text = repr(value) if quote else str(value)
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."
 
 
 def error_body(
@@ -54,6 +69,21 @@ class InvalidRequest(MockError):
     error_type = "invalid_request_error"
 
 
+class InvalidJSON(InvalidRequest):
+    """Not strict JSON. ``syntax``: malformed (rather than well-formed with a refused value)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        syntax: bool = False,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.syntax = syntax
+
+
 class NotFound(MockError):
     status = 404
     error_type = "invalid_request_error"
@@ -66,6 +96,14 @@ class MethodNotAllowed(MockError):
 
 class RuleError(InvalidRequest):
     """A rule (from a file or the admin API) that cannot be used."""
+
+
+class ShuttingDown(MockError):
+    """The server is stopping: new requests and open waits get this, open streams an error
+    event (see ``respond.py``)."""
+
+    status = 503
+    error_type = "server_error"
 
 
 def model_not_found(model: str) -> NotFound:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from mockllm.errors import InvalidRequest
+from mockllm.errors import InvalidRequest, excerpt
 
 __all__ = ["FAULT_NAMES", "Faults", "parse_faults"]
 
@@ -81,11 +81,12 @@ def _number(name: str, raw: str, *, integer: bool, minimum: float, maximum: floa
     except ValueError:
         kind = "an integer" if integer else "a number"
         raise InvalidRequest(
-            f"Invalid fault value {name}={raw!r}: expected {kind}.", param="X-Mock-Fault"
+            f"Invalid fault value {name}={excerpt(raw)}: expected {kind}.", param="X-Mock-Fault"
         ) from None
     if not minimum <= value <= maximum:
         raise InvalidRequest(
-            f"Invalid fault value {name}={raw!r}: expected {minimum:g} <= value <= {maximum:g}.",
+            f"Invalid fault value {name}={excerpt(raw)}: "
+            f"expected {minimum:g} <= value <= {maximum:g}.",
             param="X-Mock-Fault",
         )
     return value
@@ -104,17 +105,17 @@ def parse_faults(spec: str) -> Faults:
         value = value.strip()
         if name not in _SPEC:
             raise InvalidRequest(
-                f"Unknown fault {name!r}. Known faults: {', '.join(FAULT_NAMES)}.",
+                f"Unknown fault {excerpt(name)}. Known faults: {', '.join(FAULT_NAMES)}.",
                 param="X-Mock-Fault",
                 code="unknown_fault",
             )
         needs_value, allowed = _SPEC[name]
         if needs_value is True and not value:
             raise InvalidRequest(
-                f"Fault {name!r} needs a value ({name}=...).", param="X-Mock-Fault"
+                f"Fault {excerpt(name)} needs a value ({name}=...).", param="X-Mock-Fault"
             )
         if needs_value is False and value:
-            raise InvalidRequest(f"Fault {name!r} takes no value.", param="X-Mock-Fault")
+            raise InvalidRequest(f"Fault {excerpt(name)} takes no value.", param="X-Mock-Fault")
         params: dict[str, str] = {}
         for part in parts[1:]:
             if not part:
@@ -124,7 +125,7 @@ def parse_faults(spec: str) -> Faults:
             if key not in allowed or not eq:
                 known = ", ".join(allowed) or "none"
                 raise InvalidRequest(
-                    f"Unknown or malformed parameter {part!r} for fault {name!r}. "
+                    f"Unknown or malformed parameter {excerpt(part)} for fault {excerpt(name)}. "
                     f"Parameters it accepts: {known}.",
                     param="X-Mock-Fault",
                 )

@@ -15,7 +15,12 @@ from typing import Any
 
 from mockllm.content import derive_seed, lorem_tokens, tool_arguments
 from mockllm.control import Control
-from mockllm.formats.openai_chat import ChunkEncoder, completion_body, usage_body
+from mockllm.formats.openai_chat import (
+    SHUTDOWN_EVENT,
+    ChunkEncoder,
+    completion_body,
+    usage_body,
+)
 from mockllm.profiles import DEFAULT_TOKENS
 from mockllm.request import ChatRequest, message_text
 from mockllm.schedule import chunk_bounds, token_times
@@ -85,6 +90,8 @@ class Script:
     split_pause: float = 0.0
     # The answer's tokens in write order (choices interleaved as their events are).
     tokens: tuple[str, ...] = ()
+    # The format's last event for a stream ended early by a server shutdown (respond.py).
+    shutdown: bytes = b""
 
 
 def _prompt_tokens(messages: tuple[dict[str, Any], ...]) -> int:
@@ -231,6 +238,7 @@ def stream_script(plan: Plan, *, created: int, include_usage: bool) -> Script:
     written = [token for _, tokens in ordered for token in tokens]
 
     faults = plan.control.faults
+    shutdown = SHUTDOWN_EVENT
     cut_at, cut_kind = None, None
     for kind in ("abort_after", "truncate_after", "malformed_after", "error_after"):
         value = getattr(faults, kind)
@@ -272,7 +280,9 @@ def stream_script(plan: Plan, *, created: int, include_usage: bool) -> Script:
         else:
             message = "The server had an error while processing your request. Sorry about that!"
             events.append((last_due, enc.error(message), 0, Action.WRITE))
-        return Script(tuple(events), outcome, faults.split_pause_ms / 1000.0, tuple(written))
+        return Script(
+            tuple(events), outcome, faults.split_pause_ms / 1000.0, tuple(written), shutdown
+        )
 
     tail = b""
     if include_usage:
@@ -281,7 +291,7 @@ def stream_script(plan: Plan, *, created: int, include_usage: bool) -> Script:
         tail += enc.done
     if tail:
         events.append((last_due, tail, 0, Action.WRITE))
-    return Script(tuple(events), outcome, faults.split_pause_ms / 1000.0, tuple(written))
+    return Script(tuple(events), outcome, faults.split_pause_ms / 1000.0, tuple(written), shutdown)
 
 
 def body_script(plan: Plan, *, created: int) -> Script:

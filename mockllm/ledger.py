@@ -81,7 +81,8 @@ class Ledger:
     def __init__(self, max_entries: int = 20_000, clock: Callable[[], float] = time.time):
         self._entries: deque[Entry] = deque(maxlen=max_entries)
         self._seq = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._waiting = 0
         self.clock = clock
 
     def next_seq_peek(self) -> int:
@@ -120,7 +121,7 @@ class Ledger:
         self._notify()
 
     def _notify(self) -> None:
-        waiters, self._waiters = self._waiters, []
+        waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -158,20 +159,45 @@ class Ledger:
                 return entry.seq
         return None
 
+    @property
+    def waiting(self) -> int:
+        """How many :meth:`wait` calls are in progress (``GET /_mock/stats``)."""
+        return self._waiting
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def max_entries(self) -> int | None:
+        return self._entries.maxlen
+
     async def wait(self, count: int, seconds: float, **filters: Any) -> list[Entry] | None:
-        """The matching entries once there are at least ``count``, or None on timeout."""
+        """The matching entries once there are at least ``count``, or None on timeout.
+
+        Cancelling it (the admin API does when the waiting client leaves) leaves nothing
+        behind: its future is dropped from the waiters at once, not at the next arrival.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while True:
-            found = self.query(**filters)
-            if len(found) >= count:
-                return found
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return None
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, remaining)
-            except TimeoutError:
-                return None
+        self._waiting += 1
+        try:
+            while True:
+                found = self.query(**filters)
+                if len(found) >= count:
+                    return found
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return None
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiters.add(waiter)
+                try:
+                    # Not wait_for: in Python 3.11 it swallows a cancellation that arrives as
+                    # the waiter is woken, and a shutdown's cancel would go unnoticed.
+                    done, _ = await asyncio.wait((waiter,), timeout=remaining)
+                finally:
+                    self._waiters.discard(waiter)
+                    waiter.cancel()
+                if not done:
+                    return None
+        finally:
+            self._waiting -= 1

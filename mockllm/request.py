@@ -6,11 +6,11 @@ Error messages and ``code`` values follow what the OpenAI API answers for the sa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from mockllm.errors import InvalidRequest
+from mockllm.errors import InvalidJSON, InvalidRequest
+from mockllm.strictjson import parse_json
 
 __all__ = ["ChatRequest", "Tool", "message_text", "parse_body", "parse_chat_request"]
 
@@ -61,10 +61,12 @@ def message_text(message: dict[str, Any]) -> str:
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """Decode a JSON object body."""
+    """Decode a JSON object body (strictly: :func:`~mockllm.strictjson.parse_json`)."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = parse_json(raw)
+    except InvalidJSON as exc:
+        if not exc.syntax:
+            raise
         raise InvalidRequest(
             "We could not parse the JSON body of your request. (HINT: This likely means you "
             "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "

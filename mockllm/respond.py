@@ -4,6 +4,11 @@ On a token's way this is the last step in the mock: the :class:`~mockllm.generat
 already holds every event's bytes and due time, so a stream here only waits and calls ``send``
 once per event (SSE out), applying the fault action the script names (split an event, abort the
 connection) and recording in the ledger when the first token left and how many did.
+
+A server shutdown cancels the writing task with the message :data:`SHUTDOWN` (``app.drain``):
+a stream then writes the script's ``shutdown`` event (its format's error event) and ends its
+body cleanly; an answer whose headers are not out yet gets a 503 instead (``chat.py``). The
+ledger records ``server_shutdown``.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from mockllm.sse import split_event
 
 __all__ = [
     "COMMON_HEADERS",
+    "SHUTDOWN",
     "SSE_HEADERS",
     "AbortConnection",
+    "is_shutdown",
     "status_fault",
+    "uncancel_current",
     "wait_until",
     "write_body",
     "write_stream",
@@ -30,6 +38,15 @@ __all__ = [
 
 class AbortConnection(Exception):
     """Raised by the app to make uvicorn drop the connection mid-response (abort fault)."""
+
+
+#: The cancel message of a shutdown (``task.cancel(SHUTDOWN)``), which a writer ends cleanly,
+#: unlike a client's disconnect or uvicorn's own cancellation.
+SHUTDOWN = "mockllm: server shutdown"
+
+
+def is_shutdown(exc: asyncio.CancelledError) -> bool:
+    return exc.args[:1] == (SHUTDOWN,)
 
 
 COMMON_HEADERS = [
@@ -126,24 +143,43 @@ async def write_stream(
     # One message object for the whole stream: uvicorn reads it synchronously inside
     # send(), and not allocating a dict per token keeps the collector quiet.
     message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
-    for due, data, ntok, action in script.events:
-        delay = start + due - clock()
-        if delay > 0:
-            await sleep(delay)
-        if action is Action.WRITE:
-            message["body"] = data
-            await send(message)
-        elif action is Action.SPLIT:
-            head, tail = split_event(data)
-            await send({"type": "http.response.body", "body": head, "more_body": True})
-            await sleep(script.split_pause)
-            await send({"type": "http.response.body", "body": tail, "more_body": True})
-        else:
-            ledger.end(entry, script.outcome)
-            raise AbortConnection
-        if ntok:
-            if entry.first_token_at is None:
-                entry.first_token_at = time.time()
-            entry.tokens_sent += ntok
+    # The second half of a split event while its first half is out (a shutdown completes it).
+    pending = b""
+    try:
+        for due, data, ntok, action in script.events:
+            delay = start + due - clock()
+            if delay > 0:
+                await sleep(delay)
+            if action is Action.WRITE:
+                message["body"] = data
+                await send(message)
+            elif action is Action.SPLIT:
+                head, pending = split_event(data)
+                await send({"type": "http.response.body", "body": head, "more_body": True})
+                await sleep(script.split_pause)
+                await send({"type": "http.response.body", "body": pending, "more_body": True})
+                pending = b""
+            else:
+                ledger.end(entry, script.outcome)
+                raise AbortConnection
+            if ntok:
+                if entry.first_token_at is None:
+                    entry.first_token_at = time.time()
+                entry.tokens_sent += ntok
+    except asyncio.CancelledError as exc:
+        if not is_shutdown(exc) or entry.outcome is not None:
+            raise
+        uncancel_current()
+        ledger.end(entry, "server_shutdown")
+        end = pending + script.shutdown
+        await send({"type": "http.response.body", "body": end, "more_body": False})
+        return
     ledger.end(entry, script.outcome)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def uncancel_current() -> None:
+    """A shutdown's cancellation is handled: the task goes on to write its last bytes."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()

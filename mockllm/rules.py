@@ -1,4 +1,4 @@
-"""Rules: "when a request matches, respond like this", from a YAML/JSON file or the admin API.
+r"""Rules: "when a request matches, respond like this", from a YAML/JSON file or the admin API.
 
 A rule::
 
@@ -12,26 +12,119 @@ A rule::
 Rules are tried in order; the first that matches and is still eligible wins. Every rule whose
 ``model``/``prompt`` match counts the request, so ``nth`` means "the nth request of this kind"
 whichever rule answered the earlier ones.
+
+A ``prompt`` is an RE2 pattern (google-re2): matching takes time linear in the prompt whatever
+the pattern, so no rule can stall the event loop with catastrophic backtracking (``(a+)+$``).
+RE2 has no backreferences or look-around, and spells Python's ``\Z`` as ``\z``; a pattern it
+refuses, or one longer than :data:`MAX_PATTERN_CHARS` or compiling to more than
+:data:`MAX_PROGRAM_SIZE` instructions, is a :class:`~mockllm.errors.RuleError`. Linear still
+means "bytes times program size" in the worst case, so :meth:`RuleBook.match_cost` lets the
+caller search a long prompt off the event loop (``chat.py``). Loading rules from a file is
+``rulesfile.py``.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Final, Protocol
 
-import yaml
+import re2
 
 from mockllm.control import coerce
-from mockllm.errors import RuleError
+from mockllm.errors import RuleError, excerpt
 
-__all__ = ["Rule", "RuleBook", "load_rules_file", "parse_rule", "parse_rules"]
+__all__ = [
+    "MAX_PATTERN_CHARS",
+    "MAX_PROGRAM_SIZE",
+    "Pattern",
+    "Rule",
+    "RuleBook",
+    "compile_prompt",
+    "parse_rule",
+    "parse_rules",
+]
+
+#: Longest ``match.prompt`` accepted, in characters.
+MAX_PATTERN_CHARS: Final = 1000
+#: Largest compiled ``match.prompt`` accepted, in RE2 program instructions (``a{1000}`` is
+#: about 1,000; a counted repetition multiplies, which is what this bounds).
+MAX_PROGRAM_SIZE: Final = 5000
+
+
+class Pattern(Protocol):
+    """What a rule needs of a compiled RE2 pattern (google-re2 ships no type hints)."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    @property
+    def programsize(self) -> int: ...
+
+    def search(self, text: str) -> object | None: ...
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print every refused pattern to stderr
+    options.never_capture = True  # a yes/no answer lets RE2 use its fastest engine
+    return options
+
+
+_OPTIONS: Final = _re2_options()
+
+
+def compile_prompt(source: str, where: str) -> Pattern:
+    """Compile a rule's ``match.prompt``; raises RuleError saying what RE2 or a limit refused."""
+    if len(source) > MAX_PATTERN_CHARS:
+        raise RuleError(
+            f"{where} is {len(source)} characters long; the limit is {MAX_PATTERN_CHARS}.",
+            param="prompt",
+        )
+    try:
+        pattern: Pattern = re2.compile(source, _OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else ""
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise RuleError(
+            f"{where} is not a valid RE2 regex: {excerpt(reason, 120, quote=False)}. RE2 has "
+            "no backreferences or look-around and writes \\Z as \\z "
+            "(https://github.com/google/re2/wiki/Syntax).",
+            param="prompt",
+        ) from None
+    if pattern.programsize > MAX_PROGRAM_SIZE:
+        raise RuleError(
+            f"{where} compiles to {pattern.programsize} RE2 instructions; the limit is "
+            f"{MAX_PROGRAM_SIZE} (use fewer or smaller counted repetitions such as {{1000}}).",
+            param="prompt",
+        )
+    return pattern
+
 
 _RULE_KEYS = {"id", "match", "respond", "times"}
 _MATCH_KEYS = {"model", "prompt", "nth"}
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}\Z")
+
+
+def _key(key: Any) -> str:
+    return excerpt(key, 40, quote=False)
+
+
+def _names(keys: set[Any]) -> str:
+    """Unknown field names for a message. Only names that look like field names are quoted
+    (a typo such as ``respnd``): a rule may come from any file, whose lines YAML may have
+    read as keys (``--rules /etc/shadow``)."""
+    shown = sorted(repr(k) for k in keys if isinstance(k, str) and _FIELD_NAME.match(k))
+    others = len(keys) - len(shown)
+    if others:
+        shown.append(f"{others} other key(s) that are not field names")
+    return "[" + ", ".join(shown) + "]"
+
+
+def _ids(ids: set[str]) -> str:
+    return "[" + ", ".join(sorted(excerpt(i, 40) for i in ids)) + "]"
 
 
 @dataclass(frozen=True)
@@ -39,7 +132,7 @@ class Rule:
     id: str
     respond: dict[str, Any]
     model: str | None = None
-    prompt: re.Pattern[str] | None = None
+    prompt: Pattern | None = None
     nth: frozenset[int] | None = None
     times: int | None = None
 
@@ -64,7 +157,7 @@ class Rule:
 
 def _positive_int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RuleError(f"{where} must be an integer >= 1, got {value!r}.", param=where)
+        raise RuleError(f"{where} must be an integer >= 1, got {excerpt(value)}.", param=where)
     return value
 
 
@@ -74,50 +167,48 @@ def parse_rule(raw: Any, *, default_id: str) -> Rule:
     unknown = set(raw) - _RULE_KEYS
     if unknown:
         raise RuleError(
-            f"Unknown rule field(s) {sorted(unknown)}; a rule has {sorted(_RULE_KEYS)}.",
+            f"Unknown rule field(s) {_names(unknown)}; a rule has {sorted(_RULE_KEYS)}.",
             param="rules",
         )
     rule_id = raw.get("id", default_id)
     if not isinstance(rule_id, str) or not rule_id:
         raise RuleError("Rule 'id' must be a non-empty string.", param="id")
+    shown = excerpt(rule_id)
     match = raw.get("match", {}) or {}
     if not isinstance(match, dict):
-        raise RuleError(f"Rule {rule_id!r}: 'match' must be an object.", param="match")
+        raise RuleError(f"Rule {shown}: 'match' must be an object.", param="match")
     unknown = set(match) - _MATCH_KEYS
     if unknown:
         raise RuleError(
-            f"Rule {rule_id!r}: unknown match field(s) {sorted(unknown)}; "
+            f"Rule {shown}: unknown match field(s) {_names(unknown)}; "
             f"known: {sorted(_MATCH_KEYS)}.",
             param="match",
         )
     model = match.get("model")
     if model is not None and not isinstance(model, str):
-        raise RuleError(f"Rule {rule_id!r}: match.model must be a string.", param="match.model")
+        raise RuleError(f"Rule {shown}: match.model must be a string.", param="match.model")
     prompt = match.get("prompt")
     pattern = None
     if prompt is not None:
         if not isinstance(prompt, str):
-            raise RuleError(f"Rule {rule_id!r}: match.prompt must be a string.", param="prompt")
-        try:
-            pattern = re.compile(prompt)
-        except re.error as exc:
-            raise RuleError(
-                f"Rule {rule_id!r}: match.prompt is not a valid regex: {exc}.", param="prompt"
-            ) from None
+            raise RuleError(f"Rule {shown}: match.prompt must be a string.", param="prompt")
+        pattern = compile_prompt(prompt, f"Rule {shown}: match.prompt")
     nth = match.get("nth")
     nth_set = None
     if nth is not None:
         values = nth if isinstance(nth, list) else [nth]
-        nth_set = frozenset(_positive_int(v, f"rule {rule_id!r} match.nth") for v in values)
+        nth_set = frozenset(_positive_int(v, f"rule {shown} match.nth") for v in values)
     times = raw.get("times")
     if times is not None:
-        times = _positive_int(times, f"rule {rule_id!r} times")
+        times = _positive_int(times, f"rule {shown} times")
     respond = raw.get("respond", {}) or {}
     if not isinstance(respond, dict):
-        raise RuleError(f"Rule {rule_id!r}: 'respond' must be an object.", param="respond")
+        raise RuleError(f"Rule {shown}: 'respond' must be an object.", param="respond")
     try:
         checked = {
-            str(key): coerce(str(key), value, f"rule {rule_id!r} respond.{key}")
+            str(key): coerce(
+                str(key), value, f"rule {shown} respond.{excerpt(key, 40, quote=False)}"
+            )
             for key, value in respond.items()
         }
     except RuleError:
@@ -138,29 +229,10 @@ def parse_rules(raw: Any, *, first_index: int = 1) -> list[Rule]:
         raise RuleError("Expected a list of rules or {'rules': [...]}.", param="rules")
     rules = [parse_rule(item, default_id=f"rule-{first_index + i}") for i, item in enumerate(raw)]
     ids = [rule.id for rule in rules]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:
-        raise RuleError(f"Duplicate rule id(s): {duplicates}.", param="id")
+        raise RuleError(f"Duplicate rule id(s): {_ids(duplicates)}.", param="id")
     return rules
-
-
-def load_rules_file(path: str | Path) -> list[Rule]:
-    """Read rules from a ``.yaml``/``.yml``/``.json`` file; raises RuleError naming the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RuleError(f"Cannot read rules file {str(path)!r}: {exc.strerror}.") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise RuleError(f"Rules file {str(path)!r} is not valid YAML/JSON: {exc}") from None
-    if data is None:
-        return []
-    try:
-        return parse_rules(data)
-    except RuleError as exc:
-        raise RuleError(f"Rules file {str(path)!r}: {exc.message}", param=exc.param) from None
 
 
 @dataclass
@@ -196,11 +268,29 @@ class RuleBook:
         self.seen.clear()
         self.applied.clear()
 
+    def match_cost(self, prompt: str) -> int:
+        """Worst-case work of :meth:`matching` (prompt length times the prompt patterns' RE2
+        program sizes): RE2 is linear, but a pattern whose automaton outgrows its memory
+        budget runs at about 7 ns per byte and instruction."""
+        size = sum(rule.prompt.programsize for rule in self.rules if rule.prompt is not None)
+        return len(prompt) * size if size else 0
+
+    def matching(self, model: str, prompt: str) -> list[Rule]:
+        """The rules whose ``model`` and ``prompt`` match, in order. Reads the rules and
+        nothing else, so it may run in a worker thread (RE2 releases the GIL)."""
+        return [rule for rule in tuple(self.rules) if rule.matches(model, prompt)]
+
     def select(self, model: str, prompt: str, *, commit: bool) -> Rule | None:
         """The rule that answers this request; ``commit`` advances the counters."""
+        return self.choose(self.matching(model, prompt), commit=commit)
+
+    def choose(self, matched: list[Rule], *, commit: bool) -> Rule | None:
+        """:meth:`select` given :meth:`matching`'s answer. A rule removed since that answer
+        was computed is skipped."""
+        current = {id(rule) for rule in self.rules}
         chosen = None
-        for rule in self.rules:
-            if not rule.matches(model, prompt):
+        for rule in matched:
+            if id(rule) not in current:
                 continue
             count = self.seen.get(rule.id, 0) + 1
             if commit:

@@ -8,12 +8,16 @@ import logging
 import socket
 import threading
 from types import TracebackType
+from typing import Final
 
 import uvicorn
 
 from mockllm.app import AbortConnection, MockApp, MockConfig
 
-__all__ = ["MockServer", "bind_socket", "make_uvicorn_server"]
+__all__ = ["DRAIN_TIMEOUT_S", "MockServer", "bind_socket", "make_uvicorn_server"]
+
+#: How long a shutdown waits for the streams it ended to write their last event.
+DRAIN_TIMEOUT_S: Final = 2.0
 
 
 class _HideAborts(logging.Filter):
@@ -41,6 +45,23 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _DrainingServer(uvicorn.Server):
+    """uvicorn, but open streams end with an error event before it closes the connections.
+
+    uvicorn's own graceful shutdown waits for responses to finish, then cancels them: a
+    stalled or slow stream was cut mid-body (no final event, no end of the chunked body)
+    and each logged a ``CancelledError`` traceback. :meth:`MockApp.drain` ends them first.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: MockApp):
+        super().__init__(config)
+        self.mock_app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.mock_app.drain(DRAIN_TIMEOUT_S)
+        await super().shutdown(sockets)
+
+
 def make_uvicorn_server(app: MockApp, *, loop: str = "auto") -> uvicorn.Server:
     logging.getLogger("uvicorn.error").addFilter(_FILTER)
     config = uvicorn.Config(
@@ -55,10 +76,11 @@ def make_uvicorn_server(app: MockApp, *, loop: str = "auto") -> uvicorn.Server:
         # Our own clients (benchmarks, load tests) hold many connections open at once.
         backlog=2048,
         timeout_keep_alive=30,
-        # Streams can stall for minutes on purpose: do not let them hold up a shutdown.
+        # Streams can stall for minutes on purpose: do not let them hold up a shutdown (the
+        # drain has ended them already; this bounds a client that does not read).
         timeout_graceful_shutdown=1,
     )
-    return uvicorn.Server(config)
+    return _DrainingServer(config, app)
 
 
 class MockServer:

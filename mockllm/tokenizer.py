@@ -38,9 +38,24 @@ _WHOLE_WORD_MAX = 7
 _PIECE = 4
 
 
-@lru_cache(maxsize=65536)
+# Longer pre-tokens are split without the cache: a prompt may be one megabyte-long "word",
+# and the cache would keep every such string alive.
+_CACHED_WORD_MAX = 64
+
+
 def _split_word(word: str) -> tuple[str, ...]:
     """Split one pre-token (maybe with a leading space) into sub-word pieces."""
+    if len(word) <= _CACHED_WORD_MAX:
+        return _split_cached(word)
+    return _split(word)
+
+
+@lru_cache(maxsize=65536)
+def _split_cached(word: str) -> tuple[str, ...]:
+    return _split(word)
+
+
+def _split(word: str) -> tuple[str, ...]:
     body = word[1:] if word.startswith(" ") else word
     if len(body) <= _WHOLE_WORD_MAX or not body.isalpha():
         return (word,)
@@ -56,10 +71,9 @@ def _split_word(word: str) -> tuple[str, ...]:
     # The first piece keeps the leading space and is a little longer, as in real vocabularies.
     first = min(len(body), _PIECE + 2)
     pieces.append(lead + body[:first])
-    rest = body[first:]
-    while rest:
-        pieces.append(rest[:_PIECE])
-        rest = rest[_PIECE:]
+    # Sliced by index: cutting the rest off piece by piece copied it each time, quadratic in
+    # the word's length (a 1 MB word held the event loop for 4 s).
+    pieces.extend(body[i : i + _PIECE] for i in range(first, len(body), _PIECE))
     if len(pieces) > 1 and len(pieces[-1]) < 2:
         # A one-letter tail looks nothing like a real token: glue it to the piece before.
         tail = pieces.pop()

@@ -21,7 +21,7 @@ from typing import Any
 from mockllm.errors import error_body
 from mockllm.sse import DATA, DONE, END, encode
 
-__all__ = ["ChunkEncoder", "completion_body", "usage_body"]
+__all__ = ["SHUTDOWN_EVENT", "ChunkEncoder", "completion_body", "usage_body"]
 
 SYSTEM_FINGERPRINT = "fp_mockllm"
 
@@ -156,6 +156,15 @@ class ChunkEncoder:
         return encode(_json(error_body(message, error_type, code=code)))
 
     done = DONE
+
+
+#: The last event of a stream that a server shutdown (SIGTERM) ends early: OpenAI's error event,
+#: as ``error_after`` writes it, with its own code; the body then ends without ``[DONE]``.
+SHUTDOWN_EVENT: bytes = ChunkEncoder.error(
+    "The server is shutting down; this stream ended early. Retry the request.",
+    "server_error",
+    code="server_shutdown",
+)
 
 
 def completion_body(

@@ -1,7 +1,8 @@
-"""The admin API: ledger list/filter/wait/clear, preview, config, health."""
+"""The admin API: ledger list/filter/wait/clear, preview, config, health, stats."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -10,7 +11,10 @@ import httpx
 import openai
 import pytest
 
+from mockllm import fingerprint, redact_header
+from mockllm.admin import MAX_WAIT_S
 from mockllm.client import MockAdmin, MockAdminError
+from tests.support import wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +132,87 @@ def test_admin_client_translates_connection_errors() -> None:
             admin.health()
         admin.close()
     assert info.value.status == 0
+
+
+def test_ledger_keeps_fingerprints_of_credentials_not_the_keys(
+    mock_url: str, admin: MockAdmin
+) -> None:
+    key = "sk-proj-streamharness-0123456789abcdef"
+    headers = {
+        "x-api-key": key,
+        "api-key": key,
+        "x-goog-api-key": key,
+        "cookie": f"session={key}",
+    }
+    with openai.OpenAI(base_url=f"{mock_url}/v1", api_key=key, max_retries=0) as sdk:
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers)
+        with pytest.raises(openai.NotFoundError):  # a rejected request is recorded too
+            sdk.chat.completions.create(model="unknown", messages=MESSAGES)
+    # The SDK drops Proxy-Authorization; a proxy in front of the provider would send it.
+    httpx.post(
+        f"{mock_url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES},
+        headers={"Proxy-Authorization": f"Basic {key}"},
+    )
+    served = httpx.get(f"{mock_url}/_mock/requests").text
+    assert key not in served and key[-8:] not in served
+    sdk_ok, sdk_rejected, proxied = admin.requests()
+    for entry in (sdk_ok, sdk_rejected):
+        recorded = entry["headers"]
+        assert recorded["authorization"] == "Bearer " + fingerprint(key)
+        assert recorded["authorization"] == redact_header("Authorization", f"Bearer {key}")
+    for name in ("x-api-key", "api-key", "x-goog-api-key"):
+        assert sdk_ok["headers"][name] == fingerprint(key)
+    assert sdk_ok["headers"]["cookie"] == fingerprint(f"session={key}")
+    assert proxied["headers"]["proxy-authorization"] == "Basic " + fingerprint(key)
+    waited = httpx.post(f"{mock_url}/_mock/requests/wait", json={"count": 3}).text
+    assert key not in waited
+
+
+def test_wait_timeout_is_capped(mock_url: str, admin: MockAdmin) -> None:
+    url = f"{mock_url}/_mock/requests/wait"
+    for timeout in (1e12, MAX_WAIT_S + 1, -1, "10", True):
+        response = httpx.post(url, json={"count": 1, "timeout": timeout})
+        assert response.status_code == 400, timeout
+        error = response.json()["error"]
+        assert error["param"] == "timeout" and f"{MAX_WAIT_S:g}" in error["message"]
+    response = httpx.post(url, content=b'{"count": 1, "timeout": 1e400}')
+    assert response.status_code == 400
+    assert admin.stats()["waiters"] == 0
+
+
+async def test_a_wait_ends_when_its_client_leaves(mock_url: str, admin: MockAdmin) -> None:
+    async with httpx.AsyncClient(base_url=mock_url, timeout=30) as http:
+
+        async def stats() -> dict[str, Any]:
+            return dict((await http.get("/_mock/stats")).json())
+
+        assert (await stats())["waiters"] == 0
+        async with httpx.AsyncClient(base_url=mock_url, timeout=30) as waiting_client:
+            waits = [
+                asyncio.ensure_future(
+                    waiting_client.post(
+                        "/_mock/requests/wait", json={"count": 99, "timeout": MAX_WAIT_S}
+                    )
+                )
+                for _ in range(3)
+            ]
+            await wait_for_async(stats, what="3 waiters", until=lambda s: s["waiters"] == 3)
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        # The clients' connections are closed: the mock ends their waits at once, not after
+        # MAX_WAIT_S.
+        await wait_for_async(
+            stats, timeout_s=5, what="no waiter", until=lambda s: s["waiters"] == 0
+        )
+
+
+def test_stats(client: openai.OpenAI, admin: MockAdmin) -> None:
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert admin.stats() == {
+        "active_streams": 0,
+        "waiters": 0,
+        "ledger_entries": 1,
+        "ledger_size": 20_000,
+    }

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from mockllm.app import MockApp, MockConfig
+from tests.support import wait_for_async
 
 BODY = json.dumps(
     {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -122,3 +123,61 @@ async def _status_for(app: MockApp, model: str) -> int:
 async def test_any_model_answers_a_hard_coded_model_name() -> None:
     assert await _status_for(MockApp(), "gpt-3.5-turbo") == 404
     assert await _status_for(MockApp(MockConfig(any_model=True)), "gpt-3.5-turbo") == 200
+
+
+class _Client:
+    """One request's ASGI side: the body, then a disconnect that never comes."""
+
+    def __init__(self, body: bytes = BODY):
+        self.messages = [{"type": "http.request", "body": body, "more_body": False}]
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        if self.messages:
+            return self.messages.pop()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append({**message})
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent[1:])
+
+
+async def test_drain_completes_a_split_event_then_writes_the_error_event() -> None:
+    from mockllm.formats.openai_chat import SHUTDOWN_EVENT
+
+    app = MockApp()
+    client = _Client()
+    # The first event goes out in two writes 10 s apart: the drain comes in between.
+    headers = {"X-Mock-Fault": "split_chunk=0;pause_ms=10000", "X-Mock-Tokens": "5"}
+    call = asyncio.ensure_future(app(scope(headers), client.receive, client.send))
+    await wait_for_async(lambda: len(client.sent) >= 2, what="the first half of an event")
+    assert await app.drain(5.0) == 1
+    await asyncio.wait_for(call, 5.0)
+    body = client.body
+    assert body.endswith(SHUTDOWN_EVENT) and b"[DONE]" not in body
+    events = body[: -len(SHUTDOWN_EVENT)].split(b"\n\n")
+    assert events[-1] == b"" and all(json.loads(e.removeprefix(b"data: ")) for e in events[:-1])
+    assert client.sent[-1]["more_body"] is False
+    (entry,) = app.ledger.query()
+    assert entry.outcome == "server_shutdown"
+
+
+async def test_drain_answers_503_before_the_headers_and_refuses_new_requests() -> None:
+    app = MockApp()
+    unsent = _Client(BODY.replace(b'"stream": true', b'"stream": false'))
+    call = asyncio.ensure_future(
+        app(scope({"X-Mock-Ttft-Ms": "60000"}), unsent.receive, unsent.send)
+    )
+    await wait_for_async(lambda: app.active_streams == 1, what="the answer in flight")
+    await app.drain(5.0)
+    await asyncio.wait_for(call, 5.0)
+    assert unsent.sent[0]["status"] == 503
+    assert json.loads(unsent.body)["error"]["code"] == "server_shutdown"
+    late = _Client()
+    await app(scope({}), late.receive, late.send)
+    assert late.sent[0]["status"] == 503
+    assert [e.outcome for e in app.ledger.query()] == ["server_shutdown"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import random
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ import pytest
 
 from mockllm.childproc import start_child
 from mockllm.client import MockAdmin
-from tests.support import start_cli, wait_for
+from tests.support import start_cli, wait_for, wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -211,3 +214,139 @@ def test_streamharness_mock_subcommand() -> None:
     finally:
         mock.stop()
     assert mock.proc.returncode == 0
+
+
+LONE_SURROGATE = b'"\\ud800"'  # the JSON escape of half a UTF-16 pair: no character
+
+
+def _with_surrogate(template: str) -> bytes:
+    return template.encode().replace(b"@", LONE_SURROGATE)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": @}]}',
+        '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "user": @}',
+        '{"model": @, "messages": [{"role": "user", "content": "hi"}]}',
+    ],
+)
+def test_a_lone_surrogate_in_a_chat_request_is_a_400(mock_url: str, content: str) -> None:
+    raw = _with_surrogate(content)
+    for path in ("/v1/chat/completions", "/_mock/preview"):
+        error = assert_openai_error(httpx.post(f"{mock_url}{path}", content=raw), 400)
+        assert error["type"] == "invalid_request_error" and "surrogate" in error["message"]
+    # Raw UTF-8 bytes of a surrogate are no better than the escape.
+    raw_bytes = content.encode().replace(b"@", b'"\xed\xa0\x80"')
+    assert_openai_error(httpx.post(f"{mock_url}/v1/chat/completions", content=raw_bytes), 400)
+    # The ledger (which records the rejection) can still be listed and waited on.
+    assert httpx.get(f"{mock_url}/_mock/requests").status_code == 200
+    wait = httpx.post(f"{mock_url}/_mock/requests/wait", json={"count": 1, "timeout": 1})
+    assert wait.status_code == 200
+    assert_still_serving(mock_url)
+
+
+def test_a_lone_surrogate_in_an_admin_body_changes_nothing(mock_url: str, admin: MockAdmin) -> None:
+    before_rules, before_config = admin.rules(), admin.config()
+    for method, path, body in (
+        ("POST", "/_mock/rules", '{"respond": {"text": @}}'),
+        ("POST", "/_mock/rules", '[{"id": "ok", "respond": {}}, {"id": @, "respond": {}}]'),
+        ("POST", "/_mock/rules", '{"match": {"prompt": @}, "respond": {}}'),
+        ("PATCH", "/_mock/config", '{"seed": 5, "models": [@]}'),
+        ("POST", "/_mock/requests/wait", '{"count": 1, "model": @}'),
+    ):
+        response = httpx.request(method, f"{mock_url}{path}", content=_with_surrogate(body))
+        error = assert_openai_error(response, 400)
+        assert "surrogate" in error["message"], (path, body)
+    assert admin.rules() == before_rules and admin.config() == before_config
+    assert httpx.get(f"{mock_url}/_mock/rules").status_code == 200
+
+
+def test_a_refused_config_patch_changes_nothing(mock_url: str, admin: MockAdmin) -> None:
+    before = admin.config()
+    response = httpx.patch(f"{mock_url}/_mock/config", json={"seed": 77, "profile": "warp"})
+    assert assert_openai_error(response, 400)["param"] == "profile"
+    assert admin.config() == before
+
+
+def test_a_refused_batch_of_rules_adds_none(mock_url: str, admin: MockAdmin) -> None:
+    admin.add_rule(id="kept", respond={"text": "x"})
+    for batch in (
+        [{"id": "new", "respond": {}}, {"id": "bad", "respond": {"fault": "explode"}}],
+        [{"id": "new", "respond": {}}, {"id": "kept", "respond": {}}],  # an id clash
+        [{"id": "new", "respond": {}}, {"id": "new", "respond": {}}],
+    ):
+        assert_openai_error(httpx.post(f"{mock_url}/_mock/rules", json={"rules": batch}), 400)
+    assert [rule["id"] for rule in admin.rules()] == ["kept"]
+
+
+@pytest.mark.parametrize("timeout", ["NaN", "Infinity", "1e400"])
+def test_a_wait_timeout_that_is_not_a_number_is_a_400(mock_url: str, timeout: str) -> None:
+    raw = ('{"count": 1, "timeout": ' + timeout + "}").encode()
+    assert_openai_error(httpx.post(f"{mock_url}/_mock/requests/wait", content=raw), 400)
+
+
+async def test_a_stream_keeps_flowing_while_a_pathological_rule_matches(
+    mock_url: str, admin: MockAdmin
+) -> None:
+    # (a+)+$ against "aaa...b" backtracks for minutes in Python's re; the second pattern has
+    # no backtracking but outgrows RE2's automaton, so a 1 MB prompt costs seconds of
+    # matching: in a worker thread, not on the event loop that times every stream.
+    admin.add_rules(
+        [
+            {"id": "backtracking", "match": {"prompt": "(a+)+$"}, "respond": {"text": "x"}},
+            {"id": "large-nfa", "match": {"prompt": "[ab]*a[ab]{200}c"}, "respond": {}},
+        ]
+    )
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    stream_headers = {"X-Mock-Tokens": "60", "X-Mock-Itl-Ms": "25"}
+    # Random a/b text (made before the stream starts: this loop times it): a periodic one
+    # keeps RE2's automaton small, and fast. This one takes it about 2 s.
+    noise = "".join(random.Random(7).choices("ab", k=1_000_000))
+    async with httpx.AsyncClient(base_url=mock_url, timeout=30) as http:
+
+        async def stream_gaps() -> list[float]:
+            loop = asyncio.get_running_loop()
+            arrivals = []
+            request = {**body, "stream": True}
+            async with http.stream(
+                "POST", "/v1/chat/completions", json=request, headers=stream_headers
+            ) as response:
+                async for _ in response.aiter_raw():
+                    arrivals.append(loop.time())
+            return [b - a for a, b in itertools.pairwise(arrivals)]
+
+        async def evil(prompt: str) -> int:
+            messages = [{"role": "user", "content": prompt}]
+            response = await http.post("/v1/chat/completions", json={**body, "messages": messages})
+            return response.status_code
+
+        gaps_task = asyncio.ensure_future(stream_gaps())
+        await wait_for_async(lambda: admin.requests(), what="the stream's ledger entry")
+        statuses = await asyncio.gather(evil("a" * 40 + "b"), evil(noise), evil("a" * 30_000 + "b"))
+        gaps = await gaps_task
+    assert statuses == [200, 200, 200]
+    # 25 ms apart as scheduled; a stalled loop would show one gap of a second or more.
+    assert max(gaps) < 0.5, sorted(gaps)[-3:]
+
+
+def test_a_rules_file_that_is_not_rules_is_not_printed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    secret = "root:$6$Zx9secretsalt$Q1w2e3r4t5y6u7i8o9p0secrethash:19000:0:99999:7:::"
+    shadow = tmp_path / "shadow"
+    shadow.write_text(f"{secret}\n{secret.replace('root', 'daemon')}\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(f"- a: [1\n  b: {secret}\n")
+    for path, where in ((shadow, "not a rules file"), (broken, "line 2")):
+        result = subprocess.run(
+            [sys.executable, "-m", "mockllm", "--port", "0", "--rules", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2
+        assert str(path) in result.stderr and where in result.stderr
+        assert "secret" not in result.stderr + result.stdout
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -87,3 +87,28 @@ def test_directive_is_parsed_and_stripped() -> None:
 def test_bad_directives_are_invalid_requests(content: str) -> None:
     with pytest.raises(InvalidRequest):
         extract_directives(({"role": "user", "content": content},))
+
+
+def test_directives_are_found_in_time_linear_in_the_prompt() -> None:
+    # Many openings and no "]": the regex this replaced scanned from each opening to the end,
+    # 44 s of the event loop for these 112 KB.
+    import time
+
+    prompt = "[[mock " * 16_000
+    start = time.perf_counter()
+    cleaned, found = extract_directives(({"role": "user", "content": prompt},))
+    assert time.perf_counter() - start < 1.0
+    assert (cleaned[0]["content"], found) == (prompt, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "stripped", "found"),
+    [
+        ("a [[mock tokens=2]] b [[mock: tokens=3]]", "a b", {"tokens": 3}),
+        ("[[mock tokens=2] x]] [[mock tokens=4]]", "[[mock tokens=2] x]]", {"tokens": 4}),
+        ("x [[mock tokens=6", "x [[mock tokens=6", {}),
+    ],
+)
+def test_what_counts_as_a_directive(text: str, stripped: str, found: dict[str, int]) -> None:
+    cleaned, values = extract_directives(({"role": "user", "content": text},))
+    assert (cleaned[0]["content"], values) == (stripped, found)

@@ -27,6 +27,8 @@ def test_public_api() -> None:
         "MockServer",
         "NotFound",
         "RuleError",
+        "fingerprint",
+        "redact_header",
     }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from mockllm.ledger import Entry, Ledger
 
 
@@ -77,3 +79,29 @@ def test_ledger_is_bounded() -> None:
     for _ in range(5):
         entry(ledger)
     assert [e.seq for e in ledger.query()] == [3, 4, 5]
+
+
+async def test_a_wait_leaves_nothing_behind_when_it_ends() -> None:
+    ledger = Ledger()
+    timed_out = asyncio.ensure_future(ledger.wait(1, 0.01))
+    cancelled = asyncio.ensure_future(ledger.wait(1, 60.0))
+    await asyncio.sleep(0)
+    assert ledger.waiting == 2
+    assert await timed_out is None
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    # Counted while they run, forgotten at once when they end (not at the next arrival).
+    assert ledger.waiting == 0
+    assert len(ledger._waiters) == 0
+
+
+async def test_a_cancel_that_arrives_with_a_wake_up_is_not_lost() -> None:
+    # A shutdown cancels every wait; an arrival may wake the same wait in the same instant.
+    ledger = Ledger()
+    task = asyncio.ensure_future(ledger.wait(5, 60.0))
+    await asyncio.sleep(0)
+    entry(ledger)  # wakes the wait (5 entries are not there yet)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 1.0)
+    assert ledger.waiting == 0

@@ -1,13 +1,13 @@
-"""mockllm.rules: parsing, file loading and matching (model, prompt regex, nth, times)."""
+"""mockllm.rules: parsing and matching (model, prompt regex, nth, times)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 
 import pytest
 
 from mockllm.errors import RuleError
-from mockllm.rules import RuleBook, load_rules_file, parse_rules
+from mockllm.rules import MAX_PATTERN_CHARS, RuleBook, parse_rules
 
 
 def book(*raw: dict[str, object]) -> RuleBook:
@@ -77,25 +77,51 @@ def test_bad_rules_are_rejected_with_a_reason(raw: object) -> None:
     assert info.value.message
 
 
-def test_load_yaml_and_json_files(tmp_path: Path) -> None:
-    yaml_file = tmp_path / "rules.yaml"
-    yaml_file.write_text(
-        "rules:\n  - id: slow\n    match: {model: mock-fast}\n    respond: {itl_ms: 50}\n"
+def test_a_backtracking_pattern_matches_in_linear_time() -> None:
+    # Python's re needs about 2**28 steps for this; RE2 has no backtracking at all.
+    rules = book({"id": "evil", "match": {"prompt": "(a+)+$"}, "respond": {"text": "x"}})
+    start = time.perf_counter()
+    assert rules.select("m", "a" * 28 + "b", commit=True) is None
+    assert rules.select("m", "a" * 100_000, commit=True) is not None
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"(a)\1", "RE2"),  # a backreference
+        (r"weather(?=today)", "RE2"),  # look-ahead
+        ("x" * (MAX_PATTERN_CHARS + 1), "characters long"),
+        ("[ab]{1000}[cd]{1000}[ef]{1000}[gh]{1000}[ij]{1000}[kl]{1000}", "instructions"),
+    ],
+)
+def test_patterns_re2_or_the_limits_refuse_say_why(pattern: str, reason: str) -> None:
+    with pytest.raises(RuleError) as info:
+        parse_rules([{"match": {"prompt": pattern}, "respond": {}}])
+    assert reason in info.value.message and info.value.param == "prompt"
+    assert len(info.value.message) < 400
+
+
+def test_match_cost_counts_prompt_patterns_only() -> None:
+    rules = book(
+        {"id": "p", "match": {"prompt": "weather"}, "respond": {}},
+        {"id": "m", "match": {"model": "gpt-*"}, "respond": {}},
     )
-    json_file = tmp_path / "rules.json"
-    json_file.write_text('[{"id": "t", "respond": {"text": "hi"}}]')
-    assert [r.id for r in load_rules_file(yaml_file)] == ["slow"]
-    assert load_rules_file(json_file)[0].respond == {"text": "hi"}
+    assert rules.match_cost("") == 0
+    assert rules.match_cost("x" * 1000) == 1000 * rules.rules[0].prompt.programsize  # type: ignore[union-attr]
+    assert book({"respond": {}}).match_cost("x" * 1000) == 0
 
 
-def test_bad_rule_files_name_the_file(tmp_path: Path) -> None:
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("rules: [\n")
-    with pytest.raises(RuleError, match=r"broken\.yaml"):
-        load_rules_file(broken)
-    with pytest.raises(RuleError, match=r"missing\.yaml"):
-        load_rules_file(tmp_path / "missing.yaml")
-    wrong = tmp_path / "wrong.yaml"
-    wrong.write_text("- respond: {tokens: -3}\n")
-    with pytest.raises(RuleError, match=r"wrong\.yaml"):
-        load_rules_file(wrong)
+def test_a_rule_removed_while_matching_ran_is_not_chosen() -> None:
+    rules = book({"id": "a", "respond": {"text": "A"}}, {"id": "b", "respond": {"text": "B"}})
+    matched = rules.matching("m", "p")
+    rules.remove("a")
+    chosen = rules.choose(matched, commit=True)
+    assert chosen is not None and chosen.id == "b"
+    assert rules.seen == {"b": 1}
+
+
+def test_unknown_fields_are_quoted_only_when_they_look_like_names() -> None:
+    with pytest.raises(RuleError) as info:
+        parse_rules([{"respnd": {}, "root:$6$secret:19000:0:99999:7::": None}])
+    assert "'respnd'" in info.value.message and "secret" not in info.value.message
