@@ -31,6 +31,7 @@ import openai
 import pytest
 import pytest_asyncio
 
+from mockllm import fingerprint
 from scenarios.stack.procs import start_process
 from tests.support import wait_for_async
 from tests.targets import litellm
@@ -138,8 +139,9 @@ async def test_streams_the_mock_answer(proxy: tuple[str, str], admin: httpx.Asyn
     assert text and text == text_at_root  # same request, same seed: same answer
     assert {c.model for c in chunks} == {MODEL}
     assert chunks[-1].choices[0].finish_reason == "stop"
-    # The provider sees the configured key, not the master key, and is asked for usage.
-    assert first["headers"]["authorization"] == "Bearer sk-streamharness-provider"
+    # The provider sees the configured key, not the master key (the ledger keeps its
+    # fingerprint), and is asked for usage.
+    assert first["headers"]["authorization"] == "Bearer " + fingerprint("sk-streamharness-provider")
     assert first["model"] == MODEL
     assert first["body"]["stream_options"] == {"include_usage": True}
     # ...which the proxy keeps to itself: the client did not ask for it.
