@@ -6,4 +6,6 @@ scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest "$@"
+# One worker per core: most integration tests wait on paced streams, so two run side by side in
+# about the time of one. Pass -n 0 to run in one process (e.g. with --pdb).
+.venv/bin/pytest -n auto "$@"

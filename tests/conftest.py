@@ -25,16 +25,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Not overwritten when set: a pytest run by a test (the plugin examples) belongs to ours.
-    os.environ.setdefault(_MARK, str(os.getpid()))
+    if hasattr(config, "workerinput"):
+        # An xdist worker checks what its own tests started: its mark, not the controller's.
+        os.environ[_MARK] = str(os.getpid())
+    else:
+        # Not overwritten when set: a pytest run by a test (the plugin examples) belongs to ours.
+        os.environ.setdefault(_MARK, str(os.getpid()))
 
 
-def _leftovers(mark: str) -> list[psutil.Process]:
+def _leftovers(mark: str, spare_children: bool) -> list[psutil.Process]:
     me = os.getpid()
     found = []
     for proc in psutil.process_iter():
         if proc.pid == me:
             continue
+        if spare_children and proc.ppid() == me:
+            continue  # an xdist controller's children are its workers, which check their own
         try:
             if proc.environ().get(_MARK) == mark and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
@@ -48,7 +54,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if mark != str(os.getpid()):
         return  # a nested run: the outer session checks
     # Fixtures have stopped (and waited for) their processes; allow a slow exit nonetheless.
-    _, alive = psutil.wait_procs(_leftovers(mark), timeout=5)
+    controller = session.config.pluginmanager.hasplugin("dsession")
+    _, alive = psutil.wait_procs(_leftovers(mark, spare_children=controller), timeout=5)
     if not alive:
         return
     lines = []
