@@ -8,6 +8,7 @@ still carrying the mark is reported, killed, and fails the run.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import psutil
 import pytest
@@ -49,15 +50,10 @@ def _leftovers(mark: str, spare_children: bool) -> list[psutil.Process]:
     return found
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    mark = os.environ.get(_MARK)
-    if mark != str(os.getpid()):
-        return  # a nested run: the outer session checks
+def _kill_leftovers(mark: str, spare_children: bool) -> list[str]:
+    """Kill what the tests left running; one line per process."""
     # Fixtures have stopped (and waited for) their processes; allow a slow exit nonetheless.
-    controller = session.config.pluginmanager.hasplugin("dsession")
-    _, alive = psutil.wait_procs(_leftovers(mark, spare_children=controller), timeout=5)
-    if not alive:
-        return
+    _, alive = psutil.wait_procs(_leftovers(mark, spare_children), timeout=5)
     lines = []
     for proc in alive:
         try:
@@ -66,9 +62,34 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except psutil.Error:
             continue
     psutil.wait_procs(alive, timeout=5)
+    return lines
+
+
+# What xdist workers reported (in the controller).
+_reported_by_workers: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _reported_by_workers.extend(getattr(node, "workeroutput", {}).get("leftovers", []))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    mark = os.environ.get(_MARK)
+    if mark != str(os.getpid()):
+        return  # a nested run: the outer session checks
+    controller = session.config.pluginmanager.hasplugin("dsession")
+    lines = _kill_leftovers(mark, spare_children=controller) + _reported_by_workers
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # A worker's terminal output is not shown: the controller reports for it.
+        workeroutput["leftovers"] = lines
+        return
+    if not lines:
+        return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     message = "processes left running by the tests (now killed):\n" + "\n".join(lines)
     if reporter is not None:
-        reporter.ensure_newline()
+        reporter.write_line("")  # after the progress line, which ensure_newline() misses
         reporter.write_line(message, red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
