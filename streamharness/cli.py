@@ -7,8 +7,9 @@ imports Locust, and they are plain ``from ... import`` statements the architectu
 
 from __future__ import annotations
 
+import difflib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 Command = Callable[[list[str]], int]
 
@@ -130,7 +131,8 @@ def _bench(argv: list[str]) -> int:
     name, rest = argv[0], argv[1:]
     if name not in BENCHES:
         print(
-            f"streamharness bench: unknown benchmark {name!r}; choose from {', '.join(BENCHES)}",
+            f"streamharness bench: unknown benchmark {name!r}{_did_you_mean(name, BENCHES)}; "
+            f"choose from {', '.join(BENCHES)}",
             file=sys.stderr,
         )
         return 2
@@ -147,6 +149,11 @@ SUBCOMMANDS: dict[str, tuple[Command, str]] = {
     "load": (_load, "run a Locust load test with streaming metrics and gates"),
     "bench": (_bench, "run a benchmark: " + ", ".join(BENCHES)),
 }
+
+
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _table(usage: str, heading: str, commands: dict[str, tuple[Command, str]]) -> str:
@@ -180,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name, rest = args[0], args[1:]
     if name not in SUBCOMMANDS:
-        print(f"streamharness: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        hint = _did_you_mean(name, SUBCOMMANDS)
+        print(f"streamharness: unknown command {name!r}{hint}\n\n{_usage()}", file=sys.stderr)
         return 2
     return SUBCOMMANDS[name][0](rest)
 

@@ -29,3 +29,12 @@ def test_bench_unknown_help_and_a_bad_option(capsys: pytest.CaptureFixture[str])
     capsys.readouterr()
     assert cli.main(["bench", "capacity", "--rates", "fast"]) == 2
     assert "rates are comma-separated numbers" in capsys.readouterr().err
+
+
+def test_a_mistyped_command_or_benchmark_gets_a_suggestion(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["rnu"]) == 2
+    assert "unknown command 'rnu' (did you mean 'run'?)" in capsys.readouterr().err
+    assert cli.main(["bench", "soka"]) == 2
+    assert "unknown benchmark 'soka' (did you mean 'soak'?)" in capsys.readouterr().err
