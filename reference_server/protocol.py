@@ -175,6 +175,8 @@ class HttpChatRequest(_ClientModel):
     """Body of ``POST /v1/streams`` and ``POST /v1/chat/blocking``."""
 
     id: str | None = Field(default=None, min_length=1, max_length=_MAX_ID)
+    # Proves the caller owns the stream ``id`` already names (a create sent again).
+    resume_token: str | None = Field(default=None, min_length=1, max_length=_MAX_ID)
     messages: list[dict[str, Any]] = Field(min_length=1)
     model: str | None = None
     max_tokens: int | None = Field(default=None, gt=0)

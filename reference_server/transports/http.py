@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -131,7 +132,18 @@ async def create_stream(request: Request) -> Response:
     if chat.id is not None:
         existing = manager.store.find(HTTP_SESSION, chat.id)
         if existing is not None:
-            # Idempotency key: the same id returns the same stream, never a second generation.
+            # Every HTTP client shares one id space, so an id alone proves nothing: the same
+            # stream again (never a second generation) only for the token issued with it.
+            presented = chat.resume_token or request.headers.get("x-resume-token")
+            if presented is None or not hmac.compare_digest(
+                presented.encode(), existing.resume_token.encode()
+            ):
+                return _error(
+                    409,
+                    "id_in_use",
+                    f"id {chat.id!r} already names a stream; choose another id (a UUID), or "
+                    "send that stream's resume_token to get it again",
+                )
             return JSONResponse(_describe_stream(request, existing), status_code=200)
     record = manager.create_stream(
         session_id=HTTP_SESSION,

@@ -64,16 +64,6 @@ async def test_sse_heartbeat_comments(server_factory: ServerFactory) -> None:
         assert events[-1]["event"] == "end"
 
 
-async def test_create_stream_is_idempotent_by_id(server: Process, ledger: Ledger) -> None:
-    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
-        body = {"id": "idem-http-1", "messages": prompt("idem", tokens=3)}
-        first = await create(http, **body)
-        second = await http.post("/v1/streams", json=body)
-        assert second.status_code == 200 and second.json()["stream_id"] == first["stream_id"]
-        ledger.wait(1, outcome="completed")
-        assert len(ledger.requests()) == 1
-
-
 async def test_polling(server: Process, ledger: Ledger) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         info = await create(http, messages=prompt("poll", tokens=25, itl_ms=10))
