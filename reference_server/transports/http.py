@@ -14,16 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 
 from mockllm import sse
+from reference_server.errors import ProtocolError
 from reference_server.limits import check_auth
 from reference_server.manager import StreamManager, upstream_body_of
 from reference_server.protocol import (
@@ -32,8 +31,8 @@ from reference_server.protocol import (
     Start,
     Token,
     ToolCall,
-    describe_validation_error,
     encode,
+    parse_http_chat,
 )
 from reference_server.session import outcome_message
 from reference_server.state import StreamState
@@ -51,6 +50,8 @@ router = APIRouter()
 
 HTTP_SESSION = "http"
 _STATUS_OF_CODE = {
+    "invalid_json": 400,
+    "invalid_message": 422,
     "upstream_timeout": 504,
     "upstream_error": 502,
     "server_shutdown": 503,
@@ -86,13 +87,9 @@ async def _chat_request(request: Request) -> HttpChatRequest | JSONResponse:
         limit = manager.settings.max_message_bytes
         return _error(413, "message_too_big", f"body larger than {limit} bytes")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return _error(400, "invalid_json", f"body is not valid JSON: {exc}")
-    try:
-        return HttpChatRequest.model_validate(data)
-    except ValidationError as exc:
-        return _error(422, "invalid_message", describe_validation_error(exc))
+        return parse_http_chat(raw)
+    except ProtocolError as exc:
+        return _error(_STATUS_OF_CODE.get(exc.code, 422), exc.code, exc.message)
 
 
 async def _admit_chat(request: Request) -> HttpChatRequest | JSONResponse:

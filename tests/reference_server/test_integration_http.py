@@ -117,14 +117,37 @@ async def test_blocking(server: Process, ledger: Ledger) -> None:
             413,
             "message_too_big",
         ),
+        # JSON that json.loads accepts and the upstream request could not carry.
+        (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', 422, "invalid_message"),
+        (b'{"messages": [{"role": "user", "content": "\xed\xa0\x80"}]}', 422, "invalid_message"),
+        (b'{"messages": [{"role": "user"}], "temperature": NaN}', 422, "invalid_message"),
+        (b'{"messages": [{"role": "user"}], "temperature": 1e400}', 422, "invalid_message"),
+        (
+            b'{"messages": [{"role": "user"}], "max_tokens": ' + b"9" * 5000 + b"}",
+            422,
+            "invalid_message",
+        ),
+        (b'{"messages": [' + b"[" * 20_000 + b"]" * 20_000 + b"]}", 422, "invalid_message"),
+        (
+            b'{"messages": [{"role": "user"}], "x": ' + b"[" * 100 + b"]" * 100 + b"}",
+            422,
+            "invalid_message",
+        ),
     ],
 )
-async def test_http_bad_input(server: Process, payload: bytes, status: int, code: str) -> None:
+async def test_http_bad_input(
+    server: Process, ledger: Ledger, payload: bytes, status: int, code: str
+) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        before = (await http.get("/stats")).json()["totals"]["streams"]
         for path in ("/v1/chat/blocking", "/v1/streams"):
             response = await http.post(path, content=payload)
-            assert response.status_code == status
-            assert response.json()["error"]["code"] == code
+            assert response.status_code == status, response.text
+            error = response.json()["error"]
+            assert error["code"] == code and error["message"] and error["retryable"] is False
+        # Refused up front: no stream, no upstream request.
+        assert (await http.get("/stats")).json()["totals"]["streams"] == before
+    assert ledger.requests() == []
 
 
 async def test_blocking_upstream_failure(server: Process, ledger: Ledger) -> None:
