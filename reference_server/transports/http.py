@@ -80,9 +80,24 @@ def _refuse(request: Request) -> JSONResponse | None:
     return None
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, or its first bytes past ``limit``: never more in memory, however much is sent.
+
+    ``request.body()`` would buffer a body of any size (a declared gigabyte included) before
+    the size check could refuse it."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)
+
+
 async def _chat_request(request: Request) -> HttpChatRequest | JSONResponse:
     manager = _manager(request)
-    raw = await request.body()
+    raw = await _read_body(request, manager.settings.max_message_bytes)
     if len(raw) > manager.settings.max_message_bytes:
         limit = manager.settings.max_message_bytes
         return _error(413, "message_too_big", f"body larger than {limit} bytes")
