@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from reference_server.errors import ProtocolError
@@ -54,26 +55,30 @@ def load_object(text: str | bytes, what: str = "frame") -> dict[str, Any]:
 
 
 def _first_problem(data: dict[str, Any]) -> str | None:
-    # A loop, not recursion: the depth limit is what this checks.
-    pending: list[tuple[Any, int]] = [(data, 1)]
+    # A loop, not recursion: the depth limit is what this checks. Scalars are checked where
+    # they are found, only containers wait on the stack (a 64 KiB frame can hold 20k numbers).
+    pending: list[tuple[list[Any] | dict[str, Any], int]] = [(data, 1)]
     while pending:
-        value, depth = pending.pop()
-        if isinstance(value, str):
-            if not value.isascii() and _SURROGATE.search(value):
-                return _LONE_SURROGATE
-        elif isinstance(value, dict):
-            if depth > MAX_DEPTH:
-                return f"nests deeper than {MAX_DEPTH} levels"
-            for key, item in value.items():
+        container, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            return f"nests deeper than {MAX_DEPTH} levels"
+        if isinstance(container, dict):
+            for key in container:
                 if not key.isascii() and _SURROGATE.search(key):
                     return _LONE_SURROGATE
+            items: Iterable[Any] = container.values()
+        else:
+            items = container
+        for item in items:
+            # json.loads makes exact types only: ``type() is`` is the cheap test that holds.
+            kind = type(item)
+            if kind is str:
+                if not item.isascii() and _SURROGATE.search(item):
+                    return _LONE_SURROGATE
+            elif kind is dict or kind is list:
                 pending.append((item, depth + 1))
-        elif isinstance(value, list):
-            if depth > MAX_DEPTH:
-                return f"nests deeper than {MAX_DEPTH} levels"
-            pending.extend((item, depth + 1) for item in value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            return "holds NaN or an infinite number; send finite numbers"
+            elif kind is float and not math.isfinite(item):
+                return "holds NaN or an infinite number; send finite numbers"
     return None
 
 
