@@ -2,6 +2,10 @@
 
 Flags override ``STREAMHARNESS_SERVER_*`` environment variables. ``--port 0`` picks a free
 port; once listening, one line goes to stdout: ``reference_server listening on http://H:P``.
+Bad flags or settings (and an address it cannot listen on) get one line on stderr,
+``streamharness server: error: ...``, and exit status 2. Secrets come from the environment or
+a file (``--api-key-file``): a secret flag is readable by every local user in the process list,
+so using one prints a warning.
 SIGTERM/SIGINT shut down gracefully: live streams end with a retryable ``server_shutdown``
 error and WebSockets close with 1001 before uvicorn's own shutdown (which would send 1012).
 """
@@ -13,8 +17,10 @@ import gc
 import logging
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import FrameType
+from typing import Any, NoReturn
 
 import uvicorn
 from fastapi import FastAPI
@@ -22,7 +28,7 @@ from pydantic import ValidationError
 
 from reference_server.app import create_app
 from reference_server.manager import StreamManager
-from reference_server.settings import Settings
+from reference_server.settings import ENV_PREFIX, LOG_LEVELS, Settings
 
 __all__ = ["main"]
 
@@ -46,7 +52,8 @@ class _Server(uvicorn.Server):
         if self.should_exit or not self.servers:
             return
         port = self.servers[0].sockets[0].getsockname()[1]
-        print(f"reference_server listening on http://{self._host}:{port}", flush=True)
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        print(f"reference_server listening on http://{host}:{port}", flush=True)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         manager: StreamManager | None = getattr(self._app.state, "manager", None)
@@ -55,38 +62,160 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+PROG = "streamharness server"
+
+# The settings a flag sets (the others come from the environment only).
+_FLAGS = {
+    "host": "--host",
+    "port": "--port",
+    "upstream_url": "--upstream",
+    "default_model": "--default-model",
+    "log_level": "--log-level",
+}
+_SECRETS = {"api_key": "upstream bearer key", "auth_token": "bearer token clients must send"}
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line for stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (its usage block buried the message)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535 (0 picks a free port), got {port}")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="streamharness server",
+    parser = _Parser(
+        prog=PROG,
         description="Reference token-streaming server (WebSocket v1, SSE, blocking, polling).",
-        epilog="Every setting is also an environment variable STREAMHARNESS_SERVER_<NAME>; "
+        epilog=f"Every setting is also an environment variable {ENV_PREFIX}<NAME>; "
         "see docs/reference_server.md.",
     )
     parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port; 0 picks a free one")
+    parser.add_argument("--port", type=_port, default=None, help="port; 0 picks a free one")
     parser.add_argument("--upstream", default=None, help="OpenAI-compatible base URL (…/v1)")
-    parser.add_argument("--api-key", default=None, help="bearer key for the upstream")
     parser.add_argument("--default-model", default=None)
-    parser.add_argument("--auth-token", default=None, help="require this bearer token")
-    parser.add_argument("--log-level", default=None, help="uvicorn log level (default warning)")
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=None,
+        help="uvicorn log level (default warning)",
+    )
+    for name, what in _SECRETS.items():
+        flag = _flag(name)
+        env = ENV_PREFIX + name.upper()
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument(
+            f"{flag}-file",
+            metavar="PATH",
+            default=None,
+            help=f"read the {what} from this file (or set {env})",
+        )
+        group.add_argument(
+            flag,
+            default=None,
+            help=f"the {what}; every local user sees it in the process list: prefer {env} "
+            f"or {flag}-file",
+        )
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    overrides = {
-        "host": args.host,
-        "port": args.port,
-        "upstream_url": args.upstream,
-        "api_key": args.api_key,
-        "default_model": args.default_model,
-        "auth_token": args.auth_token,
-        "log_level": args.log_level,
-    }
+def _read_secret(path: str, flag: str) -> str:
     try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag}: {path} is not UTF-8 text") from None
+    # The newline an editor or `echo` leaves at the end is not part of the key.
+    secret = text.strip()
+    if not secret:
+        raise UsageError(f"{flag}: {path} is empty")
+    return secret
+
+
+def _describe(exc: ValidationError, flags: Mapping[str, str]) -> str:
+    """A settings error as one line, naming the flag or environment variable to fix."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else ""
+        where = flags.get(name) or (ENV_PREFIX + name.upper() if name else "settings")
+        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def settings_from(argv: Sequence[str] | None) -> Settings:
+    """The settings the command line and the environment ask for, or :class:`UsageError`.
+
+    A secret given as a flag gets its warning on stderr here."""
+    args = _parser().parse_args(argv)
+    # setting -> (the flag that set it, its value): an error names what to fix.
+    given: dict[str, tuple[str, Any]] = {}
+    for name, flag in _FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            given[name] = (flag, value)
+    for name in _SECRETS:
+        flag = _flag(name)
+        path, value = getattr(args, f"{name}_file"), getattr(args, name)
+        if path is not None:
+            given[name] = (f"{flag}-file", _read_secret(path, f"{flag}-file"))
+        elif value is not None:
+            given[name] = (flag, value)
+    try:
+        settings = Settings(**{name: value for name, (_, value) in given.items()})
     except ValidationError as exc:
-        print(f"reference_server: invalid settings:\n{exc}", file=sys.stderr)
+        flags = {name: flag for name, (flag, _) in given.items()}
+        raise UsageError(_describe(exc, flags)) from None
+    for name, (flag, _) in given.items():
+        if name in _SECRETS and flag == _flag(name):
+            print(
+                f"{PROG}: warning: {flag} is visible to every local user in the process list; "
+                f"set {ENV_PREFIX}{name.upper()} or use {flag}-file PATH instead",
+                file=sys.stderr,
+            )
+    return settings
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before uvicorn starts so a bad address is our error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise UsageError(
+            f"cannot listen on {host} port {port}: {reason} (check --host and --port)"
+        ) from None
+    return sock
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = settings_from(argv)
+        sock = _listen(settings.host, settings.port)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
@@ -110,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # collections walk only what serving allocates (they stall every stream while they run).
     gc.collect()
     gc.freeze()
-    server.run()
+    server.run(sockets=[sock])
     return 0 if server.started else 1
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reference_server.errors import ProtocolError
+from reference_server.jsoninput import MAX_ID, load_object, message_id
 from reference_server.wire import PROTOCOL_V1
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "describe_validation_error",
     "encode",
     "parse_client_message",
+    "parse_http_chat",
     "parse_tutorial_message",
     "token_frame",
     "token_frame_prefix",
@@ -48,8 +50,6 @@ __all__ = [
     "tutorial_token",
 ]
 
-# Ids are echoed in every message: keep them short enough that a hostile id cannot bloat frames.
-_MAX_ID = 200
 Ts = float | int | str | None
 
 
@@ -68,7 +68,7 @@ def _check_messages(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 class ChatRequest(_ClientModel):
     type: Literal["chat"] = "chat"
-    id: str = Field(min_length=1, max_length=_MAX_ID)
+    id: str = Field(min_length=1, max_length=MAX_ID)
     messages: list[dict[str, Any]] = Field(min_length=1)
     model: str | None = None
     max_tokens: int | None = Field(default=None, gt=0)
@@ -84,14 +84,14 @@ class ChatRequest(_ClientModel):
 
 class CancelRequest(_ClientModel):
     type: Literal["cancel"] = "cancel"
-    id: str = Field(min_length=1, max_length=_MAX_ID)
+    id: str = Field(min_length=1, max_length=MAX_ID)
 
 
 class ResumeRequest(_ClientModel):
     type: Literal["resume"] = "resume"
-    stream_id: str = Field(min_length=1, max_length=_MAX_ID)
+    stream_id: str = Field(min_length=1, max_length=MAX_ID)
     after: int = Field(default=-1, ge=-1)
-    resume_token: str = Field(min_length=1, max_length=_MAX_ID)
+    resume_token: str = Field(min_length=1, max_length=MAX_ID)
 
 
 class PingRequest(_ClientModel):
@@ -123,21 +123,10 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _load_object(text: str | bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError("invalid_json", f"frame is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("invalid_message", "a message must be a JSON object")
-    return data
-
-
 def parse_client_message(text: str | bytes) -> ClientMessage:
     """Parse one v1 text frame. Raises :class:`ProtocolError` with the error code to send."""
-    data = _load_object(text)
-    raw_id = data.get("id")
-    msg_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= _MAX_ID else None
+    data = load_object(text)
+    msg_id = message_id(data)
     kind = data.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("invalid_message", "field 'type' must be a string", msg_id=msg_id)
@@ -174,7 +163,9 @@ class TutorialRequest(_ClientModel):
 class HttpChatRequest(_ClientModel):
     """Body of ``POST /v1/streams`` and ``POST /v1/chat/blocking``."""
 
-    id: str | None = Field(default=None, min_length=1, max_length=_MAX_ID)
+    id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    # Proves the caller owns the stream ``id`` already names (a create sent again).
+    resume_token: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
     messages: list[dict[str, Any]] = Field(min_length=1)
     model: str | None = None
     max_tokens: int | None = Field(default=None, gt=0)
@@ -186,8 +177,17 @@ class HttpChatRequest(_ClientModel):
     _messages = field_validator("messages")(_check_messages)
 
 
+def parse_http_chat(body: bytes) -> HttpChatRequest:
+    """Parse the body of an HTTP chat; :class:`ProtocolError` carries the error code."""
+    data = load_object(body, "body")
+    try:
+        return HttpChatRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError("invalid_message", describe_validation_error(exc)) from None
+
+
 def parse_tutorial_message(text: str | bytes) -> TutorialRequest:
-    data = _load_object(text)
+    data = load_object(text)
     if "messages" not in data and isinstance(data.get("message"), str):
         # Several tutorial variants send a bare prompt; it means one user turn.
         data = {**data, "messages": [{"role": "user", "content": data["message"]}]}

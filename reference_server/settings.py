@@ -7,25 +7,28 @@ a :class:`Settings` object passed in and never reads ``os.environ`` itself.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["ENV_PREFIX", "LOG_LEVELS", "Settings"]
+
+ENV_PREFIX = "STREAMHARNESS_SERVER_"
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="STREAMHARNESS_SERVER_", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     # --- where to listen and what to call
-    host: str = "127.0.0.1"
+    # An empty host would bind every interface: say 0.0.0.0 (or ::) to mean that.
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8000, ge=0, le=65535)
     upstream_url: str = "http://127.0.0.1:8080/v1"
     api_key: SecretStr | None = None
-    default_model: str = "gpt-4o-mini"
+    default_model: str = Field(default="gpt-4o-mini", min_length=1)
 
     # --- heartbeat and resume
     heartbeat_interval_s: float = Field(default=15.0, gt=0)
@@ -80,7 +83,7 @@ class Settings(BaseSettings):
     # picks too, named here so a uvicorn upgrade cannot silently change it.
     ws_backend: Literal["websockets-sansio", "websockets", "wsproto"] = "websockets-sansio"
 
-    log_level: str = "warning"
+    log_level: LogLevel = "warning"
 
     @field_validator("upstream_url")
     @classmethod
@@ -90,12 +93,25 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
         return value
 
-    @field_validator("api_key")
+    @field_validator("api_key", "auth_token")
     @classmethod
-    def _one_line_key(cls, value: SecretStr | None) -> SecretStr | None:
+    def _one_line_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and any(c in value.get_secret_value() for c in "\r\n\0"):
             raise ValueError("must be one line (no CR, LF or NUL): it goes into an HTTP header")
         return value
+
+    @field_validator("auth_token")
+    @classmethod
+    def _auth_token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # A blank token (an unset shell variable) would otherwise turn authentication off.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be blank; leave it unset to accept every client")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import hmac
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 
 from mockllm import sse
+from reference_server.errors import ProtocolError
 from reference_server.limits import check_auth
 from reference_server.manager import StreamManager, upstream_body_of
 from reference_server.protocol import (
@@ -31,8 +31,8 @@ from reference_server.protocol import (
     Start,
     Token,
     ToolCall,
-    describe_validation_error,
     encode,
+    parse_http_chat,
 )
 from reference_server.session import outcome_message
 from reference_server.state import StreamState
@@ -50,6 +50,8 @@ router = APIRouter()
 
 HTTP_SESSION = "http"
 _STATUS_OF_CODE = {
+    "invalid_json": 400,
+    "invalid_message": 422,
     "upstream_timeout": 504,
     "upstream_error": 502,
     "server_shutdown": 503,
@@ -78,20 +80,31 @@ def _refuse(request: Request) -> JSONResponse | None:
     return None
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, or its first bytes past ``limit``: never more in memory, however much is sent.
+
+    ``request.body()`` would buffer a body of any size (a declared gigabyte included) before
+    the size check could refuse it."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)
+
+
 async def _chat_request(request: Request) -> HttpChatRequest | JSONResponse:
     manager = _manager(request)
-    raw = await request.body()
+    raw = await _read_body(request, manager.settings.max_message_bytes)
     if len(raw) > manager.settings.max_message_bytes:
         limit = manager.settings.max_message_bytes
         return _error(413, "message_too_big", f"body larger than {limit} bytes")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return _error(400, "invalid_json", f"body is not valid JSON: {exc}")
-    try:
-        return HttpChatRequest.model_validate(data)
-    except ValidationError as exc:
-        return _error(422, "invalid_message", describe_validation_error(exc))
+        return parse_http_chat(raw)
+    except ProtocolError as exc:
+        return _error(_STATUS_OF_CODE.get(exc.code, 422), exc.code, exc.message)
 
 
 async def _admit_chat(request: Request) -> HttpChatRequest | JSONResponse:
@@ -131,7 +144,18 @@ async def create_stream(request: Request) -> Response:
     if chat.id is not None:
         existing = manager.store.find(HTTP_SESSION, chat.id)
         if existing is not None:
-            # Idempotency key: the same id returns the same stream, never a second generation.
+            # Every HTTP client shares one id space, so an id alone proves nothing: the same
+            # stream again (never a second generation) only for the token issued with it.
+            presented = chat.resume_token or request.headers.get("x-resume-token")
+            if presented is None or not hmac.compare_digest(
+                presented.encode(), existing.resume_token.encode()
+            ):
+                return _error(
+                    409,
+                    "id_in_use",
+                    f"id {chat.id!r} already names a stream; choose another id (a UUID), or "
+                    "send that stream's resume_token to get it again",
+                )
             return JSONResponse(_describe_stream(request, existing), status_code=200)
     record = manager.create_stream(
         session_id=HTTP_SESSION,

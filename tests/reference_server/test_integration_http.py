@@ -64,16 +64,6 @@ async def test_sse_heartbeat_comments(server_factory: ServerFactory) -> None:
         assert events[-1]["event"] == "end"
 
 
-async def test_create_stream_is_idempotent_by_id(server: Process, ledger: Ledger) -> None:
-    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
-        body = {"id": "idem-http-1", "messages": prompt("idem", tokens=3)}
-        first = await create(http, **body)
-        second = await http.post("/v1/streams", json=body)
-        assert second.status_code == 200 and second.json()["stream_id"] == first["stream_id"]
-        ledger.wait(1, outcome="completed")
-        assert len(ledger.requests()) == 1
-
-
 async def test_polling(server: Process, ledger: Ledger) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         info = await create(http, messages=prompt("poll", tokens=25, itl_ms=10))
@@ -127,14 +117,37 @@ async def test_blocking(server: Process, ledger: Ledger) -> None:
             413,
             "message_too_big",
         ),
+        # JSON that json.loads accepts and the upstream request could not carry.
+        (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', 422, "invalid_message"),
+        (b'{"messages": [{"role": "user", "content": "\xed\xa0\x80"}]}', 422, "invalid_message"),
+        (b'{"messages": [{"role": "user"}], "temperature": NaN}', 422, "invalid_message"),
+        (b'{"messages": [{"role": "user"}], "temperature": 1e400}', 422, "invalid_message"),
+        (
+            b'{"messages": [{"role": "user"}], "max_tokens": ' + b"9" * 5000 + b"}",
+            422,
+            "invalid_message",
+        ),
+        (b'{"messages": [' + b"[" * 20_000 + b"]" * 20_000 + b"]}", 422, "invalid_message"),
+        (
+            b'{"messages": [{"role": "user"}], "x": ' + b"[" * 100 + b"]" * 100 + b"}",
+            422,
+            "invalid_message",
+        ),
     ],
 )
-async def test_http_bad_input(server: Process, payload: bytes, status: int, code: str) -> None:
+async def test_http_bad_input(
+    server: Process, ledger: Ledger, payload: bytes, status: int, code: str
+) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        before = (await http.get("/stats")).json()["totals"]["streams"]
         for path in ("/v1/chat/blocking", "/v1/streams"):
             response = await http.post(path, content=payload)
-            assert response.status_code == status
-            assert response.json()["error"]["code"] == code
+            assert response.status_code == status, response.text
+            error = response.json()["error"]
+            assert error["code"] == code and error["message"] and error["retryable"] is False
+        # Refused up front: no stream, no upstream request.
+        assert (await http.get("/stats")).json()["totals"]["streams"] == before
+    assert ledger.requests() == []
 
 
 async def test_blocking_upstream_failure(server: Process, ledger: Ledger) -> None:

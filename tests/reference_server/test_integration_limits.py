@@ -42,6 +42,44 @@ async def test_oversized_message_closes_1009_and_server_keeps_serving(
     await fresh.close()
 
 
+@pytest.mark.parametrize("path", ["/v1/streams", "/v1/chat/blocking"])
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 1000000000\r\n", b"Transfer-Encoding: chunked\r\n"],
+    ids=["declared-1GB", "chunked"],
+)
+async def test_an_http_body_over_the_limit_is_refused_before_the_rest_arrives(
+    server_factory: ServerFactory, ledger: Ledger, path: str, framing: bytes
+) -> None:
+    """A client still sending gets its 413: the server reads at most the limit, not the body.
+
+    A raw socket, because an HTTP client library sends the whole body before reading."""
+    server = server_factory(max_message_bytes=1024)
+    url = httpx.URL(server.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    part = b"x" * 4096
+    if framing.startswith(b"Transfer-Encoding"):
+        part = b"%x\r\n%s\r\n" % (len(part), part)  # one chunk, and no last chunk
+    head = f"POST {path} HTTP/1.1\r\nHost: {url.host}\r\nContent-Type: application/json\r\n"
+    writer.write(head.encode() + framing + b"\r\n" + part)
+    await writer.drain()
+    answer = b""
+    try:
+        while not answer.endswith(b"}}"):  # the end of the error body
+            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        writer.close()
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 413 Request Entity Too Large", answer[:200]
+    assert b'"code":"message_too_big"' in rest
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        assert (await http.get("/stats")).json()["totals"]["streams"] == 0
+    assert ledger.requests() == []
+
+
 async def test_stream_limit_per_connection(server_factory: ServerFactory, ledger: Ledger) -> None:
     server = server_factory(max_streams_per_connection=2)
     client = await V1Client.open(server.ws_url)

@@ -215,15 +215,36 @@ async def test_client_id_is_not_a_credential(server: Process, ledger: Ledger) ->
         ('{"type": "teleport", "id": "x"}', "unknown_type"),
         ('{"type": "cancel", "id": "never-started"}', "unknown_stream"),
         ('["a", "list"]', "invalid_message"),
+        # JSON that json.loads accepts and the upstream request could not carry.
+        (
+            '{"type": "chat", "id": "s", "messages": [{"role": "user", "content": "\\ud800"}]}',
+            "invalid_message",
+        ),
+        (
+            '{"type": "chat", "id": "n", "messages": [{"role": "user"}], "temperature": NaN}',
+            "invalid_message",
+        ),
+        (
+            '{"type": "chat", "id": "b", "messages": [{"role": "user"}], "max_tokens": '
+            + "9" * 5000
+            + "}",
+            "invalid_message",
+        ),
+        (
+            '{"type": "chat", "id": "d", "messages": [' + "[" * 20_000 + "]" * 20_000 + "]}",
+            "invalid_message",
+        ),
     ],
 )
 async def test_bad_input_gets_an_error_and_the_socket_stays_usable(
-    server: Process, frame: str | bytes, code: str
+    server: Process, ledger: Ledger, frame: str | bytes, code: str
 ) -> None:
     client = await V1Client.open(server.ws_url)
     await client.ws.send(frame)
     error = await client.recv_type("error")
     assert error["code"] == code and error["message"] and error["retryable"] is False
+    assert not [m for m in client.others if m["type"] == "start"]  # refused before a stream
+    assert ledger.requests() == []
     await client.assert_usable()
     await client.chat("after-bad-input", prompt("fine", tokens=2))
     assert (await client.collect("after-bad-input")).terminal["type"] == "end"  # type: ignore[index]

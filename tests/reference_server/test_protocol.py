@@ -12,12 +12,14 @@ from reference_server.protocol import (
     ChatRequest,
     End,
     Error,
+    HttpChatRequest,
     PingRequest,
     ResumeRequest,
     Token,
     ToolCall,
     encode,
     parse_client_message,
+    parse_http_chat,
     parse_tutorial_message,
     token_frame,
     token_frame_prefix,
@@ -88,6 +90,35 @@ def test_invalid_message_keeps_the_id_and_names_the_field() -> None:
 
 def test_invalid_utf8_bytes_are_invalid_json() -> None:
     assert error_of(b"\xff\xfe").code == "invalid_json"
+
+
+def test_a_lone_surrogate_is_invalid_message_with_the_id() -> None:
+    exc = error_of(
+        '{"type": "chat", "id": "a7", "messages": [{"role": "u", "content": "\\ud800"}]}'
+    )
+    assert (exc.code, exc.msg_id) == ("invalid_message", "a7")
+
+
+def test_http_chat_body() -> None:
+    body = b'{"id": "h1", "messages": [{"role": "user"}], "resume_token": "rt"}'
+    assert parse_http_chat(body) == HttpChatRequest(
+        id="h1", messages=[{"role": "user"}], resume_token="rt"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{nope", "invalid_json"),
+        (b'"a string"', "invalid_message"),
+        (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', "invalid_message"),
+        (b'{"messages": [{"role": "user"}], "resume_token": 5}', "invalid_message"),
+    ],
+)
+def test_http_chat_bad_body(body: bytes, code: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_http_chat(body)
+    assert info.value.code == code
 
 
 def test_encode_is_compact_and_omits_only_optional_nones() -> None:

@@ -163,6 +163,31 @@ def test_a_ping_gets_a_pong_echoing_its_ts() -> None:
         ),
         ('{"type": "shout", "id": "x"}', "unknown_type", "x"),
         ('{"id": "x"}', "invalid_message", "x"),
+        # Accepted by json.loads, then unsendable upstream: refused before a stream exists.
+        (
+            '{"type": "chat", "id": "s", "messages": [{"role": "user", "content": "\\ud800"}]}',
+            "invalid_message",
+            "s",
+        ),
+        (
+            '{"type": "chat", "id": "n", "messages": [{"role": "u"}], "temperature": NaN}',
+            "invalid_message",
+            "n",
+        ),
+        (
+            '{"type": "chat", "id": "d", "messages": [{"role": "u", "content": '
+            + "[" * 100
+            + "]" * 100
+            + "}]}",
+            "invalid_message",
+            "d",
+        ),
+        # Too deep for json.loads itself: no object, so no id to name.
+        (
+            '{"type": "chat", "id": "d", "x": ' + "[" * 5000 + "]" * 5000 + "}",
+            "invalid_message",
+            None,
+        ),
     ],
 )
 def test_bad_input_gets_an_error_with_its_id_and_the_socket_stays_open(
@@ -390,6 +415,9 @@ def test_tutorial_bad_input_gets_a_tutorial_error_frame() -> None:
     [bad] = h.receive("{nope")
     assert isinstance(bad, Send) and json.loads(bad.frame)["type"] == "error"
     assert json.loads(bad.frame)["message"].startswith("invalid_json: ")
+    [surrogate] = h.receive('{"message": "\\udfff"}')
+    assert isinstance(surrogate, Send)
+    assert json.loads(surrogate.frame)["message"].startswith("invalid_message: frame holds a lone")
     [binary] = h.receive(None)
     assert isinstance(binary, Send)
     assert json.loads(binary.frame) == {

@@ -48,3 +48,22 @@ def test_api_key_must_be_one_line() -> None:
     with pytest.raises(ValueError, match="api_key"):
         Settings(api_key="sk-1\nX-Evil: 1")
     assert Settings(api_key="sk-1").api_key is not None
+
+
+def test_log_level_is_one_of_uvicorn_s_in_any_case() -> None:
+    assert Settings(log_level="INFO").log_level == "info"
+    with pytest.raises(ValueError, match="log_level"):
+        Settings(log_level="nonsense")
+
+
+@pytest.mark.parametrize("token", ["", "  "])
+def test_a_blank_auth_token_is_refused_not_taken_for_none(token: str) -> None:
+    # An unset shell variable would otherwise turn authentication off without a word.
+    with pytest.raises(ValueError, match="auth_token"):
+        Settings(auth_token=token)
+
+
+@pytest.mark.parametrize("field", ["host", "default_model"])
+def test_host_and_default_model_are_not_empty(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        Settings(**{field: ""})
