@@ -147,9 +147,7 @@ async def create_stream(request: Request) -> Response:
             # Every HTTP client shares one id space, so an id alone proves nothing: the same
             # stream again (never a second generation) only for the token issued with it.
             presented = chat.resume_token or request.headers.get("x-resume-token")
-            if presented is None or not hmac.compare_digest(
-                presented.encode(), existing.resume_token.encode()
-            ):
+            if not _token_matches(presented, existing.resume_token):
                 return _error(
                     409,
                     "id_in_use",
@@ -177,9 +175,14 @@ def _lookup(request: Request, stream_id: str) -> StreamRecord | JSONResponse:
             return _error(410, "stream_expired", "the stream is no longer buffered")
         return _error(404, "unknown_stream", "no such stream")
     token = request.headers.get("x-resume-token") or request.query_params.get("resume_token")
-    if token != record.resume_token:
+    if not _token_matches(token, record.resume_token):
         return _error(403, "forbidden", "missing or wrong resume_token")
     return record
+
+
+def _token_matches(presented: str | None, expected: str) -> bool:
+    # Constant time: how much of a guess matched must not show in the answer's timing.
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def _sse(message: ServerMessage, event_id: int | None = None) -> bytes:

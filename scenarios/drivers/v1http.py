@@ -88,11 +88,17 @@ async def drive_v1_http(ctx: ClientContext) -> None:
             await asyncio.sleep(action.reconnect_after_ms / 1000)
             last = record.last_event_id
             if action.do == "drop_and_resend":
-                # A retrying client sends its create again (same id), then reads on from
-                # where it was: a server without idempotency starts a second generation.
+                # A retrying client sends its create again (same id, proved by the stream's
+                # resume_token: an id alone names nobody's stream), then reads on from where
+                # it was: a server without idempotency starts a second generation.
                 try:
                     created = await aio.create_stream(
-                        base, messages, client=http, id=stream_key, **args
+                        base,
+                        messages,
+                        client=http,
+                        id=stream_key,
+                        resume_token=created.resume_token,
+                        **args,
                     )
                 except ClientConnectError as exc:
                     state.notes.append(f"the create sent again failed: {exc}")

@@ -179,8 +179,8 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "http_create_not_idempotent",
-        "POST /v1/streams twice with the same id answers 200 with the same stream, no second "
-        "generation",
+        "POST /v1/streams again with the same id and its resume_token answers 200 with the same "
+        "stream, no second generation",
         "transports/http.py",
         "chat_id=chat.id or secrets.token_urlsafe(9),",
         "chat_id=secrets.token_urlsafe(9),",
@@ -462,8 +462,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "sse_missing_token_accepted",
         "an SSE / polling / cancel request without the stream's resume token gets 403 forbidden",
         "transports/http.py",
-        "if token != record.resume_token:",
-        "if token and token != record.resume_token:",
+        "if not _token_matches(token, record.resume_token):",
+        "if token and not _token_matches(token, record.resume_token):",
     ),
     Mutant(
         "events_url_without_token",
