@@ -12,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
+from mockllm import fingerprint
 from reference_server.cli import main
 from streamharness import cli as umbrella
 from tests.reference_server.live import BASE_ENV, Ledger, Process, start_process
@@ -137,7 +138,7 @@ def test_the_key_flag_works_but_warns_once(
     mock: Process, ledger: Ledger, started: list[Process], tmp_path: Path
 ) -> None:
     server = serve(started, mock, tmp_path, "--api-key", "sk-flag-9f2")
-    assert upstream_authorization(server, ledger) == "Bearer sk-flag-9f2"
+    assert upstream_authorization(server, ledger) == "Bearer " + fingerprint("sk-flag-9f2")
     log = server.log.read_text()
     warnings = [line for line in log.splitlines() if line.startswith(WARNING)]
     assert warnings == [
@@ -154,8 +155,8 @@ def test_the_key_from_a_file_or_the_environment_needs_no_warning(
     key_file = tmp_path / "upstream.key"
     key_file.write_text("sk-file-51c\n")  # as `echo` writes it: the newline is not the key's
     from_file = serve(started, mock, tmp_path, "--api-key-file", str(key_file))
-    assert upstream_authorization(from_file, ledger) == "Bearer sk-file-51c"
+    assert upstream_authorization(from_file, ledger) == "Bearer " + fingerprint("sk-file-51c")
     from_env = serve(started, mock, tmp_path, STREAMHARNESS_SERVER_API_KEY="sk-env-0d7")
-    assert upstream_authorization(from_env, ledger) == "Bearer sk-env-0d7"
+    assert upstream_authorization(from_env, ledger) == "Bearer " + fingerprint("sk-env-0d7")
     for server in (from_file, from_env):
         assert WARNING not in server.log.read_text()

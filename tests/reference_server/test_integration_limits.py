@@ -168,7 +168,9 @@ async def test_heartbeat_pings_and_closes_silent_peers(server_factory: ServerFac
 async def test_slow_reader_hits_a_bounded_send_queue(
     server_factory: ServerFactory, ledger: Ledger
 ) -> None:
-    server = server_factory(send_queue_max_messages=8)
+    # The client sends nothing while it reads 100,000 tokens, which takes longer than the
+    # default heartbeat timeout (30 s) on a busy machine: liveness is not what this test is about.
+    server = server_factory(send_queue_max_messages=8, heartbeat_timeout_s=600)
     # The kernel must not absorb the whole flood, or the server never sees a reader that
     # stopped: a small receive buffer here (it otherwise grows to tens of MB on loopback), and
     # two floods of ~3 MB each, more than the server's send buffer grows to (4 MB by default).
