@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from mockllm.app import DEFAULT_MODELS, MockApp, MockConfig
+from mockllm.cliargs import CommandParser, port
 from mockllm.errors import RuleError
 from mockllm.profiles import PROFILES
 from mockllm.rules import Rule
@@ -21,12 +22,14 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness mock",
         description="Deterministic OpenAI-compatible streaming mock provider. See docs/mockllm.md.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")
+    parser.add_argument(
+        "--port", type=port, default=8000, help="port (default 8000; 0 picks a free one)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="global content seed (default 0)")
     parser.add_argument(
         "--profile",
@@ -71,8 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    if not 0 <= args.port <= 65535:
-        parser.error(f"--port must be between 0 and 65535, got {args.port}")
     if args.ledger_size < 1:
         parser.error(f"--ledger-size must be at least 1, got {args.ledger_size}")
     rules: list[Rule] = []

@@ -20,12 +20,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from mockllm.cliargs import CommandParser, port
 from reference_server.app import create_app
 from reference_server.manager import StreamManager
 from reference_server.settings import ENV_PREFIX, LOG_LEVELS, Settings
@@ -79,36 +80,19 @@ class UsageError(Exception):
     """Bad command-line input: one line for stderr, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line (its usage block buried the message)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0-65535 (0 picks a free port), got {port}")
-    return port
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         description="Reference token-streaming server (WebSocket v1, SSE, blocking, polling).",
         epilog=f"Every setting is also an environment variable {ENV_PREFIX}<NAME>; "
         "see docs/reference_server.md.",
     )
     parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=None, help="port; 0 picks a free one")
+    parser.add_argument("--port", type=port, default=None, help="port; 0 picks a free one")
     parser.add_argument("--upstream", default=None, help="OpenAI-compatible base URL (…/v1)")
     parser.add_argument("--default-model", default=None)
     parser.add_argument(

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import uvicorn
 
+from mockllm.cliargs import CommandParser, port
 from mockllm.server import bind_socket
 from scenarios.faultproxy.api import DEFAULT_LISTEN, create_app
 from scenarios.faultproxy.engine import Engine
@@ -37,11 +38,11 @@ class UsageError(FaultProxyError):
     """Ends the command before it serves: one line on stderr, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse's errors, without the usage block: one line, the same as our own checks."""
+class _Parser(CommandParser):
+    """The shared error style, raised (``parse_args`` is also called by the stack)."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see --help)")
+        raise UsageError(f"{self.explain(message)} (see --help)")
 
 
 class _Server(uvicorn.Server):
@@ -65,7 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, default=8474, help="API port (default 8474; 0 picks a free port)"
+        "--port", type=port, default=8474, help="API port (default 8474; 0 picks a free port)"
     )
     parser.add_argument(
         "--seed",
@@ -88,10 +89,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
-    args = parser.parse_args(argv)
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be 0-65535 (0 picks a free port), got {args.port}")
-    return args
+    return parser.parse_args(argv)
 
 
 def _load_config(path: Path) -> Any:

@@ -77,7 +77,8 @@ def test_jitter_spreads_delays(api: ToxiproxyClient, proxy: ProxyInfo, connect: 
     api.add_toxic("tcp", "latency", attributes={"latency": 80, "jitter": 60})
     sock = connect(proxy.port)
     samples = [roundtrip_ms(sock) for _ in range(12)]
-    assert all(18 <= s <= 175 for s in samples), samples
+    # 20..140 ms drawn; the upper band leaves a busy 2-core machine room for scheduling delay.
+    assert all(18 <= s <= 260 for s in samples), samples
     assert max(samples) - min(samples) > 15, samples
 
 
