@@ -311,7 +311,9 @@ def _every_stream_ended(check: model.EveryStreamEnded, obs: RunObservation) -> C
         return CheckResult(label, False, "no streams were run")
     bad = [_what_happened(s, obs) for s in streams if s.outcome not in check.outcomes]
     if bad:
-        return CheckResult(label, False, f"{len(bad)} of {len(streams)} streams: {_details(bad)}")
+        return CheckResult(
+            label, False, f"{len(bad)} of {len(streams)} streams ended otherwise: {_details(bad)}"
+        )
     return CheckResult(label, True, f"{len(streams)} streams ended")
 
 
@@ -384,7 +386,9 @@ def _text_matches_mock(check: model.TextMatchesMock, obs: RunObservation) -> Che
     if not streams:
         return CheckResult(label, False, "no streams were run")
     if bad:
-        return CheckResult(label, False, f"{len(bad)} of {len(streams)} streams: {_details(bad)}")
+        return CheckResult(
+            label, False, f"{len(bad)} of {len(streams)} streams differ: {_details(bad)}"
+        )
     return CheckResult(label, True, f"{compared} streams match")
 
 
@@ -539,7 +543,9 @@ def _close_code(check: model.CloseCodeSeen, obs: RunObservation) -> CheckResult:
     hits = [s for s in streams if s.close_code in check.codes]
     passed = bool(hits) if check.streams == "any" else bool(streams) and len(hits) == len(streams)
     seen = sorted({s.close_code for s in streams if s.close_code is not None})
-    return CheckResult(label, passed, f"{len(hits)} of {len(streams)} streams; codes seen {seen}")
+    return CheckResult(
+        label, passed, f"{len(hits)} of {len(streams)} streams closed so; codes seen {seen}"
+    )
 
 
 def _error_code(check: model.ErrorCodeSeen, obs: RunObservation) -> CheckResult:
@@ -561,7 +567,7 @@ def _error_code(check: model.ErrorCodeSeen, obs: RunObservation) -> CheckResult:
         | {code for s in streams for code, _ in s.errors_seen}
     )
     others = [f"{s.key} {s.describe()}" for s in streams if s not in hits]
-    reason = f"{len(hits)} of {len(streams)} streams; codes seen {seen}"
+    reason = f"{len(hits)} of {len(streams)} streams got it; codes seen {seen}"
     if not passed and others:
         reason += f"; {_details(others)}"
     return CheckResult(label, passed, reason)

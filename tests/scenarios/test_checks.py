@@ -79,7 +79,9 @@ def test_every_stream_ended() -> None:
     assert verdict(c, stream(), stream("g0/c1/m0"))[0]
     ok, reason = verdict(c, stream(), stream("g0/c1/m0", outcome="disconnected", close_code=1006))
     assert not ok
-    assert reason == "1 of 2 streams: g0/c1/m0 disconnected after 3 tokens, close 1006"
+    assert reason == (
+        "1 of 2 streams ended otherwise: g0/c1/m0 disconnected after 3 tokens, close 1006"
+    )
     assert not verdict(c)[0]
     allowed = check(check="every_stream_ended", outcomes=["completed", "cancelled"])
     assert verdict(allowed, stream(outcome="cancelled"))[0]
@@ -185,7 +187,7 @@ def test_close_and_error_codes() -> None:
     either = check(check="close_code", code=[1008, 1006], streams="all")
     assert verdict(either, stream(close_code=1008), stream("g0/c1/m0", close_code=1006))[0]
     ok, reason = verdict(either, stream(close_code=1008), stream("g0/c1/m0"))
-    assert not ok and "1 of 2 streams; codes seen [1008]" in reason
+    assert not ok and "1 of 2 streams closed so; codes seen [1008]" in reason
     err = check(check="error_code", code="upstream_error", retryable=True)
     assert verdict(err, stream(error_code="upstream_error", error_retryable=True))[0]
     ok, reason = verdict(err, stream(error_code="upstream_error", error_retryable=False))
