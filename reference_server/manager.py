@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Coroutine
@@ -376,6 +377,9 @@ class StreamManager:
     def stats(self) -> dict[str, Any]:
         streams = self.store.streams()
         return {
+            # Which worker answered (several share a port with --workers).
+            "pid": os.getpid(),
+            "store": "memory" if self.shared is None else "redis",
             "connections": len(self.connections),
             "sessions": len(self.store.sessions()),
             "streams": len(streams),
