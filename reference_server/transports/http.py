@@ -58,6 +58,9 @@ _STATUS_OF_CODE = {
     "internal_error": 500,
     "stream_expired": 410,
     "cancelled": 409,
+    "store_unavailable": 503,
+    "owner_lost": 503,
+    "duplicate_chat": 409,
 }
 
 
