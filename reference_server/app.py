@@ -13,12 +13,30 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from reference_server.collector import managed_collections
 from reference_server.manager import StreamManager
 from reference_server.settings import Settings
-from reference_server.streams import InMemoryStreamStore
+from reference_server.streams import InMemoryStreamStore, SharedStreamStore, StreamStore
 from reference_server.transports.http import router as http_router
 from reference_server.transports.ws import websocket_endpoint
 from reference_server.upstream import RetryPolicy, UpstreamClient
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_store"]
+
+
+def create_store(settings: Settings) -> StreamStore:
+    """The store ``settings.store`` names (Redis is imported only when asked for)."""
+    if settings.store == "memory":
+        return InMemoryStreamStore()
+    from reference_server.redis_store import RedisStreamStore
+
+    lease = settings.redis_lease_s
+    return RedisStreamStore(
+        settings.store,
+        session_ttl_s=max(settings.resume_grace_s, settings.stream_retention_s),
+        live_ttl_s=settings.stream_retention_s + lease,
+        retention_s=max(settings.stream_retention_s, 1.0),
+        lease_s=lease,
+        max_events=settings.redis_max_stream_events,
+        prefix=settings.redis_key_prefix,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,9 +57,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             max_connections=settings.upstream_max_connections,
         )
-        manager = StreamManager(settings, InMemoryStreamStore(), upstream)
+        store = create_store(settings)
+        manager = StreamManager(settings, store, upstream)
         app.state.manager = manager
         manager.start()
+        shared = store if isinstance(store, SharedStreamStore) else None
+        if shared is not None:
+            await shared.start(manager)
         try:
             async with managed_collections(
                 settings.full_gc_interval_s,
@@ -53,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if not manager.shutting_down:
                 await manager.shutdown()
             await manager.close()
+            if shared is not None:
+                await shared.close()
             await upstream.aclose()
 
     app = FastAPI(

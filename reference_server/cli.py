@@ -8,13 +8,22 @@ a file (``--api-key-file``): a secret flag is readable by every local user in th
 so using one prints a warning.
 SIGTERM/SIGINT shut down gracefully: live streams end with a retryable ``server_shutdown``
 error and WebSockets close with 1001 before uvicorn's own shutdown (which would send 1012).
+
+``--workers N`` (with ``--store redis://...``): the socket is bound and listening here, then N
+forked children each run the same server on it (the kernel spreads connections over them), as
+uvicorn's own ``--workers`` does but with our server class in every child, so each keeps the
+graceful shutdown above. The parent prints the one ``listening on`` line, passes SIGTERM/SIGINT
+to every child and exits 0 when all of them did. A worker that dies is not restarted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
+import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -37,10 +46,13 @@ __all__ = ["main"]
 class _Server(uvicorn.Server):
     """uvicorn's server, with our graceful shutdown first and the listening line printed."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI, host: str) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: FastAPI, host: str, announce: bool = True
+    ) -> None:
         super().__init__(config)
         self._app = app
         self._host = host
+        self._announce = announce
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -50,7 +62,7 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        if self.should_exit or not self.servers:
+        if self.should_exit or not self.servers or not self._announce:
             return
         port = self.servers[0].sockets[0].getsockname()[1]
         host = f"[{self._host}]" if ":" in self._host else self._host
@@ -72,6 +84,8 @@ _FLAGS = {
     "upstream_url": "--upstream",
     "default_model": "--default-model",
     "log_level": "--log-level",
+    "store": "--store",
+    "workers": "--workers",
 }
 _SECRETS = {"api_key": "upstream bearer key", "auth_token": "bearer token clients must send"}
 
@@ -82,6 +96,16 @@ class UsageError(Exception):
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= workers <= 64:
+        raise argparse.ArgumentTypeError(f"must be 1-64, got {workers}")
+    return workers
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,6 +125,18 @@ def _parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         default=None,
         help="uvicorn log level (default warning)",
+    )
+    parser.add_argument(
+        "--store",
+        default=None,
+        metavar="memory|redis://HOST:PORT/DB",
+        help="where streams live (default memory: this process only)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        help="worker processes on one port (default 1; more need --store redis://...)",
     )
     for name, what in _SECRETS.items():
         flag = _flag(name)
@@ -204,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
     )
+    if settings.workers > 1:
+        return _supervise(settings, sock)
+    return _serve(settings, sock, announce=True)
+
+
+def _serve(settings: Settings, sock: socket.socket, announce: bool) -> int:
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -218,13 +260,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 2,
         lifespan="on",
     )
-    server = _Server(config, app, settings.host)
+    server = _Server(config, app, settings.host, announce)
     # Modules and the app live as long as the process: out of the collector's reach, full
     # collections walk only what serving allocates (they stall every stream while they run).
     gc.collect()
     gc.freeze()
     server.run(sockets=[sock])
     return 0 if server.started else 1
+
+
+def _supervise(settings: Settings, sock: socket.socket) -> int:
+    """Fork ``settings.workers`` servers on one listening socket; pass signals on; reap."""
+    sock.listen(2048)  # connections wait in the backlog until a worker accepts them
+    sock.set_inheritable(True)
+    children: set[int] = set()
+    for _ in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; its exit status is what is tested
+            code = 1
+            try:
+                code = _serve(settings, sock, announce=False)
+            finally:
+                os._exit(code)
+        children.add(pid)
+
+    def forward(sig: int, _: FrameType | None) -> None:
+        for child in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"reference_server listening on http://{shown}:{port}", flush=True)
+    failed = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if os.waitstatus_to_exitcode(status) != 0:
+            failed += 1
+    sock.close()
+    return 0 if failed == 0 else 1
 
 
 if __name__ == "__main__":

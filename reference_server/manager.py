@@ -10,6 +10,10 @@ is cancelled (its upstream request closed); a finished stream is dropped after
 costs the live streams plus the finished ones that are due, not every stream retained: at 250
 streams/s the store holds 15k finished ones, and walking them all ten times a second took
 several per cent of the server's CPU and stalled the loop for milliseconds each time.
+
+With a shared store (several workers, ``redis_store.py``) a generation first claims its chat
+(one owner per chat, whatever worker a resend reaches) and replicates every event; a stream
+another worker owns is only followed here, and cancelling it asks its owner to stop.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Coroutine
@@ -24,7 +29,13 @@ from typing import Any, Protocol
 
 from reference_server.errors import UpstreamError
 from reference_server.settings import Settings
-from reference_server.streams import Session, StreamRecord, StreamStore
+from reference_server.streams import (
+    BufferedEvent,
+    Session,
+    SharedStreamStore,
+    StreamRecord,
+    StreamStore,
+)
 from reference_server.upstream import (
     UpstreamClient,
     UpstreamEvent,
@@ -107,6 +118,8 @@ class StreamManager:
     ) -> None:
         self.settings = settings
         self.store = store
+        # The shared store's extra duties, or None: the one-process path never pays for them.
+        self.shared = store if isinstance(store, SharedStreamStore) else None
         self.upstream = upstream
         self.clock = clock
         self.shutting_down = False
@@ -202,8 +215,26 @@ class StreamManager:
         if not record.cancel(self.clock(), reason):
             return False
         self.totals["cancelled"] += 1
-        self._stop_generation(record)
+        if self.shared is not None and self.shared.is_mirror(record):
+            self.shared.request_cancel(record)  # its owner stops the upstream request
+        else:
+            self._stop_generation(record)
         return True
+
+    # --- what a shared store asks of the owner of a stream
+    def remote_cancel(self, stream_id: str) -> None:
+        record = self.store.get(stream_id)
+        if record is not None:
+            self.cancel(record, "cancelled by client (through another worker)")
+
+    def remote_touch(self, stream_id: str) -> None:
+        """Another worker has a reader of this stream: it is not abandoned."""
+        record = self.store.get(stream_id)
+        if record is not None and record.readers == 0:
+            record.idle_since = self.clock()
+
+    def store_failed(self, record: StreamRecord) -> None:
+        self._stop_generation(record)
 
     def expire(self, record: StreamRecord) -> None:
         if record.cancel(
@@ -229,8 +260,37 @@ class StreamManager:
             elif isinstance(event, UpstreamFinish):
                 record.finish(self.clock(), event.finish_reason, event.usage)
 
+        shared = self.shared
+        handler = on_event
+        if shared is not None:
+
+            def on_shared_event(event: UpstreamEvent) -> None:
+                if record.terminal:
+                    return
+                added: BufferedEvent
+                if isinstance(event, UpstreamToken):
+                    added = record.add_token(event.content)
+                elif isinstance(event, UpstreamToolCall):
+                    added = record.add_tool_call(
+                        event.call_index, event.call_id, event.name, event.arguments
+                    )
+                else:
+                    record.finish(self.clock(), event.finish_reason, event.usage)
+                    return
+                shared.appended(record, added)
+
+            handler = on_shared_event
+
         try:
-            await self.upstream.stream_chat(body, on_event)
+            if shared is not None and not await shared.claim(record):
+                record.fail(
+                    self.clock(),
+                    "duplicate_chat",
+                    "another worker is already generating this chat; send it again to follow it",
+                    True,
+                )
+                return
+            await self.upstream.stream_chat(body, handler)
         except UpstreamError as exc:
             record.fail(self.clock(), exc.code, exc.message, exc.retryable)
         except asyncio.CancelledError:
@@ -243,6 +303,8 @@ class StreamManager:
         finally:
             if not record.terminal:
                 record.fail(self.clock(), "upstream_error", "upstream ended early", True)
+            if shared is not None:
+                shared.ended(record)
 
     # --- expiry
     def track(self, record: StreamRecord) -> None:
@@ -315,6 +377,9 @@ class StreamManager:
     def stats(self) -> dict[str, Any]:
         streams = self.store.streams()
         return {
+            # Which worker answered (several share a port with --workers).
+            "pid": os.getpid(),
+            "store": "memory" if self.shared is None else "redis",
             "connections": len(self.connections),
             "sessions": len(self.store.sessions()),
             "streams": len(streams),

@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     # Finished streams stay resumable (replay only) this long, then only a tombstone remains.
     stream_retention_s: float = Field(default=60.0, ge=0)
 
+    # --- where streams live (reference_server/redis_store.py)
+    # "memory": this process only. "redis://host:port/db": shared by every worker using it.
+    store: str = "memory"
+    # Worker processes sharing the listening socket (more than one needs a redis store).
+    workers: int = Field(default=1, ge=1, le=64)
+    # A stream's owner renews its lease this often (1 s); a lease this old means it died.
+    redis_lease_s: float = Field(default=5.0, gt=1)
+    # Events kept per stream in Redis (MAXLEN): a longer stream cannot be replayed from 0.
+    redis_max_stream_events: int = Field(default=100_000, gt=0)
+    redis_key_prefix: str = Field(default="sh:", min_length=1)
+
     # --- upstream
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     # No byte from the provider for this long = stalled; the stream fails with upstream_timeout.
@@ -93,6 +104,19 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
         return value
 
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if value == "memory":
+            return value
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ValueError(
+                f"must be 'memory' or a Redis URL (redis://host:port/0, rediss://, unix://), "
+                f"got {value!r}"
+            )
+        return value
+
     @field_validator("api_key", "auth_token")
     @classmethod
     def _one_line_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -129,6 +153,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"heartbeat_timeout_s ({self.heartbeat_timeout_s}) must be greater than "
                 f"heartbeat_interval_s ({self.heartbeat_interval_s})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _workers_share_a_store(self) -> Self:
+        # Streams in one worker's memory are unknown to the others: resumes would fail.
+        if self.workers > 1 and self.store == "memory":
+            raise ValueError(
+                f"workers={self.workers} needs a shared store: set store to a redis:// URL"
             )
         return self
 

@@ -2,8 +2,12 @@
 
 A stream outlives the socket that started it: its tokens go into a :class:`ReplayBuffer`, and
 any number of readers (a WebSocket subscription, an SSE response, a poll) follow it from an
-index. The :class:`StreamStore` protocol is the seam for a shared store later (several workers
-resuming each other's streams); :class:`InMemoryStreamStore` is the one-process implementation.
+index. The :class:`StreamStore` protocol is what the session rules and transports read;
+:class:`InMemoryStreamStore` is the one-process implementation, and
+:class:`SharedStreamStore` (``redis_store.py``) what several workers need on top: claiming a
+chat, replicating an owned stream's events, and cancelling another worker's stream. The
+``load_*`` methods are the only awaits: a shared store fetches what another worker wrote
+before the synchronous lookups see it; the in-memory one just looks.
 
 ``ReplayBuffer`` and the store are pure. ``StreamRecord.follow`` is the one place that waits
 (an ``asyncio.Event`` set and dropped on every change, created only when a reader waits), because
@@ -16,7 +20,7 @@ import asyncio
 import collections
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from reference_server.state import TERMINAL, StreamInput, StreamState, transition
 
@@ -27,6 +31,7 @@ __all__ = [
     "Outcome",
     "ReplayBuffer",
     "Session",
+    "SharedStreamStore",
     "StreamRecord",
     "StreamStore",
     "TokenEvent",
@@ -276,6 +281,34 @@ class StreamStore(Protocol):
     def expired(self, stream_id: str) -> bool: ...
     def streams(self) -> list[StreamRecord]: ...
 
+    # What another worker may hold: fetched (shared store) or looked up (in memory).
+    async def load_session(self, session_id: str) -> Session | None: ...
+    async def load_session_by_token(self, resume_token: str) -> Session | None: ...
+    async def load_chat(self, session_id: str, chat_id: str) -> StreamRecord | None: ...
+    async def load_stream(self, stream_id: str) -> StreamRecord | None: ...
+
+
+class StoreOwner(Protocol):
+    """What a shared store asks of the worker's stream manager (it holds the generations)."""
+
+    def remote_cancel(self, stream_id: str) -> None: ...
+    def remote_touch(self, stream_id: str) -> None: ...
+    def store_failed(self, record: StreamRecord) -> None: ...
+
+
+@runtime_checkable
+class SharedStreamStore(StreamStore, Protocol):
+    """A store several workers share: one owner generates each chat, the others follow it."""
+
+    async def start(self, owner: StoreOwner) -> None: ...
+    async def close(self) -> None: ...
+    async def claim(self, record: StreamRecord) -> bool: ...
+    async def flush(self) -> None: ...
+    def appended(self, record: StreamRecord, event: BufferedEvent) -> None: ...
+    def ended(self, record: StreamRecord) -> None: ...
+    def is_mirror(self, record: StreamRecord) -> bool: ...
+    def request_cancel(self, record: StreamRecord) -> None: ...
+
 
 class InMemoryStreamStore:
     """One process, plain dicts. Removed streams leave a bounded tombstone (``expired``)."""
@@ -334,3 +367,15 @@ class InMemoryStreamStore:
 
     def streams(self) -> list[StreamRecord]:
         return list(self._streams.values())
+
+    async def load_session(self, session_id: str) -> Session | None:
+        return self.get_session(session_id)
+
+    async def load_session_by_token(self, resume_token: str) -> Session | None:
+        return self.session_by_token(resume_token)
+
+    async def load_chat(self, session_id: str, chat_id: str) -> StreamRecord | None:
+        return self.find(session_id, chat_id)
+
+    async def load_stream(self, stream_id: str) -> StreamRecord | None:
+        return self.get(stream_id)

@@ -20,12 +20,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
-# Debian packages: nginx for the nginx scenarios; Node.js and npm for the tests that judge
-# Node servers (the Vercel AI SDK, Express). Installed once, together, when missing.
+# Debian packages: nginx for the nginx scenarios; redis-server for the shared stream store of
+# several server workers; Node.js and npm for the tests that judge Node servers (the Vercel AI
+# SDK, Express). Installed once, together, when missing.
 missing=()
 if [ "${STREAMHARNESS_SKIP_NGINX:-0}" != "1" ] && ! command -v nginx >/dev/null 2>&1 \
         && [ ! -x /usr/sbin/nginx ]; then
     missing+=(nginx)
+fi
+if [ "${STREAMHARNESS_SKIP_REDIS:-0}" != "1" ] && ! command -v redis-server >/dev/null 2>&1 \
+        && [ ! -x /usr/bin/redis-server ]; then
+    missing+=(redis-server)
 fi
 if [ "${STREAMHARNESS_SKIP_NODE:-0}" != "1" ] && ! command -v node >/dev/null 2>&1; then
     missing+=(nodejs)
@@ -41,6 +46,11 @@ if [ ${#missing[@]} -gt 0 ]; then
                     || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
                 # We only use the binary with our own config; never leave the service running.
                 (service nginx stop || true) >/dev/null 2>&1
+                ;;
+            redis-server)
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+                # The harness starts its own on a free port; never leave the service running.
+                (service redis-server stop || true) >/dev/null 2>&1
                 ;;
             nodejs)
                 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null

@@ -58,6 +58,9 @@ _STATUS_OF_CODE = {
     "internal_error": 500,
     "stream_expired": 410,
     "cancelled": 409,
+    "store_unavailable": 503,
+    "owner_lost": 503,
+    "duplicate_chat": 409,
 }
 
 
@@ -142,7 +145,7 @@ async def create_stream(request: Request) -> Response:
         return chat
     manager = _manager(request)
     if chat.id is not None:
-        existing = manager.store.find(HTTP_SESSION, chat.id)
+        existing = await manager.store.load_chat(HTTP_SESSION, chat.id)
         if existing is not None:
             # Every HTTP client shares one id space, so an id alone proves nothing: the same
             # stream again (never a second generation) only for the token issued with it.
@@ -164,12 +167,12 @@ async def create_stream(request: Request) -> Response:
     return JSONResponse(_describe_stream(request, record), status_code=201)
 
 
-def _lookup(request: Request, stream_id: str) -> StreamRecord | JSONResponse:
+async def _lookup(request: Request, stream_id: str) -> StreamRecord | JSONResponse:
     refused = _refuse(request)
     if refused is not None:
         return refused
     store = _manager(request).store
-    record = store.get(stream_id)
+    record = await store.load_stream(stream_id)
     if record is None:
         if store.expired(stream_id):
             return _error(410, "stream_expired", "the stream is no longer buffered")
@@ -206,7 +209,7 @@ def _parse_after(value: str | None) -> int | None:
 
 @router.get("/v1/streams/{stream_id}/events")
 async def stream_events(request: Request, stream_id: str) -> Response:
-    found = _lookup(request, stream_id)
+    found = await _lookup(request, stream_id)
     if isinstance(found, JSONResponse):
         return found
     record = found
@@ -307,7 +310,7 @@ def _poll_body(record: StreamRecord, after: int, limit: int) -> dict[str, Any]:
 
 @router.get("/v1/streams/{stream_id}/tokens")
 async def poll_tokens(request: Request, stream_id: str) -> Response:
-    found = _lookup(request, stream_id)
+    found = await _lookup(request, stream_id)
     if isinstance(found, JSONResponse):
         return found
     after = _parse_after(request.query_params.get("after"))
@@ -325,7 +328,7 @@ async def poll_tokens(request: Request, stream_id: str) -> Response:
 
 @router.delete("/v1/streams/{stream_id}")
 async def cancel_stream(request: Request, stream_id: str) -> Response:
-    found = _lookup(request, stream_id)
+    found = await _lookup(request, stream_id)
     if isinstance(found, JSONResponse):
         return found
     if not _manager(request).cancel(found):

@@ -30,13 +30,18 @@ from typing import Any, Literal
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from reference_server.errors import ProtocolError
 from reference_server.limits import check_auth, check_origin
 from reference_server.manager import StreamManager
 from reference_server.protocol import (
     PROTOCOL_V1,
+    CancelRequest,
+    ChatRequest,
+    ResumeRequest,
     ServerMessage,
     Start,
     encode,
+    parse_client_message,
     token_frame,
     token_frame_prefix,
     tutorial_end,
@@ -56,7 +61,14 @@ from reference_server.session import (
     tool_call_frame,
 )
 from reference_server.state import StreamState
-from reference_server.streams import Outcome, StreamRecord, TokenEvent, ToolCallEvent
+from reference_server.streams import (
+    Outcome,
+    Session,
+    StreamRecord,
+    StreamStore,
+    TokenEvent,
+    ToolCallEvent,
+)
 
 __all__ = ["WSConnection", "websocket_endpoint"]
 
@@ -101,6 +113,25 @@ async def websocket_endpoint(websocket: WebSocket, client_id: str) -> None:
     await websocket.accept(subprotocol=subprotocol)
     connection = WSConnection(websocket, manager, client_id, mode)
     await connection.run()
+
+
+async def _fetch_shared(store: StreamStore, session: Session, text: str) -> None:
+    """Bring what this frame names from the shared store into this worker's view, so the
+    session rules (which read the store synchronously) find another worker's stream."""
+    try:
+        message = parse_client_message(text)
+    except ProtocolError:
+        return  # the session rules answer it
+    if isinstance(message, ChatRequest):
+        if message.resume_token is not None:
+            owner = await store.load_session_by_token(message.resume_token)
+            if owner is not None:
+                await store.load_chat(owner.session_id, message.id)
+        await store.load_chat(session.session_id, message.id)
+    elif isinstance(message, ResumeRequest):
+        await store.load_stream(message.stream_id)
+    elif isinstance(message, CancelRequest):
+        await store.load_chat(session.session_id, message.id)
 
 
 class WSConnection:
@@ -160,6 +191,9 @@ class WSConnection:
             session = self.rules.session
             if session is not None:
                 session.connections += 1
+                if manager.shared is not None:
+                    # Its resume_token must work on every worker once the client has it.
+                    await manager.shared.flush()
                 await self._enqueue(self.rules.hello())
             sender = manager.spawn(self._send_loop(), "ws-send")
             receiver = manager.spawn(self._receive_loop(), "ws-receive")
@@ -316,8 +350,11 @@ class WSConnection:
                 return
             if message["type"] == "websocket.disconnect":
                 return
+            text = message.get("text")
+            if self.manager.shared is not None and text is not None and self.rules.session:
+                await _fetch_shared(self.manager.store, self.rules.session, text)
             decisions = self.rules.receive(
-                message.get("text"),
+                text,
                 self.manager.clock(),
                 following=self.subscriptions,
                 shutting_down=self.manager.shutting_down,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.reference_server.live import BASE_ENV, Ledger, Process, ServerFactory, start_process
+from tests.reference_server.redisproc import RedisProcess, start_redis
 from tests.reference_server.wsclient import abort_leftover_connections
 
 
@@ -65,3 +66,11 @@ def server_factory(
 @pytest.fixture(scope="module")
 def server(server_factory: ServerFactory) -> Process:
     return server_factory()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """One private redis-server for the session's tests (each test uses its own key prefix)."""
+    process = start_redis(tmp_path_factory.mktemp("redis"))
+    yield process
+    process.stop()
