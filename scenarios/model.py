@@ -113,6 +113,11 @@ class StackModel(_Model):
     nginx_read_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     upstream_proxy: bool = False
     downstream_proxy: bool = False
+    # Reference server processes behind nginx, round-robin (each new connection goes to the
+    # next one), and where they keep their streams: each in its own memory, or a private
+    # redis-server they share.
+    server_workers: int = Field(default=1, ge=1, le=8)
+    store: Literal["memory", "redis"] = "memory"
     # Settings of the reference server, without the STREAMHARNESS_SERVER_ prefix.
     server_env: dict[str, str] = Field(default_factory=dict)
 
@@ -125,6 +130,22 @@ class StackModel(_Model):
                 str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
             }
         return value
+
+    @model_validator(mode="after")
+    def _workers_behind_nginx(self) -> StackModel:
+        if self.server_workers > 1 and not self.nginx:
+            raise ValueError("server_workers > 1 needs nginx: true (nginx balances the workers)")
+        if self.server_workers > 1 and self.downstream_proxy:
+            raise ValueError(
+                "the downstream proxy stands in front of one server: with server_workers > 1 "
+                "use the upstream proxy"
+            )
+        return self
+
+    @property
+    def several_workers(self) -> bool:
+        """The stack runs more than one worker or a shared store (the reference server)."""
+        return self.server_workers > 1 or self.store != "memory"
 
 
 class MockSpec(_Model):
@@ -680,6 +701,8 @@ class Scenario(_Model):
             out |= group.needs
         if self.events:
             out.add("restartable")
+        if self.stack.several_workers:
+            out.add("several_workers")
         return frozenset(out)
 
     def group_name(self, index: int) -> str:

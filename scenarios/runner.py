@@ -18,8 +18,9 @@ One scenario run, for one target and one root seed:
    (:mod:`scenarios.checks`);
 6. stop the stack, whatever happened (``Stack`` guarantees it).
 
-Missing nginx skips the scenario with the reason; a stack that fails to start, or a target
-that cannot be reached, makes the run an ``error`` with the reason and the log files.
+Missing nginx or redis-server skips the scenario with the reason; a stack that fails to start,
+or a target that cannot be reached, makes the run an ``error`` with the reason and the log
+files.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ async def run_scenario(
     if why_not is not None:
         return ScenarioResult(verdict="skip", reason=why_not, **base)  # type: ignore[arg-type]
     # Imported here: the pure parts of the runner's modules must not need the stack's imports.
-    from scenarios.stack import NginxUnavailable, StackError
+    from scenarios.stack import NginxUnavailable, RedisUnavailable, StackError
 
     plan = plan_run(scenario, seed)
     live = Live()
@@ -143,6 +144,8 @@ async def run_scenario(
             obs = await _run(scenario, plan, target, opts, live, progress)
     except NginxUnavailable as exc:
         return ScenarioResult(verdict="skip", reason=f"nginx unavailable: {exc.reason}", **base)  # type: ignore[arg-type]
+    except RedisUnavailable as exc:
+        return ScenarioResult(verdict="skip", reason=f"redis unavailable: {exc}", **base)  # type: ignore[arg-type]
     except (StackError, TargetUnreachable) as exc:
         return error(str(exc))
     except TimeoutError:
@@ -203,6 +206,8 @@ async def _run(
         nginx_binary=opts.nginx_binary,
         upstream_proxy=scenario.stack.upstream_proxy,
         downstream_proxy=scenario.stack.downstream_proxy,
+        server_workers=scenario.stack.server_workers,
+        store=scenario.stack.store,
         mock_seed=plan.mock_seed,
         mock_profile=scenario.mock.profile,
         mock_args=mock_args,

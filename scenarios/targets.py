@@ -30,10 +30,13 @@ class BuiltinServer:
     profile: str
     stats: bool  # serves /stats with the reference server's counters
     ready_path: str | None = None  # answers 200 once its app started (else: its first line)
+    workers: bool = False  # runs as several workers sharing a store (--store redis://...)
 
 
 BUILTIN_TARGETS: dict[str, BuiltinServer] = {
-    "reference": BuiltinServer("reference_server", "v1", stats=True, ready_path="/healthz"),
+    "reference": BuiltinServer(
+        "reference_server", "v1", stats=True, ready_path="/healthz", workers=True
+    ),
     "naive": BuiltinServer("reference_server.naive", "tutorial", stats=False),
 }
 
@@ -60,6 +63,9 @@ class Target:
             caps.add("restartable")
         if self.stats:
             caps.add("stats")
+        builtin = BUILTIN_TARGETS.get(self.name)
+        if builtin is not None and builtin.workers:
+            caps.add("several_workers")
         return frozenset(caps)
 
     def describe(self) -> str:
@@ -110,6 +116,11 @@ def unmet(needs: frozenset[str], target: Target) -> str | None:
             return reason.format(p=target.profile.name, u=target.profile.url)
     if "stats" in missing:
         return "needs the server's /stats counters (the reference server's); this target has none"
+    if "several_workers" in missing:
+        return (
+            "runs several server workers on a shared store, which the harness does for the "
+            "reference server only"
+        )
     if "restartable" in missing:
         return "restarts the server, which the harness cannot do to a URL target"
     return f"needs {', '.join(sorted(missing))}"

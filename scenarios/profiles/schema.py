@@ -47,6 +47,7 @@ Capability = Literal[
     "tool_calls",  # tool calls stream to the client (v1 tool_call messages)
     "stats",  # the server's /stats counters (leaks, queue sizes)
     "restartable",  # the harness starts the server, so it can restart it
+    "several_workers",  # the harness runs it as several workers on a shared store (reference)
 ]
 CAPABILITIES: tuple[str, ...] = Capability.__args__  # type: ignore[attr-defined]
 

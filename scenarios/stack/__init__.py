@@ -5,7 +5,9 @@
     client -> [nginx] -> [fault proxy "downstream"] -> server -> [fault proxy "upstream"] -> mockllm
 
 - ``procs.py``: start a child, wait for its ``listening on`` line, capture its log, always stop it;
-- ``nginx.py``: the nginx config for WebSocket and SSE, and the process;
+- ``nginx.py``: the nginx config for WebSocket and SSE (round-robin over several workers), and
+  the process;
+- ``redis.py``: a private ``redis-server`` for the workers' shared stream store;
 - ``launch.py``: :class:`Stack`, which starts what a :class:`StackSpec` asks for, in order.
 """
 
@@ -15,6 +17,7 @@ from scenarios.stack.launch import (
     NginxError,
     NginxUnavailable,
     ProcessStartError,
+    RedisUnavailable,
     Stack,
     StackError,
     StackSpec,
@@ -24,6 +27,7 @@ __all__ = [
     "NginxError",
     "NginxUnavailable",
     "ProcessStartError",
+    "RedisUnavailable",
     "Stack",
     "StackError",
     "StackSpec",

@@ -3,12 +3,19 @@
 ::
 
     client -> [nginx] -> [fault proxy "downstream"] -> server -> [fault proxy "upstream"] -> mockllm
+                                                     (x N) -> [redis-server]
 
 (docs/architecture.md.) ``async with Stack(spec) as stack:`` starts what ``spec`` asks for, on
 free ports, waits until each piece is ready, and on leaving (normally, on an exception, on
 cancellation / Ctrl-C) stops everything in reverse order. Every child's output goes to one
 log file per process in ``log_dir`` (``stack.logs``). The server under test is the reference
 server, the naive server, or an external URL that is not started (``StackSpec.target``).
+
+Several workers (``StackSpec.server_workers``): separate server processes, each started like
+the single one on its own port, with nginx in front balancing them round-robin (one new
+connection to each in turn). ``StackSpec.store = "redis"`` starts a private ``redis-server``
+(:mod:`scenarios.stack.redis`) before the servers and passes ``--store redis://...`` to each;
+it is stopped after them.
 
 Both fault proxies are proxies of one Toxiproxy-compatible server: the embedded one
 (``python -m scenarios.faultproxy``, started here) or an external one given by
@@ -33,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -48,12 +55,14 @@ from scenarios.stack.procs import (
     start_process,
     wait_for_port,
 )
+from scenarios.stack.redis import RedisServer, RedisUnavailable, find_redis
 from scenarios.targets import BUILTIN_TARGETS
 
 __all__ = [
     "NginxError",
     "NginxUnavailable",
     "ProcessStartError",
+    "RedisUnavailable",
     "Stack",
     "StackError",
     "StackSpec",
@@ -99,6 +108,11 @@ class StackSpec:
     proxy_name_prefix: str = ""
     server_env: Mapping[str, str] = field(default_factory=dict)
     server_args: tuple[str, ...] = ()
+    # Server processes behind nginx (round-robin); more than one needs nginx.
+    server_workers: int = 1
+    # Where the servers keep their streams: their own memory, or a private redis-server.
+    store: Literal["memory", "redis"] = "memory"
+    redis_binary: str | None = None
     ready_timeout_s: float = 30.0
     stop_timeout_s: float = 8.0
 
@@ -113,6 +127,22 @@ class StackSpec:
             )
         if self.nginx_read_timeout_s <= 0:
             raise ValueError("nginx_read_timeout_s must be > 0")
+        if self.server_workers < 1:
+            raise ValueError(f"server_workers must be >= 1, got {self.server_workers}")
+        if self.store not in ("memory", "redis"):
+            raise ValueError(f"store must be 'memory' or 'redis', got {self.store!r}")
+        if (self.server_workers > 1 or self.store == "redis") and self.target != "reference":
+            raise ValueError(
+                "server_workers and store: redis start the reference server; "
+                f"target is {self.target!r}"
+            )
+        if self.server_workers > 1 and not self.nginx:
+            raise ValueError("server_workers > 1 needs nginx=True: nginx balances the workers")
+        if self.server_workers > 1 and self.downstream_proxy:
+            raise ValueError(
+                "the downstream proxy stands in front of one server; with server_workers > 1 "
+                "use the upstream proxy"
+            )
 
 
 def _http(url: str) -> str:
@@ -136,7 +166,8 @@ class Stack:
 
     ``client_http_url`` / ``client_ws_url``: the front of the chain (nginx, else the
     downstream proxy, else the server), root URLs without a path. ``server_url``: the
-    server itself. ``mock_url``: the mock's root (no ``/v1``); ``upstream_url``: what the
+    server itself (the first worker when there are several; ``server_urls`` has each, in
+    nginx's order). ``mock_url``: the mock's root (no ``/v1``); ``upstream_url``: what the
     server calls (``.../v1``, through the upstream proxy when there is one).
     """
 
@@ -156,6 +187,9 @@ class Stack:
         self.python = python
         self.mock: ManagedProcess | None = None
         self.server: ManagedProcess | None = None
+        self.servers: list[ManagedProcess] = []
+        self.server_urls: list[str] = []
+        self.redis: RedisServer | None = None
         self.faultproxy: ManagedProcess | None = None
         self.nginx: Nginx | None = None
         self.mock_url = ""
@@ -189,7 +223,8 @@ class Stack:
     def processes(self) -> list[ManagedProcess]:
         procs = [
             self.nginx.process if self.nginx else None,
-            self.server,
+            *self.servers,
+            self.redis.process if self.redis else None,
             self.faultproxy,
             self.mock,
         ]
@@ -210,6 +245,8 @@ class Stack:
             "client_http_url": self.client_http_url,
             "client_ws_url": self.client_ws_url,
             "server_url": self.server_url,
+            "server_urls": list(self.server_urls),
+            "redis_url": self.redis.url if self.redis else None,
             "mock_url": self.mock_url,
             "upstream_url": self.upstream_url,
             "proxy_api_url": self.proxy_api_url,
@@ -229,6 +266,8 @@ class Stack:
                 from scenarios.stack.nginx import find_nginx
 
                 find_nginx(spec.nginx_binary)
+            if spec.store == "redis":
+                find_redis(spec.redis_binary)
             await self._start_mock()
             if spec.upstream_proxy or spec.downstream_proxy or spec.mock_proxy:
                 await self._start_proxy_server()
@@ -242,7 +281,13 @@ class Stack:
                     self.upstream_proxy_name, self.mock_url, spec.provider_port or 0
                 )
                 self.upstream_url = f"http://{listen}/v1"
-            await self._start_server()
+            if spec.store == "redis":
+                self.redis = await RedisServer.start(
+                    log_dir=self.log_dir,
+                    binary=spec.redis_binary,
+                    ready_timeout_s=spec.ready_timeout_s,
+                )
+            await self._start_servers()
             front = self.server_url
             # A URL target may live under a path (http://host/app) and speak TLS: the proxy
             # copies bytes, so the client keeps the scheme and the path through it.
@@ -265,6 +310,7 @@ class Stack:
                     buffering=spec.nginx_buffering,
                     binary=spec.nginx_binary,
                     upstream_host=host,
+                    extra_upstream_ports=tuple(_host_port(url)[1] for url in self.server_urls[1:]),
                 )
                 front = self.nginx.url + parts.path
             self.client_http_url = front
@@ -280,8 +326,10 @@ class Stack:
                 await self.nginx.stop(self.spec.stop_timeout_s)
             if self.spec.toxiproxy_url is not None:
                 await self._delete_proxies()
-            if self.server is not None:
-                await self.server.stop(self.spec.stop_timeout_s)
+            # Together: a worker's graceful shutdown waits for its streams, not for the others.
+            await asyncio.gather(*(s.stop(self.spec.stop_timeout_s) for s in self.servers))
+            if self.redis is not None:
+                await self.redis.stop(self.spec.stop_timeout_s)
             if self.faultproxy is not None:
                 await self.faultproxy.stop(self.spec.stop_timeout_s)
             if self.mock is not None:
@@ -292,21 +340,26 @@ class Stack:
                 proc.kill_now()
 
     async def restart_server(self) -> None:
-        """Graceful SIGTERM, wait for the exit, start again on the same port, wait ready."""
-        if self.server is None:
+        """Graceful SIGTERM, wait for the exit, start again on the same port, wait ready;
+        every worker, one after the other (a rolling restart)."""
+        if not self.servers:
             raise StackError("restart_server: the target is external, nothing to restart")
-        await self.server.stop(self.spec.stop_timeout_s)
+        for server, url in zip(self.servers, self.server_urls, strict=True):
+            await self._restart_one(server, url)
+
+    async def _restart_one(self, server: ManagedProcess, url: str) -> None:
+        await server.stop(self.spec.stop_timeout_s)
         # The port may still be held a moment by the dying listener: retry briefly.
         deadline = time.monotonic() + self.spec.ready_timeout_s
         while True:
             try:
-                await restart_process(self.server, ready_timeout_s=self.spec.ready_timeout_s)
+                await restart_process(server, ready_timeout_s=self.spec.ready_timeout_s)
                 break
             except ProcessStartError:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
-        await self._wait_server_ready()
+        await self._wait_server_ready(server, url)
 
     # --- pieces --------------------------------------------------------------------------
 
@@ -376,38 +429,67 @@ class Stack:
                     await http.delete(f"{self.proxy_api_url}/proxies/{name}")
         self._proxies_created.clear()
 
-    async def _start_server(self) -> None:
+    async def _start_servers(self) -> None:
         spec = self.spec
         if spec.external:
             self.server_url = _http(spec.target)
+            self.server_urls = [self.server_url]
             return
+        names = (
+            [spec.target]
+            if spec.server_workers == 1
+            else [f"{spec.target}-{i + 1}" for i in range(spec.server_workers)]
+        )
+        # Started together: each gets ready on its own, and the wait is paid once. When one
+        # fails the others are cancelled and finished before the caller's stop() runs.
+        tasks = [asyncio.create_task(self._start_server(name)) for name in names]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        # self.servers is in the order they printed their line: back to the names' order.
+        by_name = {p.name: p for p in self.servers}
+        self.servers = [by_name[name] for name in names]
+        self.server_urls = [(p.url or "").rstrip("/") for p in self.servers]
+        self.server = self.servers[0]
+        self.server_url = self.server_urls[0]
+
+    async def _start_server(self, name: str) -> None:
+        spec = self.spec
         module = BUILTIN_TARGETS[spec.target].module
         argv = [self.python, "-m", module, "--host", LOOPBACK, "--port", "0"]
-        argv += ["--upstream", self.upstream_url, *spec.server_args]
+        argv += ["--upstream", self.upstream_url]
+        if self.redis is not None:
+            argv += ["--store", self.redis.url]
+        argv += list(spec.server_args)
         env = {**os.environ, **spec.server_env}
-        self.server = await start_process(
-            spec.target, argv, log_dir=self.log_dir, env=env, ready_timeout_s=spec.ready_timeout_s
+        server = await start_process(
+            name, argv, log_dir=self.log_dir, env=env, ready_timeout_s=spec.ready_timeout_s
         )
-        assert self.server.url is not None
-        self.server_url = self.server.url.rstrip("/")
+        # Registered at once, so that a failure of another worker still stops this one.
+        self.servers.append(server)
+        assert server.url is not None
+        url = server.url.rstrip("/")
         # Restarts must come back on the same port: pin it in the argv.
-        self.server.argv[self.server.argv.index("--port") + 1] = str(_host_port(self.server_url)[1])
-        await self._wait_server_ready()
+        server.argv[server.argv.index("--port") + 1] = str(_host_port(url)[1])
+        await self._wait_server_ready(server, url)
 
-    async def _wait_server_ready(self) -> None:
+    async def _wait_server_ready(self, server: ManagedProcess, url: str) -> None:
         """A built-in server with a readiness path answers it once its app started; others:
         the line they print once listening."""
-        ready = BUILTIN_TARGETS[self.spec.target].ready_path if self.server else None
-        if ready is None or self.server is None:
+        ready = BUILTIN_TARGETS[self.spec.target].ready_path
+        if ready is None:
             return
         deadline = time.monotonic() + self.spec.ready_timeout_s
         async with httpx.AsyncClient(timeout=2.0) as http:
             while True:
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{self.server_url}{ready}")).status_code == 200:
+                    if (await http.get(f"{url}{ready}")).status_code == 200:
                         return
-                if not self.server.running or time.monotonic() > deadline:
+                if not server.running or time.monotonic() > deadline:
                     raise ProcessStartError(
-                        f"{self.server.name} never answered {ready}; log {self.server.log_path}"
+                        f"{server.name} never answered {ready}; log {server.log_path}"
                     )
                 await asyncio.sleep(0.05)

@@ -192,6 +192,19 @@ def test_needs_follow_from_clients_and_events() -> None:
     }
 
 
+def test_workers_need_nginx_and_the_reference_server() -> None:
+    text = MINIMAL + "stack: {server_workers: 2}\n"
+    assert "server_workers > 1 needs nginx: true" in problems_of(text)[0][2]
+    text = MINIMAL + "stack: {server_workers: 2, nginx: true, downstream_proxy: true}\n"
+    assert "use the upstream proxy" in problems_of(text)[0][2]
+    text = MINIMAL + "stack: {store: postgres}\n"
+    assert "stack.store" in problems_of(text)[0][1]
+    workers = parse_scenario(MINIMAL + "stack: {server_workers: 2, nginx: true, store: redis}\n")
+    assert "several_workers" in workers.all_needs
+    assert "several_workers" in parse_scenario(MINIMAL + "stack: {store: redis}\n").all_needs
+    assert "several_workers" not in parse_scenario(MINIMAL).all_needs
+
+
 def test_unknown_need() -> None:
     text = MINIMAL.replace("expect: {reference: pass}", "expect: {reference: pass}\nneeds: [x]")
     assert "needs[0]" in problems_of(text)[0][1]
