@@ -636,6 +636,9 @@ class Scenario(_Model):
     tags: list[str] = Field(default_factory=list)
     # The verdict each built-in target must give where the scenario applies to it.
     expect: dict[TargetName, Expectation] = Field(default_factory=dict)
+    # A scenario on several workers sharing Redis: the checks that must fail when the same
+    # run keeps streams in each worker's memory (``--store memory``): the bug it catches.
+    memory_store_fails: list[str] = Field(default_factory=list)
     # Capabilities of the target the scenario needs beyond what its clients and events imply
     # (see ``all_needs``); against a target without them it is skipped with the reason.
     needs: list[Capability] = Field(default_factory=list)
@@ -675,6 +678,15 @@ class Scenario(_Model):
         group_names = [g.name for g in self.clients if g.name]
         if len(group_names) != len(set(group_names)):
             raise ValueError("client group names must be unique")
+        if self.memory_store_fails and self.stack.store != "redis":
+            raise ValueError("memory_store_fails goes with stack.store: redis")
+        named = {check.check for check in self.checks}
+        for name in self.memory_store_fails:
+            if name not in named:
+                raise ValueError(
+                    f"memory_store_fails names {name!r}, not a check of this scenario "
+                    f"({', '.join(sorted(named))})"
+                )
         for i, check in enumerate(self.checks):
             for wanted in check.groups or []:
                 if wanted not in group_names:
@@ -704,6 +716,13 @@ class Scenario(_Model):
         if self.stack.several_workers:
             out.add("several_workers")
         return frozenset(out)
+
+    def on_store(self, store: Literal["memory", "redis"]) -> Scenario:
+        """The same scenario with its servers keeping streams in ``store``."""
+        if store == self.stack.store:
+            return self
+        stack = self.stack.model_copy(update={"store": store})
+        return self.model_copy(update={"stack": stack})
 
     def group_name(self, index: int) -> str:
         return self.clients[index].name or f"g{index}"

@@ -134,6 +134,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--nginx", default=None, metavar="PATH", help="nginx binary (default: found on PATH)"
     )
     parser.add_argument(
+        "--store",
+        choices=("memory", "redis"),
+        default=None,
+        help="where the reference server keeps its streams, whatever the scenarios say "
+        "(memory makes the several-worker scenarios fail: the bug they catch)",
+    )
+    parser.add_argument(
         "--mock-port",
         type=int,
         default=None,
@@ -255,6 +262,7 @@ def _options(args: argparse.Namespace, err: TextIO) -> RunOptions | None:
         headers=headers,
         toxiproxy_url=args.toxiproxy_url,
         nginx_binary=args.nginx,
+        store=args.store,
         log_dir=args.logs,
         mock_port=args.mock_port,
         mock_models=tuple(args.mock_models),
@@ -425,6 +433,7 @@ def replay_main(argv: Sequence[str] | None = None) -> int:
             profile=args.target_profile,
             mock_port=args.mock_port,
             target_model=args.target_model,
+            store=args.store,
         ),
     )
     return _execute([by_name[args.scenario]], args, args.seed, 1, command, sys.stdout, err)

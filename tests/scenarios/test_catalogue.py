@@ -76,3 +76,17 @@ def test_every_toxic_and_nginx_scenario_is_tagged() -> None:
         if s.stack.nginx:
             assert "nginx" in s.tags, s.name
         assert s.description.strip(), s.name
+
+
+def test_only_the_reference_server_runs_several_workers() -> None:
+    workers = [s for s in load_catalogue() if s.stack.several_workers]
+    assert workers, "the catalogue has scenarios on several workers"
+    for s in workers:
+        assert "several_workers" in s.all_needs and {"nginx", "workers"} <= set(s.tags), s.name
+        assert unmet(s.all_needs, resolve_target("naive")) is not None, s.name
+        # each says which checks catch the bug when the workers share nothing
+        assert s.stack.store == "redis" and s.memory_store_fails, s.name
+    for name in ("naive", "https://example.test"):
+        reason = unmet(frozenset({"several_workers"}), resolve_target(name))
+        assert reason is not None and "several server workers" in reason, reason
+    assert unmet(frozenset({"several_workers"}), resolve_target("reference")) is None

@@ -205,6 +205,18 @@ def test_workers_need_nginx_and_the_reference_server() -> None:
     assert "several_workers" not in parse_scenario(MINIMAL).all_needs
 
 
+def test_memory_store_fails_names_checks_of_a_redis_scenario() -> None:
+    redis = MINIMAL + "stack: {server_workers: 2, nginx: true, store: redis}\n"
+    text = redis + "memory_store_fails: [upstream_requests]\n"
+    assert "not a check of this scenario (every_stream_ended)" in problems_of(text)[0][2]
+    text = MINIMAL + "memory_store_fails: [every_stream_ended]\n"
+    assert "goes with stack.store: redis" in problems_of(text)[0][2]
+    scenario = parse_scenario(redis + "memory_store_fails: [every_stream_ended]\n")
+    on_memory = scenario.on_store("memory")
+    assert on_memory.stack.store == "memory" and on_memory.stack.server_workers == 2
+    assert scenario.on_store("redis") is scenario and scenario.stack.store == "redis"
+
+
 def test_unknown_need() -> None:
     text = MINIMAL.replace("expect: {reference: pass}", "expect: {reference: pass}\nneeds: [x]")
     assert "needs[0]" in problems_of(text)[0][1]
