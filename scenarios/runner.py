@@ -68,6 +68,7 @@ class RunOptions:
     nginx_binary: str | None = None
     # Where the reference server keeps its streams, instead of the scenario's stack.store.
     store: Literal["memory", "redis"] | None = None
+    redis_binary: str | None = None
     log_dir: Path | None = None
     # Extra time after the clients finished for the ledger and /stats to settle.
     settle_timeout_s: float = 2.0
@@ -228,6 +229,7 @@ async def _run(
         downstream_proxy=scenario.stack.downstream_proxy,
         server_workers=scenario.stack.server_workers,
         store=scenario.stack.store,
+        redis_binary=opts.redis_binary,
         mock_seed=plan.mock_seed,
         mock_profile=scenario.mock.profile,
         mock_args=mock_args,

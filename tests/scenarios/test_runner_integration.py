@@ -18,6 +18,7 @@ from scenarios.report import ScenarioResult, render_scenario_text
 from scenarios.runner import RunOptions, run_scenario
 from scenarios.stack.nginx import NginxUnavailable, find_nginx
 from scenarios.stack.procs import free_port, start_process
+from scenarios.stack.redis import RedisUnavailable, find_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,6 +39,11 @@ def _skip_without_nginx(scenario: Scenario) -> None:
             find_nginx()
         except NginxUnavailable as exc:
             pytest.skip(exc.reason)
+    if scenario.stack.store == "redis":
+        try:
+            find_redis()
+        except RedisUnavailable as exc:
+            pytest.skip(str(exc))
 
 
 async def _run(name: str, target: str, seed: int = SEED) -> ScenarioResult:
