@@ -247,9 +247,18 @@ class ToxicSpec(_Timed):
 
 
 class ServerEvent(_Timed):
-    """Something done to the server under test during the run."""
+    """Something done to the server under test during the run: a graceful restart (of every
+    worker), a restart of the workers' Redis (it keeps nothing: every stream is lost), or
+    SIGKILL of one worker (``worker``, 1-based, in nginx's order), which is not restarted."""
 
-    do: Literal["restart_server"]
+    do: Literal["restart_server", "restart_redis", "kill_worker"]
+    worker: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _worker_to_kill(self) -> ServerEvent:
+        if (self.worker is not None) != (self.do == "kill_worker"):
+            raise ValueError("kill_worker takes worker: N (1-based), the other events none")
+        return self
 
 
 class ClientAction(_Model):
@@ -678,6 +687,13 @@ class Scenario(_Model):
         group_names = [g.name for g in self.clients if g.name]
         if len(group_names) != len(set(group_names)):
             raise ValueError("client group names must be unique")
+        for i, event in enumerate(self.events):
+            if event.do == "restart_redis" and self.stack.store != "redis":
+                raise ValueError(f"events[{i}] restarts Redis but stack.store is not redis")
+            if event.worker is not None and event.worker > self.stack.server_workers:
+                raise ValueError(
+                    f"events[{i}] kills worker {event.worker} of {self.stack.server_workers}"
+                )
         if self.memory_store_fails and self.stack.store != "redis":
             raise ValueError("memory_store_fails goes with stack.store: redis")
         named = {check.check for check in self.checks}

@@ -42,13 +42,14 @@ class PlannedAction:
     """One fault or server event, with its trigger resolved and its seeded delay drawn."""
 
     label: str
-    kind: Literal["add_toxic", "restart_server"]
+    kind: Literal["add_toxic", "restart_server", "restart_redis", "kill_worker"]
     after_tokens: int | None
     after_ms: float | None  # None with after_tokens None: at start
     delay_ms: float  # seeded jitter added to the trigger
     proxy: str | None = None
     toxic: Mapping[str, Any] | None = None
     duration_ms: int | None = None
+    worker: int | None = None  # kill_worker: which one, 1-based
 
     @property
     def at_start(self) -> bool:
@@ -116,11 +117,12 @@ def plan_run(scenario: model.Scenario, seed: int) -> RunPlan:
         delay = faults.uniform(0, event.jitter_ms) if event.jitter_ms else 0.0
         actions.append(
             PlannedAction(
-                label=f"{event.do} ({event.trigger})",
-                kind="restart_server",
+                label=f"{event.do}{f' {event.worker}' if event.worker else ''} ({event.trigger})",
+                kind=event.do,
                 after_tokens=event.after_tokens,
                 after_ms=event.after_ms,
                 delay_ms=round(delay, 3),
+                worker=event.worker,
             )
         )
     clients: list[ClientPlan] = []

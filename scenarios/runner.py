@@ -129,6 +129,9 @@ async def run_scenario(
     }
     started = time.perf_counter()
     why_not = unmet(scenario.all_needs, target)
+    redis_events = any(e.do == "restart_redis" for e in scenario.events)
+    if why_not is None and redis_events and scenario.stack.store != "redis":
+        why_not = "restarts Redis, and this run keeps streams in memory (--store memory)"
     if why_not is not None:
         return ScenarioResult(verdict="skip", reason=why_not, **base)  # type: ignore[arg-type]
     # Imported here: the pure parts of the runner's modules must not need the stack's imports.

@@ -2,8 +2,9 @@
 
 Due means at start, after T ms since the clients started, or once N tokens reached the
 clients (counted over all streams), plus the action's seeded delay. Toxics go to the stack's
-Toxiproxy-compatible API (and are removed again after ``duration_ms``); a restart asks the
-stack to restart the server. What happened goes to the run's timeline.
+Toxiproxy-compatible API (and are removed again after ``duration_ms``); server events ask the
+stack to restart the server, restart its Redis or kill one worker. What happened goes to the
+run's timeline.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class FaultTarget(Protocol):
     downstream_proxy_name: str | None
 
     async def restart_server(self) -> None: ...
+
+    async def restart_redis(self) -> None: ...
+
+    async def kill_worker(self, worker: int) -> None: ...
 
 
 async def apply_at_start(
@@ -74,6 +79,16 @@ async def _fire(
         live.note(f"{action.label}: restarting the server")
         await stack.restart_server()
         live.note("server restarted")
+        return
+    if action.kind == "restart_redis":
+        live.note(f"{action.label}: restarting Redis (it keeps nothing)")
+        await stack.restart_redis()
+        live.note("Redis restarted")
+        return
+    if action.kind == "kill_worker":
+        assert action.worker is not None
+        await stack.kill_worker(action.worker)
+        live.note(f"{action.label}: worker {action.worker} killed (SIGKILL)")
         return
     assert action.toxic is not None
     name = stack.upstream_proxy_name if action.proxy == "upstream" else stack.downstream_proxy_name

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -346,6 +347,18 @@ class Stack:
             raise StackError("restart_server: the target is external, nothing to restart")
         for server, url in zip(self.servers, self.server_urls, strict=True):
             await self._restart_one(server, url)
+
+    async def restart_redis(self) -> None:
+        """Stop Redis and start it again on the same port, empty (no persistence)."""
+        if self.redis is None:
+            raise StackError("restart_redis: this stack keeps streams in memory (store='redis')")
+        await self.redis.restart(self.spec.ready_timeout_s)
+
+    async def kill_worker(self, worker: int) -> None:
+        """SIGKILL worker ``worker`` (1-based, nginx's order); it stays dead."""
+        if not 1 <= worker <= len(self.servers):
+            raise StackError(f"kill_worker: no worker {worker}; this stack has {len(self.servers)}")
+        await self.servers[worker - 1].stop(self.spec.stop_timeout_s, sig=signal.SIGKILL)
 
     async def _restart_one(self, server: ManagedProcess, url: str) -> None:
         await server.stop(self.spec.stop_timeout_s)

@@ -217,6 +217,20 @@ def test_memory_store_fails_names_checks_of_a_redis_scenario() -> None:
     assert scenario.on_store("redis") is scenario and scenario.stack.store == "redis"
 
 
+def test_redis_and_worker_events_fit_the_stack() -> None:
+    text = MINIMAL + "events: [{do: restart_redis, after_ms: 5}]\n"
+    assert "restarts Redis but stack.store is not redis" in problems_of(text)[0][2]
+    workers = MINIMAL + "stack: {server_workers: 2, nginx: true, store: redis}\n"
+    text = workers + "events: [{do: kill_worker, worker: 3}]\n"
+    assert "kills worker 3 of 2" in problems_of(text)[0][2]
+    text = workers + "events: [{do: kill_worker}]\n"
+    assert "kill_worker takes worker" in problems_of(text)[0][2]
+    text = workers + "events: [{do: restart_redis, worker: 1}]\n"
+    assert "kill_worker takes worker" in problems_of(text)[0][2]
+    scenario = parse_scenario(workers + "events: [{do: kill_worker, worker: 2, after_tokens: 3}]\n")
+    assert {"restartable", "several_workers"} <= scenario.all_needs
+
+
 def test_unknown_need() -> None:
     text = MINIMAL.replace("expect: {reference: pass}", "expect: {reference: pass}\nneeds: [x]")
     assert "needs[0]" in problems_of(text)[0][1]

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from scenarios.clients.aio import V1Connection
-from scenarios.stack import RedisUnavailable, Stack, StackSpec
+from scenarios.stack import RedisUnavailable, Stack, StackError, StackSpec
 from scenarios.stack.nginx import NginxConfig, render_config
 from scenarios.stack.redis import find_redis
 from tests.support import wait_for_async
@@ -133,3 +133,30 @@ async def test_missing_redis_fails_before_anything_starts(tmp_path: Path) -> Non
     with pytest.raises(RedisUnavailable, match="redis-server is not installed"):
         await stack.start()
     assert stack.processes == []
+
+
+@pytest.mark.integration
+@pytest.mark.nginx
+async def test_kill_a_worker_and_restart_redis(
+    tmp_path: Path, nginx_binary: str, redis_binary: str
+) -> None:
+    spec = StackSpec(
+        nginx=True, server_workers=2, store="redis", nginx_binary=nginx_binary,
+        redis_binary=redis_binary,
+    )  # fmt: skip
+    async with Stack(spec, log_dir=tmp_path) as stack:
+        assert stack.redis is not None
+        redis_port, redis_pid = stack.redis.port, stack.redis.process.pid
+        await stack.restart_redis()
+        assert stack.redis.port == redis_port and stack.redis.process.pid != redis_pid
+        first, second = stack.servers
+        await stack.kill_worker(2)
+        assert second.exit_codes == [-9] and first.running
+        # nginx takes the dead worker out of its turn: every request reaches the live one
+        seen = {await _pid_via(stack.client_http_url) for _ in range(4)}
+        assert seen == {first.pid}
+        with pytest.raises(StackError, match="no worker 3"):
+            await stack.kill_worker(3)
+    async with Stack(StackSpec(), log_dir=tmp_path / "memory") as stack:
+        with pytest.raises(StackError, match="keeps streams in memory"):
+            await stack.restart_redis()

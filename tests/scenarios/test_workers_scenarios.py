@@ -20,6 +20,7 @@ from scenarios.stack.redis import find_redis
 pytestmark = [pytest.mark.integration, pytest.mark.nginx, pytest.mark.slow]
 
 WORKERS = {s.name: s for s in load_catalogue() if s.stack.several_workers}
+ON_MEMORY = sorted(name for name, s in WORKERS.items() if s.memory_store_fails)
 SEED = 22
 
 
@@ -44,6 +45,7 @@ def test_the_catalogue_has_the_issues_worker_scenarios() -> None:
         "workers_resend_other_worker",
         "workers_cancel_other_worker",
         "workers_end_after_last_token",
+        "workers_redis_restart",
     }
 
 
@@ -55,7 +57,7 @@ async def test_passes_with_workers_sharing_redis(name: str) -> None:
     assert result.expected == "pass" and result.as_expected
 
 
-@pytest.mark.parametrize("name", sorted(WORKERS))
+@pytest.mark.parametrize("name", ON_MEMORY)
 async def test_fails_for_the_right_reason_on_the_memory_store(name: str) -> None:
     _needs_nginx_and_redis()
     scenario = WORKERS[name]
@@ -78,3 +80,9 @@ async def test_without_redis_the_scenario_is_skipped_with_the_reason() -> None:
     assert result.verdict == "skip", render_scenario_text(result)
     assert result.reason.startswith("redis unavailable: redis-server is not installed")
     assert "apt-get install redis-server" in result.reason
+
+
+async def test_a_redis_fault_without_redis_is_skipped_with_the_reason() -> None:
+    result = await run_scenario(WORKERS["workers_redis_restart"], SEED, RunOptions(store="memory"))
+    assert result.verdict == "skip"
+    assert result.reason == "restarts Redis, and this run keeps streams in memory (--store memory)"
