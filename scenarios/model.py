@@ -376,6 +376,10 @@ class ClientGroup(_Model):
     on_disconnect: Literal["none", "resend", "resume"] = "none"
     reconnects: int = Field(default=3, ge=0, le=20)
     reconnect_after_ms: int = Field(default=0, ge=0)
+    # Error codes after which the client sends its chat again on the same connection with a
+    # new id: a new generation, as a client does after the retryable owner_lost (protocol v1
+    # WebSocket clients; at most ``reconnects`` times per message).
+    resend_after_errors: list[str] = Field(default_factory=list)
     # Send all ``messages`` at once on the one connection instead of one after the other.
     concurrent: bool = False
     # Every client of the group connects with the same client id in the URL (/ws/chat/{id}),
@@ -440,6 +444,8 @@ class ClientGroup(_Model):
             out.add("v1_http")
         if self.on_disconnect == "resume":
             out.add("resume")
+        if self.resend_after_errors:
+            out.add("error_codes")
         for action in self.actions:
             if action.do == "cancel":
                 out.add("cancel_message")

@@ -81,6 +81,16 @@ async def _one_stream(
         left = stream_deadline - time.perf_counter()
         await conn.wait(record.id, max(0.0, left))
         if (
+            record.outcome == "error"
+            and record.error_code in group.resend_after_errors
+            and not conn.closed
+            and reconnects < group.reconnects
+            and time.perf_counter() < stream_deadline
+        ):
+            reconnects += 1
+            record = await _chat_again(conn, ctx, state, record, reconnects)
+            continue
+        if (
             group.on_disconnect != "none"
             and record.outcome == "error"
             and record.error_retryable
@@ -114,6 +124,28 @@ async def _one_stream(
         conn = reopened
         mode = "drop_and_resume" if group.on_disconnect == "resume" else "drop_and_resend"
         await _continue(conn, record, state, mode, session_token, ctx)
+
+
+async def _chat_again(
+    conn: V1Connection, ctx: ClientContext, state: StreamState, record: StreamRecord, n: int
+) -> StreamRecord:
+    """After an error the group resends on: the chat again under a new id, a new generation
+    from index 0 (the tokens the client already has are dropped again, see dedupe_from)."""
+    state.errors_seen.append((record.error_code or "", record.error_retryable))
+    state.notes.append(
+        f"{record.error_code} after {len(record.arrivals)} tokens; sending the chat again "
+        f"as {record.id}-again{n}"
+    )
+    state.dedupe_from = (state.arrivals_count(), state.last_index())
+    again = await conn.chat(
+        ctx.messages(state),
+        id=f"{record.id}-again{n}",
+        model=ctx.model,
+        max_tokens=ctx.group.max_tokens,
+        **ctx.tool_fields(),
+    )
+    ctx.track(state, again)
+    return again
 
 
 async def _open(ctx: ClientContext, deadline: float) -> V1Connection:

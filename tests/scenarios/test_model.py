@@ -229,6 +229,8 @@ def test_redis_and_worker_events_fit_the_stack() -> None:
     assert "kill_worker takes worker" in problems_of(text)[0][2]
     scenario = parse_scenario(workers + "events: [{do: kill_worker, worker: 2, after_tokens: 3}]\n")
     assert {"restartable", "several_workers"} <= scenario.all_needs
+    retry = MINIMAL.replace("  - count: 2\n", "  - {count: 2, resend_after_errors: [owner_lost]}\n")
+    assert "error_codes" in parse_scenario(retry).all_needs
 
 
 def test_unknown_need() -> None:

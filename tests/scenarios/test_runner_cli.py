@@ -43,7 +43,7 @@ def test_list_filters_by_tag(capsys: pytest.CaptureFixture[str]) -> None:
     assert runner_cli.list_main(["nginx", "-v"]) == 0
     out = capsys.readouterr().out
     assert "sse_resume_nginx" in out and "concurrency" not in out
-    assert out.strip().endswith("8 scenarios")  # 3, and the 5 on several workers
+    assert out.strip().endswith("9 scenarios")  # 3, and the 6 on several workers
 
 
 def test_unknown_scenario_name(capsys: pytest.CaptureFixture[str]) -> None:
