@@ -3,19 +3,23 @@
 ``load`` runs Locust headless in a subprocess (Locust monkey-patches the interpreter with
 gevent; this process stays a plain asyncio/threads program that can start the reference stack),
 reads back the exact metrics the Locust master wrote, prints the summary table, writes JSON,
-CSV and an HTML report, and evaluates the CI gates. Exit codes: 0 all gates passed, 1 a gate
-failed (a line ``gate <name> FAILED: ...`` names it), 2 bad arguments, 3 the run itself failed.
+CSV and an HTML report (and Locust's own HTML report beside it) to a new
+``streamharness-reports/<timestamp>/`` or ``--report DIR``, and evaluates the CI gates.
+Exit codes: 0 all gates passed, 1 a gate failed (a line ``gate <name> FAILED: ...`` names it),
+2 bad arguments, 3 the run itself failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +40,15 @@ from loadtests.options import (
     positive_int,
     share,
 )
-from loadtests.report import html_report, streams_csv, summary_csv, summary_table
+from loadtests.report import (
+    streams_csv,
+    summary_csv,
+    summary_table,
+    users_over_time,
+    write_html_report,
+)
 from mockllm.childproc import free_port, stop_process
+from scenarios.reportdir import add_report_options, chosen_report_dir
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 
@@ -52,6 +63,9 @@ USER_CLASSES: dict[str, str] = {
 }
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
+# Locust's files in the report folder: its CSVs (locust_stats.csv ...) and its HTML report.
+LOCUST_CSV_PREFIX = "locust"
+LOCUST_HTML = "locust.html"
 
 _DURATION = re.compile(
     r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$"
@@ -144,7 +158,10 @@ def build_load_parser() -> argparse.ArgumentParser:
         help="with --target-profile: a header of every request (repeatable)",
     )  # fmt: skip
     parser.add_argument("--processes", type=positive_int, default=1, help="Locust processes")
-    parser.add_argument("--out", type=Path, default=Path("loadtest-report"), help="output dir")
+    where = add_report_options(parser)
+    where.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="deprecated: the same as --report"
+    )
     parser.add_argument(
         "--mock-profile", default="fast", help="mock timing profile when the stack is started"
     )
@@ -207,9 +224,14 @@ def master_port_args(
 
 
 def locust_command(
-    args: argparse.Namespace, host: str, metrics_out: Path, csv_prefix: Path
+    args: argparse.Namespace,
+    host: str,
+    metrics_out: Path,
+    csv_prefix: Path,
+    html: Path | None = None,
 ) -> list[str]:
-    """The Locust command line for one run (also what the docs show)."""
+    """The Locust command line for one run (also what the docs show); ``html``: where Locust
+    writes its own HTML report."""
     spawn_rate = args.spawn_rate or float(args.users)
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
@@ -224,6 +246,8 @@ def locust_command(
                 if Path(args.target_profile).is_file() else args.target_profile]  # fmt: skip
     for header in args.headers:
         cmd += ["--sh-header", header]
+    if html is not None:
+        cmd += ["--html", str(html)]
     if args.processes > 1:
         cmd += ["--processes", str(args.processes)]
     cmd += master_port_args(args.processes, args.locust_arg)
@@ -271,22 +295,38 @@ class LoadResult:
     passed: bool
 
 
-def write_outputs(
-    out: Path, metrics: LoadMetrics, slo: Slo, gates: Sequence[Gate], command: str
-) -> LoadResult:
+def judge(metrics: LoadMetrics, slo: Slo, gates: Sequence[Gate]) -> LoadResult:
+    """The run's summary with each gate's verdict in it (``summary["gates"]``)."""
     summary = metrics.summary(slo)
     results = evaluate(gates, summary)
     summary["gates"] = [
         {"name": r.gate.name, "passed": r.passed, "actual": r.actual, "threshold": r.gate.threshold}
         for r in results
     ]
-    lines = [r.message for r in results]
+    return LoadResult(metrics, summary, [r.message for r in results], all_passed(results))
+
+
+def write_outputs(out: Path, result: LoadResult, command: str, locust_cmd: str) -> Path:
+    """Every report file of the run in ``out``; returns the HTML report's path. The users over
+    time come from the stats history Locust wrote beside them (``--csv``), when it did."""
     out.mkdir(parents=True, exist_ok=True)
+    summary = result.summary
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.csv").write_text(summary_csv(summary))
-    (out / "streams.csv").write_text(streams_csv(metrics.streams))
-    (out / "report.html").write_text(html_report(metrics, summary, gates=lines, command=command))
-    return LoadResult(metrics, summary, lines, all_passed(results))
+    (out / "streams.csv").write_text(streams_csv(result.metrics.streams))
+    history = out / f"{LOCUST_CSV_PREFIX}_stats_history.csv"
+    users = users_over_time(history.read_text()) if history.exists() else []
+    locust_html = out / LOCUST_HTML
+    return write_html_report(
+        out,
+        result.metrics,
+        summary,
+        gates=result.gate_lines,
+        command=command,
+        locust_command=locust_cmd,
+        users=users,
+        locust_report=LOCUST_HTML if locust_html.exists() else None,
+    )
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -297,11 +337,13 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 
 def run_load(args: argparse.Namespace, host: str) -> int:
+    """One Locust run; its files go to ``args.out`` (a temporary folder with ``--no-report``)."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.json"
     metrics_path.unlink(missing_ok=True)
-    cmd = locust_command(args, host, metrics_path, out / "locust")
+    html = None if args.no_report else out / LOCUST_HTML
+    cmd = locust_command(args, host, metrics_path, out / LOCUST_CSV_PREFIX, html)
     print(f"load: {args.users} {args.transport} users, shape {args.shape}, "
           f"{args.duration:g} s against {host}", flush=True)  # fmt: skip
     bind_port = _option_value(cmd, "--master-bind-port")
@@ -319,15 +361,17 @@ def run_load(args: argparse.Namespace, host: str) -> int:
     except (ValueError, MetricsError) as exc:
         print(f"load: unreadable metrics {metrics_path}: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    result = write_outputs(
-        out, metrics, slo_from_args(args), gates_from_args(args), shlex.join(cmd)
-    )
+    result = judge(metrics, slo_from_args(args), gates_from_args(args))
     print(summary_table(result.summary))
     for line in result.gate_lines:
         print(line)
-    print(f"reports: {out}/summary.json, summary.csv, streams.csv, report.html, locust_*.csv")
     if metrics.empty:
         print("load: no stream finished during the run", file=sys.stderr)
+    if not args.no_report:
+        report = write_outputs(out, result, args.command_line, shlex.join(cmd))
+        print(f"reports in {out}: summary.json, summary.csv, streams.csv, metrics.json, "
+              f"Locust's {LOCUST_HTML} and {LOCUST_CSV_PREFIX}_*.csv")  # fmt: skip
+        print(f"HTML report: {report}")
     return EXIT_OK if result.passed else EXIT_GATE_FAILED
 
 
@@ -406,6 +450,22 @@ def load_main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"streamharness load: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if args.out is not None:
+        print("streamharness load: --out is deprecated; use --report DIR (the same folder)",
+              file=sys.stderr)  # fmt: skip
+        args.report = args.out
+    args.command_line = "streamharness load " + shlex.join(
+        list(sys.argv[1:] if argv is None else argv)
+    )
+    with contextlib.ExitStack() as cleanup:
+        folder = chosen_report_dir(args)
+        if folder is None:  # Locust still writes its metrics somewhere: a folder that goes
+            folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sh-load-")))
+        args.out = folder
+        return _load(args)
+
+
+def _load(args: argparse.Namespace) -> int:
     try:
         if args.target:
             return run_load(args, args.target)

@@ -12,6 +12,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from loadtests.metrics import LoadMetrics, StreamSample
@@ -227,3 +228,33 @@ figcaption{{text-align:center;font-size:0.9em}}</style></head><body>
 <h2>Summary (JSON)</h2><pre>{html.escape(json.dumps(summary, indent=2))}</pre>
 </body></html>
 """
+
+
+def users_over_time(history_csv: str) -> list[tuple[float, int]]:
+    """(epoch second, users) from Locust's ``<prefix>_stats_history.csv`` (its "Aggregated"
+    rows: one a second while the test ran)."""
+    out = []
+    for row in csv.DictReader(io.StringIO(history_csv)):
+        if row.get("Name") != "Aggregated":
+            continue
+        try:
+            out.append((float(row["Timestamp"]), int(row["User Count"])))
+        except (KeyError, TypeError, ValueError):
+            continue  # a row cut by the end of the run
+    return out
+
+
+def write_html_report(
+    folder: Path,
+    metrics: LoadMetrics,
+    summary: dict[str, Any],
+    *,
+    gates: Sequence[str] = (),
+    command: str = "",
+    locust_command: str = "",
+    users: Sequence[tuple[float, int]] = (),
+    locust_report: str | None = None,
+) -> Path:
+    path = folder / "report.html"
+    path.write_text(html_report(metrics, summary, gates=gates, command=command), encoding="utf-8")
+    return path

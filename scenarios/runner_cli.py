@@ -2,9 +2,11 @@
 
 - ``run [NAME|PATTERN|TAG ...]``: run scenarios (all by default) against the reference stack
   or ``--target naive`` or ``--target URL``; a live progress line, then a table; each failure
-  prints its seed and the exact replay command; ``--report DIR`` writes JSON, JUnit XML, text
-  and HTML reports. Exit code 0 when every run passed (skips allowed), 1 when one failed or
-  errored, 2 for bad usage (unknown scenario, invalid scenario file, unreachable target).
+  prints its seed and the exact replay command; JSON, JUnit XML, text and HTML reports go to a
+  new ``streamharness-reports/<timestamp>/`` (``--report DIR`` elsewhere, ``--no-report``
+  none), and the HTML report's path is the last line printed. Exit code 0 when every run
+  passed (skips allowed), 1 when one failed or errored, 2 for bad usage (unknown scenario,
+  invalid scenario file, unreachable target).
 - ``list``: the catalogue with what each scenario expects of each target.
 - ``replay SEED SCENARIO``: run one scenario again with the same seed: same fault schedule,
   same mock timing, same client timing.
@@ -34,6 +36,7 @@ from scenarios.report import (
     summarise_failures,
     write_reports,
 )
+from scenarios.reportdir import add_report_options, chosen_report_dir
 from scenarios.runner import RunOptions, replay_command, run_scenario
 from scenarios.seeds import MAX_SEED, new_root_seed, repetition_seed
 from scenarios.targets import resolve_target, unmet
@@ -113,9 +116,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--report", type=Path, default=None, metavar="DIR", help="write reports to this directory"
-    )
+    add_report_options(parser)
     parser.add_argument(
         "--logs",
         type=Path,
@@ -336,9 +337,13 @@ def _execute(
         print(f"SKIPPED {r.scenario}: {r.reason}", file=out)
     for block in summarise_failures(results):
         print(block, file=out)
-    if args.report is not None:
-        written = write_reports(summary, args.report)
-        print(f"reports: {', '.join(str(p) for p in written[:4])}", file=out)
+    folder = chosen_report_dir(args)
+    if folder is not None:
+        written = write_reports(summary, folder)
+        html = next(p for p in written if p.name == "report.html")
+        print(f"reports in {folder}: report.json, junit.xml, report.txt, one text file per run",
+              file=out)  # fmt: skip
+        print(f"HTML report: {html}", file=out)
     return _exit_code(results, args.expectations)
 
 

@@ -27,13 +27,20 @@ PROMPT = "[[mock ttft_ms=200 itl_ms=20 tokens=10]] hello"
 
 
 def run_load(
-    out: Path, *args: str, timeout: float = 50
+    out: Path, *args: str, timeout: float = 50, cwd: Path | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """A load run with its reports in ``out``; ``cwd``: no ``--report``, the default folder
+    under ``cwd`` instead (``out`` is then that folder)."""
+    where = [] if cwd is not None else ["--report", str(out)]
     result = subprocess.run(
-        [sys.executable, "-m", "streamharness.cli", "load", "--out", str(out), "--think-time", "0",
+        [sys.executable, "-m", "streamharness.cli", "load", *where, "--think-time", "0",
          "--prompt", PROMPT, *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True, text=True, timeout=timeout, cwd=cwd,
     )  # fmt: skip
+    if cwd is not None:
+        html = Path(result.stdout.splitlines()[-1].removeprefix("HTML report: "))
+        assert html.parent.parent == Path("streamharness-reports"), result.stdout
+        out = cwd / html.parent
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return result, summary
@@ -166,6 +173,7 @@ def test_two_concurrent_multi_process_runs_do_not_interfere(
                 proc.wait()
     for transport, (out, proc) in runs.items():
         assert proc.returncode == 0, outputs[transport]
+        assert "--out is deprecated; use --report DIR" in outputs[transport]
         rows = streams(out)
         assert len(rows) >= 2
         # only this run's users: no worker of the other run reported here
@@ -207,13 +215,20 @@ def test_unreachable_target_is_all_errors(tmp_path: Path) -> None:
     assert "gate max-error-rate FAILED" in r.stdout
 
 
-def test_without_target_it_starts_the_reference_stack(tmp_path: Path) -> None:
-    r, s = run_load(tmp_path, "--users", "2", "--duration", "2s", "--max-error-rate", "0")
+def test_without_target_it_starts_the_reference_stack_and_reports_by_default(
+    tmp_path: Path,
+) -> None:
+    r, s = run_load(
+        tmp_path, "--users", "2", "--duration", "2s", "--max-error-rate", "0", cwd=tmp_path
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "started the reference stack" in r.stdout
     assert s["outcomes"]["completed"] >= 2
     assert 190 <= p(s, "ttft") <= 330
-    assert (tmp_path / "stack-logs").is_dir()
+    (folder,) = [d for d in (tmp_path / "streamharness-reports").iterdir() if d.is_dir()]
+    assert (folder / "stack-logs").is_dir() and (folder / "report.html").is_file()
+    assert (folder / "locust.html").is_file()  # Locust's own report, beside ours
+    assert "*" in (tmp_path / "streamharness-reports" / ".gitignore").read_text().split()
 
 
 def test_idle_connection_closed_by_heartbeat_is_reopened_not_an_error(
