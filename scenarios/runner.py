@@ -40,7 +40,7 @@ from scenarios.drivers.base import TargetUnreachable
 from scenarios.observe import fetch_stats, idle_stats, observe, sample_stats, settled_ledger
 from scenarios.plan import ClientPlan, RunPlan, describe_plan, plan_run
 from scenarios.profiles import Profile, load_profile
-from scenarios.report import ScenarioResult
+from scenarios.report import Bound, ScenarioResult
 from scenarios.schedule import apply_at_start, note_started, note_unfired, run_schedule
 from scenarios.targets import BUILTIN_TARGETS, Target, resolve_target, unmet
 
@@ -116,6 +116,7 @@ async def run_scenario(
         if kind != "url" and opts.profile in (None, BUILTIN_TARGETS[kind].profile)
         else None,
         "replay": replay_command(seed, scenario.name, opts),
+        "bounds": bounds_of(scenario),
     }
     started = time.perf_counter()
     why_not = unmet(scenario.all_needs, target)
@@ -168,6 +169,18 @@ async def run_scenario(
         logs=live.logs,
         **base,  # type: ignore[arg-type]
     )
+
+
+def bounds_of(scenario: model.Scenario) -> tuple[Bound, ...]:
+    """The latency limits of the scenario's band checks, for the report's plots."""
+    out = []
+    for check in scenario.checks:
+        if isinstance(check, model.TtftBand | model.ItlBand | model.E2eBand):
+            for op, value in ((">=", check.min_ms), ("<=", check.max_ms)):
+                if value is not None:
+                    label = f"{check.check} {check.stat} {op} {value:g} ms"
+                    out.append(Bound(check.check, label, value))
+    return tuple(out)
 
 
 def protocol_errors(streams: Sequence[StreamObservation]) -> str:

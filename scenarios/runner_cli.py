@@ -330,7 +330,14 @@ def _execute(
     except KeyboardInterrupt:
         print("\nstreamharness: interrupted; every process was stopped", file=err)
         return EXIT_INTERRUPTED
-    summary = RunSummary(args.target, seed, tuple(results), time.perf_counter() - started, command)
+    summary = RunSummary(
+        args.target,
+        seed,
+        tuple(results),
+        time.perf_counter() - started,
+        command,
+        expectations=args.expectations,
+    )
     print(render_table(summary), file=out)
     skipped = [r for r in results if r.verdict == "skip"]
     for r in skipped:
