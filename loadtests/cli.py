@@ -321,7 +321,6 @@ def write_outputs(out: Path, result: LoadResult, command: str, locust_cmd: str) 
         out,
         result.metrics,
         summary,
-        gates=result.gate_lines,
         command=command,
         locust_command=locust_cmd,
         users=users,

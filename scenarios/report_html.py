@@ -144,7 +144,8 @@ def _distributions(r: ScenarioResult) -> dict[str, Any] | None:
         panels.append((title, series, _markers(pooled), limits))
     if not panels:
         return None
-    return distribution_figure(panels, count_label="streams · gaps", height=280)
+    labels = ["streams" if title == "TTFT" else "gaps" for title, *_ in panels]
+    return distribution_figure(panels, count_label=labels, height=280)
 
 
 def _overview(rows: Sequence[tuple[str, Sequence[StreamObservation]]]) -> dict[str, Any] | None:

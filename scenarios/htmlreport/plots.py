@@ -35,6 +35,8 @@ __all__ = [
 
 LOG_SPREAD = 20.0
 """Max/min ratio from which a distribution gets a log axis."""
+THRESHOLD_SPREAD = 5.0
+"""The same ratio when a threshold off the data widens the axis."""
 BINS = 40
 # Colour-blind-safe (Okabe-Ito), in the order series are drawn.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
@@ -63,8 +65,11 @@ class Line:
     value: float
 
 
-def bin_edges(values: Sequence[float], bins: int = BINS) -> tuple[list[float], bool]:
-    """Bin edges that show the body of ``values`` and whether the axis is logarithmic.
+def bin_edges(
+    values: Sequence[float], bins: int = BINS, log: bool | None = None
+) -> tuple[list[float], bool]:
+    """Bin edges that show the body of ``values`` and whether the axis is logarithmic
+    (``log``: decided by the spread unless given).
 
     Log bins start at the smallest positive value: zeros (a batch of tokens read at once) fall
     into the first bin rather than off a log axis.
@@ -74,7 +79,9 @@ def bin_edges(values: Sequence[float], bins: int = BINS) -> tuple[list[float], b
     lo, hi = min(values), max(values)
     positive = [v for v in values if v > 0]
     low_positive = min(positive) if positive else 0.0
-    if positive and hi / low_positive >= LOG_SPREAD:
+    if log is None:
+        log = bool(positive) and hi / low_positive >= LOG_SPREAD
+    if log and positive and hi > low_positive:
         a, b = math.log10(low_positive), math.log10(hi)
         step = (b - a) / bins
         return [10 ** (a + i * step) for i in range(bins + 1)], True
@@ -160,21 +167,41 @@ def _padded(lo: float, hi: float, log: bool) -> list[float]:
     return [a - pad, b + pad]
 
 
-def _axis_log(fig: go.Figure, log: bool, **where: Any) -> None:
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values for a log axis from ``lo`` to ``hi`` written out in full (20, 50, 100, 200):
+    Plotly's own labels between decades are bare digits ("2" for 200), easy to misread."""
+    lo, hi = max(lo, 1e-9), max(hi, 1e-9)
+    steps = ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0, 7.0), tuple(range(1, 10)))
+    ticks: list[float] = []
+    for mults in steps:
+        ticks = [
+            float(f"{m * 10.0**k:.6g}")
+            for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            for m in mults
+            if lo <= m * 10.0**k <= hi
+        ]
+        if len(ticks) >= 4:
+            break
+    return ticks
+
+
+def _axis_log(fig: go.Figure, log: bool, lo: float, hi: float, **where: Any) -> None:
     if log:
-        fig.update_xaxes(type="log", **where)
+        ticks = log_ticks(lo, hi)
+        fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], **where)
 
 
 def distribution_figure(
     panels: Sequence[tuple[str, Mapping[str, Distribution], Sequence[Line], Sequence[Line]]],
     *,
     unit: str = "ms",
-    count_label: str = "count",
+    count_label: str | Sequence[str] = "count",
     height: int = 300,
 ) -> dict[str, Any]:
     """One histogram panel per ``(axis title, {series: distribution}, percentile lines,
-    thresholds)``, side by side. Series share the panel's bins; a legend names each series,
-    percentile and threshold."""
+    thresholds)``, side by side. Series share the panel's bins, which reach every threshold;
+    a legend names the series when there are several. ``count_label``: the y axis title, one
+    for all panels or one per panel."""
     fig = make_subplots(rows=1, cols=max(1, len(panels)), horizontal_spacing=0.08)
     shown: set[str] = set()
     vertical: list[tuple[int, list[tuple[Line, str, str]], bool]] = []
@@ -182,7 +209,15 @@ def distribution_figure(
         everything = [v for d in series.values() for v, _ in d.pairs()]
         total = sum(c for d in series.values() for _, c in d.pairs())
         # about 2 sqrt(n) bins: a handful of streams is not spread over 40 empty bins
-        edges, log = bin_edges(everything, min(BINS, max(10, math.ceil(2 * math.sqrt(total)))))
+        bins = min(BINS, max(10, math.ceil(2 * math.sqrt(total))))
+        edges, log = bin_edges(everything, bins)
+        # A threshold off the data's range still shows: the axis reaches it, and turns
+        # logarithmic when a linear one would squeeze the data into a few bars.
+        lo, hi = edges[0], edges[-1]
+        ends = [lo, hi, *(line.value for line in thresholds)]
+        lo, hi = min(ends), max(ends)
+        if not log and (lo, hi) != (edges[0], edges[-1]) and lo > 0 and hi / lo >= THRESHOLD_SPREAD:
+            edges, log = bin_edges(everything, bins, log=True)
         most = 0
         for n, (name, dist) in enumerate(series.items()):
             counts = _counts(dist.pairs(), edges)
@@ -213,11 +248,14 @@ def distribution_figure(
         vertical.append((col, lines, log))
         scale = "log scale" if log else "linear"
         fig.update_xaxes(title_text=f"{title} ({unit}, {scale})", row=1, col=col)
-        fig.update_yaxes(title_text=count_label, rangemode="tozero", row=1, col=col)
+        label = count_label if isinstance(count_label, str) else count_label[col - 1]
+        fig.update_yaxes(title_text=label, rangemode="tozero", row=1, col=col)
         if most <= 5:  # a few samples: whole counts, not 0.2 of a stream
             fig.update_yaxes(dtick=1, row=1, col=col)
-        fig.update_xaxes(range=_padded(edges[0], edges[-1], log), row=1, col=col)
-        _axis_log(fig, log, row=1, col=col)
+        view = _padded(lo, hi, log)
+        fig.update_xaxes(range=view, row=1, col=col)
+        if log:
+            _axis_log(fig, log, 10 ** view[0], 10 ** view[1], row=1, col=col)
     fig.update_layout(
         height=height,
         margin={"l": 60, "r": 20, "t": 30, "b": 50},
@@ -281,7 +319,10 @@ def percentile_rows_figure(
                 row=1,
                 col=col,
             )
-        fig.update_xaxes(title_text=f"{title} ({unit}, log scale)", type="log", row=1, col=col)
+        fig.update_xaxes(title_text=f"{title} ({unit}, log scale)", row=1, col=col)
+        every = [v for _, values in present for v in values]
+        if every:
+            _axis_log(fig, True, min(every), max(every), row=1, col=col)
     fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], type="category")
     fig.update_layout(
         height=120 + 22 * len(labels),
