@@ -28,6 +28,7 @@ __all__ = [
     "Series",
     "bin_edges",
     "distribution_figure",
+    "log_ticks",
     "percentile_rows_figure",
     "time_series_figure",
     "timeline_figure",
@@ -161,7 +162,11 @@ def _log_x(value: float, log: bool) -> float:
 
 def _padded(lo: float, hi: float, log: bool) -> list[float]:
     """An x range a little wider than the bins, so lines at the ends keep their labels (in
-    log10 units on a log axis, as Plotly wants them)."""
+    log10 units on a log axis, as Plotly wants them). A log axis cannot reach 0: it starts
+    three decades under ``hi`` then."""
+    if log:
+        hi = hi if hi > 0 else 1.0
+        lo = lo if lo > 0 else hi / 1000
     a, b = (math.log10(lo), math.log10(hi)) if log else (lo, hi)
     pad = (b - a) * 0.04 or 0.5
     return [a - pad, b + pad]
@@ -322,7 +327,9 @@ def percentile_rows_figure(
         fig.update_xaxes(title_text=f"{title} ({unit}, log scale)", row=1, col=col)
         every = [v for _, values in present for v in values]
         if every:
-            _axis_log(fig, True, min(every), max(every), row=1, col=col)
+            view = _padded(min(every), max(every), True)
+            fig.update_xaxes(range=view, row=1, col=col)
+            _axis_log(fig, True, 10 ** view[0], 10 ** view[1], row=1, col=col)
     fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], type="category")
     fig.update_layout(
         height=120 + 22 * len(labels),

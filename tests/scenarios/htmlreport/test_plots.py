@@ -13,6 +13,7 @@ from scenarios.htmlreport.plots import (
     Series,
     bin_edges,
     distribution_figure,
+    log_ticks,
     time_series_figure,
     timeline_figure,
 )
@@ -99,3 +100,25 @@ def test_time_series_share_a_utc_time_axis() -> None:
     assert fig["layout"]["xaxis2"]["type"] == "date"
     assert fig["layout"]["xaxis2"]["title"]["text"] == "time (UTC)"
     assert math.isclose(fig["layout"]["height"], 60 + 2 * 170)
+
+
+def test_a_zero_threshold_on_a_log_axis_does_not_break_the_figure() -> None:
+    fig = distribution_figure(
+        [("ITL", {"ws": Distribution([0.1, 50.0])}, [], [Line("gate <=", 0.0)])]
+    )
+    assert fig["layout"]["xaxis"]["type"] == "log"
+    low, high = fig["layout"]["xaxis"]["range"]
+    assert low < math.log10(0.1) < math.log10(50.0) < high
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "expected"),
+    [
+        (20.0, 250.0, [20.0, 50.0, 100.0, 200.0]),
+        (20.0, 60.0, [20.0, 30.0, 40.0, 50.0, 60.0]),
+        (0.05, 60.0, [0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0]),
+        (1.0, 1e5, [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0]),
+    ],
+)
+def test_log_ticks_are_written_in_full(lo: float, hi: float, expected: list[float]) -> None:
+    assert log_ticks(lo, hi) == expected
