@@ -52,7 +52,7 @@ class Bound:
     """A limit a scenario's band check puts on a latency: the report draws it on the plot."""
 
     metric: Literal["ttft", "itl", "e2e"]
-    label: str  # "ttft p95 <= 500 ms"
+    label: str  # the rule without its value: "ttft p95 <="
     value_ms: float
 
     def to_dict(self) -> dict[str, Any]:

@@ -178,8 +178,7 @@ def bounds_of(scenario: model.Scenario) -> tuple[Bound, ...]:
         if isinstance(check, model.TtftBand | model.ItlBand | model.E2eBand):
             for op, value in ((">=", check.min_ms), ("<=", check.max_ms)):
                 if value is not None:
-                    label = f"{check.check} {check.stat} {op} {value:g} ms"
-                    out.append(Bound(check.check, label, value))
+                    out.append(Bound(check.check, f"{check.check} {check.stat} {op}", value))
     return tuple(out)
 
 

@@ -147,7 +147,7 @@ def _vlines(
         layout.setdefault("annotations", []).append(
             # labels step down the panel so that neighbouring lines keep theirs readable
             {"xref": f"x{axis}", "yref": f"y{axis} domain", "x": _log_x(line.value, log),
-             "y": 1 - 0.22 * (n % 3),
+             "y": 1 - 0.15 * (n % 3),
              "text": f"{line.label} {_fmt(line.value, unit)}", "textangle": -90,
              "showarrow": False, "xanchor": "right", "yanchor": "top",
              "font": {"size": 10, "color": colour}}
