@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-# `as`: also importable from here, where callers found it before loadtests.errors existed.
 from loadtests.errors import LoadError as LoadError
 from loadtests.errors import MetricsError
 from loadtests.gates import GATE_SPECS, Gate, all_passed, evaluate, make_gate
@@ -48,6 +47,9 @@ from loadtests.report import (
     write_html_report,
 )
 from mockllm.childproc import free_port, stop_process
+
+# `as`: also importable from here, where callers found it before loadtests.errors existed.
+from mockllm.cliargs import CommandParser
 from scenarios.reportdir import add_report_options, chosen_report_dir
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -135,7 +137,7 @@ def _add_workload_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_load_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness load",
         description="Run a headless Locust load test of streaming chats with exact TTFT/ITL/"
         "TPOT/E2E metrics and CI gates. Without --target the reference stack is started.",

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from mockllm.cliargs import CommandParser
 from scenarios import model
 from scenarios.argtypes import positive_int
 from scenarios.preflight import preflight, provider_url
@@ -370,7 +371,7 @@ def _unreachable(target: str) -> str | None:
 
 
 def run_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness run",
         description="Run scenarios against a stack: the reference server (default), the naive "
         "server, or your own server.",
@@ -409,7 +410,7 @@ def run_main(argv: Sequence[str] | None = None) -> int:
 
 
 def replay_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness replay",
         description="Run one scenario again with the seed a failure printed: same faults, "
         "same timings.",
@@ -443,7 +444,7 @@ def replay_main(argv: Sequence[str] | None = None) -> int:
 
 
 def list_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness list",
         description="List the scenario catalogue, and which scenarios a target's profile can "
         "run; or, with --profiles, the built-in target profiles.",

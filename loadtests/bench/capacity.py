@@ -31,6 +31,7 @@ from loadtests.bench.common import (
     run_cell,
 )
 from loadtests.cli import parse_or_status
+from mockllm.cliargs import CommandParser
 from scenarios.stack.procs import start_process
 
 
@@ -47,7 +48,7 @@ def _rates(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="streamharness bench capacity", description=__doc__)
+    p = CommandParser(prog="streamharness bench capacity", description=__doc__)
     p.add_argument("--rates", type=_rates, default=[2000, 5000, 10000, 20000, 30000],
                    help="target frames/s per run, comma-separated")  # fmt: skip
     p.add_argument(

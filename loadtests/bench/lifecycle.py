@@ -11,7 +11,6 @@ Prints median, p95 (nearest rank) and max; the figures of docs/reference_server.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from mockllm.cliargs import CommandParser
 from mockllm.client import MockAdmin
 from mockllm.percentiles import percentile
 from scenarios.clients.aio import V1Connection
@@ -124,7 +124,7 @@ async def measure(runs: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness bench lifecycle",
         description="Cancel and drop latency to the provider, and one socket's relay rate, "
         "on the reference server (docs/reference_server.md, 'Measured').",

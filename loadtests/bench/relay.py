@@ -62,6 +62,7 @@ from loadtests.bench.common import (
 from loadtests.bench.common import done as _done
 from loadtests.cli import parse_or_status
 from loadtests.metrics import ERROR_OUTCOMES, ExactHistogram, LoadMetrics
+from mockllm.cliargs import CommandParser
 from reference_server.wire import PROTOCOL_V1
 from scenarios.stack import Stack, StackSpec
 
@@ -77,7 +78,7 @@ def _levels(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="streamharness bench relay", description=__doc__)
+    p = CommandParser(prog="streamharness bench relay", description=__doc__)
     p.add_argument("--concurrency", type=_levels, default=[10, 50, 100])
     p.add_argument("--duration", type=float, default=8.0, help="seconds per cell")
     p.add_argument("--ttft-ms", type=float, default=100.0)

@@ -31,6 +31,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from mockllm.childproc import start_child, stop_process
+from mockllm.cliargs import CommandParser
 from mockllm.percentiles import percentile
 
 
@@ -136,7 +137,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness bench relayload", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--users", type=int, default=100)

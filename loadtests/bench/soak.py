@@ -15,7 +15,6 @@ memory per ledger entry (RSS with a full round's entries kept, against the same 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 import httpx
 import psutil
 
+from mockllm.cliargs import CommandParser
 from mockllm.client import MockAdmin
 from scenarios.clients.aio import V1Connection
 from scenarios.stack.launch import Stack, StackSpec
@@ -189,7 +189,7 @@ def summary(result: SoakResult, streams: int) -> tuple[list[str], bool]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness bench soak",
         description="Memory across rounds of streams dropped mid-answer, for the reference "
         "server, the mock and the fault proxy (docs/limits.md, 'Memory').",

@@ -21,6 +21,7 @@ import httpx
 from loadtests.bench.common import command_line, machine, markdown_table, ms, run_cell
 from loadtests.bench.common import done as _done
 from loadtests.cli import parse_or_status
+from mockllm.cliargs import CommandParser
 from scenarios.stack import Stack, StackSpec
 
 TRANSPORTS = {
@@ -32,7 +33,7 @@ TRANSPORTS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="streamharness bench transports", description=__doc__)
+    p = CommandParser(prog="streamharness bench transports", description=__doc__)
     p.add_argument("--users", type=int, default=4, help="concurrent users per cell")
     p.add_argument("--duration", type=float, default=8.0, help="seconds per cell")
     p.add_argument("--ttft-ms", type=float, default=390.0, help="mock TTFT (GPT-4o median)")

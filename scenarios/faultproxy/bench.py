@@ -36,6 +36,7 @@ from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from mockllm.childproc import start_child
+from mockllm.cliargs import CommandParser
 from mockllm.percentiles import percentile
 from scenarios.faultproxy.client import ServerChoice, ToxiproxyClient, start_server
 
@@ -330,7 +331,7 @@ def _lateness_buckets(metrics: str) -> list[tuple[str, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scenarios.faultproxy.bench")
+    parser = CommandParser(prog="python -m scenarios.faultproxy.bench")
     parser.add_argument("--quick", action="store_true", help="smaller runs (a few seconds)")
     parser.add_argument("--toxiproxy-url", help="measure this server instead of the embedded one")
     parser.add_argument(

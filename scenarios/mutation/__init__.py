@@ -11,7 +11,6 @@ scenario fails on it; the score is the share killed. Run on demand:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import shutil
 import sys
@@ -21,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mockllm.cliargs import CommandParser
 from scenarios import model
 from scenarios.errors import HarnessError
 from scenarios.mutation.killers import KILLERS
@@ -109,7 +109,7 @@ def _line(r: MutantResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness bench mutation",
         description="Apply each mutant (a small bug in a promise of docs/protocol.md) to a copy "
         "of the reference server, run the scenario catalogue on it, print the mutation score "
