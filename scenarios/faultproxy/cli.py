@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import gc
 import logging
 import signal
@@ -194,6 +195,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ctl_main(args)
     if args and args[0] == "serve":
         args = args[1:]
+    elif args and not args[0].startswith("-"):
+        # The server takes no positional argument: a first word is a mistyped command.
+        close = difflib.get_close_matches(args[0], sorted(COMMANDS | {"serve"}), n=1)
+        hint = (
+            f"did you mean {close[0]}?"
+            if close
+            else "commands: serve, "
+            + ", ".join(("list", "inspect", "create", "delete", "toggle", "toxic"))
+        )
+        return _fail(f"unknown command {args[0]!r} ({hint}) (see --help)")
     try:
         return _main(args)
     except UsageError as exc:

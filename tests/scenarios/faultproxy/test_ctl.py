@@ -210,3 +210,15 @@ def test_serve_starts_the_server_as_no_command_does() -> None:
         assert ToxiproxyClient(child.url).proxies() == {}
     finally:
         child.stop()
+
+
+@pytest.mark.parametrize(
+    ("word", "says"), [("lst", "did you mean list?"), ("zzz", "commands: serve, list")]
+)
+def test_a_mistyped_command_is_named(
+    word: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["proxy", word]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"streamharness proxy: error: unknown command {word!r} (")
+    assert says in err and err.endswith("(see --help)\n") and err.count("\n") == 1
