@@ -24,6 +24,9 @@ from tests.support import LiveStack, start_cli
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROMPT = "[[mock ttft_ms=200 itl_ms=20 tokens=10]] hello"
+# For a cancel after token N: the rest of the answer takes 0.7 s, so a cancel that a busy
+# machine delays still reaches a stream that is running (10 x 20 ms left it 140 ms).
+LONGER = "[[mock ttft_ms=200 itl_ms=40 tokens=20]] hello"
 
 
 def run_load(
@@ -188,7 +191,7 @@ def test_two_concurrent_multi_process_runs_do_not_interfere(
 def test_cancel_and_drop_then_resume(live_stack: LiveStack, tmp_path: Path, transport: str) -> None:
     r, s = run_load(
         tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "3s",
-        "--transport", transport,
+        "--transport", transport, "--prompt", LONGER,
         "--cancel-rate", "0.5", "--drop-rate", "0.5", "--interrupt-after", "3",
         "--max-error-rate", "0",
     )  # fmt: skip
@@ -197,10 +200,10 @@ def test_cancel_and_drop_then_resume(live_stack: LiveStack, tmp_path: Path, tran
     assert s["outcomes"]["resumed"] >= 1
     for row in streams(tmp_path):
         if row["outcome"] == "resumed":
-            assert row["tokens"] == "10"  # nothing lost, nothing duplicated across the resume
+            assert row["tokens"] == "20"  # nothing lost, nothing duplicated across the resume
         else:
             assert row["outcome"] == "cancelled"
-            assert 3 <= int(row["tokens"]) <= 10
+            assert 3 <= int(row["tokens"]) <= 20
 
 
 def test_unreachable_target_is_all_errors(tmp_path: Path) -> None:
@@ -261,13 +264,13 @@ def test_polling_cancel_uses_delete(live_stack: LiveStack, tmp_path: Path) -> No
     r, _ = run_load(
         tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "3s",
         "--transport", "polling", "--poll-interval", "0.05", "--cancel-rate", "1",
-        "--interrupt-after", "2", "--max-error-rate", "0",
+        "--interrupt-after", "2", "--max-error-rate", "0", "--prompt", LONGER,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     rows = streams(tmp_path)
     assert rows and all(row["outcome"] == "cancelled" for row in rows)
-    # cancelled after >= 2 tokens, well before the 10th (20 ms apart, polled every 50 ms)
-    assert all(2 <= int(row["tokens"]) < 10 for row in rows)
+    # cancelled after >= 2 tokens, well before the 20th (40 ms apart, polled every 50 ms)
+    assert all(2 <= int(row["tokens"]) < 20 for row in rows)
 
 
 @pytest.mark.parametrize(
