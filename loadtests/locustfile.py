@@ -30,12 +30,14 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+import gevent  # noqa: E402
 from locust import LoadTestShape, events  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 
 from loadtests.metrics import LoadMetrics  # noqa: E402
 from loadtests.options import add_locust_arguments  # noqa: E402
+from loadtests.progress import ProgressTally  # noqa: E402
 from loadtests.report import summary_table  # noqa: E402
 from loadtests.shapes import Shape, make_shape  # noqa: E402
 from loadtests.users import (  # noqa: E402
@@ -62,6 +64,7 @@ __all__ = [
 
 _REPORT_KEY = "streamharness_metrics"
 _WARMUP_S = 1.0
+_PROGRESS_EVERY_S = 1.0
 
 
 def _listen(hook: Any, handler: Any) -> None:
@@ -171,6 +174,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _listen(environment.events.test_stop, _test_stop)
 
     if not isinstance(runner, WorkerRunner):
+        progress_out = getattr(environment.parsed_options, "sh_progress_out", "")
+        if progress_out:
+            gevent.spawn(_write_progress, environment, Path(progress_out))
 
         def _write(exit_code: int, **_: Any) -> None:
             # `quit` fires after the master's last wait for worker reports.
@@ -182,15 +188,34 @@ def _on_init(environment: Environment, **_: Any) -> None:
 _listen(events.init, _on_init)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    # The reader never sees half a file: it is replaced whole.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_progress(environment: Environment, path: Path) -> None:
+    """Every second, what the run has done so far (``streamharness load`` prints it); the
+    greenlet ends with the process."""
+    tally = ProgressTally()
+    while True:
+        gevent.sleep(_PROGRESS_EVERY_S)
+        runner = environment.runner
+        users = runner.user_count if runner is not None else 0
+        snapshot = tally.snapshot(metrics_of(environment), users)
+        try:
+            _write_atomically(path, json.dumps(snapshot.to_dict()))
+        except OSError:
+            return  # the folder went away: nobody is reading any more
+
+
 def _finish(environment: Environment) -> None:
     options = environment.parsed_options
     metrics = metrics_of(environment)
     out = getattr(options, "sh_metrics_out", "") if options else ""
     if out:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(metrics.to_dict()))
-        os.replace(tmp, path)
+        _write_atomically(Path(out), json.dumps(metrics.to_dict()))
     if not (options and getattr(options, "sh_quiet", False)):
         print(summary_table(metrics.summary()), flush=True)

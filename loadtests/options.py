@@ -132,6 +132,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("shape", str, "constant", "load shape over the run time", choices=SHAPE_NAMES,
            load=True, user=False),
     Option("metrics_out", str, "", "write exact metrics JSON here", user=False),
+    Option("progress_out", str, "",
+           "rewrite a progress snapshot JSON (users, streams, errors, tokens, TTFT p50) here "
+           "every second", user=False),
     Option("quiet", None, False, "no summary table at the end", user=False),
 )  # fmt: skip
 
