@@ -1,9 +1,12 @@
-"""Locust entry point: ``locust -f loadtests/locustfile.py --host http://127.0.0.1:8000``.
+"""Locust entry point: ``locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 WsV1User``.
 
-Users (pick one or more by class name on the command line, default: all, equal weight):
-``WsV1User`` (ws), ``TutorialUser``, ``SseUser``, ``BlockingUser``, ``PollingUser``,
-``OpenAIUser`` (straight to an OpenAI-compatible provider, the relay benchmark's baseline), and
-``ProfileUser`` (any server a target profile describes, ``--sh-target-profile``).
+``--host`` is the server's URL (Locust has no default). Users, picked by class name at the end
+of the command line (or ``LOCUST_USER_CLASSES``); none named: ``WsV1User`` alone
+(:data:`DEFAULT_USER_CLASS`), not Locust's usual "every class", which would mix in users that
+speak other servers' protocols. ``WsV1User`` (ws), ``TutorialUser``, ``SseUser``,
+``BlockingUser``, ``PollingUser`` speak the reference server; ``OpenAIUser`` goes straight to an
+OpenAI-compatible provider (the relay benchmark's baseline); ``ProfileUser`` speaks any server a
+target profile describes (``--sh-target-profile``).
 
 Our options all start with ``--sh-`` (see ``locust -f loadtests/locustfile.py --help``); they
 are the rows of :data:`loadtests.options.OPTIONS`.
@@ -72,7 +75,20 @@ def _listen(hook: Any, handler: Any) -> None:
     hook.add_listener(handler)
 
 
-_listen(events.init_command_line_parser, add_locust_arguments)
+DEFAULT_USER_CLASS = "WsV1User"
+"""The users of ``locust -f loadtests/locustfile.py`` when no class is named: the reference
+server's own WebSocket protocol. Locust's default, every class at once, would mix OpenAI
+requests (which only a provider answers) into any target and fail a share of them."""
+
+
+def _add_arguments(parser: Any) -> None:
+    add_locust_arguments(parser)
+    # Classes named on the command line, or in LOCUST_USER_CLASSES, still win.
+    if not os.environ.get("LOCUST_USER_CLASSES", "").split():
+        parser.set_defaults(user_classes=[DEFAULT_USER_CLASS])
+
+
+_listen(events.init_command_line_parser, _add_arguments)
 
 
 class StreamShape(LoadTestShape):

@@ -117,11 +117,12 @@ class ProgressLine:
         self.every_s = tty_every_s if self.tty else plain_every_s
         self._next = 0.0
         self._width = 0
-        self._tokens: collections.deque[tuple[float, int]] = collections.deque()
+        # (elapsed, tokens so far); the run's start seeds it, so the first line has a rate.
+        self._tokens: collections.deque[tuple[float, int]] = collections.deque([(0.0, 0)])
 
     def format(self, snap: Snapshot, elapsed_s: float) -> str:
         self._tokens.append((elapsed_s, snap.tokens))
-        while self._tokens[0][0] < elapsed_s - self.RATE_WINDOW_S:
+        while len(self._tokens) > 2 and self._tokens[1][0] <= elapsed_s - self.RATE_WINDOW_S:
             self._tokens.popleft()
         rate = _rate(self._tokens)
         ttft = "-" if snap.ttft_p50_ms is None else f"{snap.ttft_p50_ms:.0f} ms"

@@ -352,3 +352,22 @@ def test_a_profile_is_checked_before_locust_starts(tmp_path: Path) -> None:
     bad.write_text("extends: nope\n")
     r, _ = run_load(tmp_path, "--target", "http://127.0.0.1:9", "--target-profile", str(bad))
     assert r.returncode == 2 and f"{bad}:1: extends: 'nope' is not a built-in" in r.stderr
+
+
+def test_plain_locust_without_a_user_class_runs_the_ws_users_only(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    # The README's line: `locust -f loadtests/locustfile.py --host URL`, no class named. Locust's
+    # own default (every class) would mix in OpenAIUser, which fails on this server.
+    locustfile = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
+         "--host", live_stack.server, "--users", "2", "--spawn-rate", "2", "--run-time", "3s",
+         "--only-summary", "--csv", str(tmp_path / "l"), "--sh-prompt", PROMPT,
+         "--sh-think-min", "0", "--sh-think-max", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    with (tmp_path / "l_stats.csv").open() as f:
+        names = {(row["Type"], row["Name"]) for row in csv.DictReader(f)} - {("", "Aggregated")}
+    assert names and {name for _, name in names} == {"ws"}, names

@@ -66,8 +66,9 @@ def test_on_a_terminal_the_line_is_rewritten_in_place_every_second() -> None:
     line.update(Snapshot(2, 3, 1, 50, 203.4), 1.5)
     line.finish()
     assert out.getvalue() == (
-        "\rload: 0/30 s  users 1  streams 0  tokens/s -  errors 0  TTFT p50 -"
-        "\rload: 2/30 s  users 2  streams 3  tokens/s 50  errors 1  TTFT p50 203 ms"
+        "\rload: 0/30 s  users 1  streams 0  tokens/s 0  errors 0  TTFT p50 -"
+        # 50 tokens in the 1.5 s since the start
+        "\rload: 2/30 s  users 2  streams 3  tokens/s 33  errors 1  TTFT p50 203 ms"
         "\n"
     )
 
