@@ -144,30 +144,76 @@ def _add_workload_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+LOAD_EXAMPLES = """\
+Examples:
+  # the reference stack started for you, 20 WebSocket users for 30 s
+  streamharness load --users 20 --duration 30s
+  # your server, with CI gates (exit 1 when one fails)
+  streamharness load --target http://127.0.0.1:8000 --users 50 --duration 2m \\
+      --ttft-p95-ms 600 --itl-p99-ms 50 --max-error-rate 0.01
+  # any server a target profile describes, e.g. an OpenAI-compatible SSE endpoint
+  streamharness load --target http://127.0.0.1:9000 --target-profile openai --model m
+  # a spike of users, 20 % of streams cancelled, no progress line (CI)
+  streamharness load --shape spike --cancel-rate 0.2 --duration 1m -q
+"""
+
+
+def _gate_help(name: str) -> str:
+    path, direction, unit = GATE_SPECS[name]
+    if name == "max-error-rate":
+        return "fail (exit 1) when the error rate is above this share, 0-1"
+    if name == "min-goodput":
+        return "fail (exit 1) when goodput (see the SLO options) is below this share, 0-1"
+    metric, stat = path[1].upper(), path[2]
+    bound = "above" if direction == "max" else "below"
+    return f"fail (exit 1) when the {metric} {stat} is {bound} this many{unit}"
+
+
 def build_load_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="streamharness load",
-        description="Run a headless Locust load test of streaming chats with exact TTFT/ITL/"
-        "TPOT/E2E metrics and CI gates. Without --target the reference stack is started.",
+        description="Run a headless Locust load test of streaming chats with exact TTFT/ITL/\n"
+        "TPOT/E2E metrics and CI gates. Without --target the reference stack is started.\n"
+        "A live progress line goes to stderr; exit 0 gates passed, 1 a gate failed or every\n"
+        "stream failed, 2 bad arguments or a target that does not answer, 3 the run failed.",
+        epilog=LOAD_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--target", type=_url, default=None,
-        help="server URL (http://host:port, or ws://host:port with --target-profile)",
+        "--target", type=_url, default=None, metavar="URL",
+        help="server URL (http://host:port, or ws://host:port with --target-profile); checked "
+        "before the run (default: start the reference stack)",
     )  # fmt: skip
-    parser.add_argument("--users", type=positive_int, default=10, help="peak users (default 10)")
-    parser.add_argument("--spawn-rate", type=positive, default=None, help="users/s (default: all)")
-    parser.add_argument("--duration", type=parse_duration, default=30.0, help="e.g. 30s, 2m")
-    parser.add_argument("--transport", choices=list(USER_CLASSES), default="ws")
+    parser.add_argument(
+        "--users", type=positive_int, default=10, metavar="N", help="peak users (default 10)"
+    )
+    parser.add_argument(
+        "--spawn-rate", type=positive, default=None, metavar="N",
+        help="users started per second (default: all at once)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--duration", type=parse_duration, default=30.0, metavar="TIME",
+        help="run time, e.g. 30, 30s, 2m, 1m30s (default 30s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--transport", choices=list(USER_CLASSES), default="ws",
+        help="how users talk to the reference server: ws (WebSocket v1), tutorial (its "
+        "WebSocket tutorial protocol), sse, blocking, polling; openai: an OpenAI-compatible "
+        "provider directly; profile: see --target-profile (default ws)",
+    )  # fmt: skip
     parser.add_argument(
         "--target-profile", default=None, metavar="NAME|FILE",
         help="talk to --target through this target profile (docs/profiles.md): any server's "
-        "WebSocket, SSE or streamed HTTP shape; implies --transport profile",
+        "WebSocket, SSE or streamed HTTP shape; implies --transport profile (default: none)",
     )  # fmt: skip
     parser.add_argument(
         "--header", dest="headers", action="append", default=[], metavar="'NAME: VALUE'",
         help="with --target-profile: a header of every request (repeatable)",
     )  # fmt: skip
-    parser.add_argument("--processes", type=positive_int, default=1, help="Locust processes")
+    parser.add_argument(
+        "--processes", type=positive_int, default=1, metavar="N",
+        help="Locust processes generating load, one per core beyond ~30k frames/s (default 1)",
+    )  # fmt: skip
     parser.add_argument(
         "-q", "--quiet", action="store_true",
         help="no live progress line on stderr (the summary table is still printed)",
@@ -177,21 +223,27 @@ def build_load_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, metavar="DIR", help="deprecated: the same as --report"
     )
     parser.add_argument(
-        "--mock-profile", default="fast", help="mock timing profile when the stack is started"
-    )
+        "--mock-profile", default="fast", metavar="NAME",
+        help="the mock's timing profile when the reference stack is started (default fast)",
+    )  # fmt: skip
     parser.add_argument(
         "--locust-arg", action="append", default=[], metavar="ARG",
         help="extra argument passed to Locust as is (repeatable)",
     )  # fmt: skip
     _add_workload_options(parser)
-    g = parser.add_argument_group("gates (exit 1 when one fails)")
+    g = parser.add_argument_group("gates (exit 1 when one fails; default: none)")
     for name in GATE_SPECS:
         is_share = name in ("max-error-rate", "min-goodput")
-        g.add_argument(f"--{name}", type=share if is_share else non_negative, default=None)
-    s = parser.add_argument_group("SLOs for goodput (ms)")
-    s.add_argument("--slo-ttft-ms", type=positive, default=None)
-    s.add_argument("--slo-tpot-ms", type=positive, default=None)
-    s.add_argument("--slo-e2e-ms", type=positive, default=None)
+        g.add_argument(
+            f"--{name}", type=share if is_share else non_negative, default=None,
+            metavar="SHARE" if is_share else "MS", help=_gate_help(name),
+        )  # fmt: skip
+    s = parser.add_argument_group("SLOs for goodput (ms; default: none, goodput = share completed)")
+    for metric, what in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E")):
+        s.add_argument(
+            f"--slo-{metric}-ms", type=positive, default=None, metavar="MS",
+            help=f"a stream counts towards goodput only if its {what} is at most this",
+        )  # fmt: skip
     return parser
 
 
