@@ -63,6 +63,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _Parser(
         prog=PROG,
         description="Toxiproxy-compatible TCP fault proxy with seeded, replayable toxics.",
+        epilog="""\
+Examples:
+  streamharness proxy                              # the API on 127.0.0.1:8474
+  streamharness proxy --port 0 --seed 42           # a free port, seeded toxics
+  streamharness proxy --config proxies.json        # proxies created at start (POST /populate)
+then drive it with any Toxiproxy client, e.g. toxiproxy-python's Toxiproxy().create(...)
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
     parser.add_argument(
@@ -87,7 +95,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="event loop (default auto: uvloop when installed, else asyncio)",
     )
     parser.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="uvicorn log level of the API (default warning)",
     )
     return parser.parse_args(argv)
 
