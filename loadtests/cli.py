@@ -372,12 +372,12 @@ def run_locust(
 def _progress_printer(path: Path, line: ProgressLine) -> Callable[[float], None]:
     """A tick that prints the latest snapshot Locust wrote to ``path`` (none yet: nothing)."""
 
-    def tick(elapsed_s: float) -> None:
+    def tick(_elapsed_s: float) -> None:
         try:
             snapshot = Snapshot.from_dict(json.loads(path.read_text()))
         except (OSError, ValueError):
             return  # not written yet (Locust still starting), or replaced as we read
-        line.update(snapshot, elapsed_s)
+        line.update(snapshot)
 
     return tick
 

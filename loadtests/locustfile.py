@@ -192,7 +192,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if not isinstance(runner, WorkerRunner):
         progress_out = getattr(environment.parsed_options, "sh_progress_out", "")
         if progress_out:
-            gevent.spawn(_write_progress, environment, Path(progress_out))
+            # Run time counts from the test's start (each one, in the web UI), not from
+            # Locust's launch; listened to here, before anything can start a test.
+            test_starts: list[float] = []
+            _listen(environment.events.test_start, lambda **_: test_starts.append(time.monotonic()))
+            gevent.spawn(_write_progress, environment, Path(progress_out), test_starts)
 
         def _write(exit_code: int, **_: Any) -> None:
             # `quit` fires after the master's last wait for worker reports.
@@ -212,15 +216,18 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _write_progress(environment: Environment, path: Path) -> None:
-    """Every second, what the run has done so far (``streamharness load`` prints it); the
-    greenlet ends with the process."""
+def _write_progress(environment: Environment, path: Path, started: list[float]) -> None:
+    """Every second once a test ``started``, what the run has done so far (``streamharness
+    load`` prints it); the greenlet ends with the process."""
     tally = ProgressTally()
     while True:
         gevent.sleep(_PROGRESS_EVERY_S)
+        if not started:
+            continue
         runner = environment.runner
         users = runner.user_count if runner is not None else 0
-        snapshot = tally.snapshot(metrics_of(environment), users)
+        elapsed = time.monotonic() - started[-1]
+        snapshot = tally.snapshot(metrics_of(environment), users, elapsed)
         try:
             _write_atomically(path, json.dumps(snapshot.to_dict()))
         except OSError:

@@ -29,8 +29,9 @@ __all__ = ["ProgressLine", "ProgressTally", "Snapshot", "error_reasons"]
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the run has done so far."""
+    """What the run has done so far, ``elapsed_s`` after the test started."""
 
+    elapsed_s: float
     users: int
     streams: int  # streams that ended (or were cut by the end of the run)
     errors: int
@@ -46,6 +47,7 @@ class Snapshot:
         try:
             p50 = data["ttft_p50_ms"]
             return cls(
+                elapsed_s=float(data["elapsed_s"]),
                 users=int(data["users"]),
                 streams=int(data["streams"]),
                 errors=int(data["errors"]),
@@ -64,13 +66,14 @@ class ProgressTally:
         self._errors = 0
         self._tokens = 0
 
-    def snapshot(self, metrics: LoadMetrics, users: int) -> Snapshot:
+    def snapshot(self, metrics: LoadMetrics, users: int, elapsed_s: float) -> Snapshot:
         new = metrics.streams[self._seen :]
         self._seen += len(new)
         self._errors += sum(1 for s in new if s.outcome in ERROR_OUTCOMES)
         self._tokens += sum(s.tokens for s in new)
         p50 = metrics.ttft.interpolated_percentile(50.0)
         return Snapshot(
+            elapsed_s=round(elapsed_s, 2),
             users=users,
             streams=self._seen,
             errors=self._errors,
@@ -97,8 +100,9 @@ def _rate(window: collections.deque[tuple[float, int]]) -> float | None:
 
 class ProgressLine:
     """Prints snapshots on ``stream``: in place on a terminal every ``tty_every_s``, a plain line
-    every ``plain_every_s`` otherwise. Times are passed in (seconds since the run started), so
-    tests need no clock."""
+    every ``plain_every_s`` otherwise. Time is the snapshot's (seconds since Locust's test
+    started, not since Locust was launched: its start-up is not run time), so tests need no
+    clock."""
 
     RATE_WINDOW_S = 5.0
 
@@ -120,24 +124,26 @@ class ProgressLine:
         # (elapsed, tokens so far); the run's start seeds it, so the first line has a rate.
         self._tokens: collections.deque[tuple[float, int]] = collections.deque([(0.0, 0)])
 
-    def format(self, snap: Snapshot, elapsed_s: float) -> str:
+    def format(self, snap: Snapshot) -> str:
+        elapsed_s = snap.elapsed_s
         self._tokens.append((elapsed_s, snap.tokens))
         while len(self._tokens) > 2 and self._tokens[1][0] <= elapsed_s - self.RATE_WINDOW_S:
             self._tokens.popleft()
         rate = _rate(self._tokens)
         ttft = "-" if snap.ttft_p50_ms is None else f"{snap.ttft_p50_ms:.0f} ms"
         return (
-            f"load: {elapsed_s:.0f}/{self.total_s:.0f} s  users {snap.users}  "
+            # Locust's stop takes a moment past the run time: not "31/30 s".
+            f"load: {min(elapsed_s, self.total_s):.0f}/{self.total_s:.0f} s  users {snap.users}  "
             f"streams {snap.streams}  tokens/s {'-' if rate is None else f'{rate:.0f}'}  "
             f"errors {snap.errors}  TTFT p50 {ttft}"
         )
 
-    def update(self, snap: Snapshot, elapsed_s: float) -> None:
+    def update(self, snap: Snapshot) -> None:
         # Every snapshot feeds the tokens/s window; only some are printed.
-        line = self.format(snap, elapsed_s)
-        if elapsed_s < self._next:
+        line = self.format(snap)
+        if snap.elapsed_s < self._next:
             return
-        self._next = elapsed_s + self.every_s
+        self._next = snap.elapsed_s + self.every_s
         if self.tty:
             self.stream.write("\r" + line.ljust(self._width))
             self._width = len(line)

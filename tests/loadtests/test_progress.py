@@ -25,18 +25,18 @@ def _stream(metrics: LoadMetrics, outcome: str, tokens: int, error: str | None =
 
 def test_the_tally_counts_streams_errors_tokens_and_ttft_incrementally() -> None:
     metrics, tally = LoadMetrics(), ProgressTally()
-    assert tally.snapshot(metrics, users=0) == Snapshot(0, 0, 0, 0, None)
+    assert tally.snapshot(metrics, users=0, elapsed_s=0.0) == Snapshot(0.0, 0, 0, 0, 0, None)
     _stream(metrics, "completed", 10)
     _stream(metrics, "error", 0, "connect: refused")
-    assert tally.snapshot(metrics, users=3) == Snapshot(3, 2, 1, 10, 200.0)
+    assert tally.snapshot(metrics, users=3, elapsed_s=1.0) == Snapshot(1.0, 3, 2, 1, 10, 200.0)
     _stream(metrics, "timeout", 4)
     _stream(metrics, "completed", 10)
     # only the new streams are added to the totals: nothing counted twice
-    assert tally.snapshot(metrics, users=3) == Snapshot(3, 4, 2, 24, 200.0)
+    assert tally.snapshot(metrics, 3, 2.0) == Snapshot(2.0, 3, 4, 2, 24, 200.0)
 
 
 def test_a_snapshot_survives_json_and_refuses_anything_else() -> None:
-    snap = Snapshot(2, 5, 1, 40, 201.5)
+    snap = Snapshot(3.5, 2, 5, 1, 40, 201.5)
     assert Snapshot.from_dict(snap.to_dict()) == snap
     with pytest.raises(ValueError, match="not a progress snapshot"):
         Snapshot.from_dict({"users": 1})
@@ -61,14 +61,16 @@ def test_error_reasons_are_counted_most_frequent_first_top_five() -> None:
 def test_on_a_terminal_the_line_is_rewritten_in_place_every_second() -> None:
     out = io.StringIO()
     line = ProgressLine(out, 30, tty=True)
-    line.update(Snapshot(1, 0, 0, 0, None), 0.5)
-    line.update(Snapshot(2, 1, 0, 10, 201.0), 1.0)  # within the second: not printed
-    line.update(Snapshot(2, 3, 1, 50, 203.4), 1.5)
+    line.update(Snapshot(0.5, 1, 0, 0, 0, None))
+    line.update(Snapshot(1.0, 2, 1, 0, 10, 201.0))  # within the second: not printed
+    line.update(Snapshot(1.5, 2, 3, 1, 50, 203.4))
+    line.update(Snapshot(31.0, 2, 9, 1, 90, 203.4))  # Locust's stop, past the run time
     line.finish()
     assert out.getvalue() == (
         "\rload: 0/30 s  users 1  streams 0  tokens/s 0  errors 0  TTFT p50 -"
         # 50 tokens in the 1.5 s since the start
         "\rload: 2/30 s  users 2  streams 3  tokens/s 33  errors 1  TTFT p50 203 ms"
+        "\rload: 30/30 s  users 2  streams 9  tokens/s 1  errors 1  TTFT p50 203 ms"
         "\n"
     )
 
@@ -76,8 +78,8 @@ def test_on_a_terminal_the_line_is_rewritten_in_place_every_second() -> None:
 def test_a_shorter_line_blanks_what_the_longer_one_left() -> None:
     out = io.StringIO()
     line = ProgressLine(out, 30, tty=True)
-    line.update(Snapshot(100, 1000, 0, 10, 201.0), 1.0)
-    line.update(Snapshot(1, 0, 0, 10, None), 2.0)
+    line.update(Snapshot(1.0, 100, 1000, 0, 10, 201.0))
+    line.update(Snapshot(2.0, 1, 0, 0, 10, None))
     first, second = out.getvalue().split("\r")[1:]
     assert len(second) == len(first) and second.endswith(" ")
 
@@ -86,7 +88,7 @@ def test_without_a_terminal_a_plain_line_every_five_seconds() -> None:
     out = io.StringIO()
     line = ProgressLine(out, 60, tty=False)
     for t in range(12):
-        line.update(Snapshot(4, t, 0, 100 * t, 200.0), float(t))
+        line.update(Snapshot(float(t), 4, t, 0, 100 * t, 200.0))
     line.finish()
     lines = out.getvalue().splitlines()
     assert "\r" not in out.getvalue()
