@@ -370,11 +370,38 @@ def _unreachable(target: str) -> str | None:
         return f"target {target} is unreachable ({host}:{port}: {exc.strerror or exc})"
 
 
+RUN_EXAMPLES = """\
+Examples:
+  streamharness run                                 # every scenario, reference stack
+  streamharness run 'upstream_*' --repeat 5         # a glob, five seeds each
+  streamharness run --target naive                  # the deliberately naive server
+  streamharness run --target http://127.0.0.1:8000  # your server (its provider: the mock)
+  streamharness run --file my.yaml my_scenario      # a scenario from a file of yours
+"""
+
+LIST_EXAMPLES = """\
+Examples:
+  streamharness list                                # the whole catalogue
+  streamharness list cancel -v                      # a tag, with descriptions
+  streamharness list --target-profile openai        # what a server with that profile runs
+  streamharness list --profiles                     # the built-in target profiles
+"""
+
+REPLAY_EXAMPLES = """\
+Examples:
+  # the line a failure printed: same seed, same faults, same timings
+  streamharness replay 1234567 upstream_truncated --target naive
+  streamharness replay 42 my_scenario --file my.yaml
+"""
+
+
 def run_main(argv: Sequence[str] | None = None) -> int:
     parser = CommandParser(
         prog="streamharness run",
         description="Run scenarios against a stack: the reference server (default), the naive "
         "server, or your own server.",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "patterns",
@@ -414,9 +441,18 @@ def replay_main(argv: Sequence[str] | None = None) -> int:
         prog="streamharness replay",
         description="Run one scenario again with the seed a failure printed: same faults, "
         "same timings.",
+        epilog=REPLAY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("seed", type=_seed)
-    parser.add_argument("scenario")
+    parser.add_argument(
+        "seed", type=_seed, metavar="SEED", help="the seed the failure printed (0-2**63-1)"
+    )
+    parser.add_argument(
+        "scenario",
+        metavar="SCENARIO",
+        help="the scenario's name (as `streamharness list` shows it); a scenario from a file "
+        "needs the same --file",
+    )
     _add_target_options(parser)
     _add_run_options(parser)
     args = parser.parse_args(argv)
@@ -448,10 +484,31 @@ def list_main(argv: Sequence[str] | None = None) -> int:
         prog="streamharness list",
         description="List the scenario catalogue, and which scenarios a target's profile can "
         "run; or, with --profiles, the built-in target profiles.",
+        epilog=LIST_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("patterns", nargs="*", metavar="NAME|PATTERN|TAG")
-    parser.add_argument("--catalogue", type=Path, default=None)
-    parser.add_argument("--file", dest="files", type=Path, action="append", default=[])
+    parser.add_argument(
+        "patterns",
+        nargs="*",
+        metavar="NAME|PATTERN|TAG",
+        help="scenario names, globs (e.g. 'upstream_*') or tags; default: all",
+    )
+    parser.add_argument(
+        "--catalogue",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="list this folder of scenario files instead of the built-in catalogue",
+    )
+    parser.add_argument(
+        "--file",
+        dest="files",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also list the scenarios of this file (repeatable)",
+    )
     parser.add_argument(
         "--target",
         type=_target,

@@ -11,6 +11,7 @@ Prints median, p95 (nearest rank) and max; the figures of docs/reference_server.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import statistics
@@ -128,6 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="streamharness bench lifecycle",
         description="Cancel and drop latency to the provider, and one socket's relay rate, "
         "on the reference server (docs/reference_server.md, 'Measured').",
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench lifecycle\n"
+            "  streamharness bench lifecycle --runs 100\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--runs", type=int, default=30, help="cancel/drop pairs (default: 30)")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ memory per ledger entry (RSS with a full round's entries kept, against the same 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
@@ -193,6 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="streamharness bench soak",
         description="Memory across rounds of streams dropped mid-answer, for the reference "
         "server, the mock and the fault proxy (docs/limits.md, 'Memory').",
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench soak\n"
+            "  streamharness bench soak --rounds 3 --streams 500\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rounds", type=int, default=10, help="rounds (default: 10)")
     parser.add_argument(

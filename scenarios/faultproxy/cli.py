@@ -72,7 +72,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "To drive a running one (this or a real Toxiproxy) in the habits of toxiproxy-cli: "
         "streamharness proxy list|inspect|create|delete|toggle|toxic ... (see "
         "'streamharness proxy list --help').",
-        epilog="example: streamharness proxy serve --port 8474 --seed 7",
+        epilog="""\
+Examples:
+  streamharness proxy                              # the API on 127.0.0.1:8474
+  streamharness proxy serve --port 0 --seed 42     # a free port, seeded toxics
+  streamharness proxy --config proxies.json        # proxies created at start (POST /populate)
+  streamharness proxy toxic add -t latency -a latency=100 llm   # then drive it
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
     parser.add_argument(
@@ -97,7 +104,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="event loop (default auto: uvloop when installed, else asyncio)",
     )
     parser.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="uvicorn log level of the API (default warning)",
     )
     return parser.parse_args(argv)
 

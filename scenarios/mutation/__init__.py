@@ -11,6 +11,7 @@ scenario fails on it; the score is the share killed. Run on demand:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
 import sys
@@ -114,10 +115,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Apply each mutant (a small bug in a promise of docs/protocol.md) to a copy "
         "of the reference server, run the scenario catalogue on it, print the mutation score "
         "and the survivors.",
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench mutation\n"
+            "  streamharness bench mutation --mutant cancel_keeps_upstream --first-kill\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--mutant", action="append", default=[], metavar="ID")
-    parser.add_argument("--scenario", action="append", default=[], metavar="NAME")
+    parser.add_argument("--seed", type=int, default=5, help="root seed of every run (default 5)")
+    parser.add_argument(
+        "--mutant",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this mutant (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this scenario (repeatable; default: the catalogue)",
+    )
     parser.add_argument(
         "--first-kill",
         action="store_true",

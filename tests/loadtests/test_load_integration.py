@@ -206,18 +206,65 @@ def test_cancel_and_drop_then_resume(live_stack: LiveStack, tmp_path: Path, tran
             assert 3 <= int(row["tokens"]) <= 20
 
 
-def test_unreachable_target_is_all_errors(tmp_path: Path) -> None:
+def test_an_unreachable_target_is_refused_before_locust_starts(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # nothing listens on `port` now
     r, s = run_load(
-        tmp_path, "--target", f"http://127.0.0.1:{port}", "--users", "1", "--duration", "2s",
-        "--think-time", "0.2", "--max-error-rate", "0.05", "--shape", "spike",
+        tmp_path, "--target", f"http://127.0.0.1:{port}", "--users", "1", "--duration", "30s",
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"target http://127.0.0.1:{port} is unreachable (127.0.0.1:{port}: " in r.stderr
+    assert "start the server, or fix --target" in r.stderr
+    assert s == {} and not (tmp_path / "locust.log").exists()  # no Locust, no 30 s run
+
+
+def test_a_run_where_every_stream_fails_exits_1_without_gates_and_says_why(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    # OpenAI requests to the reference server (it has no /v1/chat/completions): the server
+    # answers, so the preflight passes, and every stream fails.
+    r, s = run_load(
+        tmp_path, "--target", live_stack.server, "--transport", "openai", "--users", "2",
+        "--duration", "4s", "--think-time", "0.2",
     )  # fmt: skip
     assert r.returncode == 1, r.stdout + r.stderr
     assert s["error_rate"] == 1.0
-    assert "gate max-error-rate FAILED" in r.stdout
+    assert "every stream that ended was an error (error rate 100%)" in r.stderr
+    errors = sum(s["outcomes"][o] for o in ("error", "timeout", "disconnected"))
+    assert f"errors: {errors} stream(s) failed; most frequent reasons:" in r.stdout
+    reason = re.search(r"^\s+(\d+)  error: POST /v1/chat/completions -> 404", r.stdout, re.M)
+    assert reason is not None and int(reason[1]) == errors, r.stdout
+    # stderr is a pipe here: plain progress lines (not \r), the first at once, then every 5 s
+    progress = [
+        line for line in r.stderr.splitlines() if line.startswith("load: ") and " s  users" in line
+    ]
+    assert progress and "\r" not in r.stderr, r.stderr
+    assert re.match(r"load: \d+/4 s  users [0-2]  streams \d+  tokens/s (\d+|-)  errors \d+  "
+                    r"TTFT p50 -$", progress[-1]), progress  # fmt: skip
+
+
+def test_progress_shows_the_live_figures_and_q_silences_it(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    r, _ = run_load(
+        tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "7s",
+        "--max-error-rate", "0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = re.findall(r"^load: (\d+)/7 s  users (\d+)  streams (\d+)  tokens/s (\S+)  "
+                       r"errors (\d+)  TTFT p50 (\S+)", r.stderr, re.M)  # fmt: skip
+    assert len(lines) >= 2, r.stderr  # one at once, then every 5 s
+    elapsed, users, streams_so_far, rate, errors, ttft = lines[-1]
+    assert int(elapsed) >= 5 and users == "2" and int(streams_so_far) >= 4 and errors == "0"
+    # 2 users back to back, 10 tokens per ~0.38 s stream: ~26 tokens/s each
+    assert 25 <= float(rate) <= 80, lines
+    assert 190 <= float(ttft) <= 330
+    quiet, _ = run_load(
+        tmp_path / "q", "--target", live_stack.server, "--users", "1", "--duration", "3s", "-q"
+    )
+    assert quiet.returncode == 0 and " s  users" not in quiet.stderr, quiet.stderr
 
 
 def test_without_target_it_starts_the_reference_stack_and_reports_by_default(
@@ -308,3 +355,22 @@ def test_a_profile_is_checked_before_locust_starts(tmp_path: Path) -> None:
     bad.write_text("extends: nope\n")
     r, _ = run_load(tmp_path, "--target", "http://127.0.0.1:9", "--target-profile", str(bad))
     assert r.returncode == 2 and f"{bad}:1: extends: 'nope' is not a built-in" in r.stderr
+
+
+def test_plain_locust_without_a_user_class_runs_the_ws_users_only(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    # The README's line: `locust -f loadtests/locustfile.py --host URL`, no class named. Locust's
+    # own default (every class) would mix in OpenAIUser, which fails on this server.
+    locustfile = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
+         "--host", live_stack.server, "--users", "2", "--spawn-rate", "2", "--run-time", "3s",
+         "--only-summary", "--csv", str(tmp_path / "l"), "--sh-prompt", PROMPT,
+         "--sh-think-min", "0", "--sh-think-max", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    with (tmp_path / "l_stats.csv").open() as f:
+        names = {(row["Type"], row["Name"]) for row in csv.DictReader(f)} - {("", "Aggregated")}
+    assert names and {name for _, name in names} == {"ws"}, names
