@@ -3,30 +3,39 @@
 ``load`` runs Locust headless in a subprocess (Locust monkey-patches the interpreter with
 gevent; this process stays a plain asyncio/threads program that can start the reference stack),
 reads back the exact metrics the Locust master wrote, prints the summary table, writes JSON,
-CSV and an HTML report, and evaluates the CI gates. Exit codes: 0 all gates passed, 1 a gate
-failed (a line ``gate <name> FAILED: ...`` names it), 2 bad arguments, 3 the run itself failed.
+CSV and an HTML report (and Locust's own HTML report beside it) to a new
+``streamharness-reports/<timestamp>/`` or ``--report DIR``, and evaluates the CI gates.
+While Locust runs, a progress line (elapsed, users, streams, tokens/s, errors, TTFT p50) goes
+to stderr: rewritten in place on a terminal, a plain line every 5 s otherwise (``-q``: none).
+A ``--target`` is checked before the run (one TCP connect and one HTTP request). After the run
+the most frequent reasons streams failed are printed with their counts.
+Exit codes: 0 all gates passed, 1 a gate failed (a line ``gate <name> FAILED: ...`` names it) or
+every stream failed (error rate 100 %, gates or not), 2 bad arguments or a target that does not
+answer, 3 the run itself failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-# `as`: also importable from here, where callers found it before loadtests.errors existed.
 from loadtests.errors import LoadError as LoadError
 from loadtests.errors import MetricsError
 from loadtests.gates import GATE_SPECS, Gate, all_passed, evaluate, make_gate
-from loadtests.metrics import LoadMetrics, Slo
+from loadtests.metrics import ERROR_OUTCOMES, LoadMetrics, Slo
 from loadtests.options import (
     add_load_arguments,
     locust_args,
@@ -36,8 +45,20 @@ from loadtests.options import (
     positive_int,
     share,
 )
-from loadtests.report import html_report, streams_csv, summary_csv, summary_table
+from loadtests.preflight import target_problem
+from loadtests.progress import ProgressLine, Snapshot, error_reasons
+from loadtests.report import (
+    streams_csv,
+    summary_csv,
+    summary_table,
+    users_over_time,
+    write_html_report,
+)
 from mockllm.childproc import free_port, stop_process
+
+# `as`: also importable from here, where callers found it before loadtests.errors existed.
+from mockllm.cliargs import CommandParser
+from scenarios.reportdir import add_report_options, chosen_report_dir
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 
@@ -52,6 +73,9 @@ USER_CLASSES: dict[str, str] = {
 }
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
+# Locust's files in the report folder: its CSVs (locust_stats.csv ...) and its HTML report.
+LOCUST_CSV_PREFIX = "locust"
+LOCUST_HTML = "locust.html"
 
 _DURATION = re.compile(
     r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s?)?$"
@@ -120,47 +144,106 @@ def _add_workload_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+LOAD_EXAMPLES = """\
+Examples:
+  # the reference stack started for you, 20 WebSocket users for 30 s
+  streamharness load --users 20 --duration 30s
+  # your server, with CI gates (exit 1 when one fails)
+  streamharness load --target http://127.0.0.1:8000 --users 50 --duration 2m \\
+      --ttft-p95-ms 600 --itl-p99-ms 50 --max-error-rate 0.01
+  # any server a target profile describes, e.g. an OpenAI-compatible SSE endpoint
+  streamharness load --target http://127.0.0.1:9000 --target-profile openai --model m
+  # a spike of users, 20 % of streams cancelled, no progress line (CI)
+  streamharness load --shape spike --cancel-rate 0.2 --duration 1m -q
+"""
+
+
+def _gate_help(name: str) -> str:
+    path, direction, unit = GATE_SPECS[name]
+    if name == "max-error-rate":
+        return "fail (exit 1) when the error rate is above this share, 0-1"
+    if name == "min-goodput":
+        return "fail (exit 1) when goodput (see the SLO options) is below this share, 0-1"
+    metric, stat = path[1].upper(), path[2]
+    bound = "above" if direction == "max" else "below"
+    return f"fail (exit 1) when the {metric} {stat} is {bound} this many{unit}"
+
+
 def build_load_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness load",
-        description="Run a headless Locust load test of streaming chats with exact TTFT/ITL/"
-        "TPOT/E2E metrics and CI gates. Without --target the reference stack is started.",
+        description="Run a headless Locust load test of streaming chats with exact TTFT/ITL/\n"
+        "TPOT/E2E metrics and CI gates. Without --target the reference stack is started.\n"
+        "A live progress line goes to stderr; exit 0 gates passed, 1 a gate failed or every\n"
+        "stream failed, 2 bad arguments or a target that does not answer, 3 the run failed.",
+        epilog=LOAD_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--target", type=_url, default=None,
-        help="server URL (http://host:port, or ws://host:port with --target-profile)",
+        "--target", type=_url, default=None, metavar="URL",
+        help="server URL (http://host:port, or ws://host:port with --target-profile); checked "
+        "before the run (default: start the reference stack)",
     )  # fmt: skip
-    parser.add_argument("--users", type=positive_int, default=10, help="peak users (default 10)")
-    parser.add_argument("--spawn-rate", type=positive, default=None, help="users/s (default: all)")
-    parser.add_argument("--duration", type=parse_duration, default=30.0, help="e.g. 30s, 2m")
-    parser.add_argument("--transport", choices=list(USER_CLASSES), default="ws")
+    parser.add_argument(
+        "--users", type=positive_int, default=10, metavar="N", help="peak users (default 10)"
+    )
+    parser.add_argument(
+        "--spawn-rate", type=positive, default=None, metavar="N",
+        help="users started per second (default: all at once)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--duration", type=parse_duration, default=30.0, metavar="TIME",
+        help="run time, e.g. 30, 30s, 2m, 1m30s (default 30s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--transport", choices=list(USER_CLASSES), default="ws",
+        help="how users talk to the reference server: ws (WebSocket v1), tutorial (its "
+        "WebSocket tutorial protocol), sse, blocking, polling; openai: an OpenAI-compatible "
+        "provider directly; profile: see --target-profile (default ws)",
+    )  # fmt: skip
     parser.add_argument(
         "--target-profile", default=None, metavar="NAME|FILE",
         help="talk to --target through this target profile (docs/profiles.md): any server's "
-        "WebSocket, SSE or streamed HTTP shape; implies --transport profile",
+        "WebSocket, SSE or streamed HTTP shape; implies --transport profile (default: none)",
     )  # fmt: skip
     parser.add_argument(
         "--header", dest="headers", action="append", default=[], metavar="'NAME: VALUE'",
         help="with --target-profile: a header of every request (repeatable)",
     )  # fmt: skip
-    parser.add_argument("--processes", type=positive_int, default=1, help="Locust processes")
-    parser.add_argument("--out", type=Path, default=Path("loadtest-report"), help="output dir")
     parser.add_argument(
-        "--mock-profile", default="fast", help="mock timing profile when the stack is started"
+        "--processes", type=positive_int, default=1, metavar="N",
+        help="Locust processes generating load, one per core beyond ~30k frames/s (default 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="no live progress line on stderr (the summary table is still printed)",
+    )  # fmt: skip
+    where = add_report_options(parser)
+    where.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="deprecated: the same as --report"
     )
+    parser.add_argument(
+        "--mock-profile", default="fast", metavar="NAME",
+        help="the mock's timing profile when the reference stack is started (default fast)",
+    )  # fmt: skip
     parser.add_argument(
         "--locust-arg", action="append", default=[], metavar="ARG",
         help="extra argument passed to Locust as is (repeatable)",
     )  # fmt: skip
     _add_workload_options(parser)
-    g = parser.add_argument_group("gates (exit 1 when one fails)")
+    g = parser.add_argument_group("gates (exit 1 when one fails; default: none)")
     for name in GATE_SPECS:
         is_share = name in ("max-error-rate", "min-goodput")
-        g.add_argument(f"--{name}", type=share if is_share else non_negative, default=None)
-    s = parser.add_argument_group("SLOs for goodput (ms)")
-    s.add_argument("--slo-ttft-ms", type=positive, default=None)
-    s.add_argument("--slo-tpot-ms", type=positive, default=None)
-    s.add_argument("--slo-e2e-ms", type=positive, default=None)
+        g.add_argument(
+            f"--{name}", type=share if is_share else non_negative, default=None,
+            metavar="SHARE" if is_share else "MS", help=_gate_help(name),
+        )  # fmt: skip
+    s = parser.add_argument_group("SLOs for goodput (ms; default: none, goodput = share completed)")
+    for metric, what in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E")):
+        s.add_argument(
+            f"--slo-{metric}-ms", type=positive, default=None, metavar="MS",
+            help=f"a stream counts towards goodput only if its {what} is at most this",
+        )  # fmt: skip
     return parser
 
 
@@ -207,9 +290,15 @@ def master_port_args(
 
 
 def locust_command(
-    args: argparse.Namespace, host: str, metrics_out: Path, csv_prefix: Path
+    args: argparse.Namespace,
+    host: str,
+    metrics_out: Path,
+    csv_prefix: Path,
+    html: Path | None = None,
+    progress_out: Path | None = None,
 ) -> list[str]:
-    """The Locust command line for one run (also what the docs show)."""
+    """The Locust command line for one run (also what the docs show); ``html``: where Locust
+    writes its own HTML report; ``progress_out``: where it keeps its progress snapshot."""
     spawn_rate = args.spawn_rate or float(args.users)
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
@@ -224,6 +313,10 @@ def locust_command(
                 if Path(args.target_profile).is_file() else args.target_profile]  # fmt: skip
     for header in args.headers:
         cmd += ["--sh-header", header]
+    if html is not None:
+        cmd += ["--html", str(html)]
+    if progress_out is not None:
+        cmd += ["--sh-progress-out", str(progress_out)]
     if args.processes > 1:
         cmd += ["--processes", str(args.processes)]
     cmd += master_port_args(args.processes, args.locust_arg)
@@ -248,19 +341,45 @@ def slo_from_args(args: argparse.Namespace) -> Slo:
     return Slo(ttft_s=s(args.slo_ttft_ms), tpot_s=s(args.slo_tpot_ms), e2e_s=s(args.slo_e2e_ms))
 
 
-def run_locust(cmd: Sequence[str], log_path: Path, timeout_s: float) -> int:
-    """Run Locust, its output to ``log_path``; kill it if it overruns ``timeout_s``."""
+def run_locust(
+    cmd: Sequence[str],
+    log_path: Path,
+    timeout_s: float,
+    on_tick: Callable[[float], None] | None = None,
+    tick_s: float = 0.5,
+) -> int:
+    """Run Locust, its output to ``log_path``; kill it if it overruns ``timeout_s``.
+    ``on_tick(elapsed_s)`` is called every ``tick_s`` while it runs (the progress line)."""
+    started = time.monotonic()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
-            return proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            stop_process(proc)
-            raise LoadError(f"Locust did not finish within {timeout_s:.0f} s") from None
+            while True:
+                elapsed = time.monotonic() - started
+                if elapsed > timeout_s:
+                    stop_process(proc)
+                    raise LoadError(f"Locust did not finish within {timeout_s:.0f} s")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    return proc.wait(timeout=min(tick_s, timeout_s - elapsed + 0.01))
+                if on_tick is not None:
+                    on_tick(time.monotonic() - started)
         except BaseException:
             # Ctrl-C: Locust got the SIGINT too; make sure it is gone before we return.
             stop_process(proc)
             raise
+
+
+def _progress_printer(path: Path, line: ProgressLine) -> Callable[[float], None]:
+    """A tick that prints the latest snapshot Locust wrote to ``path`` (none yet: nothing)."""
+
+    def tick(_elapsed_s: float) -> None:
+        try:
+            snapshot = Snapshot.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return  # not written yet (Locust still starting), or replaced as we read
+        line.update(snapshot)
+
+    return tick
 
 
 @dataclass
@@ -271,22 +390,48 @@ class LoadResult:
     passed: bool
 
 
-def write_outputs(
-    out: Path, metrics: LoadMetrics, slo: Slo, gates: Sequence[Gate], command: str
-) -> LoadResult:
+def judge(metrics: LoadMetrics, slo: Slo, gates: Sequence[Gate]) -> LoadResult:
+    """The run's summary with each gate's verdict in it (``summary["gates"]``)."""
     summary = metrics.summary(slo)
     results = evaluate(gates, summary)
     summary["gates"] = [
         {"name": r.gate.name, "passed": r.passed, "actual": r.actual, "threshold": r.gate.threshold}
         for r in results
     ]
-    lines = [r.message for r in results]
+    return LoadResult(metrics, summary, [r.message for r in results], all_passed(results))
+
+
+def write_outputs(out: Path, result: LoadResult, command: str, locust_cmd: str) -> Path:
+    """Every report file of the run in ``out``; returns the HTML report's path. The users over
+    time come from the stats history Locust wrote beside them (``--csv``), when it did."""
     out.mkdir(parents=True, exist_ok=True)
+    summary = result.summary
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.csv").write_text(summary_csv(summary))
-    (out / "streams.csv").write_text(streams_csv(metrics.streams))
-    (out / "report.html").write_text(html_report(metrics, summary, gates=lines, command=command))
-    return LoadResult(metrics, summary, lines, all_passed(results))
+    (out / "streams.csv").write_text(streams_csv(result.metrics.streams))
+    history = out / f"{LOCUST_CSV_PREFIX}_stats_history.csv"
+    users = users_over_time(history.read_text()) if history.exists() else []
+    locust_html = out / LOCUST_HTML
+    return write_html_report(
+        out,
+        result.metrics,
+        summary,
+        command=command,
+        locust_command=locust_cmd,
+        users=users,
+        locust_report=LOCUST_HTML if locust_html.exists() else None,
+    )
+
+
+def reason_lines(metrics: LoadMetrics, top: int = 5) -> list[str]:
+    """Why streams failed, most frequent first (nothing when none did)."""
+    reasons = error_reasons(metrics, top)
+    if not reasons:
+        return []
+    errors = sum(1 for s in metrics.streams if s.outcome in ERROR_OUTCOMES)
+    lines = [f"errors: {errors} stream(s) failed; most frequent reasons:"]
+    lines += [f"  {count:>6}  {reason}" for reason, count in reasons]
+    return lines
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -297,11 +442,15 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 
 def run_load(args: argparse.Namespace, host: str) -> int:
+    """One Locust run; its files go to ``args.out`` (a temporary folder with ``--no-report``)."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.json"
-    metrics_path.unlink(missing_ok=True)
-    cmd = locust_command(args, host, metrics_path, out / "locust")
+    progress_path = out / "progress.json"
+    for stale in (metrics_path, progress_path):
+        stale.unlink(missing_ok=True)
+    html = None if args.no_report else out / LOCUST_HTML
+    cmd = locust_command(args, host, metrics_path, out / LOCUST_CSV_PREFIX, html, progress_path)
     print(f"load: {args.users} {args.transport} users, shape {args.shape}, "
           f"{args.duration:g} s against {host}", flush=True)  # fmt: skip
     bind_port = _option_value(cmd, "--master-bind-port")
@@ -309,7 +458,14 @@ def run_load(args: argparse.Namespace, host: str) -> int:
         bind_host = _option_value(cmd, "--master-bind-host") or "*"
         print(f"load: Locust master on {bind_host}:{bind_port}", flush=True)
     log_path = out / "locust.log"
-    code = run_locust(cmd, log_path, timeout_s=args.duration + args.stream_timeout + 60)
+    progress = ProgressLine(sys.stderr, args.duration)
+    tick = None if args.quiet else _progress_printer(progress_path, progress)
+    try:
+        code = run_locust(
+            cmd, log_path, timeout_s=args.duration + args.stream_timeout + 60, on_tick=tick
+        )
+    finally:
+        progress.finish()
     if not metrics_path.exists():
         print(f"load: Locust exited with {code} and wrote no metrics; its log ({log_path}):\n"
               f"{_tail(log_path)}", file=sys.stderr)  # fmt: skip
@@ -319,15 +475,27 @@ def run_load(args: argparse.Namespace, host: str) -> int:
     except (ValueError, MetricsError) as exc:
         print(f"load: unreadable metrics {metrics_path}: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    result = write_outputs(
-        out, metrics, slo_from_args(args), gates_from_args(args), shlex.join(cmd)
-    )
+    result = judge(metrics, slo_from_args(args), gates_from_args(args))
     print(summary_table(result.summary))
     for line in result.gate_lines:
         print(line)
-    print(f"reports: {out}/summary.json, summary.csv, streams.csv, report.html, locust_*.csv")
+    for line in reason_lines(metrics):
+        print(line)
     if metrics.empty:
         print("load: no stream finished during the run", file=sys.stderr)
+    if not args.no_report:
+        report = write_outputs(out, result, args.command_line, shlex.join(cmd))
+        print(f"reports in {out}: summary.json, summary.csv, streams.csv, metrics.json, "
+              f"Locust's {LOCUST_HTML} and {LOCUST_CSV_PREFIX}_*.csv")  # fmt: skip
+        print(f"HTML report: {report}")
+    if metrics.error_rate() == 1.0:
+        # Gates or not, a run in which no stream succeeded measured nothing about the server.
+        print(
+            "load: FAILED: every stream that ended was an error (error rate 100%); "
+            "the reasons are above",
+            file=sys.stderr,
+        )
+        return EXIT_GATE_FAILED
     return EXIT_OK if result.passed else EXIT_GATE_FAILED
 
 
@@ -406,8 +574,28 @@ def load_main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"streamharness load: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if args.out is not None:
+        print("streamharness load: --out is deprecated; use --report DIR (the same folder)",
+              file=sys.stderr)  # fmt: skip
+        args.report = args.out
+    args.command_line = "streamharness load " + shlex.join(
+        list(sys.argv[1:] if argv is None else argv)
+    )
+    with contextlib.ExitStack() as cleanup:
+        folder = chosen_report_dir(args)
+        if folder is None:  # Locust still writes its metrics somewhere: a folder that goes
+            folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sh-load-")))
+        args.out = folder
+        return _load(args)
+
+
+def _load(args: argparse.Namespace) -> int:
     try:
         if args.target:
+            problem = target_problem(args.target)
+            if problem:
+                print(f"streamharness load: {problem}", file=sys.stderr)
+                return EXIT_USAGE
             return run_load(args, args.target)
         return asyncio.run(_with_stack(args))
     except LoadError as exc:

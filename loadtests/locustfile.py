@@ -1,9 +1,12 @@
-"""Locust entry point: ``locust -f loadtests/locustfile.py --host http://127.0.0.1:8000``.
+"""Locust entry point: ``locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 WsV1User``.
 
-Users (pick one or more by class name on the command line, default: all, equal weight):
-``WsV1User`` (ws), ``TutorialUser``, ``SseUser``, ``BlockingUser``, ``PollingUser``,
-``OpenAIUser`` (straight to an OpenAI-compatible provider, the relay benchmark's baseline), and
-``ProfileUser`` (any server a target profile describes, ``--sh-target-profile``).
+``--host`` is the server's URL (Locust has no default). Users, picked by class name at the end
+of the command line (or ``LOCUST_USER_CLASSES``); none named: ``WsV1User`` alone
+(:data:`DEFAULT_USER_CLASS`), not Locust's usual "every class", which would mix in users that
+speak other servers' protocols. ``WsV1User`` (ws), ``TutorialUser``, ``SseUser``,
+``BlockingUser``, ``PollingUser`` speak the reference server; ``OpenAIUser`` goes straight to an
+OpenAI-compatible provider (the relay benchmark's baseline); ``ProfileUser`` speaks any server a
+target profile describes (``--sh-target-profile``).
 
 Our options all start with ``--sh-`` (see ``locust -f loadtests/locustfile.py --help``); they
 are the rows of :data:`loadtests.options.OPTIONS`.
@@ -30,12 +33,14 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+import gevent  # noqa: E402
 from locust import LoadTestShape, events  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 
 from loadtests.metrics import LoadMetrics  # noqa: E402
 from loadtests.options import add_locust_arguments  # noqa: E402
+from loadtests.progress import ProgressTally  # noqa: E402
 from loadtests.report import summary_table  # noqa: E402
 from loadtests.shapes import Shape, make_shape  # noqa: E402
 from loadtests.users import (  # noqa: E402
@@ -62,6 +67,7 @@ __all__ = [
 
 _REPORT_KEY = "streamharness_metrics"
 _WARMUP_S = 1.0
+_PROGRESS_EVERY_S = 1.0
 
 
 def _listen(hook: Any, handler: Any) -> None:
@@ -69,7 +75,20 @@ def _listen(hook: Any, handler: Any) -> None:
     hook.add_listener(handler)
 
 
-_listen(events.init_command_line_parser, add_locust_arguments)
+DEFAULT_USER_CLASS = "WsV1User"
+"""The users of ``locust -f loadtests/locustfile.py`` when no class is named: the reference
+server's own WebSocket protocol. Locust's default, every class at once, would mix OpenAI
+requests (which only a provider answers) into any target and fail a share of them."""
+
+
+def _add_arguments(parser: Any) -> None:
+    add_locust_arguments(parser)
+    # Classes named on the command line, or in LOCUST_USER_CLASSES, still win.
+    if not os.environ.get("LOCUST_USER_CLASSES", "").split():
+        parser.set_defaults(user_classes=[DEFAULT_USER_CLASS])
+
+
+_listen(events.init_command_line_parser, _add_arguments)
 
 
 class StreamShape(LoadTestShape):
@@ -171,6 +190,13 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _listen(environment.events.test_stop, _test_stop)
 
     if not isinstance(runner, WorkerRunner):
+        progress_out = getattr(environment.parsed_options, "sh_progress_out", "")
+        if progress_out:
+            # Run time counts from the test's start (each one, in the web UI), not from
+            # Locust's launch; listened to here, before anything can start a test.
+            test_starts: list[float] = []
+            _listen(environment.events.test_start, lambda **_: test_starts.append(time.monotonic()))
+            gevent.spawn(_write_progress, environment, Path(progress_out), test_starts)
 
         def _write(exit_code: int, **_: Any) -> None:
             # `quit` fires after the master's last wait for worker reports.
@@ -182,15 +208,37 @@ def _on_init(environment: Environment, **_: Any) -> None:
 _listen(events.init, _on_init)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    # The reader never sees half a file: it is replaced whole.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_progress(environment: Environment, path: Path, started: list[float]) -> None:
+    """Every second once a test ``started``, what the run has done so far (``streamharness
+    load`` prints it); the greenlet ends with the process."""
+    tally = ProgressTally()
+    while True:
+        gevent.sleep(_PROGRESS_EVERY_S)
+        if not started:
+            continue
+        runner = environment.runner
+        users = runner.user_count if runner is not None else 0
+        elapsed = time.monotonic() - started[-1]
+        snapshot = tally.snapshot(metrics_of(environment), users, elapsed)
+        try:
+            _write_atomically(path, json.dumps(snapshot.to_dict()))
+        except OSError:
+            return  # the folder went away: nobody is reading any more
+
+
 def _finish(environment: Environment) -> None:
     options = environment.parsed_options
     metrics = metrics_of(environment)
     out = getattr(options, "sh_metrics_out", "") if options else ""
     if out:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(metrics.to_dict()))
-        os.replace(tmp, path)
+        _write_atomically(Path(out), json.dumps(metrics.to_dict()))
     if not (options and getattr(options, "sh_quiet", False)):
         print(summary_table(metrics.summary()), flush=True)

@@ -103,22 +103,27 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("prompt", str, "Tell me a story.", "the user message", load=True),
-    Option("model", str, "", "model name sent with each request", load=True),
+    Option("prompt", str, "Tell me a story.", "the user message of every stream",
+           metavar="TEXT", load=True),
+    Option("model", str, "", "model name sent with each request (default: none)",
+           metavar="NAME", load=True),
     Option("max_tokens", positive_int, None, "max_tokens of each request (default: none)",
-           load=True),
+           metavar="N", load=True),
     Option("extra_body", str, "", "JSON object merged into every request", metavar="JSON"),
     Option("think_min_s", non_negative, 0.5, "think time min, s", flag="think-min"),
     Option("think_max_s", non_negative, 2.0, "think time max, s", flag="think-max"),
-    Option("cancel_rate", share, 0.0, "share of streams cancelled", load=True),
+    Option("cancel_rate", share, 0.0, "share of streams cancelled, 0-1", metavar="SHARE",
+           load=True),
     Option("drop_rate", share, 0.0,
-           "share of streams whose connection is dropped and the stream resumed", load=True),
-    Option("interrupt_after", positive_int, 3, "tokens before a cancel or drop", load=True),
+           "share of streams whose connection is dropped and the stream resumed, 0-1",
+           metavar="SHARE", load=True),
+    Option("interrupt_after", positive_int, 3, "tokens before a cancel or drop", metavar="N",
+           load=True),
     Option("poll_interval_s", positive, 1.0, "polling period, s", flag="poll-interval",
-           load=True),
+           metavar="S", load=True),
     Option("stream_timeout_s", positive, 60.0, "per stream, s", flag="stream-timeout",
-           load=True),
-    Option("seed", int, 0, "seeds every user decision", load=True),
+           metavar="S", load=True),
+    Option("seed", int, 0, "seeds every user decision", metavar="N", load=True),
     Option("target_profile", str, "tutorial",
            "ProfileUser: a built-in target profile or a profile file (docs/profiles.md)"),
     Option("headers", header, (),
@@ -129,9 +134,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("user_stamps", None, False,
            "stamp data when the user reads it, not when the kernel received it (the old way, "
            "for comparison; the default uses SO_TIMESTAMPNS where available)"),
-    Option("shape", str, "constant", "load shape over the run time", choices=SHAPE_NAMES,
+    Option("shape", str, "constant",
+           "users over the run time: constant, ramp (to the peak over the first half), spike, "
+           "soak, sweep (4 plateaus); docs/loadtests.md", choices=SHAPE_NAMES,
            load=True, user=False),
     Option("metrics_out", str, "", "write exact metrics JSON here", user=False),
+    Option("progress_out", str, "",
+           "rewrite a progress snapshot JSON (users, streams, errors, tokens, TTFT p50) here "
+           "every second", user=False),
     Option("quiet", None, False, "no summary table at the end", user=False),
 )  # fmt: skip
 
@@ -143,8 +153,16 @@ def option(name: str) -> Option:
     return _BY_NAME[name]
 
 
+def _help(o: Option) -> str:
+    """The row's help with its default, when it has one worth saying."""
+    if o.type is None or o.default in (None, "", ()) or "default" in o.help:
+        return o.help
+    shown = f"{o.default!r}" if isinstance(o.default, str) else _text(o.default)
+    return f"{o.help} (default {shown})"
+
+
 def _add(group: Any, flag: str, o: Option, dest: str | None = None) -> None:
-    kwargs: dict[str, Any] = {"help": o.help}
+    kwargs: dict[str, Any] = {"help": _help(o)}
     if dest is not None:
         kwargs["dest"] = dest
     if o.type is None:

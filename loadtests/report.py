@@ -1,20 +1,40 @@
-"""Reports of a load run (pure): terminal table, CSV, and an HTML page with inline SVG plots.
+"""Reports of a load run: terminal table, CSV, and an HTML page (pure, but for
+:func:`write_html_report`).
 
-No plotting library: the four plots (TTFT histogram, ITL distribution, active streams and
-tokens/s over time) are a few dozen lines of SVG, so the report is one self-contained file.
+The page opens with a PASS/FAIL banner on the gates, then the figures as tables, the TTFT,
+ITL, TPOT and E2E distributions (p50/p90/p99 and each gate's threshold drawn on them), and
+Locust's standard charts over wall-clock time: users and open streams, streams and errors per
+second, tokens per second, TTFT over time. Plots are Plotly figures
+(:mod:`scenarios.htmlreport.plots`) drawn by the ``plotly.min.js`` written beside the page;
+the page is ``templates/load.html.j2``.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
-import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from loadtests.metrics import LoadMetrics, StreamSample
+from loadtests.gates import GATE_SPECS
+from loadtests.metrics import (
+    ERROR_OUTCOMES,
+    RESOLUTION_S,
+    UNFINISHED,
+    ExactHistogram,
+    LoadMetrics,
+    StreamSample,
+)
+from scenarios.htmlreport.page import render_page, write_plotly_js
+from scenarios.htmlreport.plots import (
+    Distribution,
+    Line,
+    Series,
+    distribution_figure,
+    time_series_figure,
+)
 
 _METRIC_LABELS = (("ttft", "TTFT"), ("itl", "ITL"), ("tpot", "TPOT"), ("e2e", "E2E"))
 _READ_DELAY_WARN_MS = 20.0
@@ -110,74 +130,149 @@ def summary_csv(summary: dict[str, Any]) -> str:
 
 # --- HTML ----------------------------------------------------------------------------------
 
-
-def _svg_bars(
-    points: Sequence[tuple[float, float]], *, title: str, xlabel: str, ylabel: str, width_x: float
-) -> str:
-    w, h, pad = 560, 220, 44
-    if not points:
-        return f"<figure><figcaption>{html.escape(title)}: no data</figcaption></figure>"
-    xs = [p[0] for p in points]
-    x0, x1 = min(xs), max(xs) + width_x
-    ymax = max(p[1] for p in points) or 1
-    sx = (w - 2 * pad) / ((x1 - x0) or 1)
-    sy = (h - 2 * pad) / ymax
-    bars = []
-    for x, y in points:
-        bx = pad + (x - x0) * sx
-        bw = max(1.0, width_x * sx - 1)
-        bh = y * sy
-        bars.append(
-            f'<rect x="{bx:.1f}" y="{h - pad - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" '
-            f'fill="#4a7bd0"><title>{x:g}: {y:g}</title></rect>'
-        )
-    return _frame(w, h, pad, title, xlabel, ylabel, x0, x1, ymax, "".join(bars))
+_PANELS = (("ttft", "TTFT"), ("itl", "ITL"), ("tpot", "TPOT"), ("e2e", "E2E"))
+_TIME_POINTS = 600  # at most this many windows on the time axis
 
 
-def _svg_line(
-    points: Sequence[tuple[float, float]], *, title: str, xlabel: str, ylabel: str
-) -> str:
-    w, h, pad = 560, 220, 44
-    if not points:
-        return f"<figure><figcaption>{html.escape(title)}: no data</figcaption></figure>"
-    x0, x1 = points[0][0], points[-1][0]
-    ymax = max(p[1] for p in points) or 1
-    sx = (w - 2 * pad) / ((x1 - x0) or 1)
-    sy = (h - 2 * pad) / ymax
-    path = " ".join(f"{pad + (x - x0) * sx:.1f},{h - pad - y * sy:.1f}" for x, y in points)
-    body = f'<polyline fill="none" stroke="#d0604a" stroke-width="2" points="{path}"/>'
-    return _frame(w, h, pad, title, xlabel, ylabel, x0, x1, ymax, body)
+def _distribution(hist: ExactHistogram) -> Distribution:
+    pairs = hist.buckets(RESOLUTION_S)
+    return Distribution([x * 1000 for x, _ in pairs], [c for _, c in pairs])
 
 
-def _frame(
-    w: int, h: int, pad: int, title: str, xlabel: str, ylabel: str,
-    x0: float, x1: float, ymax: float, body: str,
-) -> str:  # fmt: skip
-    axes = (
-        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#333"/>'
-        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#333"/>'
-        f'<text x="{pad}" y="{h - pad + 14}" font-size="11">{x0:g}</text>'
-        f'<text x="{w - pad}" y="{h - pad + 14}" font-size="11" text-anchor="end">{x1:g}</text>'
-        f'<text x="{w / 2}" y="{h - 8}" font-size="12" text-anchor="middle">'
-        f"{html.escape(xlabel)}</text>"
-        f'<text x="{pad - 4}" y="{pad}" font-size="11" text-anchor="end">{ymax:g}</text>'
-        f'<text x="12" y="{h / 2}" font-size="12" transform="rotate(-90 12 {h / 2})" '
-        f'text-anchor="middle">{html.escape(ylabel)}</text>'
+def _percentile_lines(hist: ExactHistogram) -> list[Line]:
+    out = []
+    for p in (50.0, 90.0, 99.0):
+        value = hist.interpolated_percentile(p)
+        if value is not None:
+            out.append(Line(f"p{p:g}", value * 1000))
+    return out
+
+
+def _gate_lines(summary: dict[str, Any], metric: str) -> list[Line]:
+    """The gates on ``metric``'s percentiles, as lines at their thresholds."""
+    out = []
+    for gate in summary.get("gates", []):
+        path, direction, _ = GATE_SPECS.get(gate["name"], ((), "max", ""))
+        if path[:2] == ("metrics_ms", metric):
+            op = "<=" if direction == "max" else ">="
+            out.append(Line(f"gate {path[2]} {op}", float(gate["threshold"])))
+    return out
+
+
+def _distribution_figures(metrics: LoadMetrics, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    panels = []
+    for key, label in _PANELS:
+        hist: ExactHistogram = getattr(metrics, key)
+        if hist.count:
+            series = {label: _distribution(hist)}
+            panels.append((label, series, _percentile_lines(hist), _gate_lines(summary, key)))
+    count = {"ttft": "streams", "itl": "gaps", "tpot": "streams", "e2e": "streams"}
+    figures = []
+    for i in range(0, len(panels), 2):
+        pair = panels[i : i + 2]
+        labels = [count[p[0].lower()] for p in pair]
+        figures.append(distribution_figure(pair, count_label=labels, height=300))
+    return figures
+
+
+def _window(span: tuple[float, float]) -> float:
+    return float(max(1, math.ceil((span[1] - span[0]) / _TIME_POINTS)))
+
+
+def _per_window(stamps: Sequence[float], start: float, end: float, step: float) -> Series:
+    """Events per second in windows of ``step`` s; the last window, cut short by the end of
+    the run, is left out (its rate would read as a drop)."""
+    n = max(1, int((end - start) // step))
+    counts = [0] * n
+    for t in stamps:
+        i = int((t - start) // step)
+        if 0 <= i < n:
+            counts[i] += 1
+    return Series("", [start + i * step for i in range(n)], [c / step for c in counts])
+
+
+def _time_series(
+    metrics: LoadMetrics, users: Sequence[tuple[float, int]]
+) -> tuple[list[Series], list[str]]:
+    span = metrics.time_span()
+    if span is None:
+        return [], []
+    start, end = span
+    step = _window(span)
+    out: list[Series] = []
+    if users:
+        out.append(Series("users (Locust)", [t for t, _ in users], [u for _, u in users], 1, "hv"))
+    tick = min(step, max(0.1, (end - start) / 100))
+    active = metrics.active_streams(tick)
+    out.append(Series("open streams", [start + t for t, _ in active], [n for _, n in active], 1))
+    ended = [s.started_at + s.duration_s for s in metrics.streams if s.outcome != UNFINISHED]
+    errors = [s.started_at + s.duration_s for s in metrics.streams
+              if s.outcome in ERROR_OUTCOMES]  # fmt: skip
+    for name, stamps in (("streams ended/s", ended), ("errors/s", errors)):
+        series = _per_window(stamps, start, end, step)
+        out.append(Series(name, series.times, series.values, 2, "hv"))
+    seconds = sorted(metrics.tokens_per_second)
+    if seconds:
+        # the last second, cut short by the end of the run, would read as a drop
+        every = range(seconds[0], min(seconds[-1] + 1, int(end)))
+        tokens = [float(metrics.tokens_per_second.get(t, 0)) for t in every]
+        out.append(Series("tokens/s", [float(t) for t in every], tokens, 3, "hv"))
+    windows: dict[int, ExactHistogram] = {}
+    for s in metrics.streams:
+        if s.ttft_s is not None and s.outcome not in ERROR_OUTCOMES:
+            windows.setdefault(int((s.started_at - start) // step), ExactHistogram()).add(s.ttft_s)
+    for p in (50.0, 95.0):
+        times, values = [], []
+        for i in sorted(windows):
+            value = windows[i].interpolated_percentile(p)
+            if value is not None:
+                times.append(start + (i + 0.5) * step)
+                values.append(value * 1000)
+        out.append(Series(f"TTFT p{p:g} (ms)", times, values, 4))
+    rows = ["users, streams", "per second", "tokens/s", "TTFT (ms)"]
+    return out, rows
+
+
+def _banner(summary: dict[str, Any]) -> dict[str, str]:
+    gates = summary.get("gates", [])
+    failed = [g["name"] for g in gates if not g["passed"]]
+    if not gates:
+        word, kind, counts = "NO GATES", "none", "no gate was set: nothing to pass or fail"
+    elif failed:
+        word, kind = "FAIL", "fail"
+        counts = f"{len(failed)} of {len(gates)} gates failed: {', '.join(failed)}"
+    else:
+        word, kind, counts = "PASS", "pass", f"all {len(gates)} gates passed"
+    err = summary["error_rate"]
+    tps = summary["tokens_per_s"]
+    sub = (
+        f"{summary['streams']} streams, error rate {'-' if err is None else f'{err:.2%}'}, "
+        f"{summary['tokens']} tokens in {summary['duration_s']:.1f} s"
+        + (f" ({tps:.0f} tokens/s)" if tps else "")
     )
-    return (
-        f'<figure><svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-        f'role="img" aria-label="{html.escape(title)}">{axes}{body}</svg>'
-        f"<figcaption>{html.escape(title)}</figcaption></figure>"
-    )
+    return {"word": word, "kind": kind, "counts": counts, "sub": sub}
 
 
-def _nice_width(max_ms: float, bins: int = 40) -> float:
-    raw = max(max_ms / bins, 0.01)
-    mag = 10.0 ** math.floor(math.log10(raw))
-    for m in (1, 2, 5, 10):
-        if raw <= m * mag:
-            return float(m * mag)
-    return float(10 * mag)
+def _metric_rows(summary: dict[str, Any]) -> list[list[str]]:
+    return [
+        [label, *(_cell(summary["metrics_ms"][key].get(c)) for c in _COLUMNS)]
+        for key, label in _METRIC_LABELS
+    ]
+
+
+def _gate_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for g in summary.get("gates", []):
+        _, direction, unit = GATE_SPECS.get(g["name"], ((), "max", ""))
+        op = "<=" if direction == "max" else ">="
+        actual = g["actual"]
+        rows.append({
+            "name": g["name"],
+            "required": f"{op} {g['threshold']:g}{unit}",
+            "actual": "no samples" if actual is None else f"{actual:.4g}{unit}",
+            "passed": g["passed"],
+        })  # fmt: skip
+    return rows
 
 
 def html_report(
@@ -185,45 +280,69 @@ def html_report(
     summary: dict[str, Any],
     *,
     title: str = "streamharness load report",
-    gates: Sequence[str] = (),
     command: str = "",
+    locust_command: str = "",
+    users: Sequence[tuple[float, int]] = (),
+    locust_report: str | None = None,
 ) -> str:
-    ttft_max = (metrics.ttft.interpolated_percentile(99.5) or 0) * 1000
-    itl_max = (metrics.itl.interpolated_percentile(99.5) or 0) * 1000
-    tw, iw = _nice_width(ttft_max), _nice_width(itl_max)
-    ttft_pts = [(x * 1000, c) for x, c in metrics.ttft.buckets(tw / 1000) if x * 1000 <= ttft_max]
-    itl_pts = [(x * 1000, c) for x, c in metrics.itl.buckets(iw / 1000) if x * 1000 <= itl_max]
-    span = metrics.time_span()
-    step = min(5.0, max(0.1, (span[1] - span[0]) / 100)) if span else 1.0
-    active = [(float(t), float(n)) for t, n in metrics.active_streams(step)]
-    tps: list[tuple[float, float]] = []
-    if span:
-        start = int(span[0])
-        tps = [(float(s - start), float(metrics.tokens_per_second.get(s, 0)))
-               for s in range(start, int(span[1]) + 1)]  # fmt: skip
-    plots = [
-        _svg_bars(ttft_pts, title="TTFT histogram (to p99.5)", xlabel="ms", ylabel="streams",
-                  width_x=tw),
-        _svg_bars(itl_pts, title="ITL distribution, all gaps pooled (to p99.5)", xlabel="ms",
-                  ylabel="gaps", width_x=iw),
-        _svg_line(active, title="active streams over time", xlabel="s", ylabel="streams"),
-        _svg_line(tps, title="tokens/s over time", xlabel="s", ylabel="tokens/s"),
-    ]  # fmt: skip
-    gate_html = "".join(f"<li>{html.escape(g)}</li>" for g in gates) or "<li>none</li>"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
-pre{{background:#f4f4f4;padding:1em}} figure{{display:inline-block;margin:0.5em}}
-figcaption{{text-align:center;font-size:0.9em}}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p><code>{html.escape(command)}</code></p>
-<pre>{html.escape(summary_table(summary))}</pre>
-<h2>Gates</h2><ul>{gate_html}</ul>
-<h2>Plots</h2>
-{"".join(plots)}
-<h2>Definitions</h2><ul>
-{"".join(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in summary["definitions"].items())}
-</ul>
-<h2>Summary (JSON)</h2><pre>{html.escape(json.dumps(summary, indent=2))}</pre>
-</body></html>
-"""
+    """The load report page. It loads ``plotly.min.js`` from its own folder
+    (:func:`write_html_report` writes both). The gates are the summary's (``"gates"``, as
+    ``loadtests.cli.judge`` puts them). ``users``: (epoch second, users) from Locust's
+    stats history; ``locust_report``: the file name of Locust's own HTML report, linked."""
+    series, rows = _time_series(metrics, users)
+    facts = summary_table(summary).split("\n\n", 1)[-1].splitlines()
+    context = {
+        "title": title,
+        "banner": _banner(summary),
+        "columns": ["metric (ms)", *_COLUMNS],
+        "metric_rows": _metric_rows(summary),
+        "gate_rows": _gate_rows(summary),
+        "facts": [f for f in facts if not f.startswith("warning")],
+        "warnings": [f for f in facts if f.startswith("warning")],
+        "distributions": _distribution_figures(metrics, summary),
+        "over_time": time_series_figure(series, row_titles=rows) if series else None,
+        "definitions": summary["definitions"],
+        "command": command,
+        "locust_command": locust_command,
+        "locust_report": locust_report,
+    }
+    return render_page("loadtests", "load.html.j2", context)
+
+
+def users_over_time(history_csv: str) -> list[tuple[float, int]]:
+    """(epoch second, users) from Locust's ``<prefix>_stats_history.csv`` (its "Aggregated"
+    rows: one a second while the test ran)."""
+    out = []
+    for row in csv.DictReader(io.StringIO(history_csv)):
+        if row.get("Name") != "Aggregated":
+            continue
+        try:
+            out.append((float(row["Timestamp"]), int(row["User Count"])))
+        except (KeyError, TypeError, ValueError):
+            continue  # a row cut by the end of the run
+    return out
+
+
+def write_html_report(
+    folder: Path,
+    metrics: LoadMetrics,
+    summary: dict[str, Any],
+    *,
+    command: str = "",
+    locust_command: str = "",
+    users: Sequence[tuple[float, int]] = (),
+    locust_report: str | None = None,
+) -> Path:
+    """``report.html`` and the ``plotly.min.js`` it loads, in ``folder``."""
+    path = folder / "report.html"
+    page = html_report(
+        metrics,
+        summary,
+        command=command,
+        locust_command=locust_command,
+        users=users,
+        locust_report=locust_report,
+    )
+    path.write_text(page, encoding="utf-8")
+    write_plotly_js(folder)
+    return path

@@ -235,6 +235,7 @@ async def preview(app: MockApp, req: AdminRequest) -> None:
             },
             "faults": list(control.faults.names),
             "rule_id": control.rule_id,
+            "near_miss": prepared.near_miss,
         },
     )
 

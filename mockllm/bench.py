@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from mockllm.childproc import start_child, stop_process
+from mockllm.cliargs import CommandParser
 from mockllm.content import lorem_tokens
 from mockllm.formats.openai_chat import ChunkEncoder
 from mockllm.percentiles import percentile
@@ -387,9 +388,7 @@ def _run_client(loop: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m mockllm.bench", description=__doc__.split("\n\n")[0]
-    )
+    parser = CommandParser(prog="python -m mockllm.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--throughput-streams", type=int, default=100)
     parser.add_argument("--throughput-tokens", type=int, default=2000)
     parser.add_argument("--timing-streams", type=int, default=1000)

@@ -11,6 +11,7 @@ writes the script; the disconnect watch here cancels that the moment the client 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -69,6 +70,8 @@ class Prepared(NamedTuple):
     messages: tuple[dict[str, Any], ...]
     # 0 when nothing was counted or recorded (a preview)
     sequence: int
+    # no rule answered while rules exist: the closest rule and why (RuleBook.near_miss)
+    near_miss: str | None = None
 
 
 async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Prepared:
@@ -92,11 +95,18 @@ async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Pr
         raise model_not_found(request.model)
     prompt = ChatRequest(request.model, messages).last_user_text
     book = app.rules
-    if book.match_cost(prompt) > _MATCH_INLINE_MAX_COST:
+    costly = book.match_cost(prompt) > _MATCH_INLINE_MAX_COST
+    if costly:
         matched = await asyncio.to_thread(book.matching, request.model, prompt)
     else:
         matched = book.matching(request.model, prompt)
     rule = app.rules.choose(matched, commit=commit)
+    near_miss = None
+    if rule is None and book.rules:
+        explain = functools.partial(
+            book.near_miss, request.model, prompt, matched, committed=commit
+        )
+        near_miss = await asyncio.to_thread(explain) if costly else explain()
     control = resolve(
         model=request.model,
         default_profile=config.profile,
@@ -106,7 +116,7 @@ async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Pr
         directive=directive,
     )
     sequence = app.ledger.next_seq() if commit else 0
-    return Prepared(body, request, control, messages, sequence)
+    return Prepared(body, request, control, messages, sequence, near_miss)
 
 
 async def build(seed: int, prepared: Prepared, created: int | None) -> tuple[Plan, Script | None]:
@@ -168,6 +178,7 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
         body=prepared.body,
         started_at=started,
         rule_id=control.rule_id,
+        near_miss=prepared.near_miss,
         faults=control.faults.names,
     )
     ledger.add(entry)

@@ -25,6 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="streamharness mock",
         description="Deterministic OpenAI-compatible streaming mock provider. See docs/mockllm.md.",
+        epilog="""\
+Examples:
+  streamharness mock --port 9000                   # base URL http://127.0.0.1:9000/v1
+  streamharness mock --port 0 --profile fast --seed 7
+  streamharness mock --rules rules.yaml            # faults and answers chosen per request
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(

@@ -27,6 +27,18 @@ class MockAdminError(Exception):
         self.body = body
 
 
+def _near_misses(entries: list[dict[str, Any]]) -> str:
+    """Lines for the requests no rule answered, each with its closest rule and why."""
+    missed = [e for e in entries if e.get("near_miss")]
+    if not missed:
+        return ""
+    lines = [f"{len(missed)} request(s) matched no rule:"]
+    lines += [f"  #{e['seq']} model={e['model']!r}: closest {e['near_miss']}" for e in missed[:10]]
+    if len(missed) > 10:
+        lines.append(f"  ... and {len(missed) - 10} more (MockAdmin.requests())")
+    return "\n" + "\n".join(lines)
+
+
 class MockAdmin:
     def __init__(self, url: str, *, timeout: float = 30.0):
         # Accept the OpenAI base URL too ("http://host:port/v1").
@@ -101,7 +113,8 @@ class MockAdmin:
             )["requests"]
         except MockAdminError as exc:
             if exc.status == 408:
-                raise TimeoutError(str(exc)) from None
+                seen = exc.body.get("requests", []) if isinstance(exc.body, dict) else []
+                raise TimeoutError(str(exc) + _near_misses(seen)) from None
             raise
         return result
 
@@ -138,6 +151,20 @@ class MockAdmin:
 
     def clear_rules(self) -> None:
         self._call("DELETE", "/_mock/rules")
+
+    def assert_all_rules_used(self) -> None:
+        """Raise AssertionError naming every rule that answered no request (respx's
+        ``assert_all_called``), with the near miss of each request no rule answered."""
+        unused = [rule for rule in self.rules() if rule["applied"] == 0]
+        if not unused:
+            return
+        lines = [f"{len(unused)} mockllm rule(s) answered no request:"]
+        for rule in unused:
+            lines.append(
+                f"  rule {rule['id']!r} match={rule['match']} (matched model and prompt of "
+                f"{rule['seen']} request(s))"
+            )
+        raise AssertionError("\n".join(lines) + _near_misses(self.requests()))
 
     def preview(
         self, body: dict[str, Any], headers: dict[str, str] | None = None

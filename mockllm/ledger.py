@@ -32,6 +32,8 @@ class Entry:
     first_token_at: float | None = None
     ended_at: float | None = None
     rule_id: str | None = None
+    # When rules exist and none answered: the closest one and why it did not match.
+    near_miss: str | None = None
     faults: tuple[str, ...] = ()
     error: str | None = None
     # What the answer was to end with (the first choice's) and its token accounting, as
@@ -64,6 +66,7 @@ class Entry:
             "first_token_at": self.first_token_at,
             "ended_at": self.ended_at,
             "rule_id": self.rule_id,
+            "near_miss": self.near_miss,
             "faults": list(self.faults),
             "error": self.error,
             "finish_reason": self.finish_reason,

@@ -12,11 +12,15 @@ Fixtures:
           with openai.OpenAI(base_url=mockllm.base_url, api_key="test") as client:
               ...
           assert mockllm.requests()[0]["outcome"] == "fault:status"
+
+``@pytest.mark.mockllm(assert_all_rules_used=True)`` fails a test that passed if one of its
+rules answered no request (the teardown's error lists them, and the closest rule of each
+request no rule answered); ``mockllm.assert_all_rules_used()`` asserts the same at any point.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -27,18 +31,35 @@ from mockllm.server import MockServer
 
 __all__ = ["mockllm", "mockllm_server"]
 
-_MARKER_KEYS = {"seed", "profile", "directives", "models", "rules"}
+_MARKER_KEYS = {"seed", "profile", "directives", "models", "rules", "assert_all_rules_used"}
+# Whether the test's own call failed: a failed test is not also failed for its unused rules.
+_CALL_FAILED = pytest.StashKey[bool]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "mockllm(seed=, profile=, directives=, models=, rules=): options for the mockllm fixture",
+        "mockllm(seed=, profile=, directives=, models=, rules=, assert_all_rules_used=): "
+        "options for the mockllm fixture",
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
 
 
 @pytest.fixture(scope="session")
 def mockllm_server() -> Iterator[MockServer]:
+    """A mockllm server (:class:`~mockllm.server.MockServer`) on 127.0.0.1, on a free port,
+    started once per test session and stopped at its end; ``mockllm_server.url`` is its
+    address. Its state is shared by every test: use the ``mockllm`` fixture, which resets it,
+    rather than this one directly."""
     server = MockServer(MockConfig()).start()
     try:
         yield server
@@ -48,6 +69,12 @@ def mockllm_server() -> Iterator[MockServer]:
 
 @pytest.fixture
 def mockllm(mockllm_server: MockServer, request: pytest.FixtureRequest) -> Iterator[MockAdmin]:
+    """A :class:`~mockllm.client.MockAdmin` of the session's mock server (function scope):
+    the server is reset before the test (ledger empty, no rules, default config), so point
+    your client at ``mockllm.base_url`` and read ``mockllm.requests()`` afterwards.
+    Configure it with the marker ``@pytest.mark.mockllm(seed=7, profile="fast",
+    directives=True, models=[...], rules=[...], assert_all_rules_used=True)``; the last fails
+    a passing test at teardown if one of its rules answered no request."""
     admin = MockAdmin(mockllm_server.url)
     admin.reset()
     options: dict[str, Any] = {}
@@ -59,11 +86,14 @@ def mockllm(mockllm_server: MockServer, request: pytest.FixtureRequest) -> Itera
             f"unknown mockllm marker option(s) {sorted(unknown)}; known: {sorted(_MARKER_KEYS)}"
         )
     rules = options.pop("rules", None)
+    check_rules = bool(options.pop("assert_all_rules_used", False))
     if options:
         admin.configure(**options)
     if rules:
         admin.add_rules(list(rules))
     try:
         yield admin
+        if check_rules and not request.node.stash.get(_CALL_FAILED, True):
+            admin.assert_all_rules_used()
     finally:
         admin.close()

@@ -155,6 +155,19 @@ class Rule:
         return out
 
 
+def _mismatches(rule: Rule, model: str, prompt: str) -> list[str]:
+    """The rule's ``model`` and ``prompt`` conditions this request fails, in words."""
+    reasons = []
+    if rule.model is not None and not fnmatch.fnmatchcase(model, rule.model):
+        glob = any(c in rule.model for c in "*?[")
+        verb = "does not match" if glob else "!="
+        reasons.append(f"model {excerpt(model, 60)} {verb} {excerpt(rule.model, 60)}")
+    if rule.prompt is not None and rule.prompt.search(prompt) is None:
+        pattern = excerpt(rule.prompt.pattern, 60, quote=False)
+        reasons.append(f"prompt {excerpt(prompt, 60)} does not match /{pattern}/")
+    return reasons
+
+
 def _positive_int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise RuleError(f"{where} must be an integer >= 1, got {excerpt(value)}.", param=where)
@@ -305,6 +318,40 @@ class RuleBook:
             if commit:
                 self.applied[rule.id] = self.applied.get(rule.id, 0) + 1
         return chosen
+
+    def near_miss(
+        self, model: str, prompt: str, matched: list[Rule], *, committed: bool
+    ) -> str | None:
+        """Why no rule answered this request: the closest rule and each of its conditions the
+        request failed (``"rule 'r1': model 'gpt-4o' != 'gpt-4o-mini'"``), or None when there
+        are no rules. Call it after :meth:`choose` chose nothing, with the same ``matched``;
+        ``committed`` says whether that call advanced the counters. The closest rule is the
+        one with the fewest failed conditions, the first in order on a tie. It searches the
+        prompt once per rule, so it costs what :meth:`matching` costs (:meth:`match_cost`)."""
+        best: tuple[int, Rule, list[str]] | None = None
+        fully = {id(rule) for rule in matched}
+        for rule in tuple(self.rules):
+            reasons = (
+                self._ineligible(rule, committed=committed)
+                if id(rule) in fully
+                else _mismatches(rule, model, prompt)
+            )
+            if best is None or len(reasons) < best[0]:
+                best = (len(reasons), rule, reasons)
+        if best is None:
+            return None
+        _, rule, reasons = best
+        return f"rule {excerpt(rule.id, 40)}: " + "; ".join(reasons or ["removed meanwhile"])
+
+    def _ineligible(self, rule: Rule, *, committed: bool) -> list[str]:
+        """Why a rule whose model and prompt match did not answer (its ``nth`` or ``times``)."""
+        count = self.seen.get(rule.id, 0) + (0 if committed else 1)
+        reasons = []
+        if rule.nth is not None and count not in rule.nth:
+            reasons.append(f"nth {sorted(rule.nth)}, but this is request {count} of its kind")
+        if rule.times is not None and self.applied.get(rule.id, 0) >= rule.times:
+            reasons.append(f"times {rule.times} already used")
+        return reasons
 
     def to_json(self) -> list[dict[str, Any]]:
         return [

@@ -108,17 +108,31 @@ def _workers(text: str) -> int:
     return workers
 
 
+SERVER_EXAMPLES = """\
+Examples:
+  streamharness mock --port 9000 &                 # a provider to relay
+  streamharness server --port 8000 --upstream http://127.0.0.1:9000/v1
+  streamharness server --port 0 --workers 4 --store redis://127.0.0.1:6379/0
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog=PROG,
         description="Reference token-streaming server (WebSocket v1, SSE, blocking, polling).",
         epilog=f"Every setting is also an environment variable {ENV_PREFIX}<NAME>; "
-        "see docs/reference_server.md.",
+        "see docs/reference_server.md.\n\n" + SERVER_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=port, default=None, help="port; 0 picks a free one")
     parser.add_argument("--upstream", default=None, help="OpenAI-compatible base URL (…/v1)")
-    parser.add_argument("--default-model", default=None)
+    parser.add_argument(
+        "--default-model",
+        default=None,
+        metavar="NAME",
+        help="model asked of the provider when a client names none (default gpt-4o-mini)",
+    )
     parser.add_argument(
         "--log-level",
         type=str.lower,

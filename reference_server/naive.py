@@ -20,7 +20,6 @@ Run: ``python -m reference_server.naive --port 0 --upstream http://127.0.0.1:POR
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import socket
@@ -32,6 +31,8 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+from mockllm.cliargs import CommandParser
 
 UPSTREAM = "http://127.0.0.1:8000/v1"
 MODEL = "gpt-4o-mini"
@@ -98,7 +99,7 @@ class Server(uvicorn.Server):
 
 def main(argv: Sequence[str] | None = None) -> int:
     global UPSTREAM, MODEL
-    parser = argparse.ArgumentParser(prog="python -m reference_server.naive")
+    parser = CommandParser(prog="python -m reference_server.naive")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port")
     parser.add_argument("--upstream", default=UPSTREAM, help="OpenAI-compatible base URL")

@@ -3,21 +3,23 @@
 Writers are pure (results in, strings out); ``write_reports`` only puts those strings in files.
 The text and HTML reports draw a token-arrival timeline per stream, the fault schedule on the
 same axis, and the reason of each failed check, so a failure can be read without a debugger.
+The HTML page itself is built in :mod:`scenarios.report_html`.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from scenarios.checks import CheckResult, StreamObservation
+from scenarios.checks import Arrival, CheckResult, StreamObservation
+from scenarios.htmlreport.page import write_plotly_js
 
 __all__ = [
+    "Bound",
     "RunSummary",
     "ScenarioResult",
     "TimelineEvent",
@@ -27,6 +29,7 @@ __all__ = [
     "render_scenario_text",
     "render_table",
     "render_text",
+    "summary_from_dict",
     "write_reports",
 ]
 
@@ -42,6 +45,18 @@ class TimelineEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {"t_ms": round(self.t * 1000, 1), "what": self.what}
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A limit a scenario's band check puts on a latency: the report draws it on the plot."""
+
+    metric: Literal["ttft", "itl", "e2e"]
+    label: str  # the rule without its value: "ttft p95 <="
+    value_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "label": self.label, "value_ms": self.value_ms}
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,7 @@ class ScenarioResult:
     # The seeded plan: sub-seeds, each fault with its drawn delay, each client's timing.
     schedule: tuple[str, ...] = ()
     logs: dict[str, str] = field(default_factory=dict)  # process name -> log file
+    bounds: tuple[Bound, ...] = ()  # the latency limits its checks set
 
     @property
     def as_expected(self) -> bool | None:
@@ -88,12 +104,16 @@ class ScenarioResult:
             "events": [e.to_dict() for e in self.events],
             "streams": [_stream_dict(s) for s in self.streams],
             "logs": self.logs,
+            "bounds": [b.to_dict() for b in self.bounds],
         }
 
 
 def _stream_dict(s: StreamObservation) -> dict[str, Any]:
     return {
         "key": s.key,
+        "group": s.group,
+        "client": s.client,
+        "message": s.message,
         "transport": s.transport,
         "prompt": s.prompt,
         "outcome": s.outcome,
@@ -106,6 +126,7 @@ def _stream_dict(s: StreamObservation) -> dict[str, Any]:
         "sent_ms": round(s.sent_t * 1000, 2),
         "ttft_ms": None if s.ttft_s is None else round(s.ttft_s * 1000, 2),
         "e2e_ms": None if s.e2e_s is None else round(s.e2e_s * 1000, 2),
+        "ended_ms": None if s.ended_t is None else round(s.ended_t * 1000, 2),
         "text": s.text,
         "expected_text": s.expected_text,
         "notes": list(s.notes),
@@ -116,6 +137,69 @@ def _stream_dict(s: StreamObservation) -> dict[str, Any]:
     }
 
 
+def _stream_from(d: Mapping[str, Any]) -> StreamObservation:
+    def s(ms: float | None) -> float | None:
+        return None if ms is None else ms / 1000
+
+    return StreamObservation(
+        key=d["key"],
+        group=d["group"],
+        client=d["client"],
+        message=d["message"],
+        prompt=d["prompt"],
+        transport=d["transport"],
+        arrivals=tuple(Arrival(a["index"], a["content"], a["t_ms"] / 1000) for a in d["arrivals"]),
+        outcome=d["outcome"],
+        finish_reason=d["finish_reason"],
+        error_code=d["error_code"],
+        error_retryable=d["error_retryable"],
+        close_code=d["close_code"],
+        ended_t=s(d["ended_ms"]),
+        sent_t=d["sent_ms"] / 1000,
+        attempts=d["attempts"],
+        expected_text=d["expected_text"],
+        notes=tuple(d["notes"]),
+    )
+
+
+def summary_from_dict(data: Mapping[str, Any]) -> RunSummary:
+    """A run read back from its ``report.json`` (to draw its reports again); the token times
+    are those of the file, rounded to 0.01 ms."""
+    results = []
+    for r in data["results"]:
+        results.append(
+            ScenarioResult(
+                scenario=r["scenario"],
+                target=r["target"],
+                seed=r["seed"],
+                verdict=r["verdict"],
+                reason=r["reason"],
+                description=r["description"],
+                expected=r["expected"],
+                checks=tuple(
+                    CheckResult(c["check"], c["passed"], c["reason"], c.get("applicable", True))
+                    for c in r["checks"]
+                ),
+                streams=tuple(_stream_from(s) for s in r["streams"]),
+                events=tuple(TimelineEvent(e["t_ms"] / 1000, e["what"]) for e in r["events"]),
+                figures=r["figures"],
+                duration_s=r["duration_s"],
+                replay=r["replay"],
+                schedule=tuple(r["schedule"]),
+                logs=r["logs"],
+                bounds=tuple(Bound(b["metric"], b["label"], b["value_ms"]) for b in r["bounds"]),
+            )
+        )
+    return RunSummary(
+        target=data["target"],
+        seed=data["seed"],
+        results=tuple(results),
+        duration_s=data["duration_s"],
+        command=data["command"],
+        expectations=data["expectations"],
+    )
+
+
 @dataclass(frozen=True)
 class RunSummary:
     target: str
@@ -123,9 +207,18 @@ class RunSummary:
     results: tuple[ScenarioResult, ...]
     duration_s: float
     command: str = ""
+    # judged by expectations (--expectations): a verdict is good when it is the expected one
+    expectations: bool = False
 
     def count(self, verdict: Verdict) -> int:
         return sum(1 for r in self.results if r.verdict == verdict)
+
+    @property
+    def bad(self) -> list[ScenarioResult]:
+        """The runs that make the whole run fail (the exit code 1 of ``streamharness run``)."""
+        if self.expectations:
+            return [r for r in self.results if r.verdict == "error" or r.as_expected is False]
+        return [r for r in self.results if r.verdict in ("fail", "error")]
 
 
 # ------------------------------------------------------------------------------------ JSON
@@ -137,6 +230,7 @@ def render_json(summary: RunSummary) -> str:
         "seed": summary.seed,
         "command": summary.command,
         "duration_s": round(summary.duration_s, 3),
+        "expectations": summary.expectations,
         "totals": {v: summary.count(v) for v in ("pass", "fail", "skip", "error")},
         "results": [r.to_dict() for r in summary.results],
     }
@@ -317,103 +411,21 @@ def render_table(summary: RunSummary) -> str:
 
 # ------------------------------------------------------------------------------------ HTML
 
-_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "skip": "#9a6700", "error": "#8250df"}
-
-
-def _svg_timeline(r: ScenarioResult, max_streams: int = 60) -> str:
-    streams = r.streams[:max_streams]
-    span = _span(r)
-    left, width, row = 130, 640, 14
-    height = row * (len(streams) + 2)
-
-    def x(t: float) -> float:
-        return left + t / span * width
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{height}" '
-        'font-family="monospace" font-size="10">'
-    ]
-    for i, s in enumerate(streams):
-        y = row * (i + 1)
-        parts.append(f'<text x="2" y="{y + 4}">{html.escape(s.key)}</text>')
-        parts.append(f'<line x1="{left}" y1="{y}" x2="{left + width}" y2="{y}" stroke="#ddd"/>')
-        colour = "#0969da" if s.outcome in ("completed", "cancelled") else "#cf222e"
-        for a in s.arrivals:
-            at = s.sent_t + a.t
-            parts.append(
-                f'<line x1="{x(at):.1f}" y1="{y - 4}" x2="{x(at):.1f}" y2="{y + 4}" '
-                f'stroke="{colour}"><title>#{a.index} {html.escape(repr(a.content))} '
-                f"at {a.t * 1000:.1f} ms</title></line>"
-            )
-        if s.ended_t is not None:
-            parts.append(
-                f'<circle cx="{x(s.sent_t + s.ended_t):.1f}" cy="{y}" r="3" fill="{colour}">'
-                f"<title>{html.escape(s.describe())}</title></circle>"
-            )
-    for e in r.events:
-        parts.append(
-            f'<line x1="{x(e.t):.1f}" y1="0" x2="{x(e.t):.1f}" y2="{height}" stroke="#cf222e" '
-            f'stroke-dasharray="3,2"><title>{html.escape(e.what)} at {e.t * 1000:.0f} ms'
-            "</title></line>"
-        )
-    parts.append(
-        f'<text x="{left}" y="{height - 2}">0 ms</text>'
-        f'<text x="{left + width - 40}" y="{height - 2}">{span * 1000:.0f} ms</text></svg>'
-    )
-    return "".join(parts)
-
 
 def render_html(summary: RunSummary) -> str:
-    esc = html.escape
-    body = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>streamharness report</title>",
-        "<style>body{font-family:sans-serif;margin:2em}pre{background:#f6f8fa;padding:.5em}"
-        "td,th{padding:2px 8px;text-align:left}.v{font-weight:bold}</style></head><body>",
-        f"<h1>streamharness: {esc(summary.target)}, seed {summary.seed}</h1>",
-        f"<pre>{esc(render_table(summary))}</pre>",
-    ]
-    for r in summary.results:
-        colour = _COLOURS[r.verdict]
-        body.append(
-            f"<h2 id='{esc(r.scenario)}'>{esc(r.scenario)} "
-            f"<span class='v' style='color:{colour}'>{r.verdict.upper()}</span></h2>"
-        )
-        if r.description:
-            body.append(f"<p>{esc(r.description)}</p>")
-        if r.reason:
-            body.append(f"<p><b>Reason:</b> {esc(r.reason)}</p>")
-        if r.checks:
-            body.append("<table><tr><th></th><th>check</th><th>detail</th></tr>")
-            for c in r.checks:
-                mark = "&#10003;" if c.passed else "&#10007;"
-                colour = _COLOURS["skip" if not c.applicable else "pass" if c.passed else "fail"]
-                if not c.applicable:
-                    mark = "&ndash;"
-                body.append(
-                    f"<tr style='color:{colour}'>"
-                    f"<td>{mark}</td><td>{esc(c.check)}</td><td>{esc(c.reason)}</td></tr>"
-                )
-            body.append("</table>")
-        if r.streams:
-            body.append(_svg_timeline(r))
-        if r.events:
-            body.append(
-                "<ul>"
-                + "".join(f"<li>{e.t * 1000:.0f} ms: {esc(e.what)}</li>" for e in r.events)
-                + "</ul>"
-            )
-        if r.replay:
-            body.append(f"<p>Replay: <code>{esc(r.replay)}</code></p>")
-    body.append("</body></html>")
-    return "\n".join(body) + "\n"
+    """The HTML report (:mod:`scenarios.report_html`); it loads ``plotly.min.js`` from its own
+    folder, which :func:`write_reports` writes."""
+    from scenarios.report_html import render_html as render  # it imports this module
+
+    return render(summary)
 
 
 # ---------------------------------------------------------------------------------- files
 
 
 def write_reports(summary: RunSummary, directory: Path | str) -> list[Path]:
-    """Write report.json, junit.xml, report.txt, report.html and one text file per scenario
-    run (``<scenario>-<seed>.txt``). Returns the paths written."""
+    """Write report.json, junit.xml, report.txt, report.html (with plotly.min.js beside it) and
+    one text file per scenario run (``<scenario>-<seed>.txt``). Returns the paths written."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -426,6 +438,7 @@ def write_reports(summary: RunSummary, directory: Path | str) -> list[Path]:
         path = folder / name
         path.write_text(text, encoding="utf-8")
         written.append(path)
+    written.append(write_plotly_js(folder))
     for r in summary.results:
         path = folder / f"{r.scenario}-{r.seed}.txt"
         path.write_text(render_scenario_text(r, max_streams=10_000), encoding="utf-8")

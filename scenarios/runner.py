@@ -42,7 +42,7 @@ from scenarios.drivers.base import TargetUnreachable
 from scenarios.observe import fetch_stats, idle_stats, observe, sample_stats, settled_ledger
 from scenarios.plan import ClientPlan, RunPlan, describe_plan, plan_run
 from scenarios.profiles import Profile, load_profile
-from scenarios.report import ScenarioResult
+from scenarios.report import Bound, ScenarioResult
 from scenarios.schedule import apply_at_start, note_started, note_unfired, run_schedule
 from scenarios.targets import BUILTIN_TARGETS, Target, TargetKind, resolve_target, unmet
 
@@ -126,6 +126,7 @@ async def run_scenario(
         if kind == "url" or opts.profile in (None, BUILTIN_TARGETS[kind].profile)
         else None,
         "replay": replay_command(seed, scenario.name, opts),
+        "bounds": bounds_of(scenario),
     }
     started = time.perf_counter()
     why_not = unmet(scenario.all_needs, target)
@@ -200,6 +201,17 @@ def _expected(
     # On memory instead of its Redis: fail where it names the checks that catch the bug; a
     # scenario about Redis's own faults is skipped there and expects nothing.
     return "fail" if declared.memory_store_fails else None
+
+
+def bounds_of(scenario: model.Scenario) -> tuple[Bound, ...]:
+    """The latency limits of the scenario's band checks, for the report's plots."""
+    out = []
+    for check in scenario.checks:
+        if isinstance(check, model.TtftBand | model.ItlBand | model.E2eBand):
+            for op, value in ((">=", check.min_ms), ("<=", check.max_ms)):
+                if value is not None:
+                    out.append(Bound(check.check, f"{check.check} {check.stat} {op}", value))
+    return tuple(out)
 
 
 def protocol_errors(streams: Sequence[StreamObservation]) -> str:

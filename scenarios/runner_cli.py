@@ -2,9 +2,11 @@
 
 - ``run [NAME|PATTERN|TAG ...]``: run scenarios (all by default) against the reference stack
   or ``--target naive`` or ``--target URL``; a live progress line, then a table; each failure
-  prints its seed and the exact replay command; ``--report DIR`` writes JSON, JUnit XML, text
-  and HTML reports. Exit code 0 when every run passed (skips allowed), 1 when one failed or
-  errored, 2 for bad usage (unknown scenario, invalid scenario file, unreachable target).
+  prints its seed and the exact replay command; JSON, JUnit XML, text and HTML reports go to a
+  new ``streamharness-reports/<timestamp>/`` (``--report DIR`` elsewhere, ``--no-report``
+  none), and the HTML report's path is the last line printed. Exit code 0 when every run
+  passed (skips allowed), 1 when one failed or errored, 2 for bad usage (unknown scenario,
+  invalid scenario file, unreachable target).
 - ``list``: the catalogue with what each scenario expects of each target.
 - ``replay SEED SCENARIO``: run one scenario again with the same seed: same fault schedule,
   same mock timing, same client timing.
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from mockllm.cliargs import CommandParser
 from scenarios import model
 from scenarios.argtypes import positive_int
 from scenarios.preflight import preflight, provider_url
@@ -34,6 +37,7 @@ from scenarios.report import (
     summarise_failures,
     write_reports,
 )
+from scenarios.reportdir import add_report_options, chosen_report_dir
 from scenarios.runner import RunOptions, replay_command, run_scenario
 from scenarios.seeds import MAX_SEED, new_root_seed, repetition_seed
 from scenarios.targets import resolve_target, unmet
@@ -113,9 +117,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--report", type=Path, default=None, metavar="DIR", help="write reports to this directory"
-    )
+    add_report_options(parser)
     parser.add_argument(
         "--logs",
         type=Path,
@@ -337,16 +339,27 @@ def _execute(
     except KeyboardInterrupt:
         print("\nstreamharness: interrupted; every process was stopped", file=err)
         return EXIT_INTERRUPTED
-    summary = RunSummary(args.target, seed, tuple(results), time.perf_counter() - started, command)
+    summary = RunSummary(
+        args.target,
+        seed,
+        tuple(results),
+        time.perf_counter() - started,
+        command,
+        expectations=args.expectations,
+    )
     print(render_table(summary), file=out)
     skipped = [r for r in results if r.verdict == "skip"]
     for r in skipped:
         print(f"SKIPPED {r.scenario}: {r.reason}", file=out)
     for block in summarise_failures(results):
         print(block, file=out)
-    if args.report is not None:
-        written = write_reports(summary, args.report)
-        print(f"reports: {', '.join(str(p) for p in written[:4])}", file=out)
+    folder = chosen_report_dir(args)
+    if folder is not None:
+        written = write_reports(summary, folder)
+        html = next(p for p in written if p.name == "report.html")
+        print(f"reports in {folder}: report.json, junit.xml, report.txt, one text file per run",
+              file=out)  # fmt: skip
+        print(f"HTML report: {html}", file=out)
     return _exit_code(results, args.expectations)
 
 
@@ -365,11 +378,38 @@ def _unreachable(target: str) -> str | None:
         return f"target {target} is unreachable ({host}:{port}: {exc.strerror or exc})"
 
 
+RUN_EXAMPLES = """\
+Examples:
+  streamharness run                                 # every scenario, reference stack
+  streamharness run 'upstream_*' --repeat 5         # a glob, five seeds each
+  streamharness run --target naive                  # the deliberately naive server
+  streamharness run --target http://127.0.0.1:8000  # your server (its provider: the mock)
+  streamharness run --file my.yaml my_scenario      # a scenario from a file of yours
+"""
+
+LIST_EXAMPLES = """\
+Examples:
+  streamharness list                                # the whole catalogue
+  streamharness list cancel -v                      # a tag, with descriptions
+  streamharness list --target-profile openai        # what a server with that profile runs
+  streamharness list --profiles                     # the built-in target profiles
+"""
+
+REPLAY_EXAMPLES = """\
+Examples:
+  # the line a failure printed: same seed, same faults, same timings
+  streamharness replay 1234567 upstream_truncated --target naive
+  streamharness replay 42 my_scenario --file my.yaml
+"""
+
+
 def run_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness run",
         description="Run scenarios against a stack: the reference server (default), the naive "
         "server, or your own server.",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "patterns",
@@ -405,13 +445,22 @@ def run_main(argv: Sequence[str] | None = None) -> int:
 
 
 def replay_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness replay",
         description="Run one scenario again with the seed a failure printed: same faults, "
         "same timings.",
+        epilog=REPLAY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("seed", type=_seed)
-    parser.add_argument("scenario")
+    parser.add_argument(
+        "seed", type=_seed, metavar="SEED", help="the seed the failure printed (0-2**63-1)"
+    )
+    parser.add_argument(
+        "scenario",
+        metavar="SCENARIO",
+        help="the scenario's name (as `streamharness list` shows it); a scenario from a file "
+        "needs the same --file",
+    )
     _add_target_options(parser)
     _add_run_options(parser)
     args = parser.parse_args(argv)
@@ -440,14 +489,35 @@ def replay_main(argv: Sequence[str] | None = None) -> int:
 
 
 def list_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness list",
         description="List the scenario catalogue, and which scenarios a target's profile can "
         "run; or, with --profiles, the built-in target profiles.",
+        epilog=LIST_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("patterns", nargs="*", metavar="NAME|PATTERN|TAG")
-    parser.add_argument("--catalogue", type=Path, default=None)
-    parser.add_argument("--file", dest="files", type=Path, action="append", default=[])
+    parser.add_argument(
+        "patterns",
+        nargs="*",
+        metavar="NAME|PATTERN|TAG",
+        help="scenario names, globs (e.g. 'upstream_*') or tags; default: all",
+    )
+    parser.add_argument(
+        "--catalogue",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="list this folder of scenario files instead of the built-in catalogue",
+    )
+    parser.add_argument(
+        "--file",
+        dest="files",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also list the scenarios of this file (repeatable)",
+    )
     parser.add_argument(
         "--target",
         type=_target,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment in .venv with the project and its dev tools,
-# Debian's nginx for the scenarios that need it and Node.js for the Node servers the tests
-# judge. Quick when nothing changed.
+# Debian's nginx for the scenarios that need it, Node.js for the Node servers the tests
+# judge and Chromium for the test that opens the HTML reports. Quick when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +22,7 @@ fi
 
 # Debian packages: nginx for the nginx scenarios; redis-server for the shared stream store of
 # several server workers; Node.js and npm for the tests that judge Node servers (the Vercel AI
-# SDK, Express). Installed once, together, when missing.
+# SDK, Express); Chromium for the reports' browser test. Installed once, together, when missing.
 missing=()
 if [ "${STREAMHARNESS_SKIP_NGINX:-0}" != "1" ] && ! command -v nginx >/dev/null 2>&1 \
         && [ ! -x /usr/sbin/nginx ]; then
@@ -34,6 +34,10 @@ if [ "${STREAMHARNESS_SKIP_REDIS:-0}" != "1" ] && ! command -v redis-server >/de
 fi
 if [ "${STREAMHARNESS_SKIP_NODE:-0}" != "1" ] && ! command -v node >/dev/null 2>&1; then
     missing+=(nodejs)
+fi
+# Playwright drives Debian's Chromium (tests/test_reports_in_chromium.py): no browser download.
+if [ "${STREAMHARNESS_SKIP_CHROMIUM:-0}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
+    missing+=(chromium)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -51,6 +55,9 @@ if [ ${#missing[@]} -gt 0 ]; then
                 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
                 # The harness starts its own on a free port; never leave the service running.
                 (service redis-server stop || true) >/dev/null 2>&1
+                ;;
+            chromium)
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
                 ;;
             nodejs)
                 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null

@@ -145,7 +145,10 @@ SUBCOMMANDS: dict[str, tuple[Command, str]] = {
     "replay": (_replay, "replay one scenario with a given seed"),
     "mock": (_mock, "start the deterministic mock LLM provider"),
     "server": (_server, "start the reference streaming server"),
-    "proxy": (_proxy, "start the Toxiproxy-compatible fault proxy"),
+    "proxy": (
+        _proxy,
+        "start the Toxiproxy-compatible fault proxy, or drive one: list, toxic add ...",
+    ),
     "load": (_load, "run a Locust load test with streaming metrics and gates"),
     "bench": (_bench, "run a benchmark: " + ", ".join(BENCHES)),
 }

@@ -31,6 +31,7 @@ from loadtests.bench.common import (
     run_cell,
 )
 from loadtests.cli import parse_or_status
+from mockllm.cliargs import CommandParser
 from scenarios.stack.procs import start_process
 
 
@@ -47,7 +48,16 @@ def _rates(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="streamharness bench capacity", description=__doc__)
+    p = CommandParser(
+        prog="streamharness bench capacity",
+        description=__doc__,
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench capacity\n"
+            "  streamharness bench capacity --rates 10000,30000 --processes 2\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--rates", type=_rates, default=[2000, 5000, 10000, 20000, 30000],
                    help="target frames/s per run, comma-separated")  # fmt: skip
     p.add_argument(
@@ -68,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stamp frames when Locust reads them, not with the kernel's receive time "
         "(the generator's timing without loadtests.rxstamp, for comparison)",
     )
-    p.add_argument("--out", type=Path, default=Path("bench-results/capacity"))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results/capacity"),
+        metavar="DIR",
+        help="where the table and the runs' files go (default bench-results/capacity)",
+    )
     return p
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from mockllm.cliargs import CommandParser
 from mockllm.client import MockAdmin
 from mockllm.percentiles import percentile
 from scenarios.clients.aio import V1Connection
@@ -124,10 +125,16 @@ async def measure(runs: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness bench lifecycle",
         description="Cancel and drop latency to the provider, and one socket's relay rate, "
         "on the reference server (docs/reference_server.md, 'Measured').",
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench lifecycle\n"
+            "  streamharness bench lifecycle --runs 100\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--runs", type=int, default=30, help="cancel/drop pairs (default: 30)")
     args = parser.parse_args(argv)

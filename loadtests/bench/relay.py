@@ -62,6 +62,7 @@ from loadtests.bench.common import (
 from loadtests.bench.common import done as _done
 from loadtests.cli import parse_or_status
 from loadtests.metrics import ERROR_OUTCOMES, ExactHistogram, LoadMetrics
+from mockllm.cliargs import CommandParser
 from reference_server.wire import PROTOCOL_V1
 from scenarios.stack import Stack, StackSpec
 
@@ -77,12 +78,27 @@ def _levels(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="streamharness bench relay", description=__doc__)
-    p.add_argument("--concurrency", type=_levels, default=[10, 50, 100])
+    p = CommandParser(
+        prog="streamharness bench relay",
+        description=__doc__,
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench relay\n"
+            "  streamharness bench relay --concurrency 10,100 --repeat 3\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_levels,
+        default=[10, 50, 100],
+        metavar="N,N,...",
+        help="users of each cell, comma-separated (default 10,50,100)",
+    )
     p.add_argument("--duration", type=float, default=8.0, help="seconds per cell")
-    p.add_argument("--ttft-ms", type=float, default=100.0)
-    p.add_argument("--itl-ms", type=float, default=20.0)
-    p.add_argument("--tokens", type=int, default=50)
+    p.add_argument("--ttft-ms", type=float, default=100.0, help="mock TTFT (default 100)")
+    p.add_argument("--itl-ms", type=float, default=20.0, help="mock inter-token gap (default 20)")
+    p.add_argument("--tokens", type=int, default=50, help="tokens per answer (default 50)")
     p.add_argument("--throughput-tokens", type=int, default=500, help="answer length, instant")
     p.add_argument("--idle", type=int, default=200, help="idle connections for memory")
     p.add_argument("--processes", type=int, default=1, help="Locust processes")
@@ -102,7 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         "round)",
     )
     add_arrival_arguments(p)
-    p.add_argument("--out", type=Path, default=Path("bench-results/relay"))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results/relay"),
+        metavar="DIR",
+        help="where the table and the runs' files go (default bench-results/relay)",
+    )
     return p
 
 

@@ -31,6 +31,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from mockllm.childproc import start_child, stop_process
+from mockllm.cliargs import CommandParser
 from mockllm.percentiles import percentile
 
 
@@ -136,14 +137,23 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="streamharness bench relayload", description=__doc__.split("\n\n")[0]
+    parser = CommandParser(
+        prog="streamharness bench relayload",
+        description=__doc__.split("\n\n")[0],
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench relayload\n"
+            "  streamharness bench relayload --users 200 --deflate\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--duration", type=float, default=8.0)
-    parser.add_argument("--ttft-ms", type=float, default=100.0)
-    parser.add_argument("--itl-ms", type=float, default=20.0)
-    parser.add_argument("--tokens", type=int, default=50)
+    parser.add_argument("--users", type=int, default=100, help="streams at once (default 100)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds (default 8)")
+    parser.add_argument("--ttft-ms", type=float, default=100.0, help="mock TTFT (default 100)")
+    parser.add_argument(
+        "--itl-ms", type=float, default=20.0, help="mock inter-token gap (default 20)"
+    )
+    parser.add_argument("--tokens", type=int, default=50, help="tokens per answer (default 50)")
     parser.add_argument(
         "--deflate", action="store_true", help="permessage-deflate on (server and clients)"
     )

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import httpx
 import psutil
 
+from mockllm.cliargs import CommandParser
 from mockllm.client import MockAdmin
 from scenarios.clients.aio import V1Connection
 from scenarios.stack.launch import Stack, StackSpec
@@ -189,10 +190,16 @@ def summary(result: SoakResult, streams: int) -> tuple[list[str], bool]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness bench soak",
         description="Memory across rounds of streams dropped mid-answer, for the reference "
         "server, the mock and the fault proxy (docs/limits.md, 'Memory').",
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench soak\n"
+            "  streamharness bench soak --rounds 3 --streams 500\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rounds", type=int, default=10, help="rounds (default: 10)")
     parser.add_argument(

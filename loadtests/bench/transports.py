@@ -21,6 +21,7 @@ import httpx
 from loadtests.bench.common import command_line, machine, markdown_table, ms, run_cell
 from loadtests.bench.common import done as _done
 from loadtests.cli import parse_or_status
+from mockllm.cliargs import CommandParser
 from scenarios.stack import Stack, StackSpec
 
 TRANSPORTS = {
@@ -32,7 +33,16 @@ TRANSPORTS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="streamharness bench transports", description=__doc__)
+    p = CommandParser(
+        prog="streamharness bench transports",
+        description=__doc__,
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench transports\n"
+            "  streamharness bench transports --transports ws,sse --users 8 --latency-ms 50\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--users", type=int, default=4, help="concurrent users per cell")
     p.add_argument("--duration", type=float, default=8.0, help="seconds per cell")
     p.add_argument("--ttft-ms", type=float, default=390.0, help="mock TTFT (GPT-4o median)")
@@ -41,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-interval", type=float, default=1.0, help="polling period, s")
     p.add_argument("--latency-ms", type=float, default=100.0, help="injected latency")
     p.add_argument("--transports", default=",".join(TRANSPORTS), help="comma-separated subset")
-    p.add_argument("--out", type=Path, default=Path("bench-results/transports"))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results/transports"),
+        metavar="DIR",
+        help="where the table and the runs' files go (default bench-results/transports)",
+    )
     return p
 
 

@@ -36,6 +36,7 @@ from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from mockllm.childproc import start_child
+from mockllm.cliargs import CommandParser
 from mockllm.percentiles import percentile
 from scenarios.faultproxy.client import ServerChoice, ToxiproxyClient, start_server
 
@@ -330,7 +331,16 @@ def _lateness_buckets(metrics: str) -> list[tuple[str, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scenarios.faultproxy.bench")
+    parser = CommandParser(
+        prog="python -m scenarios.faultproxy.bench",
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench proxy\n"
+            "  streamharness bench proxy --quick\n"
+            "  streamharness bench proxy --toxiproxy-url http://127.0.0.1:8474   # real Toxiproxy\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="smaller runs (a few seconds)")
     parser.add_argument("--toxiproxy-url", help="measure this server instead of the embedded one")
     parser.add_argument(

@@ -1,4 +1,7 @@
-"""``streamharness proxy``: run the embedded Toxiproxy-compatible server.
+"""``streamharness proxy [serve]``: run the embedded Toxiproxy-compatible server.
+
+``streamharness proxy list|inspect|create|delete|toggle|toxic ...`` drives a running server
+instead (``ctl.py``); any other first word, or ``serve``, starts the server.
 
 Prints ``faultproxy listening on http://HOST:PORT`` (one line, flushed) once the API accepts
 connections, and exits 0 on SIGTERM/SIGINT after closing every proxy. Bad options, a
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import gc
 import logging
 import signal
@@ -25,6 +29,8 @@ import uvicorn
 from mockllm.cliargs import CommandParser, port
 from mockllm.server import bind_socket
 from scenarios.faultproxy.api import DEFAULT_LISTEN, create_app
+from scenarios.faultproxy.ctl import COMMANDS
+from scenarios.faultproxy.ctl import main as ctl_main
 from scenarios.faultproxy.engine import Engine
 from scenarios.faultproxy.errors import ApiError, FaultProxyError
 from scenarios.faultproxy.models import parse_json, populate_items
@@ -62,7 +68,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The options, checked; raises :class:`UsageError` on any bad one."""
     parser = _Parser(
         prog=PROG,
-        description="Toxiproxy-compatible TCP fault proxy with seeded, replayable toxics.",
+        description="Toxiproxy-compatible TCP fault proxy with seeded, replayable toxics. "
+        "To drive a running one (this or a real Toxiproxy) in the habits of toxiproxy-cli: "
+        "streamharness proxy list|inspect|create|delete|toggle|toxic ... (see "
+        "'streamharness proxy list --help').",
+        epilog="""\
+Examples:
+  streamharness proxy                              # the API on 127.0.0.1:8474
+  streamharness proxy serve --port 0 --seed 42     # a free port, seeded toxics
+  streamharness proxy --config proxies.json        # proxies created at start (POST /populate)
+  streamharness proxy toxic add -t latency -a latency=100 llm   # then drive it
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="API address (default 127.0.0.1)")
     parser.add_argument(
@@ -87,7 +104,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="event loop (default auto: uvloop when installed, else asyncio)",
     )
     parser.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="uvicorn log level of the API (default warning)",
     )
     return parser.parse_args(argv)
 
@@ -180,8 +200,23 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in COMMANDS:
+        return ctl_main(args)
+    if args and args[0] == "serve":
+        args = args[1:]
+    elif args and not args[0].startswith("-"):
+        # The server takes no positional argument: a first word is a mistyped command.
+        close = difflib.get_close_matches(args[0], sorted(COMMANDS | {"serve"}), n=1)
+        hint = (
+            f"did you mean {close[0]}?"
+            if close
+            else "commands: serve, "
+            + ", ".join(("list", "inspect", "create", "delete", "toggle", "toxic"))
+        )
+        return _fail(f"unknown command {args[0]!r} ({hint}) (see --help)")
     try:
-        return _main(argv)
+        return _main(args)
     except UsageError as exc:
         return _fail(str(exc))
 

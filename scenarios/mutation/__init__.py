@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mockllm.cliargs import CommandParser
 from scenarios import model
 from scenarios.errors import HarnessError
 from scenarios.mutation.killers import KILLERS
@@ -109,15 +110,33 @@ def _line(r: MutantResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="streamharness bench mutation",
         description="Apply each mutant (a small bug in a promise of docs/protocol.md) to a copy "
         "of the reference server, run the scenario catalogue on it, print the mutation score "
         "and the survivors.",
+        epilog=(
+            "Examples:\n"
+            "  streamharness bench mutation\n"
+            "  streamharness bench mutation --mutant cancel_keeps_upstream --first-kill\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--mutant", action="append", default=[], metavar="ID")
-    parser.add_argument("--scenario", action="append", default=[], metavar="NAME")
+    parser.add_argument("--seed", type=int, default=5, help="root seed of every run (default 5)")
+    parser.add_argument(
+        "--mutant",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this mutant (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this scenario (repeatable; default: the catalogue)",
+    )
     parser.add_argument(
         "--first-kill",
         action="store_true",

@@ -115,8 +115,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "cancel_keeps_upstream",
         "cancel closes the upstream HTTP request at once",
         "manager.py",
-        '        self.totals["cancelled"] += 1\n        self._stop_generation(record)\n',
-        '        self.totals["cancelled"] += 1\n',
+        "        else:\n            self._stop_generation(record)\n        return True\n",
+        "        else:\n            pass\n        return True\n",
     ),
     Mutant(
         "cancelled_index_off_by_one",

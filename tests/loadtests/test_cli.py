@@ -106,3 +106,17 @@ def test_multi_process_locust_command_gets_its_own_master_port(
         assert cmd[cmd.index("--master-port") + 1] == port
     single = build_load_parser().parse_args(["--target", "http://127.0.0.1:1"])
     assert "--master-bind-port" not in locust_command(single, "h", Path("m"), Path("p"))
+
+
+def test_locust_writes_its_own_html_report_where_asked() -> None:
+    args = build_load_parser().parse_args(["--target", "http://127.0.0.1:1"])
+    cmd = locust_command(args, "h", Path("m"), Path("p"), Path("out/locust.html"))
+    assert cmd[cmd.index("--html") + 1] == "out/locust.html"
+    assert "--html" not in locust_command(args, "h", Path("m"), Path("p"))
+
+
+def test_out_is_an_alias_of_report_and_excludes_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_load_parser().parse_args(["--out", "x"]).out == Path("x")
+    assert load_main(["--out", "x", "--report", "y"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert load_main(["--out", "x", "--no-report"]) == 2

@@ -24,16 +24,26 @@ from tests.support import LiveStack, start_cli
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROMPT = "[[mock ttft_ms=200 itl_ms=20 tokens=10]] hello"
+# For a cancel after token N: the rest of the answer takes 0.7 s, so a cancel that a busy
+# machine delays still reaches a stream that is running (10 x 20 ms left it 140 ms).
+LONGER = "[[mock ttft_ms=200 itl_ms=40 tokens=20]] hello"
 
 
 def run_load(
-    out: Path, *args: str, timeout: float = 50
+    out: Path, *args: str, timeout: float = 50, cwd: Path | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """A load run with its reports in ``out``; ``cwd``: no ``--report``, the default folder
+    under ``cwd`` instead (``out`` is then that folder)."""
+    where = [] if cwd is not None else ["--report", str(out)]
     result = subprocess.run(
-        [sys.executable, "-m", "streamharness.cli", "load", "--out", str(out), "--think-time", "0",
+        [sys.executable, "-m", "streamharness.cli", "load", *where, "--think-time", "0",
          "--prompt", PROMPT, *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True, text=True, timeout=timeout, cwd=cwd,
     )  # fmt: skip
+    if cwd is not None:
+        html = Path(result.stdout.splitlines()[-1].removeprefix("HTML report: "))
+        assert html.parent.parent == Path("streamharness-reports"), result.stdout
+        out = cwd / html.parent
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return result, summary
@@ -78,7 +88,9 @@ def test_ws_metrics_match_the_mock_schedule_and_gates_pass(
         assert f"gate {gate} passed" in r.stdout
     assert "TTFT" in r.stdout and "goodput" in r.stdout
     html = (tmp_path / "report.html").read_text()
-    assert html.count("<svg") == 4
+    assert 'class="banner pass"' in html and "all 5 gates passed" in html
+    assert 'id="fig-over-time-data"' in html and "users (Locust)" in html  # Locust's history
+    assert (tmp_path / "plotly.min.js").is_file() and (tmp_path / "locust.html").is_file()
     # Locust's own statistics got one event per stream per metric.
     with (tmp_path / "locust_stats.csv").open() as f:
         rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
@@ -166,6 +178,7 @@ def test_two_concurrent_multi_process_runs_do_not_interfere(
                 proc.wait()
     for transport, (out, proc) in runs.items():
         assert proc.returncode == 0, outputs[transport]
+        assert "--out is deprecated; use --report DIR" in outputs[transport]
         rows = streams(out)
         assert len(rows) >= 2
         # only this run's users: no worker of the other run reported here
@@ -178,7 +191,7 @@ def test_two_concurrent_multi_process_runs_do_not_interfere(
 def test_cancel_and_drop_then_resume(live_stack: LiveStack, tmp_path: Path, transport: str) -> None:
     r, s = run_load(
         tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "3s",
-        "--transport", transport,
+        "--transport", transport, "--prompt", LONGER,
         "--cancel-rate", "0.5", "--drop-rate", "0.5", "--interrupt-after", "3",
         "--max-error-rate", "0",
     )  # fmt: skip
@@ -187,33 +200,87 @@ def test_cancel_and_drop_then_resume(live_stack: LiveStack, tmp_path: Path, tran
     assert s["outcomes"]["resumed"] >= 1
     for row in streams(tmp_path):
         if row["outcome"] == "resumed":
-            assert row["tokens"] == "10"  # nothing lost, nothing duplicated across the resume
+            assert row["tokens"] == "20"  # nothing lost, nothing duplicated across the resume
         else:
             assert row["outcome"] == "cancelled"
-            assert 3 <= int(row["tokens"]) <= 10
+            assert 3 <= int(row["tokens"]) <= 20
 
 
-def test_unreachable_target_is_all_errors(tmp_path: Path) -> None:
+def test_an_unreachable_target_is_refused_before_locust_starts(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # nothing listens on `port` now
     r, s = run_load(
-        tmp_path, "--target", f"http://127.0.0.1:{port}", "--users", "1", "--duration", "2s",
-        "--think-time", "0.2", "--max-error-rate", "0.05", "--shape", "spike",
+        tmp_path, "--target", f"http://127.0.0.1:{port}", "--users", "1", "--duration", "30s",
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"target http://127.0.0.1:{port} is unreachable (127.0.0.1:{port}: " in r.stderr
+    assert "start the server, or fix --target" in r.stderr
+    assert s == {} and not (tmp_path / "locust.log").exists()  # no Locust, no 30 s run
+
+
+def test_a_run_where_every_stream_fails_exits_1_without_gates_and_says_why(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    # OpenAI requests to the reference server (it has no /v1/chat/completions): the server
+    # answers, so the preflight passes, and every stream fails.
+    r, s = run_load(
+        tmp_path, "--target", live_stack.server, "--transport", "openai", "--users", "2",
+        "--duration", "4s", "--think-time", "0.2",
     )  # fmt: skip
     assert r.returncode == 1, r.stdout + r.stderr
     assert s["error_rate"] == 1.0
-    assert "gate max-error-rate FAILED" in r.stdout
+    assert "every stream that ended was an error (error rate 100%)" in r.stderr
+    errors = sum(s["outcomes"][o] for o in ("error", "timeout", "disconnected"))
+    assert f"errors: {errors} stream(s) failed; most frequent reasons:" in r.stdout
+    reason = re.search(r"^\s+(\d+)  error: POST /v1/chat/completions -> 404", r.stdout, re.M)
+    assert reason is not None and int(reason[1]) == errors, r.stdout
+    # stderr is a pipe here: plain progress lines (not \r), the first at once, then every 5 s
+    progress = [
+        line for line in r.stderr.splitlines() if line.startswith("load: ") and " s  users" in line
+    ]
+    assert progress and "\r" not in r.stderr, r.stderr
+    assert re.match(r"load: \d+/4 s  users [0-2]  streams \d+  tokens/s (\d+|-)  errors \d+  "
+                    r"TTFT p50 -$", progress[-1]), progress  # fmt: skip
 
 
-def test_without_target_it_starts_the_reference_stack(tmp_path: Path) -> None:
-    r, s = run_load(tmp_path, "--users", "2", "--duration", "2s", "--max-error-rate", "0")
+def test_progress_shows_the_live_figures_and_q_silences_it(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    r, _ = run_load(
+        tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "7s",
+        "--max-error-rate", "0",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = re.findall(r"^load: (\d+)/7 s  users (\d+)  streams (\d+)  tokens/s (\S+)  "
+                       r"errors (\d+)  TTFT p50 (\S+)", r.stderr, re.M)  # fmt: skip
+    assert len(lines) >= 2, r.stderr  # one at once, then every 5 s
+    elapsed, users, streams_so_far, rate, errors, ttft = lines[-1]
+    assert int(elapsed) >= 5 and users == "2" and int(streams_so_far) >= 4 and errors == "0"
+    # 2 users back to back, 10 tokens per ~0.38 s stream: ~26 tokens/s each
+    assert 25 <= float(rate) <= 80, lines
+    assert 190 <= float(ttft) <= 330
+    quiet, _ = run_load(
+        tmp_path / "q", "--target", live_stack.server, "--users", "1", "--duration", "3s", "-q"
+    )
+    assert quiet.returncode == 0 and " s  users" not in quiet.stderr, quiet.stderr
+
+
+def test_without_target_it_starts_the_reference_stack_and_reports_by_default(
+    tmp_path: Path,
+) -> None:
+    r, s = run_load(
+        tmp_path, "--users", "2", "--duration", "2s", "--max-error-rate", "0", cwd=tmp_path
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "started the reference stack" in r.stdout
     assert s["outcomes"]["completed"] >= 2
     assert 190 <= p(s, "ttft") <= 330
-    assert (tmp_path / "stack-logs").is_dir()
+    (folder,) = [d for d in (tmp_path / "streamharness-reports").iterdir() if d.is_dir()]
+    assert (folder / "stack-logs").is_dir() and (folder / "report.html").is_file()
+    assert (folder / "locust.html").is_file()  # Locust's own report, beside ours
+    assert "*" in (tmp_path / "streamharness-reports" / ".gitignore").read_text().split()
 
 
 def test_idle_connection_closed_by_heartbeat_is_reopened_not_an_error(
@@ -244,13 +311,13 @@ def test_polling_cancel_uses_delete(live_stack: LiveStack, tmp_path: Path) -> No
     r, _ = run_load(
         tmp_path, "--target", live_stack.server, "--users", "2", "--duration", "3s",
         "--transport", "polling", "--poll-interval", "0.05", "--cancel-rate", "1",
-        "--interrupt-after", "2", "--max-error-rate", "0",
+        "--interrupt-after", "2", "--max-error-rate", "0", "--prompt", LONGER,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     rows = streams(tmp_path)
     assert rows and all(row["outcome"] == "cancelled" for row in rows)
-    # cancelled after >= 2 tokens, well before the 10th (20 ms apart, polled every 50 ms)
-    assert all(2 <= int(row["tokens"]) < 10 for row in rows)
+    # cancelled after >= 2 tokens, well before the 20th (40 ms apart, polled every 50 ms)
+    assert all(2 <= int(row["tokens"]) < 20 for row in rows)
 
 
 @pytest.mark.parametrize(
@@ -288,3 +355,22 @@ def test_a_profile_is_checked_before_locust_starts(tmp_path: Path) -> None:
     bad.write_text("extends: nope\n")
     r, _ = run_load(tmp_path, "--target", "http://127.0.0.1:9", "--target-profile", str(bad))
     assert r.returncode == 2 and f"{bad}:1: extends: 'nope' is not a built-in" in r.stderr
+
+
+def test_plain_locust_without_a_user_class_runs_the_ws_users_only(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    # The README's line: `locust -f loadtests/locustfile.py --host URL`, no class named. Locust's
+    # own default (every class) would mix in OpenAIUser, which fails on this server.
+    locustfile = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
+         "--host", live_stack.server, "--users", "2", "--spawn-rate", "2", "--run-time", "3s",
+         "--only-summary", "--csv", str(tmp_path / "l"), "--sh-prompt", PROMPT,
+         "--sh-think-min", "0", "--sh-think-max", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    with (tmp_path / "l_stats.csv").open() as f:
+        names = {(row["Type"], row["Name"]) for row in csv.DictReader(f)} - {("", "Aggregated")}
+    assert names and {name for _, name in names} == {"ws"}, names

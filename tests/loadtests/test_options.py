@@ -15,7 +15,8 @@ from loadtests.options import OPTIONS, UserOptions, add_locust_arguments
 # Every flag `streamharness load` had before the table: none may disappear.
 LOAD_FLAGS = [
     "--target", "--users", "--spawn-rate", "--duration", "--shape", "--transport",
-    "--target-profile", "--header", "--processes", "--out", "--mock-profile", "--locust-arg",
+    "--target-profile", "--header", "--processes", "--out", "--report", "--no-report",
+    "--mock-profile", "--locust-arg",
     "--prompt", "--model", "--max-tokens", "--think-time", "--cancel-rate", "--drop-rate",
     "--interrupt-after", "--poll-interval", "--stream-timeout", "--seed", "--slo-ttft-ms",
     "--slo-tpot-ms", "--slo-e2e-ms", "--max-error-rate", "--min-goodput",

@@ -7,6 +7,7 @@ import pytest
 
 from mockllm.client import MockAdmin
 
+pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.integration
 
 
@@ -53,3 +54,121 @@ async def test_async_client_with_the_fixture(mockllm: MockAdmin) -> None:
             model="mock-instant", messages=[{"role": "user", "content": "Hi"}]
         )
     assert completion.choices[0].message.content
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
+    """pytester with the loop-scope setting our own pyproject sets (pytest-asyncio warns)."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    return pytester
+
+
+def test_fixtures_are_documented(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--fixtures", "-p", "no:cacheprovider")
+    assert result.ret == 0
+    text = result.stdout.str()
+    assert "no docstring available" not in text.split("mockllm_server")[1]
+    result.stdout.re_match_lines([r"mockllm_server \[session scope\]", r"\s+A mockllm server"])
+    result.stdout.re_match_lines([r"mockllm -- ", r"\s+A :class:`~mockllm.client.MockAdmin`"])
+    assert "assert_all_rules_used" in text
+
+
+_UNUSED_RULE = """
+import openai
+import pytest
+
+@pytest.mark.mockllm(assert_all_rules_used=True, rules=[
+    {"id": "r1", "match": {"model": "gpt-4o-mini"}, "respond": {"text": "A"}},
+    {"id": "used", "match": {"model": "mock-fast"}, "times": 1, "respond": {"text": "B"}},
+])
+def test_one_rule_unused(mockllm):
+    with openai.OpenAI(base_url=mockllm.base_url, api_key="k", max_retries=0) as client:
+        for _ in range(2):
+            client.chat.completions.create(
+                model="mock-fast", messages=[{"role": "user", "content": "Hi"}])
+    BODY
+"""
+
+
+def test_marker_fails_a_passing_test_whose_rule_answered_nothing(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(_UNUSED_RULE.replace("BODY", "pass"))
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*1 mockllm rule(s) answered no request:*",
+            "*rule 'r1' match={'model': 'gpt-4o-mini'} (matched model and prompt of 0 request(s))",
+            "*1 request(s) matched no rule:*",
+            "*#2 model='mock-fast': closest rule 'r1': model 'mock-fast' != 'gpt-4o-mini'*",
+        ]
+    )
+    assert "'used'" not in result.stdout.str().split("answered no request")[1]
+
+
+def test_marker_adds_nothing_to_a_failed_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(_UNUSED_RULE.replace("BODY", "assert False, 'own failure'"))
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    assert "answered no request" not in result.stdout.str()
+
+
+@pytest.mark.mockllm(
+    assert_all_rules_used=True,
+    rules=[{"id": "r1", "match": {"model": "gpt-4o-mini"}, "respond": {"text": "A"}}],
+)
+def test_marker_passes_when_every_rule_answered(mockllm: MockAdmin) -> None:
+    with openai.OpenAI(base_url=mockllm.base_url, api_key="k", max_retries=0) as client:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        )
+    mockllm.assert_all_rules_used()
+
+
+def test_near_miss_in_the_ledger_and_in_a_wait_timeout(mockllm: MockAdmin) -> None:
+    mockllm.add_rule(id="r1", match={"model": "gpt-4o-mini", "prompt": "weather"}, respond={})
+    with openai.OpenAI(base_url=mockllm.base_url, api_key="k", max_retries=0) as client:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        )
+    (entry,) = mockllm.requests()
+    assert entry["rule_id"] is None
+    assert entry["near_miss"] == "rule 'r1': prompt 'Hi' does not match /weather/"
+    with pytest.raises(TimeoutError) as info:
+        mockllm.wait(2, timeout=0.2)
+    assert "closest rule 'r1': prompt 'Hi' does not match /weather/" in str(info.value)
+    with pytest.raises(AssertionError, match="rule 'r1' match="):
+        mockllm.assert_all_rules_used()
+
+
+def test_x_mock_fault_header_applies_to_every_retry(mockllm: MockAdmin) -> None:
+    headers = {"X-Mock-Fault": "status=429;retry_after=0"}
+    with (
+        openai.OpenAI(
+            base_url=mockllm.base_url, api_key="k", max_retries=2, default_headers=headers
+        ) as client,
+        pytest.raises(openai.RateLimitError),
+    ):
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert [e["outcome"] for e in mockllm.requests()] == ["fault:status"] * 3
+
+
+@pytest.mark.mockllm(
+    assert_all_rules_used=True,
+    rules=[{"times": 1, "respond": {"fault": "status=429;retry_after=0"}}],
+)
+def test_429_then_success_is_a_rule_with_times_1(mockllm: MockAdmin) -> None:
+    with openai.OpenAI(base_url=mockllm.base_url, api_key="k", max_retries=2) as client:
+        completion = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert completion.choices[0].message.content
+    entries = mockllm.requests()
+    assert [(e["status"], e["outcome"]) for e in entries] == [
+        (429, "fault:status"),
+        (200, "completed"),
+    ]
+    assert entries[1]["near_miss"] == "rule 'rule-1': times 1 already used"

@@ -125,3 +125,38 @@ def test_unknown_fields_are_quoted_only_when_they_look_like_names() -> None:
     with pytest.raises(RuleError) as info:
         parse_rules([{"respnd": {}, "root:$6$secret:19000:0:99999:7::": None}])
     assert "'respnd'" in info.value.message and "secret" not in info.value.message
+
+
+def miss(rules: RuleBook, model: str, prompt: str) -> str | None:
+    """What the chat handler records: the near miss of a request no rule answered."""
+    matched = rules.matching(model, prompt)
+    assert rules.choose(matched, commit=True) is None
+    return rules.near_miss(model, prompt, matched, committed=True)
+
+
+def test_near_miss_names_the_closest_rule_and_why() -> None:
+    rules = book(
+        {"id": "far", "match": {"model": "mock-*", "prompt": "weather"}, "respond": {}},
+        {"id": "r1", "match": {"model": "gpt-4o-mini", "prompt": "Hi"}, "respond": {}},
+    )
+    assert miss(rules, "gpt-4o", "Hi there") == "rule 'r1': model 'gpt-4o' != 'gpt-4o-mini'"
+    assert miss(rules, "mock-fast", "Hi") == ("rule 'far': prompt 'Hi' does not match /weather/")
+    assert miss(rules, "other", "nothing") == (
+        "rule 'far': model 'other' does not match 'mock-*'; "
+        "prompt 'nothing' does not match /weather/"
+    )
+
+
+def test_near_miss_of_a_rule_whose_nth_or_times_is_spent() -> None:
+    rules = book({"id": "once", "times": 1, "respond": {}})
+    assert rules.select("m", "p", commit=True) is not None
+    assert miss(rules, "m", "p") == "rule 'once': times 1 already used"
+    rules = book({"id": "second", "match": {"nth": 2}, "respond": {}})
+    assert miss(rules, "m", "p") == "rule 'second': nth [2], but this is request 1 of its kind"
+    # The preview counts the request it describes without committing it.
+    matched = rules.matching("m", "p")
+    assert rules.choose(matched, commit=False) is not None
+
+
+def test_no_near_miss_without_rules() -> None:
+    assert RuleBook().near_miss("m", "p", [], committed=True) is None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from scenarios.checks import Arrival, CheckResult, StreamObservation
 from scenarios.report import (
+    Bound,
     RunSummary,
     ScenarioResult,
     TimelineEvent,
@@ -17,6 +21,7 @@ from scenarios.report import (
     render_scenario_text,
     render_table,
     summarise_failures,
+    summary_from_dict,
     write_reports,
 )
 
@@ -151,20 +156,77 @@ def test_table_marks_unexpected_verdicts() -> None:
     )
 
 
-def test_html_is_escaped_and_has_a_plot() -> None:
+def _figures(page: str) -> dict[str, dict[str, Any]]:
+    """Every figure embedded in the page, by its element id."""
+    found = re.findall(
+        r'<script type="application/json" id="([^"]+)-data">(.*?)</script>', page, re.S
+    )
+    return {name: json.loads(text) for name, text in found}
+
+
+def test_html_opens_with_a_verdict_banner_and_lists_failures_first() -> None:
     page = render_html(summary())
-    assert "<svg" in page and "&lt;proxy&gt;" in page and "<proxy>" not in page
-    assert page.count("<h2") == 4
-    # every plot is well-formed SVG with a tick per token and a line per fault
-    svgs = [page[i : page.index("</svg>", i) + 6] for i in _find_all(page, "<svg")]
-    assert len(svgs) == 2
-    plot = ET.fromstring(svgs[1])
-    ticks = [
-        el
-        for el in plot.iter("{http://www.w3.org/2000/svg}line")
-        if el.find("{*}title") is not None
-    ]
-    assert len(ticks) == 3 + 1  # three tokens, one fault
+    banner = page[page.index('<div class="banner') : page.index("</div>", page.index("banner"))]
+    assert 'class="banner fail"' in banner
+    assert "FAIL" in banner and "1 failed · 1 errors · 1 passed · 1 skipped" in banner
+    table = page[page.index("<tbody>") : page.index("</tbody>")]
+    order = re.findall(r'<a href="#run-(\d+)">(\w+)</a>', table)
+    # failures, then errors, then passes, then skips; each row links to its section
+    assert [name for _, name in order] == ["nginx_idle", "broken", "concurrency", "sse_resume"]
+    for anchor, _ in order:
+        assert f'<section id="run-{anchor}"' in page
+    assert "as expected" in page and "UNEXPECTED (want pass)" in page
+
+
+def test_html_banner_counts_expectations_when_judged_by_them() -> None:
+    judged = dataclasses.replace(summary(), expectations=True)
+    page = render_html(judged)
+    assert "1 of 2 as expected" in page  # the pass as expected, the fail not
+    passing = RunSummary("naive", 7, (summary().results[0],), 1.0, "streamharness run")
+    assert 'class="banner pass"' in render_html(passing)
+
+
+def test_html_escapes_everything_and_has_copy_buttons_and_no_json_dump() -> None:
+    page = render_html(summary())
+    assert "&lt;proxy&gt;" in page and "<proxy>" not in page
+    assert page.count('class="copy"') == 1 + 2  # the run's command, two replays
+    assert 'data-target="replay-' in page
+    assert '"arrivals"' not in page  # the data stays in report.json, linked
+    assert '<a href="report.json">' in page
+    assert '<script src="plotly.min.js">' in page
+
+
+def test_html_timeline_has_lanes_a_legend_and_hover_per_token() -> None:
+    figures = _figures(render_html(summary()))
+    timelines = [f for name, f in figures.items() if name.startswith("fig-timeline")]
+    assert len(timelines) == 2  # the two runs with streams
+    failed = timelines[0]  # nginx_idle, listed first
+    names = [t["name"] for t in failed["data"]]
+    assert "token (stream failed or cut off)" in names and "fault (harness action)" in names
+    tokens = next(t for t in failed["data"] if t["name"].startswith("token"))
+    assert tokens["y"] == ["group 0 · client 0 · msg 0"] * 3
+    assert tokens["hovertext"][1].endswith(
+        "token #1 at 60.0 ms (60.0 ms after the request)<br>&#x27;t1&#x27;"
+    )
+    fault = next(t for t in failed["data"] if t["name"].startswith("fault"))
+    assert fault["hovertext"] == ["60 ms: reset_peer added on downstream &lt;proxy&gt;"]
+    assert failed["layout"]["xaxis"]["title"]["text"].endswith("(ms)")
+
+
+def test_html_distributions_mark_percentiles_and_the_checks_limits() -> None:
+    bounded = dataclasses.replace(
+        summary().results[0], bounds=(Bound("ttft", "ttft p95 <=", 60.0),)
+    )
+    page = render_html(RunSummary("reference", 7, (bounded,), 1.0, "streamharness run"))
+    figures = _figures(page)
+    dist = figures["fig-dist-1"]
+    labels = [a["text"] for a in dist["layout"]["annotations"]]
+    assert "p50 = p90 = p99 50.0 ms" in labels  # both streams: TTFT 50 ms
+    assert "ttft p95 <= 60.0 ms" in labels
+    titles = [dist["layout"][k]["title"]["text"] for k in ("xaxis", "xaxis2")]
+    assert titles == ["TTFT (ms, linear)", "ITL (ms, linear)"]
+    overview = figures["fig-by-scenario"]
+    assert [t["name"] for t in overview["data"][:4]] == ["min to max", "p50", "p90", "p99"]
 
 
 def test_failure_summary_prints_seed_and_replay() -> None:
@@ -183,11 +245,13 @@ def test_write_reports(tmp_path: Path) -> None:
     assert names[:4] == ["broken-7.txt", "concurrency-7.txt", "junit.xml", "nginx_idle-7.txt"]
     assert {"report.json", "report.html", "report.txt", "sse_resume-7.txt"} <= set(names)
     json.loads((tmp_path / "out" / "report.json").read_text())
+    # one copy of Plotly beside the page, the one the plotly package ships
+    js = tmp_path / "out" / "plotly.min.js"
+    assert js in written and js.stat().st_size > 1_000_000
 
 
-def _find_all(text: str, needle: str) -> list[int]:
-    out, i = [], text.find(needle)
-    while i != -1:
-        out.append(i)
-        i = text.find(needle, i + 1)
-    return out
+def test_report_json_reads_back_into_the_same_summary() -> None:
+    original = summary()
+    again = summary_from_dict(json.loads(render_json(original)))
+    assert render_json(again) == render_json(original)
+    assert again.results[1].streams[0].ended_t == original.results[1].streams[0].ended_t

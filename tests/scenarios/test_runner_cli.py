@@ -101,26 +101,40 @@ def test_failure_prints_seed_and_replay_and_exits_non_zero(
     assert "FAILED end_marker_in_answer on naive (seed 99)" in out
     assert "replay: streamharness replay 99 end_marker_in_answer --target naive" in out
     assert "text equals the mock's answer" in out
+    assert out.splitlines()[-1] == f"HTML report: {tmp_path / 'report.html'}"
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["results"][0]["verdict"] == "fail"
     suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "1"
     assert (tmp_path / "end_marker_in_answer-99.txt").read_text().count("[FAIL]") >= 1
     # The same failure is what the scenario expects of the naive server.
-    assert runner_cli.run_main([*argv, "--expectations"]) == 0
+    assert runner_cli.run_main([*argv, "--expectations", "--no-report"]) == 0
 
 
 @pytest.mark.integration
-def test_replay_runs_one_scenario_with_the_seed(capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_runs_one_scenario_with_the_seed_and_reports_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
     assert runner_cli.replay_main(["5", "end_marker_in_answer", "-q"]) == 0
     out = capsys.readouterr().out
     assert "end_marker_in_answer  5     PASS" in out
     assert "1 runs on reference (seed 5): 1 pass" in out
+    # No --report: a new folder under streamharness-reports/, its HTML report named last.
+    (folder,) = [p for p in (tmp_path / "streamharness-reports").iterdir() if p.is_dir()]
+    html = Path(out.splitlines()[-1].removeprefix("HTML report: "))
+    assert html == Path("streamharness-reports") / folder.name / "report.html"
+    assert (tmp_path / html).is_file() and (folder / "junit.xml").is_file()
 
 
 @pytest.mark.integration
-def test_repeat_derives_one_seed_per_repetition(capsys: pytest.CaptureFixture[str]) -> None:
-    assert runner_cli.run_main(["end_marker_in_answer", "--seed", "5", "--repeat", "2", "-q"]) == 0
+def test_repeat_derives_one_seed_per_repetition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["end_marker_in_answer", "--seed", "5", "--repeat", "2", "-q", "--no-report"]
+    assert runner_cli.run_main(argv) == 0
+    assert list(tmp_path.iterdir()) == []  # --no-report: not even the default folder
     out = capsys.readouterr().out
     assert "2 runs on reference (seed 5): 2 pass" in out
     seeds = [line.split()[1] for line in out.splitlines() if line.startswith("end_marker_in")]
@@ -158,7 +172,8 @@ def test_progress_without_a_terminal_prints_one_line_per_run() -> None:
 
 @pytest.mark.integration
 def test_ctrl_c_stops_every_process_and_exits_130() -> None:
-    argv = [sys.executable, "-m", "streamharness.cli", "run", "upstream_429_then_success", "-q"]
+    argv = [sys.executable, "-m", "streamharness.cli", "run", "upstream_429_then_success", "-q",
+            "--no-report"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         children = wait_for(

@@ -41,7 +41,8 @@ def naive() -> Iterator[Naive]:
 
 
 def _run(naive: Naive, *args: str) -> list[str]:
-    return ["--target", naive.url, "--mock-port", str(naive.provider_port), "-q", *args]
+    return ["--target", naive.url, "--mock-port", str(naive.provider_port), "-q", "--no-report",
+            *args]  # fmt: skip
 
 
 def test_a_url_target_gets_the_provider_url_and_one_message_first(

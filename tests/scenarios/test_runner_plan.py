@@ -7,7 +7,8 @@ from scenarios.drivers import StreamState
 from scenarios.model import load_catalogue, parse_scenario
 from scenarios.observe import observation
 from scenarios.plan import ClientPlan, describe_plan, plan_run
-from scenarios.runner import RunOptions, replay_command
+from scenarios.report import Bound
+from scenarios.runner import RunOptions, bounds_of, replay_command
 
 SCENARIO = parse_scenario(
     """\
@@ -147,3 +148,12 @@ def test_a_fault_due_at_0_ms_is_in_place_before_the_clients_start() -> None:
     )
     zero, later = plan_run(scenario, 1).actions
     assert zero.at_start and not later.at_start
+
+
+def test_the_limits_of_band_checks_go_to_the_report() -> None:
+    by_name = {s.name: s for s in load_catalogue()}
+    assert bounds_of(by_name["four_transports"]) == (
+        Bound("ttft", "ttft p50 <=", 250.0),
+        Bound("ttft", "ttft each >=", 250.0),
+    )
+    assert bounds_of(by_name["concurrency"]) == ()
