@@ -64,6 +64,10 @@ class RunOptions:
     # The model the clients ask the target for (default: the scenario's mock.model).
     target_model: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Where the scenarios came from, for the replay line: ``--catalogue`` and, per scenario
+    # loaded with ``--file``, that file.
+    catalogue: str | None = None
+    scenario_files: Mapping[str, str] = field(default_factory=dict)
     toxiproxy_url: str | None = None
     nginx_binary: str | None = None
     # Where the reference server keeps its streams, instead of the scenario's stack.store.
@@ -98,6 +102,16 @@ def replay_command(seed: int, scenario: str, options: RunOptions | None = None) 
         args += ["--store", opts.store]
     if opts.target_model is not None:
         args += ["--target-model", opts.target_model]
+    if opts.catalogue is not None:
+        args += ["--catalogue", opts.catalogue]
+    if scenario in opts.scenario_files:
+        args += ["--file", opts.scenario_files[scenario]]
+    if opts.toxiproxy_url is not None:
+        args += ["--toxiproxy-url", opts.toxiproxy_url]
+    if opts.nginx_binary is not None:
+        args += ["--nginx", opts.nginx_binary]
+    for name in opts.mock_models:
+        args += ["--mock-model", name]
     command = shlex.join(args)
     # Headers often carry keys: not printed, but a replay needs them again.
     return command + " (plus your --header options)" if opts.headers else command

@@ -268,6 +268,9 @@ def _options(args: argparse.Namespace, err: TextIO) -> RunOptions | None:
         log_dir=args.logs,
         mock_port=args.mock_port,
         mock_models=tuple(args.mock_models),
+        catalogue=None if args.catalogue is None else str(args.catalogue),
+        # A scenario file's name is its scenario's name (model.load_scenario_file checks).
+        scenario_files={Path(f).stem: str(f) for f in args.files},
     )
     try:
         target = options.resolve()
@@ -474,17 +477,10 @@ def replay_main(argv: Sequence[str] | None = None) -> int:
             f"streamharness: {model.UnknownScenarioError(args.scenario, list(by_name))}", file=err
         )
         return EXIT_USAGE
-    command = replay_command(
-        args.seed,
-        args.scenario,
-        RunOptions(
-            target=args.target,
-            profile=args.target_profile,
-            mock_port=args.mock_port,
-            target_model=args.target_model,
-            store=args.store,
-        ),
-    )
+    options = _options(args, err)
+    if options is None:
+        return EXIT_USAGE
+    command = replay_command(args.seed, args.scenario, options)
     return _execute([by_name[args.scenario]], args, args.seed, 1, command, sys.stdout, err)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scenarios import runner_cli
+from scenarios import model, runner_cli
 from scenarios.report import ScenarioResult
 from scenarios.seeds import repetition_seed
 from streamharness import cli
@@ -192,3 +193,29 @@ def test_ctrl_c_stops_every_process_and_exits_130() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.integration
+def test_the_printed_replay_line_replays_a_scenario_from_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A scenario of the user's own, from a file, that fails on the naive server.
+    source = model.CATALOGUE_DIR / "end_marker_in_answer.yaml"
+    mine = tmp_path / "my_end_marker.yaml"
+    mine.write_text(source.read_text().replace("name: end_marker_in_answer", "name: my_end_marker"))
+    argv = ["my_end_marker", "--file", str(mine), "--target", "naive", "--seed", "41", "-q"]
+    assert runner_cli.run_main([*argv, "--mock-model", "gpt-4o-mini", "--no-report"]) == 1
+    out = capsys.readouterr().out
+    (line,) = [x.strip() for x in out.splitlines() if x.strip().startswith("replay: ")]
+    command = line.removeprefix("replay: ")
+    assert f"--file {mine}" in command and "--mock-model gpt-4o-mini" in command
+    # Run exactly what was printed, as a user would paste it.
+    args = shlex.split(command)
+    assert args[:2] == ["streamharness", "replay"]
+    replayed = subprocess.run(
+        [sys.executable, "-m", "streamharness.cli", *args[1:], "-q", "--no-report"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert "FAILED my_end_marker on naive (seed 41)" in replayed.stdout
+    assert "text equals the mock's answer" in replayed.stdout
