@@ -208,9 +208,8 @@ class Progress:
     def done(self, result: ScenarioResult) -> None:
         if not self.enabled:
             return
+        # A skip's reason is printed once, in the SKIPPED lines after the table.
         line = f"{self.prefix}: {result.verdict.upper()} in {result.duration_s:.1f} s"
-        if result.verdict == "skip":
-            line += f" ({result.reason})"
         if self.tty:
             self.stream.write("\r" + line.ljust(self._width) + "\n")
             self._width = 0
@@ -238,6 +237,17 @@ async def _run_all(
             progress.done(result)
             results.append(result)
     return results
+
+
+def _expectations_hint(results: Sequence[ScenarioResult], expectations: bool) -> str:
+    """When failures are what the scenarios expect of this target, say how to gate on that."""
+    failed = [r for r in results if r.verdict in ("fail", "error")]
+    if expectations or not failed or any(r.as_expected is not True for r in failed):
+        return ""
+    return (
+        f"every failure ({len(failed)}) is what the scenarios expect of this target: "
+        "add --expectations to exit 0 when verdicts are as expected"
+    )
 
 
 def _exit_code(results: Sequence[ScenarioResult], expectations: bool) -> int:
@@ -356,6 +366,9 @@ def _execute(
         print(f"SKIPPED {r.scenario}: {r.reason}", file=out)
     for block in summarise_failures(results):
         print(block, file=out)
+    hint = _expectations_hint(results, args.expectations)
+    if hint:
+        print(hint, file=out)
     folder = chosen_report_dir(args)
     if folder is not None:
         written = write_reports(summary, folder)

@@ -168,7 +168,7 @@ def test_progress_without_a_terminal_prints_one_line_per_run() -> None:
     progress.update("3/4 streams ended")
     skipped = ScenarioResult(scenario="x", target="naive", seed=1, verdict="skip", reason="why")
     progress.done(skipped)
-    assert stream.getvalue() == "[1/1] x (seed 1): SKIP in 0.0 s (why)\n"
+    assert stream.getvalue() == "[1/1] x (seed 1): SKIP in 0.0 s\n"  # the reason comes later
 
 
 @pytest.mark.integration
@@ -219,3 +219,20 @@ def test_the_printed_replay_line_replays_a_scenario_from_a_file(
     assert replayed.returncode == 1, replayed.stdout + replayed.stderr
     assert "FAILED my_end_marker on naive (seed 41)" in replayed.stdout
     assert "text equals the mock's answer" in replayed.stdout
+
+
+@pytest.mark.integration
+def test_expected_failures_hint_at_expectations_and_skips_are_said_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["end_marker_in_answer", "mid_stream_cancel", "--target", "naive", "--seed", "3"]
+    assert runner_cli.run_main([*argv, "--no-report"]) == 1
+    captured = capsys.readouterr()
+    assert (
+        "every failure (1) is what the scenarios expect of this target: add --expectations"
+        in captured.out
+    )
+    reason = "needs a cancel message; profile tutorial declares none"
+    assert (captured.out + captured.err).count(reason) == 1
+    assert runner_cli.run_main([*argv, "--no-report", "--expectations"]) == 0
+    assert "add --expectations" not in capsys.readouterr().out
