@@ -227,6 +227,16 @@ def build_load_parser() -> argparse.ArgumentParser:
         help="the mock's timing profile when the reference stack is started (default fast)",
     )  # fmt: skip
     parser.add_argument(
+        "--server-workers", type=positive_int, default=1, metavar="N",
+        help="without --target: N reference-server workers behind nginx (round-robin), "
+        "sharing their streams in Redis; needs nginx and redis-server (default 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--store", choices=("memory", "redis"), default=None,
+        help="without --target: where the workers keep their streams (default: memory for "
+        "one worker, redis for several)",
+    )  # fmt: skip
+    parser.add_argument(
         "--locust-arg", action="append", default=[], metavar="ARG",
         help="extra argument passed to Locust as is (repeatable)",
     )  # fmt: skip
@@ -506,6 +516,9 @@ async def _with_stack(args: argparse.Namespace) -> int:
         print(f"load: cannot start the reference stack ({exc}); pass --target URL",
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
+    from scenarios.stack import StackError
+
+    workers: int = args.server_workers
     # --directives lets --prompt carry "[[mock ttft_ms=... itl_ms=... tokens=...]]" through
     # the server to the mock, so a load test can choose its own schedule.
     spec = StackSpec(
@@ -513,13 +526,50 @@ async def _with_stack(args: argparse.Namespace) -> int:
         mock_profile=args.mock_profile,
         mock_seed=args.seed,
         mock_args=("--directives",),
+        server_workers=workers,
+        nginx=workers > 1,
+        store=args.store,
     )
     log_dir = args.out / "stack-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    async with Stack(spec, log_dir=log_dir) as stack:
-        url = stack.client_http_url
-        print(f"load: started the reference stack ({url}, mock profile {args.mock_profile})")
-        return await asyncio.to_thread(run_load, args, url)
+    try:
+        async with Stack(spec, log_dir=log_dir) as stack:
+            url = stack.client_http_url
+            shape = "" if workers == 1 else f", {workers} workers behind nginx"
+            print(f"load: started the reference stack ({url}{shape}, store {args.store}, "
+                  f"mock profile {args.mock_profile})")  # fmt: skip
+            code = await asyncio.to_thread(run_load, args, url)
+            if workers > 1:
+                await _report_workers(stack.server_urls, args)
+            return code
+    except StackError as exc:
+        print(f"load: the reference stack failed: {exc}; its logs are in {log_dir}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_RUN_FAILED
+
+
+async def _report_workers(urls: Sequence[str], args: argparse.Namespace) -> None:
+    """Each worker's share of the run, from its own ``/stats``: with round-robin every one
+    should have served streams (``workers.json`` in the report folder)."""
+    import httpx
+
+    rows: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        for n, url in enumerate(urls, 1):
+            try:
+                stats = (await http.get(f"{url}/stats")).json()
+                totals = stats["totals"]
+                row = {"worker": n, "url": url, "pid": stats["pid"], "store": stats["store"],
+                       "streams": totals["streams"], "ws_connections": totals["ws_connections"],
+                       "upstream_requests": totals["upstream_requests"]}  # fmt: skip
+                print(f"load: worker {n} ({url}, pid {row['pid']}): {row['streams']} streams "
+                      f"started, {row['upstream_requests']} upstream requests")  # fmt: skip
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                row = {"worker": n, "url": url, "error": str(exc)}
+                print(f"load: worker {n} ({url}): no /stats ({exc})", file=sys.stderr)
+            rows.append(row)
+    if not args.no_report:
+        (args.out / "workers.json").write_text(json.dumps(rows, indent=2))
 
 
 def _profile_problem(args: argparse.Namespace) -> str | None:
@@ -548,6 +598,37 @@ def _profile_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _stack_problem(args: argparse.Namespace) -> str | None:
+    """Check --server-workers / --store (and settle the store) before anything starts."""
+    if args.target is not None:
+        if args.server_workers != 1 or args.store is not None:
+            return (
+                "--server-workers and --store shape the stack started without --target; "
+                "drop them, or drop --target"
+            )
+        return None
+    if args.store is None:
+        args.store = "redis" if args.server_workers > 1 else "memory"
+    if args.server_workers > 1 and args.store == "memory":
+        # Each worker would know only its own streams: a resume that nginx sends to another
+        # worker fails. The workers scenarios show that bug; a load run measures the fix.
+        return (
+            "--server-workers > 1 shares streams through Redis; --store memory would lose "
+            "every resume that lands on another worker (use --store redis, or leave it out)"
+        )
+    from scenarios.stack.nginx import NginxUnavailable, find_nginx
+    from scenarios.stack.redis import RedisUnavailable, find_redis
+
+    try:
+        if args.server_workers > 1:
+            find_nginx()
+        if args.store == "redis":
+            find_redis()
+    except (NginxUnavailable, RedisUnavailable) as exc:
+        return f"{exc} (needed by --server-workers {args.server_workers} --store {args.store})"
+    return None
+
+
 def load_main(argv: Sequence[str] | None = None) -> int:
     parser = build_load_parser()
     args = parse_or_status(parser, argv)
@@ -568,6 +649,8 @@ def load_main(argv: Sequence[str] | None = None) -> int:
         problem = (
             f"--cancel-rate needs a cancellable transport (ws, sse, polling), not {args.transport}"
         )
+    if problem is None:
+        problem = _stack_problem(args)
     if problem is None and args.cancel_rate + args.drop_rate > 1:
         problem = "--cancel-rate + --drop-rate must not exceed 1"
     if problem:

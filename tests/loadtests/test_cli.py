@@ -33,6 +33,14 @@ from loadtests.cli import (
         (["--transport", "tutorial", "--drop-rate", "0.5"], "--drop-rate needs a resumable"),
         (["--transport", "blocking", "--cancel-rate", "0.5"], "--cancel-rate needs a cancellable"),
         (["--cancel-rate", "0.7", "--drop-rate", "0.7"], "must not exceed 1"),
+        (["--server-workers", "0"], "--server-workers: must be at least 1"),
+        (["--store", "disk"], "invalid choice: 'disk'"),
+        (["--server-workers", "2", "--store", "memory"], "--store memory would lose every resume"),
+        (
+            ["--target", "http://127.0.0.1:9", "--server-workers", "2"],
+            "drop them, or drop --target",
+        ),
+        (["--target", "http://127.0.0.1:9", "--store", "redis"], "drop them, or drop --target"),
     ],
 )
 def test_bad_load_arguments(
@@ -120,3 +128,20 @@ def test_out_is_an_alias_of_report_and_excludes_it(capsys: pytest.CaptureFixture
     assert load_main(["--out", "x", "--report", "y"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
     assert load_main(["--out", "x", "--no-report"]) == 2
+
+
+@pytest.mark.parametrize(("missing", "needed"), [("nginx", "nginx"), ("redis", "redis-server")])
+def test_server_workers_without_nginx_or_redis_exit_2_naming_it(
+    missing: str, needed: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scenarios.stack import nginx, redis
+
+    def absent(binary: str | None = None) -> str:
+        if missing == "nginx":
+            raise nginx.NginxUnavailable("nginx is not installed")
+        raise redis.RedisUnavailable("redis-server is not installed")
+
+    monkeypatch.setattr(nginx if missing == "nginx" else redis, f"find_{missing}", absent)
+    assert load_main(["--server-workers", "2", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert needed in err and "needed by --server-workers 2 --store redis" in err

@@ -283,6 +283,37 @@ def test_without_target_it_starts_the_reference_stack_and_reports_by_default(
     assert "*" in (tmp_path / "streamharness-reports" / ".gitignore").read_text().split()
 
 
+def test_server_workers_share_the_load_behind_nginx_and_redis(tmp_path: Path) -> None:
+    from scenarios.stack.nginx import NginxUnavailable, find_nginx
+    from scenarios.stack.redis import RedisUnavailable, find_redis
+
+    try:
+        find_nginx()
+        find_redis()
+    except (NginxUnavailable, RedisUnavailable) as exc:
+        pytest.skip(f"needs nginx and redis-server: {exc}")
+    r, s = run_load(
+        tmp_path, "--users", "2", "--duration", "3s", "--transport", "ws",
+        "--server-workers", "2", "--max-error-rate", "0", "-q",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 workers behind nginx, store redis" in r.stdout
+    assert s["outcomes"]["completed"] >= 4 and s["error_rate"] == 0
+    workers = json.loads((tmp_path / "workers.json").read_text())
+    # Each worker's own /stats: two processes, both on Redis, both started streams (nginx's
+    # round-robin gave each user's WebSocket to a different one), and between them every
+    # stream the users opened, each generated once.
+    assert [w["worker"] for w in workers] == [1, 2], workers
+    assert len({w["pid"] for w in workers}) == 2
+    assert {w["store"] for w in workers} == {"redis"}
+    assert all(w["streams"] >= 1 for w in workers), workers
+    assert sum(w["streams"] for w in workers) == s["streams"]
+    assert sum(w["upstream_requests"] for w in workers) == s["streams"]
+    assert re.search(
+        r"load: worker 2 \(http://127\.0\.0\.1:\d+, pid \d+\): [1-9]\d* streams", r.stdout
+    )
+
+
 def test_idle_connection_closed_by_heartbeat_is_reopened_not_an_error(
     live_stack: LiveStack, tmp_path: Path
 ) -> None:
