@@ -8,7 +8,10 @@ more process and two more loopback legs, next to no work), (3) through the refer
 path adds over direct, tokens/s, and the relay process's CPU (percent of one core, µs per
 relayed token) and memory (RSS). The bare hop is the floor: what any relay in its own process
 costs on this machine before it does any work, so "reference over the bare hop" is what the
-reference server's own code adds. Then:
+reference server's own code adds. With ``--workers-row``, (5) the reference server as two
+workers behind nginx round-robin sharing their streams in Redis (the tutorial's production
+layout, ``StackSpec(server_workers=2, store="redis")``): its line says what that layout adds
+over one worker, in the same run (nginx's hop included). Then:
 
 - **throughput**: an instant schedule (no TTFT, no ITL) at the highest concurrency, so the
   token rate is what the chain can relay, not what the schedule allows;
@@ -117,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         "what one more process on the path costs (default: on; --no-bare-hop saves a cell per "
         "round)",
     )
+    p.add_argument(
+        "--workers-row",
+        action="store_true",
+        help="also stream through two reference workers behind nginx sharing Redis, and say "
+        "what that adds over one worker (needs nginx and redis-server; default: off)",
+    )
     add_arrival_arguments(p)
     p.add_argument(
         "--out",
@@ -154,14 +163,12 @@ class Measured:
 
 
 async def _measure(
-    proc: psutil.Process | None, host: str, user_class: str, users: int, prompt: str,
+    procs: Sequence[psutil.Process], host: str, user_class: str, users: int, prompt: str,
     args: argparse.Namespace, name: str, arrival: Arrival,
 ) -> Measured:  # fmt: skip
     def cpu() -> float:
-        if proc is None:
-            return 0.0
-        t = proc.cpu_times()
-        return float(t.user + t.system)
+        # Several processes (the workers): their CPU adds up, as their RSS below.
+        return float(sum(t.user + t.system for t in (p.cpu_times() for p in procs)))
 
     before = cpu()
     cell = await asyncio.to_thread(
@@ -169,7 +176,7 @@ async def _measure(
         duration_s=arrival.run_time(args.duration), out_dir=args.out, name=name,
         processes=args.processes, extra=["--sh-prompt", prompt, *arrival.locust_args(users)],
     )  # fmt: skip
-    rss = proc.memory_info().rss / 2**20 if proc is not None else 0.0
+    rss = sum(p.memory_info().rss for p in procs) / 2**20
     ttft = steady_ttft(cell.metrics, arrival.ramp_s)
     return Measured(cell, cpu() - before, rss, ttft, ttft.count)
 
@@ -254,25 +261,33 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     notes: list[str] = []
     ref_spec = StackSpec(target="reference", mock_args=("--directives",), mock_proxy=args.bare_hop)
     naive_spec = StackSpec(target="naive", mock_args=("--directives",))
-    async with (
-        Stack(ref_spec, log_dir=args.out / "reference-logs") as ref,
-        Stack(naive_spec, log_dir=args.out / "naive-logs") as naive,
-    ):
+    async with contextlib.AsyncExitStack() as stacks:
+        ref = await stacks.enter_async_context(Stack(ref_spec, log_dir=args.out / "reference-logs"))
+        naive = await stacks.enter_async_context(Stack(naive_spec, log_dir=args.out / "naive-logs"))
+        workers = None
+        if args.workers_row:
+            workers = await stacks.enter_async_context(
+                Stack(WORKERS_SPEC, log_dir=args.out / "workers-logs")
+            )
         assert ref.server is not None and ref.server.pid is not None
         assert naive.server is not None and naive.server.pid is not None
         ref_proc, naive_proc = psutil.Process(ref.server.pid), psutil.Process(naive.server.pid)
-        targets: list[tuple[str, psutil.Process | None, str, str]] = [
-            ("direct", None, ref.mock_url, "OpenAIUser")
+        targets: list[tuple[str, list[psutil.Process], str, str]] = [
+            ("direct", [], ref.mock_url, "OpenAIUser")
         ]
         if args.bare_hop:
             assert ref.faultproxy is not None and ref.faultproxy.pid is not None
             assert ref.mock_proxy_url is not None
             hop = psutil.Process(ref.faultproxy.pid)
-            targets.append(("bare hop", hop, ref.mock_proxy_url, "OpenAIUser"))
+            targets.append(("bare hop", [hop], ref.mock_proxy_url, "OpenAIUser"))
         targets += [
-            ("reference", ref_proc, ref.server_url, "WsV1User"),
-            ("naive", naive_proc, naive.server_url, "TutorialUser"),
+            ("reference", [ref_proc], ref.server_url, "WsV1User"),
+            ("naive", [naive_proc], naive.server_url, "TutorialUser"),
         ]
+        if workers is not None:
+            pids = [w.pid for w in workers.servers if w.pid is not None]
+            procs = [psutil.Process(pid) for pid in pids]
+            targets.append((WORKERS_PATH, procs, workers.client_http_url, "WsV1User"))
         # Idle memory first, on servers that have not served yet: after the load cells the
         # heap has room to spare and new connections barely move RSS.
         for label, server, url, v1 in (
@@ -298,9 +313,9 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
         added: dict[tuple[str, int], list[tuple[float, float]]] = {}
         for users, text, tag, arrival in phases:
             measured: dict[str, Measured] = {}
-            for target, proc, host, user_class in targets:
+            for target, procs, host, user_class in targets:
                 name = _cell_name(target, users, tag)
-                m = await _measure(proc, host, user_class, users, text, args, name, arrival)
+                m = await _measure(procs, host, user_class, users, text, args, name, arrival)
                 measured[target] = m
                 direct = measured.get("direct")
                 rows.append(_row(target, tag, users, m, direct))
@@ -316,25 +331,38 @@ async def _run(args: argparse.Namespace) -> tuple[list[list[str]], list[str]]:
     return rows, notes
 
 
-# Added TTFT summarised per concurrency: each path over direct, and the reference server over
-# the bare hop (what its own code adds beyond being one more process on the path).
+# --workers-row: the tutorial's production layout, nginx round-robin over two workers that
+# share their streams in a private redis-server.
+WORKERS_PATH = "2 workers + redis"
+WORKERS_SPEC = StackSpec(
+    target="reference", mock_args=("--directives",), server_workers=2, nginx=True, store="redis"
+)
+
+# Added TTFT summarised per concurrency: each path over direct, the reference server over
+# the bare hop (what its own code adds beyond being one more process on the path), and the
+# two workers over one (what nginx, the second worker and Redis add).
 _COMPARED = [
     ("bare hop", "direct"),
     ("reference", "direct"),
     ("reference", "bare hop"),
     ("naive", "direct"),
+    (WORKERS_PATH, "direct"),
+    (WORKERS_PATH, "reference"),
 ]
 
 
 def _compared_name(relay: str, base: str) -> str:
+    if base == "reference":
+        return f"{relay} over one worker"
     return relay if base == "direct" else f"{relay} over the {base}"
 
 
 def _cell_name(target: str, users: int, tag: str) -> str:
     """File-name stem of a cell: ``reference-500``, ``reference-500-2``, ``direct-500-instant``,
-    ``bare-hop-500``."""
+    ``bare-hop-500``, ``2-workers-redis-500``."""
     suffix = tag.strip().strip("()").lstrip("#")
-    return f"{target.replace(' ', '-')}-{users}" + (f"-{suffix}" if suffix else "")
+    stem = "-".join(target.replace("+", " ").split())
+    return f"{stem}-{users}" + (f"-{suffix}" if suffix else "")
 
 
 def added_ttft(relay: ExactHistogram, direct: ExactHistogram) -> tuple[float, float] | None:
@@ -396,6 +424,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         or args.repeat < 1
     ):
         parser.error("--duration > 0, --tokens >= 2, --idle >= 1, --processes >= 1, --repeat >= 1")
+    if args.workers_row:
+        from scenarios.stack import NginxUnavailable, RedisUnavailable
+        from scenarios.stack.nginx import find_nginx
+        from scenarios.stack.redis import find_redis
+
+        try:
+            find_nginx()
+            find_redis()
+        except (NginxUnavailable, RedisUnavailable) as exc:
+            parser.error(f"--workers-row needs nginx and redis-server: {exc}")
     args.out.mkdir(parents=True, exist_ok=True)
     rows, notes = asyncio.run(_run(args))
     header = [
@@ -406,6 +444,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown_table(header, rows)
     command = command_line(argv)
     legend = "ms; '+' = added over direct at the same concurrency"
+    if args.workers_row:
+        legend += (
+            f"; {WORKERS_PATH} = the reference server as two workers behind nginx "
+            "round-robin, sharing their streams in redis-server"
+        )
     if args.bare_hop:
         legend += (
             "; bare hop = the direct client through the embedded fault proxy, no toxic: one "

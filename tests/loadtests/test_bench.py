@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,53 @@ def test_relay_paths_and_the_bare_hop_baseline(tmp_path: Path) -> None:
     assert rows["bare hop"][14].endswith("%") and rows["direct"][14] == "-"
     assert "reference over the bare hop at 2: added TTFT p50" in text
     assert "KiB RSS per idle WebSocket" in text
+
+
+def test_relay_workers_row_says_what_two_workers_and_redis_add(tmp_path: Path) -> None:
+    from scenarios.stack.nginx import NginxUnavailable, find_nginx
+    from scenarios.stack.redis import RedisUnavailable, find_redis
+
+    try:
+        find_nginx()
+        find_redis()
+    except (NginxUnavailable, RedisUnavailable) as exc:
+        pytest.skip(f"--workers-row needs nginx and redis-server: {exc}")
+    r = bench(
+        "relay", "--concurrency", "2", "--duration", "1", "--idle", "2", "--tokens", "3",
+        "--ttft-ms", "50", "--itl-ms", "10", "--throughput-tokens", "10", "--no-bare-hop",
+        "--workers-row", "--out", str(tmp_path), timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = (tmp_path / "relay.md").read_text()
+    rows = {row[0]: row for row in _rows(text)}
+    assert list(rows)[:4] == ["direct", "reference", "naive", "2 workers + redis"]
+    workers = rows["2 workers + redis"]
+    assert workers[4] == "0%" and int(workers[2]) >= 2  # streams done, no errors
+    assert 40 <= float(workers[5]) <= 200  # TTFT p50 near the 50 ms schedule
+    assert workers[14].endswith("%")  # the two workers' CPU, added up
+    added = re.search(
+        r"2 workers \+ redis over one worker at 2: added TTFT p50 ([-+]\d+\.\d+) ms", text
+    )
+    assert added is not None, text
+    assert -50 <= float(added.group(1)) <= 100  # same run, same schedule: small either way
+
+
+def test_relay_workers_row_without_redis_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from loadtests.bench import relay
+    from scenarios.stack import redis
+
+    def absent(binary: str | None = None) -> str:
+        raise redis.RedisUnavailable("redis-server is not installed")
+
+    monkeypatch.setattr(redis, "find_redis", absent)
+    with pytest.raises(SystemExit) as exited:
+        relay.main(["--workers-row", "--out", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "--workers-row needs nginx and redis-server: redis-server is not installed" in (
+        capsys.readouterr().err
+    )
 
 
 def test_lifecycle_times_cancel_and_drop_to_the_provider() -> None:

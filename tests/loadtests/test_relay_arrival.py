@@ -109,6 +109,7 @@ def test_repeated_rounds_are_summarised_by_median_and_range() -> None:
     assert _cell_name("reference", 500, " #2") == "reference-500-2"
     assert _cell_name("direct", 500, " (instant)") == "direct-500-instant"
     assert _cell_name("bare hop", 500, "") == "bare-hop-500"
+    assert _cell_name("2 workers + redis", 500, " #2") == "2-workers-redis-500-2"
     assert repeat_summary("reference over the bare hop", 500, [(0.42, 2.5)], 1) == (
         "reference over the bare hop at 500: added TTFT p50 +0.42 ms, p99 +2.50 ms in one round"
     )
