@@ -14,7 +14,8 @@ Exact metrics: each process keeps a :class:`~loadtests.metrics.LoadMetrics`; wor
 their delta to the master on every Locust report (``report_to_master``/``worker_report``), so
 the master's copy equals what one process would have computed from every sample. When the
 run ends the master (or the only process) prints the summary table and, with
-``--sh-metrics-out FILE``, writes the serialised metrics for ``streamharness load`` to gate on.
+``--sh-metrics-out FILE``, writes the serialised metrics for ``streamharness load`` to gate on;
+a worker given ``--sh-worker-metrics-out FILE`` writes there everything it shipped.
 """
 
 from __future__ import annotations
@@ -132,11 +133,24 @@ def _on_init(environment: Environment, **_: Any) -> None:
     runner = environment.runner
 
     if isinstance(runner, WorkerRunner):
+        # What this worker sent the master, for --sh-worker-metrics-out: on several machines
+        # each one can keep (and check) its share of the master's figures. Read now: the
+        # master's spawn message overwrites every --sh- option with the master's own values
+        # (and workers forked by --processes share the master's --sh-metrics-out file).
+        shipped = LoadMetrics()
+        own_out = getattr(environment.parsed_options, "sh_worker_metrics_out", "")
 
         def _ship(client_id: str, data: dict[str, Any]) -> None:
-            data[_REPORT_KEY] = metrics_of(environment).take().to_dict()
+            delta = metrics_of(environment).take()
+            data[_REPORT_KEY] = delta.to_dict()
+            shipped.merge(delta)
+
+        def _write_shipped(**_: Any) -> None:
+            if own_out:
+                _write_atomically(Path(own_out), json.dumps(shipped.to_dict()))
 
         _listen(environment.events.report_to_master, _ship)
+        _listen(environment.events.quit, _write_shipped)
 
     if isinstance(runner, MasterRunner):
 

@@ -139,6 +139,9 @@ OPTIONS: tuple[Option, ...] = (
            "soak, sweep (4 plateaus); docs/loadtests.md", choices=SHAPE_NAMES,
            load=True, user=False),
     Option("metrics_out", str, "", "write exact metrics JSON here", user=False),
+    Option("worker_metrics_out", str, "",
+           "a --worker started on its own: write the exact metrics it shipped to the master "
+           "here when it quits (its share of the master's figures)", user=False),
     Option("progress_out", str, "",
            "rewrite a progress snapshot JSON (users, streams, errors, tokens, TTFT p50) here "
            "every second", user=False),

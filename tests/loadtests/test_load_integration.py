@@ -12,8 +12,10 @@ import csv
 import json
 import re
 import socket
+import statistics
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,83 @@ def test_processes_merge_into_one_exact_result(live_stack: LiveStack, tmp_path: 
     assert int(stats[("STREAM", "ws")]["Request Count"]) == ended_count(s)
     assert int(stats[("TTFT", "ws")]["Request Count"]) == s["outcomes"]["completed"]
     assert 190 <= p(s, "ttft") <= 330
+
+
+def test_master_and_two_separate_workers_merge_to_the_single_process_percentiles(
+    live_stack: LiveStack, tmp_path: Path
+) -> None:
+    # Locust on several machines, all on 127.0.0.1 here: a --master and two --worker processes
+    # started on their own, as on separate load machines.
+    from loadtests.cli import LOCUSTFILE
+    from loadtests.metrics import ERROR_OUTCOMES, PERCENTILES, ExactHistogram, LoadMetrics
+    from mockllm.childproc import free_port
+
+    locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    port = str(free_port())
+    master = subprocess.Popen(
+        [*locust, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+         "--headless", "--expect-workers", "2", "--expect-workers-max-wait", "40",
+         "-u", "4", "-r", "4", "-t", "4s", "--host", live_stack.server, "--only-summary",
+         "--sh-prompt", PROMPT, "--sh-think-min", "0", "--sh-think-max", "0", "--sh-quiet",
+         "--sh-metrics-out", str(tmp_path / "master.json"), "WsV1User"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    def worker(n: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", port,
+             "--sh-worker-metrics-out", str(tmp_path / f"worker{n}.json"), "WsV1User"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    workers = [worker(1), worker(2)]
+    procs = [master, *workers]
+    try:
+        logs = [proc.communicate(timeout=60)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert [proc.returncode for proc in procs] == [0, 0, 0], "\n---\n".join(logs)
+
+    def load(name: str) -> LoadMetrics:
+        return LoadMetrics.from_dict(json.loads((tmp_path / name).read_text()))
+
+    merged, *shares = load("master.json"), load("worker1.json"), load("worker2.json")
+    assert all(len(share.streams) >= 4 for share in shares)  # both machines streamed
+    # The master holds exactly the streams the workers measured, no more, no fewer...
+    rows = Counter(tuple(s.to_row()) for share in shares for s in share.streams)
+    assert Counter(tuple(s.to_row()) for s in merged.streams) == rows
+    assert merged.outcome_counts()["completed"] >= 8
+    # ...and its percentiles are those of one process over every one of those streams: numpy's
+    # linear interpolation over the raw values (10 us resolution, so within 5 us), per metric.
+    streams = [s for share in shares for s in share.streams]
+    raw = {
+        "ttft": [
+            s.ttft_s for s in streams if s.ttft_s is not None and s.outcome not in ERROR_OUTCOMES
+        ],
+        "e2e": [s.e2e_s for s in streams if s.e2e_s is not None],
+        "tpot": [s.tpot_s for s in streams if s.tpot_s is not None],
+    }
+    for metric, values in raw.items():
+        hist: ExactHistogram = getattr(merged, metric)
+        assert hist.count == len(values) >= 8, metric
+        single = statistics.quantiles(values, n=100, method="inclusive")
+        for q in PERCENTILES:
+            got = hist.interpolated_percentile(q)
+            assert got is not None and abs(got - single[int(q) - 1]) <= 6e-6, (metric, q)
+    # Every gap between tokens is only in histograms: the workers' added up are the master's.
+    itl = ExactHistogram()
+    for share in shares:
+        itl.merge(share.itl)
+    assert itl == merged.itl and itl.count >= 8 * 9
+    summary = merged.summary()["metrics_ms"]["ttft"]
+    assert summary["p99"] == pytest.approx(single_ms(raw["ttft"], 99), abs=0.006)
+
+
+def single_ms(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
 
 
 def test_two_concurrent_multi_process_runs_do_not_interfere(
