@@ -451,8 +451,12 @@ def _tail(path: Path, lines: int = 25) -> str:
         return ""
 
 
-def run_load(args: argparse.Namespace, host: str) -> int:
-    """One Locust run; its files go to ``args.out`` (a temporary folder with ``--no-report``)."""
+def run_load(
+    args: argparse.Namespace, host: str, after_run: Callable[[], None] | None = None
+) -> int:
+    """One Locust run; its files go to ``args.out`` (a temporary folder with ``--no-report``).
+    ``after_run``: called once the figures are printed, before the report lines (which end
+    the output)."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.json"
@@ -493,6 +497,8 @@ def run_load(args: argparse.Namespace, host: str) -> int:
         print(line)
     if metrics.empty:
         print("load: no stream finished during the run", file=sys.stderr)
+    if after_run is not None:
+        after_run()
     if not args.no_report:
         report = write_outputs(out, result, args.command_line, shlex.join(cmd))
         print(f"reports in {out}: summary.json, summary.csv, streams.csv, metrics.json, "
@@ -538,26 +544,25 @@ async def _with_stack(args: argparse.Namespace) -> int:
             shape = "" if workers == 1 else f", {workers} workers behind nginx"
             print(f"load: started the reference stack ({url}{shape}, store {args.store}, "
                   f"mock profile {args.mock_profile})")  # fmt: skip
-            code = await asyncio.to_thread(run_load, args, url)
-            if workers > 1:
-                await _report_workers(stack.server_urls, args)
-            return code
+            urls = stack.server_urls
+            after = (lambda: _report_workers(urls, args)) if workers > 1 else None
+            return await asyncio.to_thread(run_load, args, url, after)
     except StackError as exc:
         print(f"load: the reference stack failed: {exc}; its logs are in {log_dir}",
               file=sys.stderr)  # fmt: skip
         return EXIT_RUN_FAILED
 
 
-async def _report_workers(urls: Sequence[str], args: argparse.Namespace) -> None:
+def _report_workers(urls: Sequence[str], args: argparse.Namespace) -> None:
     """Each worker's share of the run, from its own ``/stats``: with round-robin every one
     should have served streams (``workers.json`` in the report folder)."""
     import httpx
 
     rows: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(timeout=5.0) as http:
+    with httpx.Client(timeout=5.0) as http:
         for n, url in enumerate(urls, 1):
             try:
-                stats = (await http.get(f"{url}/stats")).json()
+                stats = http.get(f"{url}/stats").json()
                 totals = stats["totals"]
                 row = {"worker": n, "url": url, "pid": stats["pid"], "store": stats["store"],
                        "streams": totals["streams"], "ws_connections": totals["ws_connections"],

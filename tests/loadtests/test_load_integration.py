@@ -388,6 +388,7 @@ def test_server_workers_share_the_load_behind_nginx_and_redis(tmp_path: Path) ->
     assert all(w["streams"] >= 1 for w in workers), workers
     assert sum(w["streams"] for w in workers) == s["streams"]
     assert sum(w["upstream_requests"] for w in workers) == s["streams"]
+    assert r.stdout.splitlines()[-1].startswith("HTML report: ")  # still the last line
     assert re.search(
         r"load: worker 2 \(http://127\.0\.0\.1:\d+, pid \d+\): [1-9]\d* streams", r.stdout
     )
