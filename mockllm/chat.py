@@ -2,10 +2,11 @@
 
 On a token's way this is the first step. The body is read and parsed (``request.py``), the
 request's control is resolved (server config < rule < headers and metadata < directive,
-``control.py``), the request is entered in the ledger, and the answer's
-:class:`~mockllm.generation.Script` (every event's bytes and due time, ``generation.py``) is
-built before the first byte goes out, a large one in a worker thread. ``respond.py`` then
-writes the script; the disconnect watch here cancels that the moment the client leaves.
+``control.py``), the request is entered in the ledger, and the answer's plan and
+:class:`~mockllm.generation.Script` are made (``generation.py``: the events' bytes and due
+times, built as the stream plays, a slice ahead of its schedule; a large non-streamed body or
+a long given text in a worker thread). ``respond.py`` then writes the script; the disconnect
+watch here cancels that the moment the client leaves.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from mockllm.control import (
 )
 from mockllm.errors import MockError, ShuttingDown, model_not_found
 from mockllm.generation import (
+    Body,
     Plan,
     Script,
+    base_seed,
     body_script,
     build_plan,
     completion_id,
-    estimated_tokens,
     stream_script,
+    tokens_built_up_front,
 )
 from mockllm.ledger import Entry
 from mockllm.redact import redact_headers
@@ -69,6 +72,8 @@ class Prepared(NamedTuple):
     messages: tuple[dict[str, Any], ...]
     # 0 when nothing was counted or recorded (a preview)
     sequence: int
+    # generation.base_seed: what the answer's content and id derive from
+    base: int
 
 
 async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Prepared:
@@ -106,21 +111,30 @@ async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Pr
         directive=directive,
     )
     sequence = app.ledger.next_seq() if commit else 0
-    return Prepared(body, request, control, messages, sequence)
+    base = base_seed(request, control, messages, config.seed)
+    return Prepared(body, request, control, messages, sequence, base)
 
 
-async def build(seed: int, prepared: Prepared, created: int | None) -> tuple[Plan, Script | None]:
+async def build(
+    seed: int, prepared: Prepared, created: int | None
+) -> tuple[Plan, Script | Body | None]:
     """The plan (and, given ``created``, the script) of an answer.
 
-    Building costs about 1.6 us per token, all at once: a 100,000-token answer would stall
-    every other stream for 0.16 s. Large answers are built in a worker thread instead, so
-    the GIL's switch interval (5 ms) bounds the stall.
+    A generated stream's tokens are made as it plays, a slice at a time. What must exist
+    before the first byte (a non-streamed body, the tokens of a given text or an echo) costs
+    about a microsecond per token: past a few thousand tokens that is built in a worker
+    thread instead, so the GIL's switch interval (5 ms) bounds how long other streams wait.
     """
     request, control, messages = prepared.request, prepared.control, prepared.messages
 
-    def build_now() -> tuple[Plan, Script | None]:
+    def build_now() -> tuple[Plan, Script | Body | None]:
         plan = build_plan(
-            request, control, messages=messages, server_seed=seed, sequence=prepared.sequence
+            request,
+            control,
+            messages=messages,
+            server_seed=seed,
+            sequence=prepared.sequence,
+            base=prepared.base,
         )
         if created is None:
             return plan, None
@@ -129,7 +143,7 @@ async def build(seed: int, prepared: Prepared, created: int | None) -> tuple[Pla
         return plan, body_script(plan, created=created)
 
     prompt = ChatRequest(request.model, messages).last_user_text
-    if estimated_tokens(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS:
+    if tokens_built_up_front(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS:
         return await asyncio.to_thread(build_now)
     return build_now()
 
@@ -160,6 +174,7 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
             messages=prepared.messages,
             server_seed=app.config.seed,
             sequence=prepared.sequence,
+            base=prepared.base,
         ),
         seq=prepared.sequence,
         model=request.model,
@@ -248,10 +263,9 @@ async def _respond(
 ) -> None:
     app.active_streams += 1
     try:
-        plan, built = await build(app.config.seed, prepared, created)
-        assert built is not None
-        script = built
-        entry.tokens = list(script.tokens)
+        plan, script = await build(app.config.seed, prepared, created)
+        assert script is not None
+        entry.tokens = script.tokens
         if plan.choices:
             entry.finish_reason = plan.choices[0].finish_reason
         entry.usage = plan.usage
@@ -261,10 +275,10 @@ async def _respond(
             await asyncio.sleep(faults.slow_headers_ms / 1000.0)
         if faults.status is not None:
             await status_fault(send, ledger, entry, faults.status, faults.retry_after, headers)
-        elif prepared.request.stream:
+        elif isinstance(script, Script):
             await write_stream(send, ledger, entry, script, headers)
         elif faults.error_after is not None:
-            await wait_until(script.events[0][0])
+            await wait_until(script.event[0])
             await status_fault(send, ledger, entry, 500, None, headers, "error_after")
         else:
             await write_body(send, ledger, entry, script, headers)

@@ -2,6 +2,9 @@
 
 Everything here is a pure function of its arguments; randomness comes from a
 ``random.Random`` built from a seed the caller derives with :func:`derive_seed`.
+:func:`lorem_answer` gives the same tokens as :func:`lorem_tokens`, made block by block as a
+stream reaches them, and keeps recent answers: a load test sends the same prompts again and
+again, and each of them would otherwise cost about a microsecond per token.
 """
 
 from __future__ import annotations
@@ -9,11 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import threading
+from collections.abc import Iterator, MutableSequence, Sequence
 from typing import Any
 
+from mockllm.lazyseq import LazyList
 from mockllm.tokenizer import tokenize
 
-__all__ = ["derive_seed", "lorem_tokens", "tool_arguments"]
+__all__ = ["derive_seed", "lorem_answer", "lorem_blocks", "lorem_tokens", "tool_arguments"]
 
 # Plain English words so that the generated text tokenizes like ordinary prose.
 _WORD_TEXT = """
@@ -105,6 +111,15 @@ def _document(rng: random.Random) -> str:
     return _paragraph(rng) if kind == "paragraph" else _list(rng) if kind == "list" else _code(rng)
 
 
+def lorem_blocks(seed: int) -> Iterator[list[str]]:
+    """The endless token stream of a seeded answer, one block (paragraph, list, code) at a
+    time; an answer of ``count`` tokens is its first ``count`` tokens."""
+    rng = random.Random(seed)
+    yield tokenize(_paragraph(rng))
+    while True:
+        yield tokenize("\n\n" + _document(rng))
+
+
 def lorem_tokens(seed: int, count: int) -> list[str]:
     """Exactly ``count`` tokens of a seeded answer (the last block may be cut short).
 
@@ -115,11 +130,42 @@ def lorem_tokens(seed: int, count: int) -> list[str]:
     """
     if count <= 0:
         return []
-    rng = random.Random(seed)
-    tokens = tokenize(_paragraph(rng))
-    while len(tokens) < count:
-        tokens.extend(tokenize("\n\n" + _document(rng)))
+    tokens: list[str] = []
+    for block in lorem_blocks(seed):
+        tokens.extend(block)
+        if len(tokens) >= count:
+            break
     return tokens[:count]
+
+
+# Recent answers by seed, oldest first: answers up to _CACHED_TOKENS_MAX tokens, at most
+# _CACHE_ANSWERS of them (a few MB at worst; token strings are shared with the tokenizer's
+# cache). An answer for a seed is a prefix of every longer one, so the longest is kept.
+_CACHE_ANSWERS = 256
+_CACHED_TOKENS_MAX = 4096
+_cache: dict[int, list[str]] = {}
+# Large non-streamed answers are built in a worker thread (chat.py).
+_cache_lock = threading.Lock()
+
+
+def _remember(seed: int, tokens: MutableSequence[str]) -> None:
+    if len(tokens) > _CACHED_TOKENS_MAX or not isinstance(tokens, list):
+        return
+    with _cache_lock:
+        known = _cache.pop(seed, None)
+        if known is not None and len(known) > len(tokens):
+            tokens = known
+        _cache[seed] = tokens
+        while len(_cache) > _CACHE_ANSWERS:
+            del _cache[next(iter(_cache))]
+
+
+def lorem_answer(seed: int, count: int) -> Sequence[str]:
+    """:func:`lorem_tokens` as a sequence whose tokens are made when first read."""
+    known = _cache.get(seed)
+    if known is not None and len(known) >= count:
+        return known[: max(0, count)]
+    return LazyList(count, lorem_blocks(seed), on_complete=lambda made: _remember(seed, made))
 
 
 def _value_for(schema: Any, rng: random.Random, name: str, depth: int) -> Any:

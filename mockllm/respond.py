@@ -1,9 +1,10 @@
 """Writing a built answer to the client: the stream loop, the non-streamed body, status faults.
 
 On a token's way this is the last step in the mock: the :class:`~mockllm.generation.Script`
-already holds every event's bytes and due time, so a stream here only waits and calls ``send``
-once per event (SSE out), applying the fault action the script names (split an event, abort the
-connection) and recording in the ledger when the first token left and how many did.
+gives every event's bytes and due time (built as the stream plays), so a stream here only
+waits and calls ``send`` once per event (SSE out), applying the fault action the script names
+(split an event, abort the connection) and recording in the ledger when the first token left
+and how many did.
 
 A server shutdown cancels the writing task with the message :data:`SHUTDOWN` (``app.drain``):
 a stream then writes the script's ``shutdown`` event (its format's error event) and ends its
@@ -18,7 +19,7 @@ import time
 
 from mockllm.asgi import JSON_HEADER, Headers, Message, Send, send_bytes, send_json
 from mockllm.errors import error_body
-from mockllm.generation import Action, Script
+from mockllm.generation import Action, Body, Script
 from mockllm.ledger import Entry, Ledger
 from mockllm.sse import split_event
 
@@ -112,10 +113,10 @@ async def status_fault(
 
 
 async def write_body(
-    send: Send, ledger: Ledger, entry: Entry, script: Script, headers: Headers
+    send: Send, ledger: Ledger, entry: Entry, script: Body, headers: Headers
 ) -> None:
     """A non-streamed answer: one event, written whole (or half of it, then an abort)."""
-    due, data, ntok, action = script.events[0]
+    due, data, ntok, action = script.event
     await wait_until(due)
     if action is Action.ABORT:
         ledger.end(entry, script.outcome)
@@ -146,7 +147,7 @@ async def write_stream(
     # The second half of a split event while its first half is out (a shutdown completes it).
     pending = b""
     try:
-        for due, data, ntok, action in script.events:
+        for due, data, ntok, action in script.events():
             delay = start + due - clock()
             if delay > 0:
                 await sleep(delay)

@@ -26,6 +26,7 @@ from typing import Any
 
 from mockllm.app import AbortConnection, MockApp, MockConfig
 from mockllm.chat import build, prepare
+from mockllm.generation import Script
 
 GOLDEN = Path(__file__).with_name("data") / "stream_golden.json"
 CREATED = 1_700_000_000
@@ -235,7 +236,7 @@ CASES: tuple[Case, ...] = (
 )
 
 
-def _scope(case: Case, raw: bytes) -> dict[str, Any]:
+def scope_of(case: Case, raw: bytes) -> dict[str, Any]:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in case.headers.items()]
     return {
@@ -269,19 +270,24 @@ async def record_events(case: Case) -> dict[str, Any]:
     """The case's script, event by event, as the pure layer builds it (created fixed)."""
     app = MockApp(MockConfig(seed=case.seed))
     raw = json.dumps(case.body).encode()
-    prepared = await prepare(app, _scope(case, raw), raw, commit=True)
+    prepared = await prepare(app, scope_of(case, raw), raw, commit=True)
     plan, script = await build(case.seed, prepared, CREATED)
     assert script is not None
-    full = sum(len(e[1]) for e in script.events) <= _FULL_TEXT_MAX
+    if isinstance(script, Script):
+        events = list(script.events())
+        split_pause, shutdown = script.split_pause, script.shutdown
+    else:
+        events, split_pause, shutdown = [script.event], 0.0, b""
+    full = sum(len(e[1]) for e in events) <= _FULL_TEXT_MAX
     return {
         "events": [
             [due, _text(data) if full else digest(data), ntok, int(action)]
-            for due, data, ntok, action in script.events
+            for due, data, ntok, action in events
         ],
         "outcome": script.outcome,
-        "split_pause": script.split_pause,
+        "split_pause": split_pause,
         "tokens": list(script.tokens),
-        "shutdown": _text(script.shutdown),
+        "shutdown": _text(shutdown),
         "finish_reason": plan.choices[0].finish_reason if plan.choices else None,
         "usage": plan.usage,
     }
@@ -306,7 +312,7 @@ async def record_wire(case: Case) -> dict[str, Any]:
 
     aborted = False
     try:
-        await asyncio.wait_for(app(_scope(case, raw), receive, send), 30)
+        await asyncio.wait_for(app(scope_of(case, raw), receive, send), 30)
     except AbortConnection:
         aborted = True
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from mockllm.content import derive_seed, lorem_tokens, tool_arguments
+from mockllm.content import derive_seed, lorem_answer, lorem_tokens, tool_arguments
 
 
 def test_derive_seed_is_stable_and_sensitive() -> None:
@@ -62,3 +62,34 @@ def test_answers_look_like_a_models_paragraphs_lists_code_and_unicode() -> None:
     assert any(ch in every for ch in "数🙂🚀✅") and "\u0301" in every  # unicode
     whitespace_only = {t for seed in range(12) for t in lorem_tokens(seed, 400) if not t.strip()}
     assert "\n\n" in whitespace_only and "\n" in whitespace_only
+
+
+def test_lorem_answer_is_lorem_tokens_made_as_read() -> None:
+    from mockllm.lazyseq import LazyList
+
+    seed = 123_456_789  # not used by another test: not cached yet
+    answer = lorem_answer(seed, 5000)
+    assert isinstance(answer, LazyList)
+    assert answer[:3] == lorem_tokens(seed, 3)
+    assert answer.made < 100  # one paragraph, not the whole answer
+    assert list(answer) == lorem_tokens(seed, 5000)
+
+
+def test_lorem_answers_are_cached_by_seed_and_bounded() -> None:
+    from mockllm import content
+
+    seed = 987_654_321
+    first = lorem_answer(seed, 50)
+    list(first)  # made in full: now remembered
+    again = lorem_answer(seed, 20)
+    assert isinstance(again, list) and again == lorem_tokens(seed, 20)
+    longer = lorem_answer(seed, 80)  # longer than what is cached: made again
+    assert list(longer) == lorem_tokens(seed, 80)
+    assert len(content._cache[seed]) == 80  # the longest is kept
+    for other in range(content._CACHE_ANSWERS + 5):
+        list(lorem_answer(10**12 + other, 3))
+    assert len(content._cache) == content._CACHE_ANSWERS
+    assert seed not in content._cache  # the oldest went first
+    big = lorem_answer(seed + 1, content._CACHED_TOKENS_MAX + 1)
+    list(big)
+    assert seed + 1 not in content._cache

@@ -14,15 +14,20 @@ from typing import Any
 import httpx
 import pytest
 
+from mockllm.app import MockApp, MockConfig
+from mockllm.chat import build, prepare
 from mockllm.client import MockAdmin
+from mockllm.generation import Action, Script
 from tests.mockllm.stream_golden import (
     CASES,
+    CREATED,
     GOLDEN,
     Case,
     as_bytes,
     digest,
     record_events,
     record_wire,
+    scope_of,
 )
 from tests.support import start_cli
 
@@ -110,3 +115,35 @@ def test_bytes_over_http_are_the_golden_ones(seed0_url: str, case: Case) -> None
     expected = [[k, v] for k, v in golden["headers"] if k not in _HOP_BY_HOP]
     assert [h for h in expected if response.headers.get(h[0]) != h[1]] == []
     assert digest(body) == golden["body"]
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.body.get("stream")], ids=lambda case: case.name
+)
+async def test_writes_are_the_events_joined(case: Case) -> None:
+    """Script.writes(): the events in order, a run due at the same moment joined into one."""
+    app = MockApp(MockConfig(seed=case.seed))
+    raw = json.dumps(case.body).encode()
+    prepared = await prepare(app, scope_of(case, raw), raw, commit=True)
+    _, script = await build(case.seed, prepared, CREATED)
+    assert isinstance(script, Script)
+    events = list(script.events())
+    writes = list(script.writes())
+    assert b"".join(w[1] for w in writes) == b"".join(e[1] for e in events)
+    i = 0
+    for due, data, ntok, action in writes:
+        covered = b""
+        tokens = 0
+        while True:  # the events this write covers: one at least
+            e_due, e_data, e_ntok, e_action = events[i]
+            assert (e_due, e_action) == (due, action), f"write of {ntok} tokens at {due}"
+            covered += e_data
+            tokens += e_ntok
+            i += 1
+            if action != Action.WRITE or len(covered) >= len(data):
+                break
+        assert (covered, tokens) == (data, ntok)
+    assert i == len(events)
+    # An instant answer without faults is a few items (a slice each), not one per token.
+    if case.name in ("default", "tokens_300", "tokens_1000", "n_3", "usage"):
+        assert len(writes) <= max(2, len(events) // 8)
