@@ -2,9 +2,10 @@
 
 On a token's way this is the last step in the mock: the :class:`~mockllm.generation.Script`
 gives every event's bytes and due time (built as the stream plays), so a stream here only
-waits and calls ``send`` once per event (SSE out), applying the fault action the script names
-(split an event, abort the connection) and recording in the ledger when the first token left
-and how many did.
+waits and calls ``send`` (SSE out): once for all the events due at the same moment (within
+the timers' millisecond), the end of the body with the last of them. It applies the fault
+action the script names (split an event, abort the connection) and records in the ledger
+when the first token left and how many did.
 
 A server shutdown cancels the writing task with the message :data:`SHUTDOWN` (``app.drain``):
 a stream then writes the script's ``shutdown`` event (its format's error event) and ends its
@@ -80,6 +81,13 @@ _FAULT_ERRORS: dict[int, tuple[str, str | None, str]] = {
 }
 _FAULT_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 
+# Events due within this of each other go out in one write: uvloop's timers (and epoll's
+# waits) count whole milliseconds, so a wake-up between them would not be sooner anyway.
+_TOGETHER_S = 0.001
+# A run of events due at once is written in pieces of about this size, the loop free to run
+# other streams in between (an `instant` answer of 100,000 tokens must not hold it alone).
+_WRITE_MAX = 64 * 1024
+
 
 async def wait_until(due: float, start: float | None = None) -> None:
     """Sleep until ``due`` seconds after ``start`` (now by default) on the loop's clock."""
@@ -134,7 +142,8 @@ async def write_body(
 async def write_stream(
     send: Send, ledger: Ledger, entry: Entry, script: Script, headers: Headers
 ) -> None:
-    """A streamed answer: each event of the script at its due time, one ``send`` each."""
+    """A streamed answer: the script's events at their due times, what is due together in
+    one ``send``."""
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
     loop = asyncio.get_running_loop()
     clock = loop.time
@@ -142,31 +151,48 @@ async def write_stream(
     # Every event is due relative to this instant, so lateness never accumulates.
     start = clock()
     # One message object for the whole stream: uvicorn reads it synchronously inside
-    # send(), and not allocating a dict per token keeps the collector quiet.
+    # send(), and not allocating a dict per write keeps the collector quiet.
     message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
+    # Events due now, not sent yet: their bytes, size and tokens.
+    due_now: list[bytes] = []
+    size = 0
+    tokens = 0
     # The second half of a split event while its first half is out (a shutdown completes it).
     pending = b""
     try:
-        for due, data, ntok, action in script.events():
+        for due, data, ntok, action in script.writes():
             delay = start + due - clock()
-            if delay > 0:
+            if due_now and (delay > _TOGETHER_S or size + len(data) > _WRITE_MAX):
+                message["body"] = b"".join(due_now) if len(due_now) > 1 else due_now[0]
+                await send(message)
+                _sent(entry, tokens)
+                due_now, size, tokens = [], 0, 0
+                if delay <= _TOGETHER_S:
+                    # More is due at once: let other streams have the loop between writes.
+                    await sleep(0)
+                delay = start + due - clock()
+            if delay > _TOGETHER_S:
                 await sleep(delay)
             if action is Action.WRITE:
-                message["body"] = data
+                due_now.append(data)
+                size += len(data)
+                tokens += ntok
+                continue
+            if due_now:
+                message["body"] = b"".join(due_now)
                 await send(message)
-            elif action is Action.SPLIT:
+                _sent(entry, tokens)
+                due_now, size, tokens = [], 0, 0
+            if action is Action.SPLIT:
                 head, pending = split_event(data)
                 await send({"type": "http.response.body", "body": head, "more_body": True})
                 await sleep(script.split_pause)
                 await send({"type": "http.response.body", "body": pending, "more_body": True})
                 pending = b""
+                _sent(entry, ntok)
             else:
                 ledger.end(entry, script.outcome)
                 raise AbortConnection
-            if ntok:
-                if entry.first_token_at is None:
-                    entry.first_token_at = time.time()
-                entry.tokens_sent += ntok
     except asyncio.CancelledError as exc:
         if not is_shutdown(exc) or entry.outcome is not None:
             raise
@@ -175,8 +201,19 @@ async def write_stream(
         end = pending + script.shutdown
         await send({"type": "http.response.body", "body": end, "more_body": False})
         return
+    # The last events and the end of the body go out in one write; the ledger records the end
+    # once they are out (a disconnect while they wait for the client wins).
+    await send({"type": "http.response.body", "body": b"".join(due_now), "more_body": False})
+    _sent(entry, tokens)
     ledger.end(entry, script.outcome)
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _sent(entry: Entry, tokens: int) -> None:
+    """Record ``tokens`` more tokens written."""
+    if tokens:
+        if entry.first_token_at is None:
+            entry.first_token_at = time.time()
+        entry.tokens_sent += tokens
 
 
 def uncancel_current() -> None:
