@@ -188,31 +188,31 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
     ledger.add(entry)
     response_headers = [(b"x-request-id", entry.id.encode()), *COMMON_HEADERS]
 
-    # The response runs in its own task: a disconnect cancels just that task, and each
-    # token's wake-up resumes one shallow coroutine instead of the whole ASGI call chain.
-    work = asyncio.ensure_future(
-        _respond(app, send, entry, prepared, int(started), response_headers)
-    )
-    app.track(work)
+    # The answer is written by this task itself: a task of its own per request cost more
+    # (its creation and a hop through the loop before the first byte) than it saved.
+    current = asyncio.current_task()
+    assert current is not None
+    app.track(current)
+    left = False
 
     def on_receive(watch: asyncio.Future[Message]) -> None:
-        # A disconnect is recorded the moment uvicorn reports it, then the response task
-        # is cancelled so a sleeping or stalled stream stops at once.
+        # A disconnect is recorded the moment uvicorn reports it, then the answer is
+        # cancelled so a sleeping or stalled stream stops at once.
+        nonlocal left
         if watch.cancelled() or watch.exception() is not None:
             return
         if watch.result()["type"] == "http.disconnect" and entry.outcome is None:
             ledger.end(entry, "client_disconnected", disconnect=True)
-            work.cancel()
+            left = True
+            current.cancel()
 
     watcher = asyncio.ensure_future(receive())
     watcher.add_done_callback(on_receive)
     try:
-        await work
+        await _respond(app, send, entry, prepared, int(started), response_headers)
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if work.cancelled() and current is not None and current.cancelling() == 0:
+        if left and current.uncancel() == 0:
             return  # the client went away; that is recorded, not an error
-        work.cancel()
         raise
     finally:
         if entry.outcome is None:

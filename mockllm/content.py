@@ -44,7 +44,11 @@ def derive_seed(*parts: object) -> int:
 
     Python's ``hash()`` is salted per process, so it cannot be used here.
     """
-    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    if all(type(part) is int for part in parts):
+        # What json.dumps writes for a list of ints, without the encoder (several per request).
+        blob = "[" + ",".join(map(str, parts)) + "]"
+    else:
+        blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big")
 
 

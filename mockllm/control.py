@@ -140,6 +140,9 @@ def header_name(key: str) -> str:
     return "X-Mock-" + "-".join(part.capitalize() for part in key.split("_"))
 
 
+_HEADER_NAMES = {key: header_name(key) for key in KEYS}
+
+
 def header_overrides(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """Control values from ``X-Mock-*`` headers (names case-insensitive)."""
     out: dict[str, Any] = {}
@@ -156,7 +159,7 @@ def header_overrides(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
                 param=name,
                 code="unknown_control",
             )
-        out[key] = coerce(key, value, header_name(key))
+        out[key] = coerce(key, value, _HEADER_NAMES[key])
     return out
 
 

@@ -15,6 +15,7 @@ slice ahead of the schedule. The I/O layer only has to wait and write:
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,7 @@ from mockllm.formats.openai_chat import (
     completion_body,
     usage_body,
 )
-from mockllm.lazyseq import LazyList, float_store
+from mockllm.lazyseq import LazyList, Repeat, float_store
 from mockllm.profiles import DEFAULT_TOKENS
 from mockllm.request import ChatRequest, message_text
 from mockllm.schedule import token_time_blocks
@@ -106,7 +107,18 @@ _SLICE = 256
 
 def _prompt_tokens(messages: tuple[dict[str, Any], ...]) -> int:
     # Roughly OpenAI's accounting: a few tokens of framing per message plus the reply primer.
-    return sum(count_tokens(message_text(m)) + 4 for m in messages) + 3
+    return sum(_text_tokens(message_text(m)) + 4 for m in messages) + 3
+
+
+def _text_tokens(text: str) -> int:
+    if len(text) > _COUNTED_TEXT_MAX:
+        return count_tokens(text)
+    return _counted(text)
+
+
+# Counts of recent short message texts (the same prompts, over and over, under load).
+_COUNTED_TEXT_MAX = 4096
+_counted = functools.lru_cache(maxsize=1024)(count_tokens)
 
 
 def base_seed(
@@ -121,8 +133,16 @@ def base_seed(
     return derive_seed(server_seed, request_seed, list(messages), tools)
 
 
+# The ledger entry takes the id before the answer is built, the plan again after: one hash.
+@functools.lru_cache(maxsize=1024)
 def _completion_id(base: int, sequence: int) -> str:
     return f"chatcmpl-{derive_seed(base, sequence):016x}{sequence:06d}"
+
+
+# A load test asks the same prompts again and again: their choices' seeds are asked again too.
+@functools.lru_cache(maxsize=4096)
+def _choice_seed(base: int, index: int) -> int:
+    return derive_seed(base, index)
 
 
 def completion_id(
@@ -175,9 +195,10 @@ def build_plan(
         tool_name = request.forced_tool
     faults = control.faults
     timing = control.timing
+    stalls = faults.stall_after is not None and faults.stall_seconds > 0
     choices = []
     for index in range(request.n):
-        seed = derive_seed(base, index)
+        seed = _choice_seed(base, index)
         tool_call: tuple[str, str, str] | None = None
         tokens: Sequence[str]
         if tool_name is not None:
@@ -202,16 +223,21 @@ def build_plan(
             tokens = lorem_answer(seed, count)
         if request.max_tokens is not None and len(tokens) > request.max_tokens:
             tokens, finish = tokens[: request.max_tokens], "length"
-        # Only jitter draws from the timing RNG: without it there is nothing to seed.
-        rng = random.Random(derive_seed(seed, "timing")) if timing.jitter_ms else None
-        blocks = token_time_blocks(
-            len(tokens),
-            timing,
-            rng,
-            stall_after=faults.stall_after,
-            stall_seconds=faults.stall_seconds,
-        )
-        times: Sequence[float] = LazyList(len(tokens), blocks, float_store())
+        times: Sequence[float]
+        if not timing.jitter_ms and not timing.itl_ms and not stalls:
+            # Every token at the TTFT (`instant`): what token_time_blocks would give, once.
+            times = Repeat((timing.ttft_ms + 0.0) / 1000.0, len(tokens))
+        else:
+            # Only jitter draws from the timing RNG: without it there is nothing to seed.
+            rng = random.Random(derive_seed(seed, "timing")) if timing.jitter_ms else None
+            blocks = token_time_blocks(
+                len(tokens),
+                timing,
+                rng,
+                stall_after=faults.stall_after,
+                stall_seconds=faults.stall_seconds,
+            )
+            times = LazyList(len(tokens), blocks, float_store())
         choices.append(ChoicePlan(index, tokens, times, finish, tool_call))
     return Plan(
         completion_id=_completion_id(base, sequence),
@@ -300,16 +326,15 @@ def _choice_runs(
     )
     finish = enc.finish(index, choice.finish_reason)
     content = enc.tool_arguments if tool else enc.content
+    # Every token due at once (`instant`): no due time to look at.
+    same = isinstance(times, Repeat)
     for c0, c1 in _slices(count):
-        dues = times[c0:c1]
+        dues = [times[0]] if same else times[c0:c1]
         texts = tokens[c0:c1]
         if dues[0] == dues[-1]:
-            data = enc.run(index, texts, tool=tool)
-            if c0 == 0:
-                data = first + data
-            if c1 == count:
-                data += finish
-            yield dues[0], data, c1 - c0
+            head = first if c0 == 0 else b""
+            tail = finish if c1 == count else b""
+            yield dues[0], enc.run(index, texts, tool=tool, head=head, tail=tail), c1 - c0
             continue
         for i, (due, text) in enumerate(zip(dues, texts, strict=True), c0):
             data = content(index, text)

@@ -13,7 +13,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, MutableSequence, Sequence
 from typing import TypeVar, overload
 
-__all__ = ["LazyList", "float_store"]
+__all__ = ["LazyList", "Repeat", "float_store"]
 
 T = TypeVar("T")
 
@@ -113,6 +113,40 @@ class LazyList(Sequence[T]):
 
     def __repr__(self) -> str:
         return f"LazyList({self.made} of {self._length} made)"
+
+
+class Repeat(Sequence[T]):
+    """``length`` times the same item (every token of an ``instant`` answer is due at once)."""
+
+    __slots__ = ("_length", "value")
+
+    def __init__(self, value: T, length: int):
+        self.value = value
+        self._length = max(0, length)
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self.value] * len(range(*index.indices(self._length)))
+        if not -self._length <= index < self._length:
+            raise IndexError("Repeat index out of range")
+        return self.value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(item == self.value for item in other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Repeat({self.value!r}, {self._length})"
 
 
 def float_store() -> MutableSequence[float]:

@@ -63,7 +63,10 @@ def token_time_blocks(
     previous = 0.0
     for start in range(0, count, _BLOCK):
         stop = min(start + _BLOCK, count)
-        if not jitter:
+        if not jitter and not itl:
+            # Every token at the TTFT (the `instant` profile): one value, copied.
+            block = [(ttft + 0.0) / 1000.0] * (stop - start)
+        elif not jitter:
             # Without jitter the times are already non-decreasing (itl >= 0).
             block = [(ttft + i * itl) / 1000.0 for i in range(start, stop)]
         else:

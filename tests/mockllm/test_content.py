@@ -93,3 +93,13 @@ def test_lorem_answers_are_cached_by_seed_and_bounded() -> None:
     big = lorem_answer(seed + 1, content._CACHED_TOKENS_MAX + 1)
     list(big)
     assert seed + 1 not in content._cache
+
+
+def test_derive_seed_of_ints_is_the_json_one() -> None:
+    import hashlib
+
+    for parts in [(0,), (1, 2), (2**63 - 1, -5, 0), (123456789012345678901234567890, 7)]:
+        blob = json.dumps(list(parts), sort_keys=True, separators=(",", ":"), default=str)
+        expected = int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big")
+        assert derive_seed(*parts) == expected
+    assert derive_seed(True, 1) != derive_seed(1, 1)  # a bool is not an int here: "true"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mockllm.lazyseq import LazyList, float_store
+from mockllm.lazyseq import LazyList, Repeat, float_store
 
 
 def counting_blocks(log: list[int], size: int = 3) -> Iterator[list[int]]:
@@ -68,3 +68,13 @@ def test_floats_keep_their_exact_value_in_a_float_store() -> None:
     values = [0.1, 1 / 3, 2.000000000000001e-3]
     seq = LazyList(3, iter([values]), float_store())
     assert list(seq) == values and seq[0:3] == values
+
+
+def test_repeat_is_one_item_many_times() -> None:
+    seq = Repeat(0.25, 4)
+    assert len(seq) == 4 and seq[0] == seq[-1] == 0.25
+    assert seq[1:3] == [0.25, 0.25] and seq[::3] == [0.25, 0.25] and seq[5:9] == []
+    assert seq == [0.25] * 4 and seq != [0.25] * 3 and list(seq) == [0.25] * 4
+    with pytest.raises(IndexError):
+        seq[4]
+    assert not Repeat(1, 0)

@@ -62,7 +62,8 @@ def _times_made_whole(
 
 def test_blocks_give_the_same_floats_as_whole_schedules() -> None:
     for timing, stall_after in itertools.product(
-        (Timing(390, 12.3, 4), Timing(0, 0.7), Timing(5, 1, 3)), (None, 0, 63, 64, 65, 150, 999)
+        (Timing(390, 12.3, 4), Timing(0, 0.7), Timing(5, 1, 3), Timing(25), Timing()),
+        (None, 0, 63, 64, 65, 150, 999),
     ):
         blocks = list(
             token_time_blocks(
