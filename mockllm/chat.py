@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mockllm.asgi import Headers, Message, Receive, Scope, Send, header_text, read_body, send_error
@@ -57,6 +58,10 @@ __all__ = ["CHAT_PATH", "Prepared", "build", "handle_chat", "prepare"]
 CHAT_PATH = "/v1/chat/completions"
 # Answers larger than this are built in a worker thread (see build).
 _BUILD_INLINE_MAX_TOKENS = 4096
+# Base seeds of recent small bodies (see prepare).
+_SEEDS_BODY_MAX = 8192
+_SEEDS_MAX = 1024
+_base_seeds: dict[tuple[bytes, int, int | None, bool], int] = {}
 # Rule matching whose worst case (RuleBook.match_cost, characters x RE2 instructions, about
 # 7 ns each) is above this runs in a worker thread: at most ~5 ms on the event loop.
 _MATCH_INLINE_MAX_COST = 700_000
@@ -76,7 +81,14 @@ class Prepared(NamedTuple):
     base: int
 
 
-async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Prepared:
+async def prepare(
+    app: MockApp,
+    scope: Scope,
+    raw: bytes,
+    *,
+    commit: bool,
+    headers: list[tuple[str, str]] | None = None,
+) -> Prepared:
     """Everything about a chat request but building the answer; raises MockError.
 
     With ``commit`` false nothing is counted or recorded (the preview): no rule's counter moves
@@ -85,7 +97,8 @@ async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Pr
     config = app.config
     body = parse_body(raw)
     request = parse_chat_request(body)
-    headers = [(header_text(k), header_text(v)) for k, v in scope["headers"]]
+    if headers is None:
+        headers = decoded_headers(scope)
     # The request's ``metadata`` ({"mock_itl_ms": "20"}) is the same level as the headers,
     # for clients that can set metadata but not headers; headers win on conflict.
     from_headers = {**metadata_overrides(body.get("metadata")), **header_overrides(headers)}
@@ -111,8 +124,23 @@ async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Pr
         directive=directive,
     )
     sequence = app.ledger.next_seq() if commit else 0
-    base = base_seed(request, control, messages, config.seed)
+    # The same body under the same seeds and settings has the same base seed: a load test's
+    # repeated prompts skip serialising their messages again.
+    key = (
+        (raw, config.seed, control.seed, config.directives) if len(raw) <= _SEEDS_BODY_MAX else None
+    )
+    base = _base_seeds.get(key) if key is not None else None
+    if base is None:
+        base = base_seed(request, control, messages, config.seed)
+        if key is not None:
+            if len(_base_seeds) >= _SEEDS_MAX:
+                del _base_seeds[next(iter(_base_seeds))]
+            _base_seeds[key] = base
     return Prepared(body, request, control, messages, sequence, base)
+
+
+def decoded_headers(scope: Scope) -> list[tuple[str, str]]:
+    return [(header_text(k), header_text(v)) for k, v in scope["headers"]]
 
 
 async def build(
@@ -159,9 +187,10 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
         await send_error(send, exc, [])
         return
     # Credentials are fingerprinted before anything keeps them (redact.py).
-    headers_json = redact_headers((header_text(k), header_text(v)) for k, v in scope["headers"])
+    headers = decoded_headers(scope)
+    headers_json = redact_headers(headers)
     try:
-        prepared = await prepare(app, scope, raw, commit=True)
+        prepared = await prepare(app, scope, raw, commit=True, headers=headers)
     except MockError as exc:
         await _reject(app, send, exc, raw, headers_json, started)
         return
@@ -206,10 +235,18 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
             left = True
             current.cancel()
 
-    watcher = asyncio.ensure_future(receive())
-    watcher.add_done_callback(on_receive)
+    watching: list[asyncio.Future[Message]] = []
+
+    def watch() -> None:
+        # The client can only be seen leaving while the answer waits: an answer written in
+        # one go (instant) needs no watch at all, a paced one needs it after its first byte.
+        if not watching:
+            watcher = asyncio.ensure_future(receive())
+            watcher.add_done_callback(on_receive)
+            watching.append(watcher)
+
     try:
-        await _respond(app, send, entry, prepared, int(started), response_headers)
+        await _respond(app, send, entry, prepared, int(started), response_headers, watch)
     except asyncio.CancelledError:
         if left and current.uncancel() == 0:
             return  # the client went away; that is recorded, not an error
@@ -260,9 +297,12 @@ async def _respond(
     prepared: Prepared,
     created: int,
     headers: Headers,
+    watch: Callable[[], None],
 ) -> None:
     app.active_streams += 1
     try:
+        if not prepared.request.stream:
+            watch()  # a body waits for its last token's due time
         plan, script = await build(app.config.seed, prepared, created)
         assert script is not None
         entry.tokens = script.tokens
@@ -272,11 +312,12 @@ async def _respond(
         faults = prepared.control.faults
         ledger = app.ledger
         if faults.slow_headers_ms:
+            watch()
             await asyncio.sleep(faults.slow_headers_ms / 1000.0)
         if faults.status is not None:
             await status_fault(send, ledger, entry, faults.status, faults.retry_after, headers)
         elif isinstance(script, Script):
-            await write_stream(send, ledger, entry, script, headers)
+            await write_stream(send, ledger, entry, script, headers, watch)
         elif faults.error_after is not None:
             await wait_until(script.event[0])
             await status_fault(send, ledger, entry, 500, None, headers, "error_after")

@@ -3,8 +3,9 @@
 Everything here is a pure function of its arguments; randomness comes from a
 ``random.Random`` built from a seed the caller derives with :func:`derive_seed`.
 :func:`lorem_answer` gives the same tokens as :func:`lorem_tokens`, made block by block as a
-stream reaches them, and keeps recent answers: a load test sends the same prompts again and
-again, and each of them would otherwise cost about a microsecond per token.
+stream reaches them, and shares them between the answers of one seed: a load test sends the
+same prompts again and again (and at once), and each answer would otherwise cost about a
+microsecond per token.
 """
 
 from __future__ import annotations
@@ -13,13 +14,20 @@ import hashlib
 import json
 import random
 import threading
-from collections.abc import Iterator, MutableSequence, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 from mockllm.lazyseq import LazyList
 from mockllm.tokenizer import tokenize
 
-__all__ = ["derive_seed", "lorem_answer", "lorem_blocks", "lorem_tokens", "tool_arguments"]
+__all__ = [
+    "LoremAnswer",
+    "derive_seed",
+    "lorem_answer",
+    "lorem_blocks",
+    "lorem_tokens",
+    "tool_arguments",
+]
 
 # Plain English words so that the generated text tokenizes like ordinary prose.
 _WORD_TEXT = """
@@ -142,34 +150,95 @@ def lorem_tokens(seed: int, count: int) -> list[str]:
     return tokens[:count]
 
 
-# Recent answers by seed, oldest first: answers up to _CACHED_TOKENS_MAX tokens, at most
-# _CACHE_ANSWERS of them (a few MB at worst; token strings are shared with the tokenizer's
-# cache). An answer for a seed is a prefix of every longer one, so the longest is kept.
+class _Shared:
+    """One seed's answer, made as far as any request of that seed has read it."""
+
+    __slots__ = ("blocks", "lock", "made")
+
+    def __init__(self, seed: int):
+        self.made: list[str] = []
+        self.blocks = lorem_blocks(seed)
+        # Large non-streamed answers are built in a worker thread (chat.py).
+        self.lock = threading.Lock()
+
+    def fill(self, upto: int) -> None:
+        if len(self.made) >= upto:
+            return
+        with self.lock:
+            while len(self.made) < upto:
+                self.made.extend(next(self.blocks))
+
+
+class LoremAnswer(Sequence[str]):
+    """The first ``count`` tokens of a seed's answer, made when first read and shared with
+    every other answer of the same seed (the same prompt asked again, or at the same time)."""
+
+    __slots__ = ("_count", "_shared")
+
+    def __init__(self, shared: _Shared, count: int):
+        self._shared = shared
+        self._count = max(0, count)
+
+    @property
+    def made(self) -> int:
+        """How many of its tokens exist so far (the laziness is observable)."""
+        return min(len(self._shared.made), self._count)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._count)
+            self._shared.fill(stop if step == 1 else self._count)
+            return self._shared.made[start:stop:step]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("LoremAnswer index out of range")
+        self._shared.fill(index + 1)
+        return self._shared.made[index]
+
+    def __iter__(self) -> Iterator[str]:
+        shared = self._shared
+        for i in range(self._count):
+            if i >= len(shared.made):
+                shared.fill(i + 1)
+            yield shared.made[i]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# Answers by seed, least recently asked first: at most _CACHE_ANSWERS of them, each made up to
+# the longest prefix asked so far, answers of up to _CACHED_TOKENS_MAX tokens (a few MB at
+# worst; token strings are shared with the tokenizer's cache). Longer ones are not kept.
 _CACHE_ANSWERS = 256
 _CACHED_TOKENS_MAX = 4096
-_cache: dict[int, list[str]] = {}
-# Large non-streamed answers are built in a worker thread (chat.py).
+_cache: dict[int, _Shared] = {}
 _cache_lock = threading.Lock()
-
-
-def _remember(seed: int, tokens: MutableSequence[str]) -> None:
-    if len(tokens) > _CACHED_TOKENS_MAX or not isinstance(tokens, list):
-        return
-    with _cache_lock:
-        known = _cache.pop(seed, None)
-        if known is not None and len(known) > len(tokens):
-            tokens = known
-        _cache[seed] = tokens
-        while len(_cache) > _CACHE_ANSWERS:
-            del _cache[next(iter(_cache))]
 
 
 def lorem_answer(seed: int, count: int) -> Sequence[str]:
     """:func:`lorem_tokens` as a sequence whose tokens are made when first read."""
-    known = _cache.get(seed)
-    if known is not None and len(known) >= count:
-        return known[: max(0, count)]
-    return LazyList(count, lorem_blocks(seed), on_complete=lambda made: _remember(seed, made))
+    if count > _CACHED_TOKENS_MAX:
+        return LazyList(count, lorem_blocks(seed))
+    with _cache_lock:
+        shared = _cache.pop(seed, None)
+        if shared is None:
+            shared = _Shared(seed)
+            while len(_cache) >= _CACHE_ANSWERS:
+                del _cache[next(iter(_cache))]
+        _cache[seed] = shared
+    return LoremAnswer(shared, count)
 
 
 def _value_for(schema: Any, rng: random.Random, name: str, depth: int) -> Any:

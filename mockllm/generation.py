@@ -34,7 +34,7 @@ from mockllm.formats.openai_chat import (
 from mockllm.lazyseq import LazyList, Repeat, float_store
 from mockllm.profiles import DEFAULT_TOKENS
 from mockllm.request import ChatRequest, message_text
-from mockllm.schedule import token_time_blocks
+from mockllm.schedule import EvenTimes, token_time_blocks
 from mockllm.tokenizer import count_tokens, tokenize
 
 __all__ = [
@@ -227,6 +227,13 @@ def build_plan(
         if not timing.jitter_ms and not timing.itl_ms and not stalls:
             # Every token at the TTFT (`instant`): what token_time_blocks would give, once.
             times = Repeat((timing.ttft_ms + 0.0) / 1000.0, len(tokens))
+        elif not timing.jitter_ms:
+            times = EvenTimes(
+                len(tokens),
+                timing,
+                stall_after=faults.stall_after,
+                stall_seconds=faults.stall_seconds,
+            )
         else:
             # Only jitter draws from the timing RNG: without it there is nothing to seed.
             rng = random.Random(derive_seed(seed, "timing")) if timing.jitter_ms else None

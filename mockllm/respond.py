@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from mockllm.asgi import JSON_HEADER, Headers, Message, Send, send_bytes, send_json
 from mockllm.errors import error_body
@@ -140,10 +141,16 @@ async def write_body(
 
 
 async def write_stream(
-    send: Send, ledger: Ledger, entry: Entry, script: Script, headers: Headers
+    send: Send,
+    ledger: Ledger,
+    entry: Entry,
+    script: Script,
+    headers: Headers,
+    watch: Callable[[], None] = lambda: None,
 ) -> None:
     """A streamed answer: the script's events at their due times, what is due together in
-    one ``send``."""
+    one ``send``. ``watch()`` is called before the stream first waits (the chat handler then
+    starts watching for the client leaving)."""
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
     loop = asyncio.get_running_loop()
     clock = loop.time
@@ -159,21 +166,24 @@ async def write_stream(
     tokens = 0
     # The second half of a split event while its first half is out (a shutdown completes it).
     pending = b""
+    together, write_max, write = _TOGETHER_S, _WRITE_MAX, Action.WRITE  # once per token
     try:
         for due, data, ntok, action in script.writes():
             delay = start + due - clock()
-            if due_now and (delay > _TOGETHER_S or size + len(data) > _WRITE_MAX):
+            if due_now and (delay > together or size + len(data) > write_max):
                 message["body"] = b"".join(due_now) if len(due_now) > 1 else due_now[0]
                 await send(message)
                 _sent(entry, tokens)
                 due_now, size, tokens = [], 0, 0
-                if delay <= _TOGETHER_S:
+                if delay <= together:
                     # More is due at once: let other streams have the loop between writes.
+                    watch()
                     await sleep(0)
                 delay = start + due - clock()
-            if delay > _TOGETHER_S:
+            if delay > together:
+                watch()
                 await sleep(delay)
-            if action is Action.WRITE:
+            if action is write:
                 due_now.append(data)
                 size += len(data)
                 tokens += ntok
@@ -186,6 +196,7 @@ async def write_stream(
             if action is Action.SPLIT:
                 head, pending = split_event(data)
                 await send({"type": "http.response.body", "body": head, "more_body": True})
+                watch()
                 await sleep(script.split_pause)
                 await send({"type": "http.response.body", "body": pending, "more_body": True})
                 pending = b""

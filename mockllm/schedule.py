@@ -11,8 +11,9 @@ import random
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
-__all__ = ["Timing", "chunk_bounds", "token_time_blocks", "token_times"]
+__all__ = ["EvenTimes", "Timing", "chunk_bounds", "token_time_blocks", "token_times"]
 
 # Times are made this many at a time when a stream asks for them lazily.
 _BLOCK = 64
@@ -84,6 +85,58 @@ def token_time_blocks(
         made = array("d", block)
         del block
         yield made
+
+
+class EvenTimes(Sequence[float]):
+    """:func:`token_times` without jitter, each time computed when read (the same floats):
+    nothing to store, nothing to make ahead."""
+
+    __slots__ = ("_count", "_itl", "_stall", "_stall_from", "_ttft")
+
+    def __init__(
+        self,
+        count: int,
+        timing: Timing,
+        *,
+        stall_after: int | None = None,
+        stall_seconds: float = 0.0,
+    ):
+        if timing.jitter_ms:
+            raise ValueError("EvenTimes has no jitter: use token_time_blocks")
+        self._count = max(0, count)
+        self._ttft, self._itl = timing.ttft_ms, timing.itl_ms
+        stalls = stall_after is not None and stall_seconds > 0
+        self._stall_from = max(0, stall_after) if stall_after is not None and stalls else count
+        self._stall = stall_seconds
+
+    def _at(self, i: int) -> float:
+        seconds = (self._ttft + i * self._itl) / 1000.0
+        if i >= self._stall_from:
+            seconds += self._stall
+        return seconds
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+    def __getitem__(self, index: int | slice) -> float | list[float]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("EvenTimes index out of range")
+        return self._at(index)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def chunk_bounds(count: int, tokens_per_chunk: int) -> list[tuple[int, int]]:

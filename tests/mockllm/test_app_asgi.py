@@ -240,3 +240,28 @@ async def test_a_long_instant_answer_lets_other_work_run_between_its_writes() ->
     assert seen_at and seen_at[0] < len(client.sent)  # it ran before the stream had ended
     (entry,) = app.ledger.query()
     assert (entry.outcome, entry.tokens_sent) == ("completed", 20000)
+
+
+async def test_a_client_leaving_a_long_instant_answer_stops_it_and_is_recorded() -> None:
+    app = MockApp()
+    gone = asyncio.Event()
+    bodies: list[bytes] = []
+    messages = [{"type": "http.request", "body": BODY, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+            gone.set()  # the client leaves after the first write
+
+    await asyncio.wait_for(app(scope({"X-Mock-Tokens": "20000"}), receive, send), 5)
+    (entry,) = app.ledger.query()
+    received = sum(body.count(b'"delta":{"content":') for body in bodies)
+    assert entry.outcome == "client_disconnected"
+    assert entry.disconnect_index == received < 20000
+    assert not bodies[-1].endswith(b"data: [DONE]\n\n")

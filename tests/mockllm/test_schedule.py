@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import random
 
-from mockllm.schedule import Timing, chunk_bounds, token_time_blocks, token_times
+import pytest
+
+from mockllm.schedule import EvenTimes, Timing, chunk_bounds, token_time_blocks, token_times
 
 
 def test_times_are_anchored_at_the_start_not_accumulated() -> None:
@@ -77,3 +79,17 @@ def test_blocks_give_the_same_floats_as_whole_schedules() -> None:
 
 def test_blocks_without_jitter_need_no_rng() -> None:
     assert list(next(token_time_blocks(3, Timing(10, 5), None))) == [0.01, 0.015, 0.02]
+
+
+def test_even_times_are_the_blocks_floats_computed_when_read() -> None:
+    for timing, stall_after in itertools.product(
+        (Timing(390, 12.3), Timing(0, 0.7), Timing(25), Timing(3, 20)), (None, 0, 5, 150)
+    ):
+        even = EvenTimes(150, timing, stall_after=stall_after, stall_seconds=0.37)
+        expected = _times_made_whole(150, timing, random.Random(0), stall_after, 0.37)
+        assert list(even) == expected and even[3:77] == expected[3:77]
+        assert even[-1] == expected[-1] and len(even) == 150
+    with pytest.raises(ValueError, match="jitter"):
+        EvenTimes(3, Timing(jitter_ms=1))
+    with pytest.raises(IndexError):
+        EvenTimes(3, Timing())[3]
