@@ -38,7 +38,7 @@ from mockllm.generation import (
 )
 from mockllm.ledger import Entry
 from mockllm.redact import redact_headers
-from mockllm.request import ChatRequest, parse_body, parse_chat_request
+from mockllm.request import ChatRequest, last_user_text, parse_body, parse_chat_request
 from mockllm.respond import (
     COMMON_HEADERS,
     is_shutdown,
@@ -108,7 +108,7 @@ async def prepare(
         messages, directive = extract_directives(messages)
     if not config.serves(request.model):
         raise model_not_found(request.model)
-    prompt = ChatRequest(request.model, messages).last_user_text
+    prompt = last_user_text(messages)
     book = app.rules
     if book.match_cost(prompt) > _MATCH_INLINE_MAX_COST:
         matched = await asyncio.to_thread(book.matching, request.model, prompt)
@@ -170,7 +170,7 @@ async def build(
             return plan, stream_script(plan, created=created, include_usage=request.include_usage)
         return plan, body_script(plan, created=created)
 
-    prompt = ChatRequest(request.model, messages).last_user_text
+    prompt = last_user_text(messages)
     if tokens_built_up_front(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS:
         return await asyncio.to_thread(build_now)
     return build_now()
