@@ -82,8 +82,8 @@ _FAULT_ERRORS: dict[int, tuple[str, str | None, str]] = {
 }
 _FAULT_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 
-# Events due within this of each other go out in one write: uvloop's timers (and epoll's
-# waits) count whole milliseconds, so a wake-up between them would not be sooner anyway.
+# Events due within this of the first of them go out in one write with it: uvloop's timers
+# (and epoll's waits) count whole milliseconds, so a wake-up between them would not be sooner.
 _TOGETHER_S = 0.001
 # A run of events due at once is written in pieces of about this size, the loop free to run
 # other streams in between (an `instant` answer of 100,000 tokens must not hold it alone).
@@ -166,23 +166,31 @@ async def write_stream(
     tokens = 0
     # The second half of a split event while its first half is out (a shutdown completes it).
     pending = b""
+    # The due time of the first event in due_now: the ones due within _TOGETHER_S of it (or
+    # already late) join it; the first of a group is never written before it is due.
+    group_due = 0.0
     together, write_max, write = _TOGETHER_S, _WRITE_MAX, Action.WRITE  # once per token
     try:
         for due, data, ntok, action in script.writes():
-            delay = start + due - clock()
-            if due_now and (delay > together or size + len(data) > write_max):
+            if due_now and (
+                size + len(data) > write_max
+                or (due - group_due > together and start + due > clock())
+            ):
                 message["body"] = b"".join(due_now) if len(due_now) > 1 else due_now[0]
                 await send(message)
                 _sent(entry, tokens)
+                full = size + len(data) > write_max
                 due_now, size, tokens = [], 0, 0
-                if delay <= together:
+                if full:
                     # More is due at once: let other streams have the loop between writes.
                     watch()
                     await sleep(0)
+            if not due_now:
                 delay = start + due - clock()
-            if delay > together:
-                watch()
-                await sleep(delay)
+                if delay > 0:
+                    watch()
+                    await sleep(delay)
+                group_due = due
             if action is write:
                 due_now.append(data)
                 size += len(data)
