@@ -265,3 +265,22 @@ async def test_a_client_leaving_a_long_instant_answer_stops_it_and_is_recorded()
     assert entry.outcome == "client_disconnected"
     assert entry.disconnect_index == received < 20000
     assert not bodies[-1].endswith(b"data: [DONE]\n\n")
+
+
+async def test_the_first_event_is_not_written_before_it_is_due() -> None:
+    app = MockApp()
+    loop = asyncio.get_running_loop()
+    first: list[float] = []
+    client = _Client()
+
+    async def send(message: dict[str, Any]) -> None:
+        await client.send(message)
+        if message["type"] == "http.response.body" and not first:
+            first.append(loop.time())
+
+    # Due 0.8 ms after the start: under a millisecond, but not due yet when the stream starts.
+    started = loop.time()
+    await app(scope({"X-Mock-Tokens": "3", "X-Mock-Ttft-Ms": "0.8"}), client.receive, send)
+    assert first[0] - started >= 0.0008
+    (only,) = _body_sends(client)  # the three tokens are due together: one write
+    assert only["body"].count(b'"delta":{"content":') == 3
