@@ -6,7 +6,7 @@ request's control is resolved (server config < rule < headers and metadata < dir
 :class:`~mockllm.generation.Script` are made (``generation.py``: the events' bytes and due
 times, built as the stream plays, a slice ahead of its schedule; a large non-streamed body or
 a long given text in a worker thread). ``respond.py`` then writes the script; the disconnect
-watch here cancels that the moment the client leaves.
+watch here (started once the answer first waits) cancels that the moment the client leaves.
 """
 
 from __future__ import annotations
