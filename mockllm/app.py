@@ -7,9 +7,9 @@ table (``admin.py``). The app holds what those share: the run-time config, the l
 requests, the rule book and the count of answers in flight.
 
 It is a plain ASGI callable rather than a FastAPI app: every response here, errors included,
-must have OpenAI's exact shape, and the streaming path writes pre-encoded bytes with one
-``send`` per event, which Starlette's ``StreamingResponse`` would wrap in extra tasks and
-iterators (see docs/mockllm.md, "Speed").
+must have OpenAI's exact shape, and the streaming path writes pre-encoded bytes, one ``send``
+for the events due together, which Starlette's ``StreamingResponse`` would wrap in extra
+tasks and iterators (see docs/mockllm.md, "Speed").
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 On a token's way this is the first step. The body is read and parsed (``request.py``), the
 request's control is resolved (server config < rule < headers and metadata < directive,
-``control.py``), the request is entered in the ledger, and the answer's
-:class:`~mockllm.generation.Script` (every event's bytes and due time, ``generation.py``) is
-built before the first byte goes out, a large one in a worker thread. ``respond.py`` then
-writes the script; the disconnect watch here cancels that the moment the client leaves.
+``control.py``), the request is entered in the ledger, and the answer's plan and
+:class:`~mockllm.generation.Script` are made (``generation.py``: the events' bytes and due
+times, built as the stream plays, a slice ahead of its schedule; a large non-streamed body or
+a long given text in a worker thread). ``respond.py`` then writes the script; the disconnect
+watch here (started once the answer first waits) cancels that the moment the client leaves.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mockllm.asgi import Headers, Message, Receive, Scope, Send, header_text, read_body, send_error
@@ -25,17 +27,19 @@ from mockllm.control import (
 )
 from mockllm.errors import MockError, ShuttingDown, model_not_found
 from mockllm.generation import (
+    Body,
     Plan,
     Script,
+    base_seed,
     body_script,
     build_plan,
     completion_id,
-    estimated_tokens,
     stream_script,
+    tokens_built_up_front,
 )
 from mockllm.ledger import Entry
 from mockllm.redact import redact_headers
-from mockllm.request import ChatRequest, parse_body, parse_chat_request
+from mockllm.request import ChatRequest, last_user_text, parse_body, parse_chat_request
 from mockllm.respond import (
     COMMON_HEADERS,
     is_shutdown,
@@ -55,6 +59,10 @@ __all__ = ["CHAT_PATH", "Prepared", "build", "handle_chat", "prepare"]
 CHAT_PATH = "/v1/chat/completions"
 # Answers larger than this are built in a worker thread (see build).
 _BUILD_INLINE_MAX_TOKENS = 4096
+# Base seeds of recent small bodies (see prepare).
+_SEEDS_BODY_MAX = 8192
+_SEEDS_MAX = 1024
+_base_seeds: dict[tuple[bytes, int, int | None, bool], int] = {}
 # Rule matching whose worst case (RuleBook.match_cost, characters x RE2 instructions, about
 # 7 ns each) is above this runs in a worker thread: at most ~5 ms on the event loop.
 _MATCH_INLINE_MAX_COST = 700_000
@@ -70,11 +78,20 @@ class Prepared(NamedTuple):
     messages: tuple[dict[str, Any], ...]
     # 0 when nothing was counted or recorded (a preview)
     sequence: int
+    # generation.base_seed: what the answer's content and id derive from
+    base: int
     # no rule answered while rules exist: the closest rule and why (RuleBook.near_miss)
     near_miss: str | None = None
 
 
-async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Prepared:
+async def prepare(
+    app: MockApp,
+    scope: Scope,
+    raw: bytes,
+    *,
+    commit: bool,
+    headers: list[tuple[str, str]] | None = None,
+) -> Prepared:
     """Everything about a chat request but building the answer; raises MockError.
 
     With ``commit`` false nothing is counted or recorded (the preview): no rule's counter moves
@@ -83,7 +100,8 @@ async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Pr
     config = app.config
     body = parse_body(raw)
     request = parse_chat_request(body)
-    headers = [(header_text(k), header_text(v)) for k, v in scope["headers"]]
+    if headers is None:
+        headers = decoded_headers(scope)
     # The request's ``metadata`` ({"mock_itl_ms": "20"}) is the same level as the headers,
     # for clients that can set metadata but not headers; headers win on conflict.
     from_headers = {**metadata_overrides(body.get("metadata")), **header_overrides(headers)}
@@ -93,7 +111,7 @@ async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Pr
         messages, directive = extract_directives(messages)
     if not config.serves(request.model):
         raise model_not_found(request.model)
-    prompt = ChatRequest(request.model, messages).last_user_text
+    prompt = last_user_text(messages)
     book = app.rules
     costly = book.match_cost(prompt) > _MATCH_INLINE_MAX_COST
     if costly:
@@ -116,21 +134,45 @@ async def prepare(app: MockApp, scope: Scope, raw: bytes, *, commit: bool) -> Pr
         directive=directive,
     )
     sequence = app.ledger.next_seq() if commit else 0
-    return Prepared(body, request, control, messages, sequence, near_miss)
+    # The same body under the same seeds and settings has the same base seed: a load test's
+    # repeated prompts skip serialising their messages again.
+    key = (
+        (raw, config.seed, control.seed, config.directives) if len(raw) <= _SEEDS_BODY_MAX else None
+    )
+    base = _base_seeds.get(key) if key is not None else None
+    if base is None:
+        base = base_seed(request, control, messages, config.seed)
+        if key is not None:
+            if len(_base_seeds) >= _SEEDS_MAX:
+                del _base_seeds[next(iter(_base_seeds))]
+            _base_seeds[key] = base
+    return Prepared(body, request, control, messages, sequence, base, near_miss)
 
 
-async def build(seed: int, prepared: Prepared, created: int | None) -> tuple[Plan, Script | None]:
+def decoded_headers(scope: Scope) -> list[tuple[str, str]]:
+    return [(header_text(k), header_text(v)) for k, v in scope["headers"]]
+
+
+async def build(
+    seed: int, prepared: Prepared, created: int | None
+) -> tuple[Plan, Script | Body | None]:
     """The plan (and, given ``created``, the script) of an answer.
 
-    Building costs about 1.6 us per token, all at once: a 100,000-token answer would stall
-    every other stream for 0.16 s. Large answers are built in a worker thread instead, so
-    the GIL's switch interval (5 ms) bounds the stall.
+    A generated stream's tokens are made as it plays, a slice at a time. What must exist
+    before the first byte (a non-streamed body, the tokens of a given text or an echo) costs
+    about a microsecond per token: past a few thousand tokens that is built in a worker
+    thread instead, so the GIL's switch interval (5 ms) bounds how long other streams wait.
     """
     request, control, messages = prepared.request, prepared.control, prepared.messages
 
-    def build_now() -> tuple[Plan, Script | None]:
+    def build_now() -> tuple[Plan, Script | Body | None]:
         plan = build_plan(
-            request, control, messages=messages, server_seed=seed, sequence=prepared.sequence
+            request,
+            control,
+            messages=messages,
+            server_seed=seed,
+            sequence=prepared.sequence,
+            base=prepared.base,
         )
         if created is None:
             return plan, None
@@ -138,8 +180,8 @@ async def build(seed: int, prepared: Prepared, created: int | None) -> tuple[Pla
             return plan, stream_script(plan, created=created, include_usage=request.include_usage)
         return plan, body_script(plan, created=created)
 
-    prompt = ChatRequest(request.model, messages).last_user_text
-    if estimated_tokens(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS:
+    prompt = last_user_text(messages)
+    if tokens_built_up_front(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS:
         return await asyncio.to_thread(build_now)
     return build_now()
 
@@ -155,9 +197,10 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
         await send_error(send, exc, [])
         return
     # Credentials are fingerprinted before anything keeps them (redact.py).
-    headers_json = redact_headers((header_text(k), header_text(v)) for k, v in scope["headers"])
+    headers = decoded_headers(scope)
+    headers_json = redact_headers(headers)
     try:
-        prepared = await prepare(app, scope, raw, commit=True)
+        prepared = await prepare(app, scope, raw, commit=True, headers=headers)
     except MockError as exc:
         await _reject(app, send, exc, raw, headers_json, started)
         return
@@ -170,6 +213,7 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
             messages=prepared.messages,
             server_seed=app.config.seed,
             sequence=prepared.sequence,
+            base=prepared.base,
         ),
         seq=prepared.sequence,
         model=request.model,
@@ -184,31 +228,39 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
     ledger.add(entry)
     response_headers = [(b"x-request-id", entry.id.encode()), *COMMON_HEADERS]
 
-    # The response runs in its own task: a disconnect cancels just that task, and each
-    # token's wake-up resumes one shallow coroutine instead of the whole ASGI call chain.
-    work = asyncio.ensure_future(
-        _respond(app, send, entry, prepared, int(started), response_headers)
-    )
-    app.track(work)
+    # The answer is written by this task itself: a task of its own per request cost more
+    # (its creation and a hop through the loop before the first byte) than it saved.
+    current = asyncio.current_task()
+    assert current is not None
+    app.track(current)
+    left = False
 
     def on_receive(watch: asyncio.Future[Message]) -> None:
-        # A disconnect is recorded the moment uvicorn reports it, then the response task
-        # is cancelled so a sleeping or stalled stream stops at once.
+        # A disconnect is recorded the moment uvicorn reports it, then the answer is
+        # cancelled so a sleeping or stalled stream stops at once.
+        nonlocal left
         if watch.cancelled() or watch.exception() is not None:
             return
         if watch.result()["type"] == "http.disconnect" and entry.outcome is None:
             ledger.end(entry, "client_disconnected", disconnect=True)
-            work.cancel()
+            left = True
+            current.cancel()
 
-    watcher = asyncio.ensure_future(receive())
-    watcher.add_done_callback(on_receive)
+    watching: list[asyncio.Future[Message]] = []
+
+    def watch() -> None:
+        # The client can only be seen leaving while the answer waits: an answer written in
+        # one go (instant) needs no watch at all, a paced one needs it after its first byte.
+        if not watching:
+            watcher = asyncio.ensure_future(receive())
+            watcher.add_done_callback(on_receive)
+            watching.append(watcher)
+
     try:
-        await work
+        await _respond(app, send, entry, prepared, int(started), response_headers, watch)
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if work.cancelled() and current is not None and current.cancelling() == 0:
+        if left and current.uncancel() == 0:
             return  # the client went away; that is recorded, not an error
-        work.cancel()
         raise
     finally:
         if entry.outcome is None:
@@ -256,26 +308,29 @@ async def _respond(
     prepared: Prepared,
     created: int,
     headers: Headers,
+    watch: Callable[[], None],
 ) -> None:
     app.active_streams += 1
     try:
-        plan, built = await build(app.config.seed, prepared, created)
-        assert built is not None
-        script = built
-        entry.tokens = list(script.tokens)
+        if not prepared.request.stream:
+            watch()  # a body waits for its last token's due time
+        plan, script = await build(app.config.seed, prepared, created)
+        assert script is not None
+        entry.tokens = script.tokens
         if plan.choices:
             entry.finish_reason = plan.choices[0].finish_reason
         entry.usage = plan.usage
         faults = prepared.control.faults
         ledger = app.ledger
         if faults.slow_headers_ms:
+            watch()
             await asyncio.sleep(faults.slow_headers_ms / 1000.0)
         if faults.status is not None:
             await status_fault(send, ledger, entry, faults.status, faults.retry_after, headers)
-        elif prepared.request.stream:
-            await write_stream(send, ledger, entry, script, headers)
+        elif isinstance(script, Script):
+            await write_stream(send, ledger, entry, script, headers, watch)
         elif faults.error_after is not None:
-            await wait_until(script.events[0][0])
+            await wait_until(script.event[0])
             await status_fault(send, ledger, entry, 500, None, headers, "error_after")
         else:
             await write_body(send, ledger, entry, script, headers)

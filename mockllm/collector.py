@@ -6,8 +6,9 @@ contexts of the in-flight streams and sockets), and CPython's automatic full col
 stalled every stream each time, several times a minute: 18-55 ms in the mock at 1,000 streams
 (docs/mockllm.md, "Speed"), 40-150 ms in the reference server's relay at 500 (its
 ``loadtests.bench relay`` runs). So automatic full collections are switched off, and this
-collector runs them itself: once the server is idle (no stream running) after some traffic,
-and under sustained load at most every ``interval_s``. The young generations keep their
+collector runs them itself: once the server is idle (no stream running and none started
+since its last look, a quarter of a second before) after some traffic, and under sustained
+load at most every ``interval_s``. The young generations keep their
 automatic collections, which free most garbage; the full ones only find cycles that outlived
 them (exception tracebacks, cancelled tasks), which can wait a minute.
 
@@ -45,14 +46,20 @@ async def run_collector(
     :func:`full_collection_due` says so."""
     loop = asyncio.get_running_loop()
     last_full = loop.time()
+    previous = seen
     while True:
         await asyncio.sleep(_POLL_S)
         now = loop.time()
         count = traffic()
+        # Idle: nothing running now and nothing started since the last poll. Short answers
+        # under load (each written in one go) leave no stream running at most instants; a
+        # full collection there would run four times a second in the middle of the load.
+        idle = active() == 0 and count == previous
+        previous = count
         if full_collection_due(
             now=now,
             last_full=last_full,
-            idle=active() == 0,
+            idle=idle,
             traffic_since=count != seen,
             interval_s=interval_s,
         ):

@@ -2,6 +2,10 @@
 
 Everything here is a pure function of its arguments; randomness comes from a
 ``random.Random`` built from a seed the caller derives with :func:`derive_seed`.
+:func:`lorem_answer` gives the same tokens as :func:`lorem_tokens`, made block by block as a
+stream reaches them, and shares them between the answers of one seed: a load test sends the
+same prompts again and again (and at once), and each answer would otherwise cost about a
+microsecond per token.
 """
 
 from __future__ import annotations
@@ -9,11 +13,21 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from typing import Any
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
+from mockllm.lazyseq import LazyList
 from mockllm.tokenizer import tokenize
 
-__all__ = ["derive_seed", "lorem_tokens", "tool_arguments"]
+__all__ = [
+    "LoremAnswer",
+    "derive_seed",
+    "lorem_answer",
+    "lorem_blocks",
+    "lorem_tokens",
+    "tool_arguments",
+]
 
 # Plain English words so that the generated text tokenizes like ordinary prose.
 _WORD_TEXT = """
@@ -38,7 +52,11 @@ def derive_seed(*parts: object) -> int:
 
     Python's ``hash()`` is salted per process, so it cannot be used here.
     """
-    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    if all(type(part) is int for part in parts):
+        # What json.dumps writes for a list of ints, without the encoder (several per request).
+        blob = "[" + ",".join(map(str, parts)) + "]"
+    else:
+        blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big")
 
 
@@ -105,6 +123,15 @@ def _document(rng: random.Random) -> str:
     return _paragraph(rng) if kind == "paragraph" else _list(rng) if kind == "list" else _code(rng)
 
 
+def lorem_blocks(seed: int) -> Iterator[list[str]]:
+    """The endless token stream of a seeded answer, one block (paragraph, list, code) at a
+    time; an answer of ``count`` tokens is its first ``count`` tokens."""
+    rng = random.Random(seed)
+    yield tokenize(_paragraph(rng))
+    while True:
+        yield tokenize("\n\n" + _document(rng))
+
+
 def lorem_tokens(seed: int, count: int) -> list[str]:
     """Exactly ``count`` tokens of a seeded answer (the last block may be cut short).
 
@@ -115,11 +142,103 @@ def lorem_tokens(seed: int, count: int) -> list[str]:
     """
     if count <= 0:
         return []
-    rng = random.Random(seed)
-    tokens = tokenize(_paragraph(rng))
-    while len(tokens) < count:
-        tokens.extend(tokenize("\n\n" + _document(rng)))
+    tokens: list[str] = []
+    for block in lorem_blocks(seed):
+        tokens.extend(block)
+        if len(tokens) >= count:
+            break
     return tokens[:count]
+
+
+class _Shared:
+    """One seed's answer, made as far as any request of that seed has read it."""
+
+    __slots__ = ("blocks", "lock", "made")
+
+    def __init__(self, seed: int):
+        self.made: list[str] = []
+        self.blocks = lorem_blocks(seed)
+        # Large non-streamed answers are built in a worker thread (chat.py).
+        self.lock = threading.Lock()
+
+    def fill(self, upto: int) -> None:
+        if len(self.made) >= upto:
+            return
+        with self.lock:
+            while len(self.made) < upto:
+                self.made.extend(next(self.blocks))
+
+
+class LoremAnswer(Sequence[str]):
+    """The first ``count`` tokens of a seed's answer, made when first read and shared with
+    every other answer of the same seed (the same prompt asked again, or at the same time)."""
+
+    __slots__ = ("_count", "_shared")
+
+    def __init__(self, shared: _Shared, count: int):
+        self._shared = shared
+        self._count = max(0, count)
+
+    @property
+    def made(self) -> int:
+        """How many of its tokens exist so far (the laziness is observable)."""
+        return min(len(self._shared.made), self._count)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._count)
+            self._shared.fill(stop if step == 1 else self._count)
+            return self._shared.made[start:stop:step]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("LoremAnswer index out of range")
+        self._shared.fill(index + 1)
+        return self._shared.made[index]
+
+    def __iter__(self) -> Iterator[str]:
+        shared = self._shared
+        for i in range(self._count):
+            if i >= len(shared.made):
+                shared.fill(i + 1)
+            yield shared.made[i]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# Answers by seed, least recently asked first: at most _CACHE_ANSWERS of them, each made up to
+# the longest prefix asked so far, answers of up to _CACHED_TOKENS_MAX tokens (a few MB at
+# worst; token strings are shared with the tokenizer's cache). Longer ones are not kept.
+_CACHE_ANSWERS = 256
+_CACHED_TOKENS_MAX = 4096
+_cache: dict[int, _Shared] = {}
+_cache_lock = threading.Lock()
+
+
+def lorem_answer(seed: int, count: int) -> Sequence[str]:
+    """:func:`lorem_tokens` as a sequence whose tokens are made when first read."""
+    if count > _CACHED_TOKENS_MAX:
+        return LazyList(count, lorem_blocks(seed))
+    with _cache_lock:
+        shared = _cache.pop(seed, None)
+        if shared is None:
+            shared = _Shared(seed)
+            while len(_cache) >= _CACHE_ANSWERS:
+                del _cache[next(iter(_cache))]
+        _cache[seed] = shared
+    return LoremAnswer(shared, count)
 
 
 def _value_for(schema: Any, rng: random.Random, name: str, depth: int) -> Any:

@@ -140,6 +140,9 @@ def header_name(key: str) -> str:
     return "X-Mock-" + "-".join(part.capitalize() for part in key.split("_"))
 
 
+_HEADER_NAMES = {key: header_name(key) for key in KEYS}
+
+
 def header_overrides(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """Control values from ``X-Mock-*`` headers (names case-insensitive)."""
     out: dict[str, Any] = {}
@@ -156,7 +159,7 @@ def header_overrides(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
                 param=name,
                 code="unknown_control",
             )
-        out[key] = coerce(key, value, header_name(key))
+        out[key] = coerce(key, value, _HEADER_NAMES[key])
     return out
 
 
@@ -274,6 +277,42 @@ def resolve(
 
     A profile supplies the base timing; explicit timing keys from any source override it.
     """
+    # Without a rule the result depends on these values only, and a load test sends the same
+    # ones over and over: the Control (frozen, its faults parsed) is kept and shared.
+    key = None
+    if not rule:
+        key = (
+            model,
+            default_profile,
+            tuple(headers.items()) if headers else (),
+            tuple(directive.items()) if directive else (),
+        )
+        try:
+            known = _resolved.get(key)
+        except TypeError:  # an unhashable value: resolved every time
+            key = known = None
+        if known is not None:
+            return known
+    control = _resolve(model, default_profile, rule, rule_id, headers, directive)
+    if key is not None:
+        if len(_resolved) >= _RESOLVED_MAX:
+            del _resolved[next(iter(_resolved))]
+        _resolved[key] = control
+    return control
+
+
+_RESOLVED_MAX = 1024
+_resolved: dict[tuple[Any, ...], Control] = {}
+
+
+def _resolve(
+    model: str,
+    default_profile: str,
+    rule: Mapping[str, Any] | None,
+    rule_id: str | None,
+    headers: Mapping[str, Any] | None,
+    directive: Mapping[str, Any] | None,
+) -> Control:
     merged: dict[str, Any] = {"profile": default_profile}
     model_profile = profile_for_model(model)
     if model_profile is not None:

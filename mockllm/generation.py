@@ -1,19 +1,29 @@
 """From a validated request and its control to what gets written, and when (pure).
 
 :func:`build_plan` decides the answer (tokens, finish reason, tool call) and the schedule of
-every choice. :func:`stream_script` turns a plan into the exact SSE byte events of a stream,
-each with its due time and the fault action that applies, so the I/O layer only has to wait
-and write.
+every choice; the tokens and due times of a generated answer are made only as they are read
+(:class:`~mockllm.lazyseq.LazyList`), so deciding costs the same for 10 tokens or 100,000.
+:func:`stream_script` turns a plan into a :class:`Script`: the exact SSE byte events of the
+stream, each with its due time and the fault action that applies, built when iterated, a
+slice ahead of the schedule. The I/O layer only has to wait and write:
+
+- :meth:`Script.events` gives the events one by one (the reference);
+- :meth:`Script.writes` gives the same bytes at the same due times, with a run of events that
+  are due at the same moment joined into one item (a whole ``instant`` answer is a handful of
+  items), so that what is due together goes out in one write.
 """
 
 from __future__ import annotations
 
+import functools
+import heapq
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from mockllm.content import derive_seed, lorem_tokens, tool_arguments
+from mockllm.content import derive_seed, lorem_answer, tool_arguments
 from mockllm.control import Control
 from mockllm.formats.openai_chat import (
     SHUTDOWN_EVENT,
@@ -21,29 +31,33 @@ from mockllm.formats.openai_chat import (
     completion_body,
     usage_body,
 )
+from mockllm.lazyseq import LazyList, Repeat, float_store
 from mockllm.profiles import DEFAULT_TOKENS
 from mockllm.request import ChatRequest, message_text
-from mockllm.schedule import chunk_bounds, token_times
+from mockllm.schedule import EvenTimes, token_time_blocks
 from mockllm.tokenizer import count_tokens, tokenize
 
 __all__ = [
     "Action",
+    "Body",
     "ChoicePlan",
     "Plan",
     "Script",
+    "base_seed",
     "body_script",
     "build_plan",
     "completion_id",
-    "estimated_tokens",
     "stream_script",
+    "tokens_built_up_front",
 ]
 
 
 @dataclass(frozen=True)
 class ChoicePlan:
     index: int
-    tokens: tuple[str, ...]
-    times: tuple[float, ...]
+    # Made when first read (lazyseq.LazyList) for a generated answer.
+    tokens: Sequence[str]
+    times: Sequence[float]
     finish_reason: str
     # (call id, function name, complete arguments) when the answer is a tool call; its
     # argument fragments are then the tokens.
@@ -81,37 +95,54 @@ class Action(IntEnum):
 
 # (due seconds from the start, bytes, tokens carried, action)
 Event = tuple[float, bytes, int, Action]
+# A choice's chunk before it has bytes: (due, first token, end token)
+_Chunk = tuple[float, int, int]
 
-
-@dataclass(frozen=True)
-class Script:
-    events: tuple[Event, ...]
-    outcome: str  # what the ledger records when the script ran to its end
-    split_pause: float = 0.0
-    # The answer's tokens in write order (choices interleaved as their events are).
-    tokens: tuple[str, ...] = ()
-    # The format's last event for a stream ended early by a server shutdown (respond.py).
-    shutdown: bytes = b""
+# Chunks are built this many at a time, a slice ahead of the one being written: small first
+# (the first byte waits for the first slice only), larger once the stream runs. 256 chunks
+# of ~250 bytes keep a joined write near 64 KiB.
+_FIRST_SLICE = 16
+_SLICE = 256
 
 
 def _prompt_tokens(messages: tuple[dict[str, Any], ...]) -> int:
     # Roughly OpenAI's accounting: a few tokens of framing per message plus the reply primer.
-    return sum(count_tokens(message_text(m)) + 4 for m in messages) + 3
+    return sum(_text_tokens(message_text(m)) + 4 for m in messages) + 3
 
 
-def _base_seed(
+def _text_tokens(text: str) -> int:
+    if len(text) > _COUNTED_TEXT_MAX:
+        return count_tokens(text)
+    return _counted(text)
+
+
+# Counts of recent short message texts (the same prompts, over and over, under load).
+_COUNTED_TEXT_MAX = 4096
+_counted = functools.lru_cache(maxsize=1024)(count_tokens)
+
+
+def base_seed(
     request: ChatRequest,
     control: Control,
     messages: tuple[dict[str, Any], ...],
     server_seed: int,
 ) -> int:
+    """The seed every choice's content and timing derive from (a hash of the prompt)."""
     request_seed = control.seed if control.seed is not None else request.seed
     tools = [(t.name, t.parameters) for t in request.tools]
     return derive_seed(server_seed, request_seed, list(messages), tools)
 
 
+# The ledger entry takes the id before the answer is built, the plan again after: one hash.
+@functools.lru_cache(maxsize=1024)
 def _completion_id(base: int, sequence: int) -> str:
     return f"chatcmpl-{derive_seed(base, sequence):016x}{sequence:06d}"
+
+
+# A load test asks the same prompts again and again: their choices' seeds are asked again too.
+@functools.lru_cache(maxsize=4096)
+def _choice_seed(base: int, index: int) -> int:
+    return derive_seed(base, index)
 
 
 def completion_id(
@@ -121,21 +152,27 @@ def completion_id(
     messages: tuple[dict[str, Any], ...],
     server_seed: int,
     sequence: int,
+    base: int | None = None,
 ) -> str:
     """The id :func:`build_plan` gives this request (known before the answer is built)."""
-    return _completion_id(_base_seed(request, control, messages, server_seed), sequence)
+    if base is None:
+        base = base_seed(request, control, messages, server_seed)
+    return _completion_id(base, sequence)
 
 
-def estimated_tokens(request: ChatRequest, control: Control, prompt: str) -> int:
-    """About how many tokens :func:`build_plan` will produce (to decide where to build it)."""
-    if request.max_tokens is not None:
-        per_choice = request.max_tokens
-    elif control.text is not None:
+def tokens_built_up_front(request: ChatRequest, control: Control, prompt: str) -> int:
+    """About how many tokens :func:`build_plan` and the script make before the first byte
+    (to decide where to build them): a generated stream makes its tokens as it goes."""
+    if control.text is not None:
         per_choice = len(control.text) // 3
     elif control.mode == "echo":
         per_choice = len(prompt) // 3
+    elif request.stream:
+        return 0
     else:
         per_choice = DEFAULT_TOKENS if control.tokens is None else control.tokens
+    if request.max_tokens is not None:
+        per_choice = min(per_choice, request.max_tokens)
     return per_choice * request.n
 
 
@@ -146,18 +183,24 @@ def build_plan(
     messages: tuple[dict[str, Any], ...],
     server_seed: int,
     sequence: int,
+    base: int | None = None,
 ) -> Plan:
-    """Decide the whole answer. ``messages`` are the request's with directives stripped."""
+    """Decide the whole answer. ``messages`` are the request's with directives stripped;
+    ``base`` is :func:`base_seed` when the caller has it already."""
     tools = [(t.name, t.parameters) for t in request.tools]
-    base = _base_seed(request, control, messages, server_seed)
-    completion_id = _completion_id(base, sequence)
+    if base is None:
+        base = base_seed(request, control, messages, server_seed)
     tool_name = control.tool
     if tool_name is None and request.tool_choice != "none":
         tool_name = request.forced_tool
+    faults = control.faults
+    timing = control.timing
+    stalls = faults.stall_after is not None and faults.stall_seconds > 0
     choices = []
     for index in range(request.n):
-        seed = derive_seed(base, index)
+        seed = _choice_seed(base, index)
         tool_call: tuple[str, str, str] | None = None
+        tokens: Sequence[str]
         if tool_name is not None:
             parameters: Any = next((p for n, p in tools if n == tool_name), {})
             arguments = control.tool_arguments or tool_arguments(seed, parameters)
@@ -174,131 +217,276 @@ def build_plan(
             tokens, finish = tokenize(last_user), "stop"
         else:
             count = DEFAULT_TOKENS if control.tokens is None else control.tokens
-            tokens, finish = lorem_tokens(seed, count), "stop"
+            finish = "stop"
+            if request.max_tokens is not None and count > request.max_tokens:
+                count, finish = request.max_tokens, "length"
+            tokens = lorem_answer(seed, count)
         if request.max_tokens is not None and len(tokens) > request.max_tokens:
             tokens, finish = tokens[: request.max_tokens], "length"
-        times = token_times(
-            len(tokens),
-            control.timing,
-            random.Random(derive_seed(seed, "timing")),
-            stall_after=control.faults.stall_after,
-            stall_seconds=control.faults.stall_seconds,
-        )
-        choices.append(ChoicePlan(index, tuple(tokens), tuple(times), finish, tool_call))
+        times: Sequence[float]
+        if not timing.jitter_ms and not timing.itl_ms and not stalls:
+            # Every token at the TTFT (`instant`): what token_time_blocks would give, once.
+            times = Repeat((timing.ttft_ms + 0.0) / 1000.0, len(tokens))
+        elif not timing.jitter_ms:
+            times = EvenTimes(
+                len(tokens),
+                timing,
+                stall_after=faults.stall_after,
+                stall_seconds=faults.stall_seconds,
+            )
+        else:
+            # Only jitter draws from the timing RNG: without it there is nothing to seed.
+            rng = random.Random(derive_seed(seed, "timing")) if timing.jitter_ms else None
+            blocks = token_time_blocks(
+                len(tokens),
+                timing,
+                rng,
+                stall_after=faults.stall_after,
+                stall_seconds=faults.stall_seconds,
+            )
+            times = LazyList(len(tokens), blocks, float_store())
+        choices.append(ChoicePlan(index, tokens, times, finish, tool_call))
     return Plan(
-        completion_id=completion_id,
+        completion_id=_completion_id(base, sequence),
         model=request.model,
         choices=tuple(choices),
         prompt_tokens=_prompt_tokens(messages),
         completion_tokens=sum(len(c.tokens) for c in choices),
         control=control,
-        ttft=control.timing.ttft_ms / 1000.0,
+        ttft=timing.ttft_ms / 1000.0,
     )
 
 
-def stream_script(plan: Plan, *, created: int, include_usage: bool) -> Script:
-    """The SSE events of a streamed answer, faults applied."""
-    enc = ChunkEncoder(plan.completion_id, created, plan.model)
-    per_choice: list[tuple[Event, tuple[str, ...]]] = []
-    size = plan.control.timing.tokens_per_chunk
-    for choice in plan.choices:
-        tool = choice.tool_call is not None
-        first = (
-            enc.tool_call_start(choice.index, *choice.tool_call[:2])
-            if choice.tool_call is not None
-            else enc.role(choice.index)
-        )
-        bounds = chunk_bounds(len(choice.tokens), size)
-        if not bounds:
-            data = first + enc.finish(choice.index, choice.finish_reason)
-            per_choice.append(((plan.ttft, data, 0, Action.WRITE), ()))
-            continue
-        if size == 1:
-            # One token per chunk (the common case): no slicing or joining per token.
-            texts: list[str] = list(choice.tokens)
-            groups: list[tuple[str, ...]] = [(t,) for t in choice.tokens]
-            dues = list(choice.times)
-        else:
-            groups = [choice.tokens[start:end] for start, end in bounds]
-            texts = ["".join(group) for group in groups]
-            dues = [choice.times[end - 1] for _, end in bounds]
-        datas = enc.many(choice.index, texts, tool=tool)
-        datas[0] = first + datas[0]
-        datas[-1] += enc.finish(choice.index, choice.finish_reason)
-        per_choice.extend(
-            ((due, data, len(group), Action.WRITE), group)
-            for due, data, group in zip(dues, datas, groups, strict=True)
-        )
-    if len(plan.choices) == 1:
-        ordered = per_choice
-    else:
-        # Stable sort: ties keep choice order, so n>1 streams interleave by due time.
-        ordered = sorted(per_choice, key=lambda item: item[0][0])
-    content = [event for event, _ in ordered]
-    written = [token for _, tokens in ordered for token in tokens]
+# -- streams ---------------------------------------------------------------------------------
 
-    faults = plan.control.faults
-    shutdown = SHUTDOWN_EVENT
+
+def _slices(count: int) -> Iterator[tuple[int, int]]:
+    """``[start, stop)`` ranges over ``count`` chunks: one small slice, then larger ones."""
+    start, size = 0, _FIRST_SLICE
+    while start < count:
+        stop = min(start + size, count)
+        yield start, stop
+        start, size = stop, _SLICE
+
+
+def _chunks(choice: ChoicePlan, size: int, ttft: float) -> Iterator[_Chunk]:
+    """Each chunk of a choice: its due time (its last token's) and its token range. A choice
+    without tokens is one chunk at the TTFT (its first event and its finish together)."""
+    tokens, times = choice.tokens, choice.times
+    count = len(tokens)
+    if count == 0:
+        yield ttft, 0, 0
+        return
+    nchunks = -(-count // size)
+    for c0, c1 in _slices(nchunks):
+        if size == 1:
+            yield from zip(times[c0:c1], range(c0, c1), range(c0 + 1, c1 + 1), strict=True)
+        else:
+            for c in range(c0, c1):
+                end = min(c * size + size, count)
+                yield times[end - 1], c * size, end
+
+
+def _choice_events(
+    choice: ChoicePlan, enc: ChunkEncoder, size: int, ttft: float
+) -> Iterator[tuple[float, bytes, int]]:
+    """(due, bytes, tokens) of each event of one choice, one event at a time."""
+    tool = choice.tool_call is not None
+    first = (
+        enc.tool_call_start(choice.index, *choice.tool_call[:2])
+        if choice.tool_call is not None
+        else enc.role(choice.index)
+    )
+    finish = enc.finish(choice.index, choice.finish_reason)
+    tokens = choice.tokens
+    if not tokens:
+        yield ttft, first + finish, 0
+        return
+    content = enc.tool_arguments if tool else enc.content
+    index = choice.index
+    last = len(tokens)
+    for due, start, end in _chunks(choice, size, ttft):
+        data = content(index, tokens[start] if end - start == 1 else "".join(tokens[start:end]))
+        if start == 0:
+            data = first + data
+        if end == last:
+            data += finish
+        yield due, data, end - start
+
+
+def _choice_runs(
+    choice: ChoicePlan, enc: ChunkEncoder, size: int, ttft: float
+) -> Iterator[tuple[float, bytes, int]]:
+    """:func:`_choice_events`, but the events of a slice that are all due at the same time
+    come as one item, their bytes joined (the same bytes)."""
+    tokens, times = choice.tokens, choice.times
+    count = len(tokens)
+    if count == 0 or size != 1:
+        yield from _choice_events(choice, enc, size, ttft)
+        return
+    tool = choice.tool_call is not None
+    index = choice.index
+    first = (
+        enc.tool_call_start(index, *choice.tool_call[:2])
+        if choice.tool_call is not None
+        else enc.role(index)
+    )
+    finish = enc.finish(index, choice.finish_reason)
+    content = enc.tool_arguments if tool else enc.content
+    # Every token due at once (`instant`): no due time to look at.
+    same = isinstance(times, Repeat)
+    for c0, c1 in _slices(count):
+        dues = [times[0]] if same else times[c0:c1]
+        texts = tokens[c0:c1]
+        if dues[0] == dues[-1]:
+            head = first if c0 == 0 else b""
+            tail = finish if c1 == count else b""
+            yield dues[0], enc.run(index, texts, tool=tool, head=head, tail=tail), c1 - c0
+            continue
+        for i, (due, text) in enumerate(zip(dues, texts, strict=True), c0):
+            data = content(index, text)
+            if i == 0:
+                data = first + data
+            if i == count - 1:
+                data += finish
+            yield due, data, 1
+
+
+def _merged(plan: Plan, enc: ChunkEncoder, runs: bool) -> Iterator[tuple[float, bytes, int]]:
+    size = plan.control.timing.tokens_per_chunk
+    size = max(1, size)
+    make = _choice_runs if runs else _choice_events
+    streams = [make(choice, enc, size, plan.ttft) for choice in plan.choices]
+    if len(streams) == 1:
+        return streams[0]
+    # n > 1: the choices interleave by due time; on a tie the lower choice index goes first.
+    return heapq.merge(*streams, key=lambda item: item[0])
+
+
+def _written_blocks(plan: Plan) -> Iterator[Sequence[str]]:
+    """The answer's tokens in write order (choices interleaved as their events are)."""
+    size = max(1, plan.control.timing.tokens_per_chunk)
+
+    def tagged(choice: ChoicePlan) -> Iterator[tuple[float, ChoicePlan, int, int]]:
+        for due, start, end in _chunks(choice, size, plan.ttft):
+            yield due, choice, start, end
+
+    streams = [tagged(choice) for choice in plan.choices]
+    for _, choice, start, end in heapq.merge(*streams, key=lambda item: item[0]):
+        yield choice.tokens[start:end] if end > start else []
+
+
+def _first_cut(faults: Any) -> tuple[int | None, str | None]:
     cut_at, cut_kind = None, None
     for kind in ("abort_after", "truncate_after", "malformed_after", "error_after"):
         value = getattr(faults, kind)
         if value is not None and (cut_at is None or value < cut_at):
             cut_at, cut_kind = value, kind
+    return cut_at, cut_kind
 
-    events: list[Event] = []
-    sent = 0
-    outcome = "fault:no_done" if faults.no_done else "completed"
-    last_due = 0.0
-    cut = False
-    if cut_at is None and faults.split_chunk is None:
-        # Nothing to cut or split: the content events go out as they are.
-        events = content
-        last_due = content[-1][0] if content else 0.0
-        content = []
-    for due, data, ntok, action in content:
-        if cut_at is not None and sent >= cut_at:
+
+_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+
+
+@dataclass(frozen=True)
+class Script:
+    """A streamed answer: its events, built when iterated, and what is known up front."""
+
+    plan: Plan
+    created: int
+    include_usage: bool
+    outcome: str  # what the ledger records when the script ran to its end
+    split_pause: float
+    # The answer's tokens in write order (choices interleaved as their events are).
+    tokens: Sequence[str]
+    # The format's last event for a stream ended early by a server shutdown (respond.py).
+    shutdown: bytes = SHUTDOWN_EVENT
+
+    def events(self) -> Iterator[Event]:
+        """Every event in order, one at a time, faults applied."""
+        return self._play(runs=False)
+
+    def writes(self) -> Iterator[Event]:
+        """The same bytes and due times as :meth:`events`, a run of events due at the same
+        time joined into one item where no fault needs them apart."""
+        return self._play(runs=True)
+
+    def _play(self, *, runs: bool) -> Iterator[Event]:
+        plan = self.plan
+        enc = ChunkEncoder(plan.completion_id, self.created, plan.model)
+        faults = plan.control.faults
+        cut_at, cut_kind = _first_cut(faults)
+        split = faults.split_chunk
+        # A fault that counts tokens needs the events one by one.
+        content = _merged(plan, enc, runs and cut_at is None and split is None)
+        write, split_action = Action.WRITE, Action.SPLIT
+        sent = 0
+        last_due = 0.0
+        cut = False
+        for due, data, ntok in content:
+            if cut_at is not None and sent >= cut_at:
+                cut = True
+                break
+            if split is not None and (split == -1 or sent <= split < sent + max(ntok, 1)):
+                yield due, data, ntok, split_action
+            else:
+                yield due, data, ntok, write
+            sent += ntok
+            last_due = due
+        if not cut and cut_at is not None and sent >= cut_at:
             cut = True
-            break
-        if faults.split_chunk is not None and (
-            faults.split_chunk == -1 or sent <= faults.split_chunk < sent + max(ntok, 1)
-        ):
-            action = Action.SPLIT
-        events.append((due, data, ntok, action))
-        sent += ntok
-        last_due = due
-    if not cut and cut_at is not None and sent >= cut_at:
-        cut = True
-    if cut:
-        assert cut_kind is not None
+        if cut:
+            if cut_kind == "abort_after":
+                yield last_due, b"", 0, Action.ABORT
+            elif cut_kind == "truncate_after":
+                pass  # the body just ends here, cleanly: no finish chunk, no [DONE]
+            elif cut_kind == "malformed_after":
+                yield last_due, enc.malformed(0), 0, write
+            else:
+                yield last_due, enc.error(_ERROR_MESSAGE), 0, write
+            return
+        tail = b""
+        if self.include_usage:
+            tail += enc.usage(plan.usage)
+        if not faults.no_done:
+            tail += enc.done
+        if tail:
+            yield last_due, tail, 0, write
+
+
+def stream_script(plan: Plan, *, created: int, include_usage: bool) -> Script:
+    """The SSE events of a streamed answer, faults applied (built when iterated)."""
+    faults = plan.control.faults
+    cut_at, cut_kind = _first_cut(faults)
+    if cut_at is not None and plan.completion_tokens >= cut_at:
         outcome = f"fault:{cut_kind}"
-        if cut_kind == "abort_after":
-            events.append((last_due, b"", 0, Action.ABORT))
-        elif cut_kind == "truncate_after":
-            pass  # the body just ends here, cleanly: no finish chunk, no [DONE]
-        elif cut_kind == "malformed_after":
-            events.append((last_due, enc.malformed(0), 0, Action.WRITE))
-        else:
-            message = "The server had an error while processing your request. Sorry about that!"
-            events.append((last_due, enc.error(message), 0, Action.WRITE))
-        return Script(
-            tuple(events), outcome, faults.split_pause_ms / 1000.0, tuple(written), shutdown
-        )
-
-    tail = b""
-    if include_usage:
-        tail += enc.usage(plan.usage)
-    if not faults.no_done:
-        tail += enc.done
-    if tail:
-        events.append((last_due, tail, 0, Action.WRITE))
-    return Script(tuple(events), outcome, faults.split_pause_ms / 1000.0, tuple(written), shutdown)
+    else:
+        outcome = "fault:no_done" if faults.no_done else "completed"
+    tokens: Sequence[str]
+    if len(plan.choices) == 1:
+        tokens = plan.choices[0].tokens
+    else:
+        tokens = LazyList(plan.completion_tokens, _written_blocks(plan))
+    return Script(plan, created, include_usage, outcome, faults.split_pause_ms / 1000.0, tokens)
 
 
-def body_script(plan: Plan, *, created: int) -> Script:
+# -- non-streamed answers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Body:
+    """A non-streamed answer: one event, its body written whole when the last token is due."""
+
+    event: Event
+    outcome: str
+    tokens: Sequence[str]
+
+
+def body_script(plan: Plan, *, created: int) -> Body:
     """A non-streamed answer: one body written when the last token is due."""
     due = max((c.end_time for c in plan.choices), default=plan.ttft)
     faults = plan.control.faults
-    written = tuple(token for c in plan.choices for token in c.tokens)
+    written = [token for c in plan.choices for token in c.tokens]
     body = completion_body(
         completion_id=plan.completion_id,
         created=created,
@@ -316,11 +504,9 @@ def body_script(plan: Plan, *, created: int) -> Script:
     )
     if faults.abort_after is not None:
         # The I/O layer announces the whole body, writes half of it, then drops the connection.
-        return Script(((due, body, 0, Action.ABORT),), "fault:abort_after", tokens=written)
+        return Body((due, body, 0, Action.ABORT), "fault:abort_after", written)
     if faults.malformed_after is not None:
-        return Script(
-            ((due, body[: len(body) // 2], 0, Action.WRITE),),
-            "fault:malformed_after",
-            tokens=written,
+        return Body(
+            (due, body[: len(body) // 2], 0, Action.WRITE), "fault:malformed_after", written
         )
-    return Script(((due, body, plan.completion_tokens, Action.WRITE),), "completed", tokens=written)
+    return Body((due, body, plan.completion_tokens, Action.WRITE), "completed", written)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Entry", "Ledger"]
@@ -43,7 +43,7 @@ class Entry:
     # The tokens of the answer in write order; ``text`` is the prefix actually written.
     # Once the request has ended they are replaced by that text (a long soak keeps thousands
     # of entries, and one string is far smaller than a list of token strings).
-    tokens: list[str] = field(default_factory=list)
+    tokens: Sequence[str] = ()
     written: str | None = None
 
     @property
@@ -114,7 +114,7 @@ class Ledger:
     def compact(self, entry: Entry) -> None:
         """Freeze an ended entry's text and drop its token list."""
         entry.written = entry.text
-        entry.tokens = []
+        entry.tokens = ()
 
     def clear(self, *, restart_numbering: bool = False) -> None:
         """Forget every entry; ``restart_numbering`` makes the next request ``seq`` 1 again."""

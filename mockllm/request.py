@@ -12,7 +12,14 @@ from typing import Any
 from mockllm.errors import InvalidJSON, InvalidRequest
 from mockllm.strictjson import parse_json
 
-__all__ = ["ChatRequest", "Tool", "message_text", "parse_body", "parse_chat_request"]
+__all__ = [
+    "ChatRequest",
+    "Tool",
+    "last_user_text",
+    "message_text",
+    "parse_body",
+    "parse_chat_request",
+]
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 _MAX_N = 128
@@ -40,10 +47,15 @@ class ChatRequest:
 
     @property
     def last_user_text(self) -> str:
-        for message in reversed(self.messages):
-            if message.get("role") == "user":
-                return message_text(message)
-        return ""
+        return last_user_text(self.messages)
+
+
+def last_user_text(messages: tuple[dict[str, Any], ...]) -> str:
+    """The text of the last user message (the prompt rules match), or ``""``."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message_text(message)
+    return ""
 
 
 def message_text(message: dict[str, Any]) -> str:

@@ -1,9 +1,11 @@
 """Writing a built answer to the client: the stream loop, the non-streamed body, status faults.
 
 On a token's way this is the last step in the mock: the :class:`~mockllm.generation.Script`
-already holds every event's bytes and due time, so a stream here only waits and calls ``send``
-once per event (SSE out), applying the fault action the script names (split an event, abort the
-connection) and recording in the ledger when the first token left and how many did.
+gives every event's bytes and due time (built as the stream plays), so a stream here only
+waits and calls ``send`` (SSE out): once for all the events due at the same moment (within
+the timers' millisecond), the end of the body with the last of them. It applies the fault
+action the script names (split an event, abort the connection) and records in the ledger
+when the first token left and how many did.
 
 A server shutdown cancels the writing task with the message :data:`SHUTDOWN` (``app.drain``):
 a stream then writes the script's ``shutdown`` event (its format's error event) and ends its
@@ -15,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from mockllm.asgi import JSON_HEADER, Headers, Message, Send, send_bytes, send_json
 from mockllm.errors import error_body
-from mockllm.generation import Action, Script
+from mockllm.generation import Action, Body, Script
 from mockllm.ledger import Entry, Ledger
 from mockllm.sse import split_event
 
@@ -79,6 +82,13 @@ _FAULT_ERRORS: dict[int, tuple[str, str | None, str]] = {
 }
 _FAULT_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 
+# Events due within this of the first of them go out in one write with it: uvloop's timers
+# (and epoll's waits) count whole milliseconds, so a wake-up between them would not be sooner.
+_TOGETHER_S = 0.001
+# A run of events due at once is written in pieces of about this size, the loop free to run
+# other streams in between (an `instant` answer of 100,000 tokens must not hold it alone).
+_WRITE_MAX = 64 * 1024
+
 
 async def wait_until(due: float, start: float | None = None) -> None:
     """Sleep until ``due`` seconds after ``start`` (now by default) on the loop's clock."""
@@ -112,10 +122,10 @@ async def status_fault(
 
 
 async def write_body(
-    send: Send, ledger: Ledger, entry: Entry, script: Script, headers: Headers
+    send: Send, ledger: Ledger, entry: Entry, script: Body, headers: Headers
 ) -> None:
     """A non-streamed answer: one event, written whole (or half of it, then an abort)."""
-    due, data, ntok, action = script.events[0]
+    due, data, ntok, action = script.event
     await wait_until(due)
     if action is Action.ABORT:
         ledger.end(entry, script.outcome)
@@ -131,9 +141,16 @@ async def write_body(
 
 
 async def write_stream(
-    send: Send, ledger: Ledger, entry: Entry, script: Script, headers: Headers
+    send: Send,
+    ledger: Ledger,
+    entry: Entry,
+    script: Script,
+    headers: Headers,
+    watch: Callable[[], None] = lambda: None,
 ) -> None:
-    """A streamed answer: each event of the script at its due time, one ``send`` each."""
+    """A streamed answer: the script's events at their due times, what is due together in
+    one ``send``. ``watch()`` is called before the stream first waits (the chat handler then
+    starts watching for the client leaving)."""
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
     loop = asyncio.get_running_loop()
     clock = loop.time
@@ -141,31 +158,60 @@ async def write_stream(
     # Every event is due relative to this instant, so lateness never accumulates.
     start = clock()
     # One message object for the whole stream: uvicorn reads it synchronously inside
-    # send(), and not allocating a dict per token keeps the collector quiet.
+    # send(), and not allocating a dict per write keeps the collector quiet.
     message: Message = {"type": "http.response.body", "body": b"", "more_body": True}
+    # Events due now, not sent yet: their bytes, size and tokens.
+    due_now: list[bytes] = []
+    size = 0
+    tokens = 0
     # The second half of a split event while its first half is out (a shutdown completes it).
     pending = b""
+    # The due time of the first event in due_now: the ones due within _TOGETHER_S of it (or
+    # already late) join it; the first of a group is never written before it is due.
+    group_due = 0.0
+    together, write_max, write = _TOGETHER_S, _WRITE_MAX, Action.WRITE  # once per token
     try:
-        for due, data, ntok, action in script.events:
-            delay = start + due - clock()
-            if delay > 0:
-                await sleep(delay)
-            if action is Action.WRITE:
-                message["body"] = data
+        for due, data, ntok, action in script.writes():
+            if due_now and (
+                size + len(data) > write_max
+                or (due - group_due > together and start + due > clock())
+            ):
+                message["body"] = b"".join(due_now) if len(due_now) > 1 else due_now[0]
                 await send(message)
-            elif action is Action.SPLIT:
+                _sent(entry, tokens)
+                full = size + len(data) > write_max
+                due_now, size, tokens = [], 0, 0
+                if full:
+                    # More is due at once: let other streams have the loop between writes.
+                    watch()
+                    await sleep(0)
+            if not due_now:
+                delay = start + due - clock()
+                if delay > 0:
+                    watch()
+                    await sleep(delay)
+                group_due = due
+            if action is write:
+                due_now.append(data)
+                size += len(data)
+                tokens += ntok
+                continue
+            if due_now:
+                message["body"] = b"".join(due_now)
+                await send(message)
+                _sent(entry, tokens)
+                due_now, size, tokens = [], 0, 0
+            if action is Action.SPLIT:
                 head, pending = split_event(data)
                 await send({"type": "http.response.body", "body": head, "more_body": True})
+                watch()
                 await sleep(script.split_pause)
                 await send({"type": "http.response.body", "body": pending, "more_body": True})
                 pending = b""
+                _sent(entry, ntok)
             else:
                 ledger.end(entry, script.outcome)
                 raise AbortConnection
-            if ntok:
-                if entry.first_token_at is None:
-                    entry.first_token_at = time.time()
-                entry.tokens_sent += ntok
     except asyncio.CancelledError as exc:
         if not is_shutdown(exc) or entry.outcome is not None:
             raise
@@ -174,8 +220,19 @@ async def write_stream(
         end = pending + script.shutdown
         await send({"type": "http.response.body", "body": end, "more_body": False})
         return
+    # The last events and the end of the body go out in one write; the ledger records the end
+    # once they are out (a disconnect while they wait for the client wins).
+    await send({"type": "http.response.body", "body": b"".join(due_now), "more_body": False})
+    _sent(entry, tokens)
     ledger.end(entry, script.outcome)
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _sent(entry: Entry, tokens: int) -> None:
+    """Record ``tokens`` more tokens written."""
+    if tokens:
+        if entry.first_token_at is None:
+            entry.first_token_at = time.time()
+        entry.tokens_sent += tokens
 
 
 def uncancel_current() -> None:

@@ -42,6 +42,10 @@ def _finite_float(text: str) -> float:
     return number
 
 
+# One decoder for every document (json.loads would build one per call, with these hooks).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def parse_json(raw: bytes | str) -> Any:
     """Decode strict UTF-8 JSON; raises :class:`~mockllm.errors.InvalidJSON`.
 
@@ -59,7 +63,9 @@ def parse_json(raw: bytes | str) -> Any:
     else:
         text = raw
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        if text.startswith("\ufeff"):
+            json.loads(text)  # refused as json.loads refuses it: "Unexpected UTF-8 BOM"
+        value = _DECODER.decode(text)
     except RecursionError:
         raise InvalidJSON(
             f"JSON nested deeper than {MAX_DEPTH} levels is not accepted.", syntax=True

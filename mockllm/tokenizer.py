@@ -12,7 +12,6 @@ Joining the tokens always gives back the input text exactly.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 __all__ = ["count_tokens", "tokenize"]
 
@@ -41,18 +40,20 @@ _PIECE = 4
 # Longer pre-tokens are split without the cache: a prompt may be one megabyte-long "word",
 # and the cache would keep every such string alive.
 _CACHED_WORD_MAX = 64
+# Pre-token -> its pieces. A plain dict, filled until full: answers and prompts draw on a
+# small vocabulary, and a lookup here is most of what tokenizing a word costs.
+_PIECES: dict[str, tuple[str, ...]] = {}
+_PIECES_MAX = 65536
 
 
 def _split_word(word: str) -> tuple[str, ...]:
     """Split one pre-token (maybe with a leading space) into sub-word pieces."""
-    if len(word) <= _CACHED_WORD_MAX:
-        return _split_cached(word)
-    return _split(word)
-
-
-@lru_cache(maxsize=65536)
-def _split_cached(word: str) -> tuple[str, ...]:
-    return _split(word)
+    pieces = _PIECES.get(word)
+    if pieces is None:
+        pieces = _split(word)
+        if len(word) <= _CACHED_WORD_MAX and len(_PIECES) < _PIECES_MAX:
+            _PIECES[word] = pieces
+    return pieces
 
 
 def _split(word: str) -> tuple[str, ...]:
@@ -85,6 +86,19 @@ def _split(word: str) -> tuple[str, ...]:
 
 def tokenize(text: str) -> list[str]:
     """Split ``text`` into tokens; ``"".join(tokenize(text)) == text`` always holds."""
+    words = _PRE_TOKEN.findall(text)
+    if sum(map(len, words)) == len(text):
+        # The pattern matched the whole text (the usual case): no gaps to keep.
+        tokens: list[str] = []
+        extend = tokens.extend
+        known = _PIECES.get
+        for word in words:
+            extend(known(word) or _split_word(word))
+        return tokens
+    return _tokenize_with_gaps(text)
+
+
+def _tokenize_with_gaps(text: str) -> list[str]:
     tokens: list[str] = []
     pos = 0
     for match in _PRE_TOKEN.finditer(text):

@@ -33,14 +33,7 @@ def _parser_of(command: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Argume
     return built.value.parser
 
 
-# Each benchmark's parser lives in its own module; mockllm/bench.py is being reworked elsewhere.
-_PENDING = {"bench mock": "mockllm/bench.py: help text and an example still to add"}
-COMMANDS = [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=_PENDING[name]))
-    if name in _PENDING
-    else name
-    for name in [n for n in cli.SUBCOMMANDS if n != "bench"] + [f"bench {b}" for b in cli.BENCHES]
-]
+COMMANDS = [n for n in cli.SUBCOMMANDS if n != "bench"] + [f"bench {b}" for b in cli.BENCHES]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

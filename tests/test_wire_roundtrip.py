@@ -279,7 +279,7 @@ def _mock_stream(tokens: int, **body: Any) -> tuple[list[bytes], list[str]]:
     )
     plan = build_plan(request, control, messages=request.messages, server_seed=3, sequence=1)
     script = stream_script(plan, created=1700000000, include_usage=request.include_usage)
-    return [event for _, event, _, _ in script.events], list(plan.choices[0].tokens)
+    return [event for _, event, _, _ in script.events()], list(plan.choices[0].tokens)
 
 
 def test_the_mock_stream_read_back_by_the_servers_upstream_decoder() -> None:

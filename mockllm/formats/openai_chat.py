@@ -15,7 +15,7 @@ of a :class:`~mockllm.generation.Script`, each a one-line SSE ``data:`` event (t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mockllm.errors import error_body
@@ -35,6 +35,14 @@ _ESCAPED_MAX = 200_000
 
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _json_text(text: str) -> bytes:
+    """``_json(text)``; a printable ASCII string without a quote or backslash (our ids)
+    needs no escaping, only its quotes."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return b'"' + text.encode() + b'"'
+    return _json(text)
 
 
 def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
@@ -59,11 +67,11 @@ class ChunkEncoder:
         self.head = (
             DATA
             + b'{"id":'
-            + _json(completion_id)
+            + _json_text(completion_id)
             + b',"object":"chat.completion.chunk","created":'
             + str(created).encode()
             + b',"model":'
-            + _json(model)
+            + self._escape(model)
             + b',"system_fingerprint":"'
             + SYSTEM_FINGERPRINT.encode()
             + b'","choices":'
@@ -140,8 +148,29 @@ class ChunkEncoder:
         escape = self._escape
         return [prefix + (cached(text) or escape(text)) + suffix for text in texts]
 
+    def run(
+        self,
+        index: int,
+        texts: Sequence[str],
+        *,
+        tool: bool = False,
+        head: bytes = b"",
+        tail: bytes = b"",
+    ) -> bytes:
+        """``head + b"".join(self.many(index, texts, tool=tool)) + tail`` (non-empty
+        ``texts``), in one join: the events of a run written together differ only in their
+        token, so the run is their tokens joined by what lies between two of them."""
+        prefix = self._prefix(index, tool)
+        suffix = _ARGS_SUFFIX if tool else _CONTENT_SUFFIX
+        cached = _ESCAPED.get
+        escape = self._escape
+        parts = [cached(t) or escape(t) for t in texts]
+        parts[0] = head + prefix + parts[0]
+        parts[-1] += suffix + tail
+        return (suffix + prefix).join(parts)
+
     def finish(self, index: int, reason: str) -> bytes:
-        return self._choice(index, b"{}", _json(reason))
+        return self._choice(index, b"{}", self._escape(reason))
 
     def usage(self, usage: dict[str, Any]) -> bytes:
         return self.head + b'[],"usage":' + _json(usage) + b"}" + END

@@ -71,8 +71,10 @@ async def test_disconnect_mid_stream_cancels_and_records_the_index() -> None:
     await asyncio.wait_for(app(scope(headers), receive, send), 5)
     (entry,) = app.ledger.query()
     assert entry.outcome == "client_disconnected"
-    assert entry.disconnect_index == 3
     assert len(sent) == 3
+    # Every token the client got (three, or more when a late wake-up sent two due together).
+    received = sum(body.count(b'"delta":{"content":') for body in sent)
+    assert entry.disconnect_index == received >= 3
     assert app.active_streams == 0
 
 
@@ -181,3 +183,104 @@ async def test_drain_answers_503_before_the_headers_and_refuses_new_requests() -
     await app(scope({}), late.receive, late.send)
     assert late.sent[0]["status"] == 503
     assert [e.outcome for e in app.ledger.query()] == ["server_shutdown"]
+
+
+def _body_sends(client: _Client) -> list[dict[str, Any]]:
+    return [m for m in client.sent if m["type"] == "http.response.body"]
+
+
+async def test_an_instant_answer_is_one_write_with_the_end_of_the_body() -> None:
+    app = MockApp()
+    client = _Client()
+    await app(scope({"X-Mock-Tokens": "200"}), client.receive, client.send)
+    (only,) = _body_sends(client)
+    assert only["more_body"] is False
+    assert only["body"].count(b'"delta":{"content":') == 200
+    assert only["body"].endswith(b"data: [DONE]\n\n")
+    (entry,) = app.ledger.query()
+    assert (entry.outcome, entry.tokens_sent) == ("completed", 200)
+    assert entry.first_token_at is not None
+
+
+async def test_paced_events_are_written_one_by_one_the_last_with_the_end() -> None:
+    app = MockApp()
+    client = _Client()
+    headers = {"X-Mock-Tokens": "5", "X-Mock-Itl-Ms": "30"}
+    await app(scope(headers), client.receive, client.send)
+    sends = _body_sends(client)
+    assert [m["body"].count(b'"delta":{"content":') for m in sends] == [1, 1, 1, 1, 1]
+    assert sends[-1]["body"].endswith(b"data: [DONE]\n\n") and sends[-1]["more_body"] is False
+
+
+async def test_events_due_within_a_millisecond_go_out_together() -> None:
+    app = MockApp()
+    client = _Client()
+    # Six tokens 0.3 ms apart: all due within 1.5 ms of the start.
+    headers = {"X-Mock-Tokens": "6", "X-Mock-Itl-Ms": "0.3"}
+    await app(scope(headers), client.receive, client.send)
+    sends = _body_sends(client)
+    assert sum(m["body"].count(b'"delta":{"content":') for m in sends) == 6
+    assert len(sends) <= 3  # one per event would be 6 (fewer, never more, on a slow machine)
+
+
+async def test_a_long_instant_answer_lets_other_work_run_between_its_writes() -> None:
+    app = MockApp()
+    client = _Client()
+    seen_at: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    async def send(message: dict[str, Any]) -> None:
+        await client.send(message)
+        if len(client.sent) == 2:  # the first body write: something else wants the loop now
+            loop.call_soon(lambda: seen_at.append(len(client.sent)))
+
+    await app(scope({"X-Mock-Tokens": "20000"}), client.receive, send)
+    sends = _body_sends(client)
+    assert len(sends) > 10 and all(len(m["body"]) < 80_000 for m in sends)
+    assert seen_at and seen_at[0] < len(client.sent)  # it ran before the stream had ended
+    (entry,) = app.ledger.query()
+    assert (entry.outcome, entry.tokens_sent) == ("completed", 20000)
+
+
+async def test_a_client_leaving_a_long_instant_answer_stops_it_and_is_recorded() -> None:
+    app = MockApp()
+    gone = asyncio.Event()
+    bodies: list[bytes] = []
+    messages = [{"type": "http.request", "body": BODY, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message["body"])
+            gone.set()  # the client leaves after the first write
+
+    await asyncio.wait_for(app(scope({"X-Mock-Tokens": "20000"}), receive, send), 5)
+    (entry,) = app.ledger.query()
+    received = sum(body.count(b'"delta":{"content":') for body in bodies)
+    assert entry.outcome == "client_disconnected"
+    assert entry.disconnect_index == received < 20000
+    assert not bodies[-1].endswith(b"data: [DONE]\n\n")
+
+
+async def test_the_first_event_is_not_written_before_it_is_due() -> None:
+    app = MockApp()
+    loop = asyncio.get_running_loop()
+    first: list[float] = []
+    client = _Client()
+
+    async def send(message: dict[str, Any]) -> None:
+        await client.send(message)
+        if message["type"] == "http.response.body" and not first:
+            first.append(loop.time())
+
+    # Due 0.8 ms after the start: under a millisecond, but not due yet when the stream starts.
+    started = loop.time()
+    await app(scope({"X-Mock-Tokens": "3", "X-Mock-Ttft-Ms": "0.8"}), client.receive, send)
+    assert first[0] - started >= 0.0008
+    (only,) = _body_sends(client)  # the three tokens are due together: one write
+    assert only["body"].count(b'"delta":{"content":') == 3

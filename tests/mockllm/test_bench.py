@@ -1,15 +1,25 @@
-"""mockllm.bench: the gap-error arithmetic, and a tiny end-to-end run of both servers."""
+"""mockllm.bench: the arithmetic, the peers' set-up, and tiny end-to-end runs of the servers."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from mockllm.bench import StreamResult, gap_errors_ms, gap_summary
+from mockllm.bench import StreamResult, build_parser, gap_errors_ms, gap_summary
+from mockllm.bench.cli import ratios, table
+from mockllm.bench.client import request_bytes
+from mockllm.bench.servers import (
+    AIMOCK_PACKAGE,
+    DEFAULT_AIMOCK_DIR,
+    aimock_command,
+    aimock_fixtures,
+    prompt,
+)
 
 
 def test_gap_errors_against_the_scheduled_gap() -> None:
@@ -26,32 +36,127 @@ def test_gap_summary_uses_nearest_rank() -> None:
     assert gap_summary([]) == {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
 
 
-@pytest.mark.integration
-def test_tiny_benchmark_run(tmp_path: Path) -> None:
+def test_ratios_are_taken_round_by_round() -> None:
+    rounds = {
+        "mockllm": [{"chunks_per_s": 300}, {"chunks_per_s": 200}, {"chunks_per_s": 0}],
+        "aimock": [{"chunks_per_s": 100}, {"chunks_per_s": 200}, {"chunks_per_s": 50}],
+    }
+    # A round where either figure is missing (0: nothing measured) has no ratio.
+    assert ratios(rounds, "requests") == {
+        "mockllm/aimock": {"figure": "chunks_per_s", "median": 2.0, "rounds": [3.0, 1.0]}
+    }
+
+
+def test_the_table_shows_medians_and_ratios() -> None:
+    args = build_parser().parse_args(["--rounds", "2"])
+    report = {
+        "runs": {
+            "long": {
+                "mockllm": {"median": {"chunks_per_s": 123456, "chunks_per_cpu_s": 1000.5}},
+                "baseline": {"median": {"chunks_per_s": 100, "cpu_us_per_chunk": 2.25}},
+            }
+        },
+        "ratios": {
+            "long": {
+                "mockllm/baseline": {
+                    "figure": "chunks_per_cpu_s",
+                    "median": 1.5,
+                    "rounds": [1.4, 1.6],
+                }
+            }
+        },
+    }
+    text = table(report, args)
+    assert "long: 100 streams x 2000 chunks, zero delay (medians of 2 rounds)" in text
+    assert "123,456" in text and "1,000" in text and "2.25" in text
+    assert "mockllm/baseline chunks_per_cpu_s: 1.50 (1.4, 1.6)" in text
+
+
+def test_aimock_gets_one_fixture_per_workload_matched_by_its_prompt() -> None:
+    fixtures = aimock_fixtures([(200, 0.0), (50, 20.0), (200, 0.0)])["fixtures"]
+    assert len(fixtures) == 2
+    paced = next(f for f in fixtures if f["match"]["userMessage"] == prompt(50, 20.0))
+    assert len(paced["response"]["content"]) == 50 * paced["chunkSize"]
+    assert paced["streamingProfile"] == {"ttft": 0, "tps": 50.0}
+    instant = next(f for f in fixtures if f["match"]["userMessage"] == prompt(200, 0.0))
+    assert "streamingProfile" not in instant
+    # aimock matches a user message by substring: no prompt may contain another.
+    assert prompt(20, 2) not in prompt(20, 20) and prompt(2, 20) not in prompt(20, 20)
+    assert prompt(200, 0).encode() in request_bytes(200, 0, keep_alive=True)
+
+
+def test_aimock_not_installed_says_how_to_install_it(tmp_path: Path) -> None:
+    command, why = aimock_command(tmp_path, tmp_path / "fixtures.json")
+    assert command is None
+    if shutil.which("node") is None:
+        assert why == "node is not on PATH"
+    else:
+        assert why == (
+            f"{AIMOCK_PACKAGE} is not installed in {tmp_path} "
+            f"(npm install --prefix {tmp_path} {AIMOCK_PACKAGE})"
+        )
+
+
+_TINY = [
+    "--rounds=1",
+    "--users=4",
+    "--request-tokens=30",
+    "--duration-s=0.3",
+    "--burst-streams=5",
+    "--burst-tokens=5",
+    "--burst-itl-ms=5",
+    "--long-streams=3",
+    "--long-tokens=100",
+    "--timing-streams=5",
+    "--timing-tokens=5",
+    "--timing-itl-ms=10",
+    "--stagger-s=0.05",
+]
+
+
+def _run(tmp_path: Path, *extra: str) -> tuple[dict[str, object], str]:
     out = tmp_path / "bench.json"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mockllm.bench",
-            "--rounds=1",
-            "--throughput-streams=4",
-            "--throughput-tokens=50",
-            "--timing-streams=5",
-            "--timing-tokens=5",
-            "--timing-itl-ms=10",
-            "--stagger-s=0.05",
-            f"--json={out}",
-        ],
+    done = subprocess.run(
+        [sys.executable, "-m", "mockllm.bench", *_TINY, f"--json={out}", *extra],
         check=True,
         capture_output=True,
-        timeout=50,
+        text=True,
+        timeout=90,
     )
-    report = json.loads(out.read_text())
+    return json.loads(out.read_text()), done.stdout
+
+
+@pytest.mark.integration
+def test_tiny_benchmark_run(tmp_path: Path) -> None:
+    report, printed = _run(tmp_path, f"--aimock-dir={tmp_path / 'none'}")
+    assert str(report["aimock"]).startswith("not measured: ")
+    runs = report["runs"]
+    assert isinstance(runs, dict)
     for name in ("mockllm", "baseline"):
-        throughput = report[name]["throughput"]["median"]
-        assert throughput["delivered_tokens"] == 200 and throughput["failed_streams"] == 0
-        timing = report[name]["timing"]["median"]
-        assert timing["delivered_tokens"] == 25
-        assert timing["gap_error_ms"]["count"] > 0
-    assert "tokens_per_s" in report["ratio"]
+        requests = runs["requests"][name]["median"]
+        assert requests["failed"] == 0 and requests["requests"] >= 4
+        assert requests["chunks"] == 30 * requests["requests"]
+        assert requests["cpu_us_per_request"] > 0 and requests["ttft_ms"]["p50"] > 0
+        burst = runs["burst"][name]["median"]
+        assert burst["chunks"] == 5 * 5 * 2 and burst["ttft_first_ms"]["count"] == 5
+        assert burst["gap_error_ms"]["count"] > 0
+        assert runs["long"][name]["median"]["chunks"] == 300
+        assert runs["timing"][name]["median"]["chunks"] == 25
+    assert report["ratios"]["requests"]["mockllm/baseline"]["figure"] == "chunks_per_s"
+    assert "requests: 4 users, requests back to back for 0.3 s" in printed
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(
+    aimock_command(DEFAULT_AIMOCK_DIR, Path("x"))[0] is None,
+    reason=f"aimock is not installed in {DEFAULT_AIMOCK_DIR}",
+)
+def test_tiny_run_with_aimock(tmp_path: Path) -> None:
+    report, _ = _run(tmp_path, "--no-baseline", "--skip=long", "--skip=timing")
+    assert str(report["aimock"]).startswith(AIMOCK_PACKAGE)
+    runs = report["runs"]
+    assert isinstance(runs, dict)
+    requests = runs["requests"]["aimock"]["median"]
+    assert requests["failed"] == 0 and requests["chunks"] == 30 * requests["requests"]
+    assert runs["burst"]["aimock"]["median"]["chunks"] == 50
+    assert "mockllm/aimock" in report["ratios"]["requests"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from mockllm.content import derive_seed, lorem_tokens, tool_arguments
+from mockllm.content import LoremAnswer, derive_seed, lorem_answer, lorem_tokens, tool_arguments
+from mockllm.lazyseq import LazyList
 
 
 def test_derive_seed_is_stable_and_sensitive() -> None:
@@ -62,3 +63,48 @@ def test_answers_look_like_a_models_paragraphs_lists_code_and_unicode() -> None:
     assert any(ch in every for ch in "数🙂🚀✅") and "\u0301" in every  # unicode
     whitespace_only = {t for seed in range(12) for t in lorem_tokens(seed, 400) if not t.strip()}
     assert "\n\n" in whitespace_only and "\n" in whitespace_only
+
+
+def test_lorem_answer_is_lorem_tokens_made_as_read() -> None:
+    seed = 123_456_789  # not used by another test: nothing made yet
+    answer = lorem_answer(seed, 3000)
+    assert isinstance(answer, LoremAnswer) and len(answer) == 3000 and answer.made == 0
+    assert answer[:3] == lorem_tokens(seed, 3)
+    assert answer.made < 100  # one paragraph, not the whole answer
+    assert answer[-1] == lorem_tokens(seed, 3000)[-1]
+    assert list(answer) == lorem_tokens(seed, 3000) and answer == lorem_tokens(seed, 3000)
+    assert answer[10:5] == [] and answer[::1000] == lorem_tokens(seed, 3000)[::1000]
+    long = lorem_answer(seed, 5000)  # past what is kept per seed: made privately, as read
+    assert isinstance(long, LazyList) and long.made == 0
+    assert long[:3000] == list(answer)
+
+
+def test_answers_of_one_seed_share_what_is_made() -> None:
+    seed = 987_654_321
+    first, second = lorem_answer(seed, 50), lorem_answer(seed, 80)
+    assert isinstance(first, LoremAnswer) and isinstance(second, LoremAnswer)
+    list(second)
+    assert first.made == 50  # made once, for both
+    assert list(first) == lorem_tokens(seed, 50) and list(second) == lorem_tokens(seed, 80)
+
+
+def test_answers_kept_are_bounded_least_recently_asked_first() -> None:
+    from mockllm import content
+
+    lorem_answer(555, 3)
+    for other in range(content._CACHE_ANSWERS - 1):
+        lorem_answer(10**12 + other, 3)
+    lorem_answer(555, 3)  # asked again: now the most recent
+    lorem_answer(10**13, 3)
+    assert len(content._cache) == content._CACHE_ANSWERS
+    assert 555 in content._cache and 10**12 not in content._cache
+
+
+def test_derive_seed_of_ints_is_the_json_one() -> None:
+    import hashlib
+
+    for parts in [(0,), (1, 2), (2**63 - 1, -5, 0), (123456789012345678901234567890, 7)]:
+        blob = json.dumps(list(parts), sort_keys=True, separators=(",", ":"), default=str)
+        expected = int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big")
+        assert derive_seed(*parts) == expected
+    assert derive_seed(True, 1) != derive_seed(1, 1)  # a bool is not an int here: "true"

@@ -112,3 +112,17 @@ def test_directives_are_found_in_time_linear_in_the_prompt() -> None:
 def test_what_counts_as_a_directive(text: str, stripped: str, found: dict[str, int]) -> None:
     cleaned, values = extract_directives(({"role": "user", "content": text},))
     assert (cleaned[0]["content"], values) == (stripped, found)
+
+
+def test_the_same_sources_without_a_rule_give_the_same_control_object() -> None:
+    first = resolve(model="gpt-4o-mini", default_profile="fast", headers={"tokens": 5})
+    again = resolve(model="gpt-4o-mini", default_profile="fast", headers={"tokens": 5})
+    assert again is first  # kept: a frozen value, shared
+    other = resolve(model="gpt-4o-mini", default_profile="fast", headers={"tokens": 6})
+    assert other is not first and other.tokens == 6
+    ruled = resolve(model="gpt-4o-mini", default_profile="fast", rule={"tokens": 5}, rule_id="r1")
+    assert ruled.rule_id == "r1" and ruled == resolve(
+        model="gpt-4o-mini", default_profile="fast", rule={"tokens": 5}, rule_id="r1"
+    )
+    # An unhashable value is resolved each time, not refused.
+    assert resolve(model="m", default_profile="fast", directive={"x": [1]}).profile == "fast"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mockllm.content import LoremAnswer
 from mockllm.control import resolve
 from mockllm.generation import Action, Plan, body_script, build_plan, stream_script
+from mockllm.lazyseq import LazyList
 from mockllm.request import parse_chat_request
 
 BODY: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
@@ -44,8 +46,8 @@ def test_exact_bytes_of_a_short_stream() -> None:
         + head + '[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}\n\n'
         + "data: [DONE]\n\n"
     )  # fmt: skip
-    assert b"".join(e[1] for e in script.events) == expected.encode()
-    assert [e[2] for e in script.events] == [1, 1, 1, 0]
+    assert b"".join(e[1] for e in script.events()) == expected.encode()
+    assert [e[2] for e in script.events()] == [1, 1, 1, 0]
     assert script.outcome == "completed"
 
 
@@ -57,19 +59,19 @@ def test_same_inputs_same_plan_other_seed_other_text() -> None:
 
 def test_stream_and_body_carry_the_same_text() -> None:
     p = plan({"n": 2})
-    stream = b"".join(e[1] for e in stream_script(p, created=0, include_usage=True).events)
+    stream = b"".join(e[1] for e in stream_script(p, created=0, include_usage=True).events())
     texts = ["", ""]
     for chunk in events(stream)[:-1]:
         for choice in chunk["choices"]:
             texts[choice["index"]] += choice["delta"].get("content") or ""
-    body = json.loads(body_script(p, created=0).events[0][1])
+    body = json.loads(body_script(p, created=0).event[1])
     assert texts == [c["message"]["content"] for c in body["choices"]]
     assert texts[0] != texts[1]
 
 
 def test_usage_chunk_comes_after_finish_and_before_done() -> None:
     p = plan({"max_tokens": 3})
-    stream = b"".join(e[1] for e in stream_script(p, created=0, include_usage=True).events)
+    stream = b"".join(e[1] for e in stream_script(p, created=0, include_usage=True).events())
     parsed = events(stream)
     assert parsed[-1] == "[DONE]"
     assert parsed[-2]["choices"] == [] and parsed[-2]["usage"]["completion_tokens"] == 3
@@ -87,7 +89,9 @@ def test_tool_call_fragments_reassemble() -> None:
         }
     ]
     p = plan({"tools": tools, "tool_choice": "required"})
-    parsed = events(b"".join(e[1] for e in stream_script(p, created=0, include_usage=False).events))
+    parsed = events(
+        b"".join(e[1] for e in stream_script(p, created=0, include_usage=False).events())
+    )
     first = parsed[0]["choices"][0]["delta"]
     assert first["content"] is None
     call = first["tool_calls"][0]
@@ -107,19 +111,19 @@ def test_tool_call_fragments_reassemble() -> None:
 def test_fault_cuts() -> None:
     p = plan(tokens=10, fault="abort_after=3")
     script = stream_script(p, created=0, include_usage=False)
-    assert sum(e[2] for e in script.events) == 3
-    assert script.events[-1][3] is Action.ABORT
+    assert sum(e[2] for e in script.events()) == 3
+    assert list(script.events())[-1][3] is Action.ABORT
     assert script.outcome == "fault:abort_after"
 
     script = stream_script(plan(tokens=10, fault="error_after=2"), created=0, include_usage=False)
-    assert json.loads(script.events[-1][1][6:])["error"]["type"] == "server_error"
-    assert not any(b"[DONE]" in e[1] for e in script.events)
+    assert json.loads(list(script.events())[-1][1][6:])["error"]["type"] == "server_error"
+    assert not any(b"[DONE]" in e[1] for e in script.events())
 
     script = stream_script(
         plan(tokens=10, fault="malformed_after=4"), created=0, include_usage=False
     )
-    assert sum(e[2] for e in script.events) == 4
-    last = script.events[-1][1]
+    assert sum(e[2] for e in script.events()) == 4
+    last = list(script.events())[-1][1]
     assert last.endswith(b"\n\n")
     try:
         json.loads(last[6:])
@@ -129,11 +133,11 @@ def test_fault_cuts() -> None:
         raise AssertionError("the malformed chunk parsed as JSON")
 
     script = stream_script(plan(tokens=4, fault="no_done"), created=0, include_usage=False)
-    assert not any(b"[DONE]" in e[1] for e in script.events)
+    assert not any(b"[DONE]" in e[1] for e in script.events())
     assert script.outcome == "fault:no_done"
 
     script = stream_script(plan(tokens=4, fault="split_chunk=2"), created=0, include_usage=False)
-    assert [e[3] for e in script.events] == [
+    assert [e[3] for e in script.events()] == [
         Action.WRITE,
         Action.WRITE,
         Action.SPLIT,
@@ -145,7 +149,7 @@ def test_fault_cuts() -> None:
 def test_timing_and_chunks_follow_the_control() -> None:
     p = plan(tokens=6, ttft_ms=100, itl_ms=10, tokens_per_chunk=2)
     script = stream_script(p, created=0, include_usage=False)
-    content = [e for e in script.events if e[2]]
+    content = [e for e in script.events() if e[2]]
     assert [e[2] for e in content] == [2, 2, 2]
     assert [round(e[0], 3) for e in content] == [0.11, 0.13, 0.15]
 
@@ -154,3 +158,26 @@ def test_echo_mode_and_exact_text() -> None:
     assert plan(mode="echo").choices[0].text == "Hi"
     assert plan(text="Exactly this.").choices[0].text == "Exactly this."
     assert len(plan(tokens=17).choices[0].tokens) == 17
+
+
+def test_the_first_event_waits_for_one_slice_not_the_whole_answer() -> None:
+    p = plan(tokens=100_000, seed=424242, itl_ms=20, jitter_ms=2)
+    (choice,) = p.choices
+    tokens, times = choice.tokens, choice.times
+    assert isinstance(tokens, LazyList) and isinstance(times, LazyList)  # 100,000: not shared
+    assert len(tokens) == 100_000 and p.completion_tokens == 100_000
+    assert tokens.made == 0 and times.made == 0
+    script = stream_script(p, created=0, include_usage=True)
+    _, data, ntok, _ = next(script.events())
+    assert b'"role":"assistant"' in data and ntok == 1
+    assert tokens.made < 200 and times.made <= 64
+    assert script.outcome == "completed"
+
+
+def test_usage_and_outcome_are_known_before_anything_is_built() -> None:
+    p = plan({"max_tokens": 50_000, "stream": True}, tokens=60_000, fault="truncate_after=70000")
+    script = stream_script(p, created=0, include_usage=True)
+    assert p.usage["completion_tokens"] == 50_000 and p.choices[0].finish_reason == "length"
+    assert script.outcome == "completed"  # the cut lies beyond the answer
+    tokens = p.choices[0].tokens
+    assert isinstance(tokens, LazyList | LoremAnswer) and tokens.made == 0

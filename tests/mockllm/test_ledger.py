@@ -71,7 +71,7 @@ def test_compact_keeps_the_written_text_only() -> None:
     e.tokens_sent = 2
     ledger.end(e, "client_disconnected", disconnect=True)
     ledger.compact(e)
-    assert (e.text, e.tokens) == ("ab", [])
+    assert (e.text, list(e.tokens)) == ("ab", [])
 
 
 def test_ledger_is_bounded() -> None:

@@ -70,3 +70,9 @@ def test_check_value_counts_shared_values_each_time() -> None:
     check_value(doc, max_values=111)
     with pytest.raises(InvalidJSON, match="more than 110 values"):
         check_value(doc, max_values=110)
+
+
+def test_a_text_with_a_byte_order_mark_is_refused_as_json_loads_refuses_it() -> None:
+    with pytest.raises(InvalidJSON, match="BOM"):
+        parse_json("\ufeff{}")
+    assert parse_json("\ufeff{}".encode()) == {}  # bytes: utf-8-sig drops it

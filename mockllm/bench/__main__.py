@@ -1,0 +1,3 @@
+from mockllm.bench.cli import main
+
+raise SystemExit(main())
