@@ -327,6 +327,9 @@ async def record_wire(case: Case) -> dict[str, Any]:
     ledger = entry.to_json()
     for key in ("started_at", "first_token_at", "ended_at", "headers", "body"):
         ledger.pop(key)
+    # Recorded before the ledger had it, and no golden request misses a rule (it is None):
+    # the near miss has its own tests (test_rules.py, test_pytest_plugin.py).
+    assert ledger.pop("near_miss", None) is None
     return {
         "status": start["status"],
         "headers": [[_text(k), _text(v)] for k, v in start["headers"]],

@@ -193,9 +193,10 @@ async def test_client_disconnect_reaches_the_provider(
         closed_at = time.time()
         (entry,) = await ended(admin, 1)
     assert entry["outcome"] == "client_disconnected"
-    # Seen by the mock within a fraction of a second, a token or two after what we read.
+    # Seen by the mock within a fraction of a second, well before the answer's end: LiteLLM
+    # stops its provider stream about 0.25 s after the client closes (12 of 60 tokens here).
     assert entry["ended_at"] - closed_at < 1.0
-    assert 2 <= entry["disconnect_index"] <= 5
+    assert 2 <= entry["disconnect_index"] <= 30
     assert entry["tokens_sent"] == entry["disconnect_index"]
     assert entry["text"].startswith(received) and received
 
