@@ -60,6 +60,7 @@ STORE_UNAVAILABLE = "store_unavailable"
 OWNER_LOST = "owner_lost"
 _UNAVAILABLE_MESSAGE = "the shared stream store (Redis) is unreachable; retry the chat"
 _HOUSEKEEPING_S = 1.0
+_CLOSE_WAIT_S = 2.0
 _TOMBSTONE_TTL_S = 3600
 _DELETE_IF_EQUAL = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -152,7 +153,11 @@ class RedisStreamStore(InMemoryStreamStore):
         tasks = self._tasks + list(self._mirrors.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # Bounded: a task stuck in the client's own clean-up must not hold up a shutdown.
+            _, stuck = await asyncio.wait(tasks, timeout=_CLOSE_WAIT_S)
+            if stuck:
+                logger.warning("redis store: %d task(s) still closing; not waiting", len(stuck))
         self._mirrors.clear()
         with contextlib.suppress(RedisError, OSError):
             await self.redis.aclose()
@@ -334,8 +339,10 @@ class RedisStreamStore(InMemoryStreamStore):
                 logger.warning("redis store: control channel lost (%s); reconnecting", exc)
                 self._store_lost()
             finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                # Bounded: the pub/sub connection's close can wait on the cancelled listen.
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(_CLOSE_WAIT_S):
+                        await pubsub.aclose()
             await asyncio.sleep(_HOUSEKEEPING_S)
 
     def _on_control(self, data: str) -> None:
