@@ -67,6 +67,15 @@ def _target(text: str) -> str:
     )
 
 
+def _add_patterns(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "patterns",
+        nargs="*",
+        metavar="NAME|PATTERN|TAG",
+        help="scenario names, globs (e.g. 'upstream_*') or tags; default: all",
+    )
+
+
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
@@ -427,12 +436,7 @@ def run_main(argv: Sequence[str] | None = None) -> int:
         epilog=RUN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "patterns",
-        nargs="*",
-        metavar="NAME|PATTERN|TAG",
-        help="scenario names, globs (e.g. 'upstream_*') or tags; default: all",
-    )
+    _add_patterns(parser)
     _add_target_options(parser)
     parser.add_argument(
         "--seed", type=_seed, default=None, metavar="N", help="root seed (default: random)"
@@ -505,12 +509,7 @@ def list_main(argv: Sequence[str] | None = None) -> int:
         epilog=LIST_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "patterns",
-        nargs="*",
-        metavar="NAME|PATTERN|TAG",
-        help="scenario names, globs (e.g. 'upstream_*') or tags; default: all",
-    )
+    _add_patterns(parser)
     parser.add_argument(
         "--catalogue",
         type=Path,
