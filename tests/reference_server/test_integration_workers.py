@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.reference_server.live import BASE_ENV, Ledger, Process, ServerFactory
 from tests.reference_server.redisproc import RedisProcess
-from tests.reference_server.wsclient import V1Client, assert_dense, prompt
+from tests.reference_server.wsclient import Received, V1Client, assert_dense, prompt
 from tests.support import wait_for_async
 
 pytestmark = pytest.mark.integration
@@ -44,6 +44,19 @@ def two_workers(
     second.stop()
 
 
+async def _resume_on(worker: Process, seen: Received, after: int) -> V1Client:
+    """A new socket on ``worker`` that resumes the stream ``seen`` started, after ``after``."""
+    assert seen.start is not None
+    client = await V1Client.open(worker.ws_url)
+    await client.send(
+        type="resume",
+        stream_id=seen.start["stream_id"],
+        after=after,
+        resume_token=seen.start["resume_token"],
+    )
+    return client
+
+
 async def test_resume_on_the_other_worker_gets_every_token_once(
     two_workers: tuple[Process, Process], ledger: Ledger
 ) -> None:
@@ -53,13 +66,7 @@ async def test_resume_on_the_other_worker_gets_every_token_once(
     seen = await first.collect("q", stop_after_tokens=10)
     assert seen.start is not None
     await first.drop()
-    second = await V1Client.open(b.ws_url)
-    await second.send(
-        type="resume",
-        stream_id=seen.start["stream_id"],
-        after=9,
-        resume_token=seen.start["resume_token"],
-    )
+    second = await _resume_on(b, seen, after=9)
     rest = await second.collect("q")
     assert rest.terminal is not None and rest.terminal["type"] == "end", rest.terminal
     assert_dense(seen.indexes + rest.indexes, 60)
@@ -99,13 +106,7 @@ async def test_cancel_on_the_other_worker_stops_the_upstream(
     seen = await first.collect("q", stop_after_tokens=3)
     assert seen.start is not None
     await first.drop()
-    second = await V1Client.open(b.ws_url)
-    await second.send(
-        type="resume",
-        stream_id=seen.start["stream_id"],
-        after=2,
-        resume_token=seen.start["resume_token"],
-    )
+    second = await _resume_on(b, seen, after=2)
     await second.collect("q", stop_after_tokens=1)
     await second.send(type="cancel", id="q")
     end = await second.collect("q")
@@ -127,13 +128,7 @@ async def test_the_end_is_not_lost_for_a_resume_after_the_last_token(
     done = await first.collect("q")
     assert done.start is not None and done.terminal is not None
     await first.close()
-    second = await V1Client.open(b.ws_url)
-    await second.send(
-        type="resume",
-        stream_id=done.start["stream_id"],
-        after=4,
-        resume_token=done.start["resume_token"],
-    )
+    second = await _resume_on(b, done, after=4)
     rest = await second.collect("q", wait_s=5)
     assert rest.tokens == [] and rest.terminal is not None and rest.terminal["type"] == "end"
     await second.close()
