@@ -28,6 +28,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from reference_server.errors import UpstreamError
+from reference_server.providers import (
+    UpstreamEvent,
+    UpstreamFinish,
+    UpstreamToken,
+    UpstreamToolCall,
+)
 from reference_server.settings import Settings
 from reference_server.streams import (
     BufferedEvent,
@@ -36,13 +42,7 @@ from reference_server.streams import (
     StreamRecord,
     StreamStore,
 )
-from reference_server.upstream import (
-    UpstreamClient,
-    UpstreamEvent,
-    UpstreamFinish,
-    UpstreamToken,
-    UpstreamToolCall,
-)
+from reference_server.upstream import UpstreamClient
 
 __all__ = ["ManagedConnection", "StreamManager", "build_upstream_body", "upstream_body_of"]
 

@@ -1,11 +1,13 @@
-"""The provider side: OpenAI-compatible streaming chat, delivered as events to a callback.
+"""The provider side: one streamed answer per call, delivered as events to a callback.
 
-On a token's way this is where the server reads it: the provider's body bytes go through
-:class:`EventDecoder` (the SSE decoder of mockllm/sse.py, then :class:`ChunkDecoder`: chat
-chunks in, :data:`UpstreamEvent` out), and ``manager.py`` appends each event to its stream.
-Pure parts (no I/O): those two, :func:`parse_retry_after` and :class:`RetryPolicy`.
-:class:`UpstreamClient` drives them over ``upstream_http`` (or httpx, through a proxy); every
-failure reaches the caller as an :class:`UpstreamError` subclass (see ``errors.py``).
+On a token's way this is where the server reads it: the provider's body bytes go through the
+decoder of the configured provider adapter (``providers/``: OpenAI chat, Anthropic Messages,
+Ollama; each turns its stream into the same :data:`UpstreamEvent`), and ``manager.py``
+appends each event to its stream. The adapter also builds the request (path, headers, body);
+the rest is this module's and the same for every provider: :class:`UpstreamClient` drives the
+request over ``upstream_http`` (or httpx, through a proxy) with retries, timeouts and cancel;
+every failure reaches the caller as an :class:`UpstreamError` subclass (see ``errors.py``).
+Pure parts (no I/O): :func:`parse_retry_after`, :func:`error_message` and :class:`RetryPolicy`.
 
 Retries happen only before the first event was yielded; after that a failure ends the stream
 with a retryable error, because the client already shows part of the answer.
@@ -25,152 +27,12 @@ from typing import Any, Protocol
 
 import httpx
 
-from mockllm.sse import SSEEvent, SSEParser
 from reference_server.errors import UpstreamError, UpstreamStatusError, UpstreamTimeout
+from reference_server.providers import Provider, UpstreamEvent
+from reference_server.providers.openai_chat import OpenAIChat
 from reference_server.upstream_http import ConnectionPool, Endpoint
 
-__all__ = [
-    "ChunkDecoder",
-    "EventDecoder",
-    "RetryPolicy",
-    "UpstreamClient",
-    "UpstreamEvent",
-    "UpstreamFinish",
-    "UpstreamToken",
-    "UpstreamToolCall",
-    "parse_retry_after",
-]
-
-
-@dataclass(frozen=True)
-class UpstreamToken:
-    content: str
-
-
-@dataclass(frozen=True)
-class UpstreamToolCall:
-    call_index: int
-    call_id: str | None
-    name: str | None
-    arguments: str
-
-
-@dataclass(frozen=True)
-class UpstreamFinish:
-    finish_reason: str | None
-    usage: dict[str, Any] | None
-
-
-UpstreamEvent = UpstreamToken | UpstreamToolCall | UpstreamFinish
-
-
-class ChunkDecoder:
-    """OpenAI ``chat.completion.chunk`` payloads in, events out; remembers finish and usage."""
-
-    def __init__(self) -> None:
-        self.done = False
-        self.finish_reason: str | None = None
-        self.usage: dict[str, Any] | None = None
-        self.events = 0
-
-    def feed(self, data: str) -> list[UpstreamEvent]:
-        if data.startswith("[DONE]"):
-            self.done = True
-            return []
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
-            raise UpstreamError(f"malformed chunk from upstream: {data[:80]!r}") from None
-        if not isinstance(chunk, dict):
-            raise UpstreamError("malformed chunk from upstream: not an object")
-        error = chunk.get("error")
-        if error:
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            raise UpstreamError(f"upstream error mid-stream: {message}")
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
-        events: list[UpstreamEvent] = []
-        choices = chunk.get("choices")
-        if not isinstance(choices, list):
-            raise UpstreamError("malformed chunk from upstream: no 'choices' list")
-        for choice in choices:
-            # n > 1 is not part of this protocol: only the first choice is streamed.
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                events.append(UpstreamToken(content))
-            for call in delta.get("tool_calls") or []:
-                function = call.get("function") or {}
-                events.append(
-                    UpstreamToolCall(
-                        call_index=int(call.get("index", 0)),
-                        call_id=call.get("id"),
-                        name=function.get("name"),
-                        arguments=function.get("arguments") or "",
-                    )
-                )
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-        self.events += len(events)
-        return events
-
-    def finish(self) -> UpstreamFinish:
-        """The end of the body: complete, or a truncated stream (an error)."""
-        if not self.done and self.finish_reason is None:
-            raise UpstreamError("upstream stream ended without a finish_reason or [DONE]")
-        return UpstreamFinish(self.finish_reason or "stop", self.usage)
-
-
-class EventDecoder:
-    """A streamed chat response's body bytes in, :data:`UpstreamEvent` out (SSE, then chunks).
-
-    ``feed`` returns the events its bytes completed; at ``[DONE]`` that ends with the
-    :class:`UpstreamFinish` and ``done`` turns true (later bytes are ignored). A bad chunk (or an
-    error from the provider mid-stream) sets ``error`` and ends decoding; the events before it
-    in the same bytes are still returned, because they are part of the answer the client sees.
-    ``end`` is for the body's end without ``[DONE]``: the last event, then the finish, or an
-    error when the stream was cut short.
-    """
-
-    def __init__(self) -> None:
-        self._sse = SSEParser()
-        self._chunks = ChunkDecoder()
-        self.done = False
-        self.error: UpstreamError | None = None
-
-    def feed(self, data: bytes) -> list[UpstreamEvent]:
-        if self.done or self.error is not None:
-            return []
-        events: list[UpstreamEvent] = []
-        chunks = self._chunks
-        for item in self._sse.feed(data):
-            if not isinstance(item, SSEEvent):
-                continue  # a comment: the provider's keep-alive
-            try:
-                events += chunks.feed(item.data)
-            except UpstreamError as exc:
-                self.error = exc
-                break
-            if chunks.done:
-                self.done = True
-                events.append(chunks.finish())
-                break
-        return events
-
-    def end(self) -> list[UpstreamEvent]:
-        if self.error is not None:
-            raise self.error
-        if self.done:
-            return []
-        self.done = True
-        # A provider's last event may lack its blank line; OpenAI's SDK reads it, so do we.
-        events: list[UpstreamEvent] = []
-        for item in self._sse.feed_eof(dispatch_unfinished=True):
-            if isinstance(item, SSEEvent):
-                events += self._chunks.feed(item.data)
-        return [*events, self._chunks.finish()]
+__all__ = ["RetryPolicy", "UpstreamClient", "error_message", "parse_retry_after"]
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -186,6 +48,19 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         if seconds >= 0:
             return seconds
     return None
+
+
+def error_message(body: bytes) -> str:
+    """The message of a provider's error answer: ``error.message`` (OpenAI, Anthropic), a
+    string ``error`` (Ollama), else the body as text."""
+    text = body.decode("utf-8", "replace")
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return text
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return error if isinstance(error, str) and error else text
 
 
 @dataclass(frozen=True)
@@ -205,8 +80,9 @@ class RetryPolicy:
         return backoff * (0.75 + 0.25 * rng.random())
 
 
-# How long to wait for the rest of a body after [DONE] (normally its last chunk is already
-# there or follows at once); a provider that keeps it open just costs the connection.
+# How long to wait for the rest of a body after the answer's end ([DONE], message_stop, the
+# done line: normally the body's last chunk is already there or follows at once); a provider
+# that keeps it open just costs the connection.
 _DRAIN_S = 1.0
 
 # How much of an error response's body is read for its message.
@@ -291,7 +167,8 @@ def _uses_proxy(url: str) -> bool:
 
 
 class UpstreamClient:
-    """Streams chat completions from one OpenAI-compatible base URL.
+    """Streams answers from one base URL, in the format of one provider adapter (OpenAI chat
+    unless ``provider`` says otherwise); the adapter appends its path to ``base_url``.
 
     Requests go through :class:`~reference_server.upstream_http.ConnectionPool` (this
     server's lean HTTP/1.1 client, plain or TLS). When the environment configures a proxy for
@@ -303,6 +180,7 @@ class UpstreamClient:
         self,
         base_url: str,
         *,
+        provider: Provider | None = None,
         api_key: str | None = None,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
@@ -311,14 +189,9 @@ class UpstreamClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        url = base_url.rstrip("/") + "/chat/completions"
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-            "User-Agent": "streamharness-reference-server",
-        }
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
+        self.provider = provider = provider or OpenAIChat()
+        url = base_url.rstrip("/") + provider.path
+        headers = {**provider.headers(api_key), "User-Agent": "streamharness-reference-server"}
         self.via_proxy = _uses_proxy(url)
         self._pool: ConnectionPool | None = None
         self._httpx: httpx.AsyncClient | None = None
@@ -366,8 +239,10 @@ class UpstreamClient:
     async def stream_chat(
         self, body: dict[str, Any], on_event: Callable[[UpstreamEvent], None]
     ) -> None:
-        """Stream one chat: ``on_event`` gets tokens and tool-call fragments, then exactly one
-        :class:`UpstreamFinish`; returns when the response is done with.
+        """Stream one chat (``body``: an OpenAI chat body without the stream flags, which the
+        provider adapter turns into its request): ``on_event`` gets tokens and tool-call
+        fragments, then exactly one :class:`UpstreamFinish`; returns when the response is done
+        with.
 
         ``on_event`` is called synchronously as bytes arrive (with this server's own client,
         from the connection's ``data_received``): a token reaches the stream's record without
@@ -376,7 +251,7 @@ class UpstreamClient:
         delivered yet). Cancelling the call closes the HTTP response at once, which the
         provider sees as a client disconnect.
         """
-        payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        payload = self.provider.request_body(body)
         delivered = False
 
         def deliver(event: UpstreamEvent) -> None:
@@ -431,7 +306,7 @@ class UpstreamClient:
             async with self._post(content) as response:
                 if response.status != 200:
                     raise await self._status_error(response)
-                decoder = EventDecoder()
+                decoder = self.provider.decoder()
 
                 def sink(data: bytes) -> bool:
                     for event in decoder.feed(data):
@@ -454,13 +329,6 @@ class UpstreamClient:
     @staticmethod
     async def _status_error(response: _Body) -> UpstreamStatusError:
         body = await _read_at_most(response, _ERROR_BODY_BYTES)
-        message = body.decode("utf-8", "replace")
-        try:
-            error = json.loads(body).get("error")
-            if isinstance(error, dict) and isinstance(error.get("message"), str):
-                message = error["message"]
-        except (ValueError, AttributeError):
-            pass
         return UpstreamStatusError(
-            response.status, message, retry_after_s=parse_retry_after(response.headers)
+            response.status, error_message(body), retry_after_s=parse_retry_after(response.headers)
         )

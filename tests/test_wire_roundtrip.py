@@ -33,7 +33,8 @@ from reference_server.protocol import (
     token_frame_prefix,
 )
 from reference_server.protocol import encode as server_encode
-from reference_server.upstream import EventDecoder, UpstreamFinish, UpstreamToken
+from reference_server.providers import UpstreamFinish, UpstreamToken
+from reference_server.providers.openai_chat import EventDecoder
 from scenarios.clients.records import StreamRecord
 from scenarios.clients.sse import SSERecorder
 from scenarios.clients.v1 import (

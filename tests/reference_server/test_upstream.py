@@ -11,16 +11,9 @@ import random
 import pytest
 
 from reference_server.errors import UpstreamError, UpstreamStatusError
-from reference_server.upstream import (
-    ChunkDecoder,
-    EventDecoder,
-    RetryPolicy,
-    UpstreamClient,
-    UpstreamFinish,
-    UpstreamToken,
-    UpstreamToolCall,
-    parse_retry_after,
-)
+from reference_server.providers import UpstreamFinish, UpstreamToken, UpstreamToolCall
+from reference_server.providers.openai_chat import ChunkDecoder, EventDecoder
+from reference_server.upstream import RetryPolicy, UpstreamClient, parse_retry_after
 
 
 def chunk(delta: dict[str, object], finish: str | None = None) -> str:

@@ -25,12 +25,8 @@ import uvloop
 
 from reference_server import upstream
 from reference_server.errors import UpstreamError, UpstreamStatusError, UpstreamTimeout
-from reference_server.upstream import (
-    UpstreamClient,
-    UpstreamEvent,
-    UpstreamFinish,
-    UpstreamToken,
-)
+from reference_server.providers import UpstreamEvent, UpstreamFinish, UpstreamToken
+from reference_server.upstream import UpstreamClient
 from reference_server.upstream_http import ConnectionPool, Endpoint
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
