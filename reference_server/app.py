@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from reference_server.collector import managed_collections
 from reference_server.manager import StreamManager
+from reference_server.providers import provider_named
 from reference_server.settings import Settings
 from reference_server.streams import InMemoryStreamStore, SharedStreamStore, StreamStore
 from reference_server.transports.http import router as http_router
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upstream = UpstreamClient(
             settings.upstream_url,
+            provider=provider_named(settings.provider),
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             connect_timeout_s=settings.upstream_connect_timeout_s,
             read_timeout_s=settings.upstream_read_timeout_s,

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from mockllm.cliargs import CommandParser, port
 from reference_server.app import create_app
 from reference_server.manager import StreamManager
+from reference_server.providers import PROVIDER_NAMES
 from reference_server.settings import ENV_PREFIX, LOG_LEVELS, Settings
 
 __all__ = ["main"]
@@ -81,6 +82,7 @@ PROG = "streamharness server"
 _FLAGS = {
     "host": "--host",
     "port": "--port",
+    "provider": "--provider",
     "upstream_url": "--upstream",
     "default_model": "--default-model",
     "log_level": "--log-level",
@@ -112,6 +114,7 @@ SERVER_EXAMPLES = """\
 Examples:
   streamharness mock --port 9000 &                 # a provider to relay
   streamharness server --port 8000 --upstream http://127.0.0.1:9000/v1
+  streamharness server --provider anthropic --upstream http://127.0.0.1:9000/v1
   streamharness server --port 0 --workers 4 --store redis://127.0.0.1:6379/0
 """
 
@@ -126,7 +129,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=port, default=None, help="port; 0 picks a free one")
-    parser.add_argument("--upstream", default=None, help="OpenAI-compatible base URL (…/v1)")
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDER_NAMES,
+        default=None,
+        help="the upstream's API: OpenAI chat, Anthropic Messages or Ollama /api/chat "
+        "(default openai)",
+    )
+    parser.add_argument(
+        "--upstream",
+        default=None,
+        metavar="URL",
+        help="the provider's base URL: …/v1 for openai and anthropic, …/api for ollama "
+        "(default http://127.0.0.1:8080/v1; ollama: http://127.0.0.1:11434/api)",
+    )
     parser.add_argument(
         "--default-model",
         default=None,

@@ -9,12 +9,15 @@ from __future__ import annotations
 import urllib.parse
 from typing import Annotated, Any, Literal, Self, get_args
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from reference_server.providers import ProviderName, base_url_problem
 
 __all__ = ["ENV_PREFIX", "LOG_LEVELS", "Settings"]
 
 ENV_PREFIX = "STREAMHARNESS_SERVER_"
+OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434/api"
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
@@ -26,6 +29,9 @@ class Settings(BaseSettings):
     # An empty host would bind every interface: say 0.0.0.0 (or ::) to mean that.
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8000, ge=0, le=65535)
+    # Which provider adapter speaks to the upstream (reference_server/providers/).
+    provider: ProviderName = "openai"
+    # The base URL the provider's path is appended to (default: ollama's own for ollama).
     upstream_url: str = "http://127.0.0.1:8080/v1"
     api_key: SecretStr | None = None
     default_model: str = Field(default="gpt-4o-mini", min_length=1)
@@ -98,10 +104,14 @@ class Settings(BaseSettings):
 
     @field_validator("upstream_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
         parts = urllib.parse.urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        # provider is declared first: validated already (absent when it was invalid).
+        problem = base_url_problem(info.data.get("provider", "openai"), value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("store")
@@ -143,6 +153,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_default_url(cls, data: Any) -> Any:
+        # Ollama listens on its own port under /api; the others' default is the mock's /v1.
+        if (
+            isinstance(data, dict)
+            and data.get("provider") == "ollama"
+            and "upstream_url" not in data
+        ):
+            return {**data, "upstream_url": OLLAMA_DEFAULT_URL}
+        return data
 
     @model_validator(mode="after")
     def _heartbeat_timeout_covers_an_interval(self) -> Self:

@@ -57,6 +57,15 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int | str 
         (["--api-key", "a", "--api-key-file", "k"], "not allowed with argument --api-key"),
         (["--api-key-file", "/nonexistent/key"], "--api-key-file: cannot read /nonexistent/key"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--provider", "gemini"], "argument --provider: invalid choice: 'gemini'"),
+        (
+            ["--provider", "ollama", "--upstream", "http://127.0.0.1:11434/v1"],
+            "--upstream: http://127.0.0.1:11434/v1 is Ollama's OpenAI-compatible",
+        ),
+        (
+            ["--provider", "anthropic", "--upstream", "https://api.anthropic.com"],
+            "--upstream: the anthropic provider appends /messages to its base URL",
+        ),
     ],
 )
 def test_a_bad_option_gets_one_line_and_status_2(

@@ -67,3 +67,27 @@ def test_a_blank_auth_token_is_refused_not_taken_for_none(token: str) -> None:
 def test_host_and_default_model_are_not_empty(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         Settings(**{field: ""})
+
+
+def test_the_provider_is_openai_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().provider == "openai"
+    monkeypatch.setenv("STREAMHARNESS_SERVER_PROVIDER", "anthropic")
+    assert Settings().provider == "anthropic"
+    assert Settings().upstream_url == "http://127.0.0.1:8080/v1"  # Anthropic's base is …/v1 too
+    with pytest.raises(ValueError, match="provider"):
+        Settings(provider="gemini")
+
+
+def test_ollama_defaults_to_its_own_port_and_api_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(provider="ollama").upstream_url == "http://127.0.0.1:11434/api"
+    monkeypatch.setenv("STREAMHARNESS_SERVER_PROVIDER", "ollama")
+    assert Settings().upstream_url == "http://127.0.0.1:11434/api"
+    monkeypatch.setenv("STREAMHARNESS_SERVER_UPSTREAM_URL", "http://gpu-box:11434/api")
+    assert Settings().upstream_url == "http://gpu-box:11434/api"
+
+
+def test_a_base_url_that_does_not_fit_the_provider_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"(?s)upstream_url.*use --provider openai"):
+        Settings(provider="ollama", upstream_url="http://127.0.0.1:11434/v1")
+    with pytest.raises(ValueError, match=r"(?s)upstream_url.*appends /messages"):
+        Settings(provider="anthropic", upstream_url="https://api.anthropic.com")
