@@ -11,12 +11,14 @@ from __future__ import annotations
 from mockllm.formats.anthropic import AnthropicMessages
 from mockllm.formats.base import Format
 from mockllm.formats.chat_completions import CHAT
+from mockllm.formats.responses import OpenAIResponses
 
 __all__ = ["FORMATS", "FORMAT_PATHS", "format_of_path", "route"]
 
 FORMATS: dict[tuple[str, str], Format] = {
     ("POST", "/v1/chat/completions"): CHAT,
     ("POST", "/v1/messages"): AnthropicMessages(),
+    ("POST", "/v1/responses"): OpenAIResponses(),
 }
 #: every path a format answers (another method there gets a 405)
 FORMAT_PATHS: frozenset[str] = frozenset(path for _, path in FORMATS)
