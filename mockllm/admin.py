@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 from mockllm.asgi import Receive, Scope, Send, header_text, read_body, send_empty, send_json
-from mockllm.chat import CHAT_PATH, build, prepare
+from mockllm.chat import build, prepare
 from mockllm.config import apply_config_patch, config_json
 from mockllm.errors import (
     InvalidJSON,
@@ -29,6 +29,7 @@ from mockllm.errors import (
     model_not_found,
 )
 from mockllm.generation import ChoicePlan
+from mockllm.routes import FORMAT_PATHS
 from mockllm.rules import parse_rules
 from mockllm.strictjson import parse_json
 
@@ -277,9 +278,9 @@ async def reset(app: MockApp, req: AdminRequest) -> None:
 
 
 ROUTES: dict[str, dict[str, Handler]] = {
-    # POST is the chat handler's, which the app calls before this table (its hot path); the
-    # entry is here so that another method gets the 405 OpenAI answers.
-    CHAT_PATH: {},
+    # POST on a format's path is the chat handler's, which the app calls before this table
+    # (routes.py); the entries are here so that another method gets a 405.
+    **{path: {} for path in FORMAT_PATHS},
     "/v1/models": {"GET": list_models},
     "/_mock/health": {"GET": health},
     "/_mock/stats": {"GET": stats},

@@ -41,12 +41,15 @@ __all__ = [
     "Action",
     "Body",
     "ChoicePlan",
+    "Event",
     "Plan",
     "Script",
     "base_seed",
     "body_script",
     "build_plan",
+    "chunk_ranges",
     "completion_id",
+    "first_cut",
     "stream_script",
     "tokens_built_up_front",
 ]
@@ -384,6 +387,10 @@ def _first_cut(faults: Any) -> tuple[int | None, str | None]:
             cut_at, cut_kind = value, kind
     return cut_at, cut_kind
 
+
+# For the other formats' scripts (formats/base.py).
+chunk_ranges = _chunks
+first_cut = _first_cut
 
 _ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 
