@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
@@ -45,6 +45,9 @@ from scenarios.profiles import Profile, load_profile
 from scenarios.report import Bound, ScenarioResult
 from scenarios.schedule import apply_at_start, note_started, note_unfired, run_schedule
 from scenarios.targets import BUILTIN_TARGETS, Target, TargetKind, resolve_target, unmet
+
+if TYPE_CHECKING:
+    from reference_server.providers import ProviderName
 
 __all__ = ["RunOptions", "replay_command", "run_scenario"]
 
@@ -73,6 +76,8 @@ class RunOptions:
     # Where the reference server keeps its streams, instead of the scenario's stack.store.
     store: Literal["memory", "redis"] | None = None
     redis_binary: str | None = None
+    # The API the reference server speaks to the mock (its --provider).
+    provider: ProviderName = "openai"
     log_dir: Path | None = None
     # Extra time after the clients finished for the ledger and /stats to settle.
     settle_timeout_s: float = 2.0
@@ -100,6 +105,8 @@ def replay_command(seed: int, scenario: str, options: RunOptions | None = None) 
         args += ["--mock-port", str(opts.mock_port)]
     if opts.store is not None:
         args += ["--store", opts.store]
+    if opts.provider != "openai":
+        args += ["--provider", opts.provider]
     if opts.target_model is not None:
         args += ["--target-model", opts.target_model]
     if opts.catalogue is not None:
@@ -264,6 +271,7 @@ async def _run(
         server_workers=scenario.stack.server_workers,
         store=scenario.stack.store,
         redis_binary=opts.redis_binary,
+        provider=opts.provider,
         mock_seed=plan.mock_seed,
         mock_profile=scenario.mock.profile,
         mock_args=mock_args,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mockllm.cliargs import CommandParser
+from reference_server.providers import PROVIDER_NAMES
 from scenarios import model
 from scenarios.argtypes import positive_int
 from scenarios.preflight import preflight, provider_url
@@ -150,6 +151,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where the reference server keeps its streams, whatever the scenarios say "
         "(memory makes the several-worker scenarios fail: the bug they catch)",
+    )
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDER_NAMES,
+        default="openai",
+        help="the API the reference server speaks to the mock: OpenAI chat (default), "
+        "Anthropic Messages or Ollama's /api/chat",
     )
     parser.add_argument(
         "--mock-port",
@@ -284,6 +292,7 @@ def _options(args: argparse.Namespace, err: TextIO) -> RunOptions | None:
         toxiproxy_url=args.toxiproxy_url,
         nginx_binary=args.nginx,
         store=args.store,
+        provider=args.provider,
         log_dir=args.logs,
         mock_port=args.mock_port,
         mock_models=tuple(args.mock_models),
@@ -291,6 +300,14 @@ def _options(args: argparse.Namespace, err: TextIO) -> RunOptions | None:
         # A scenario file's name is its scenario's name (model.load_scenario_file checks).
         scenario_files={Path(f).stem: str(f) for f in args.files},
     )
+    if options.provider != "openai" and options.target != "reference":
+        print(
+            f"streamharness: --provider {options.provider} picks the API the reference server "
+            f"speaks to the mock; --target {options.target} calls it its own way (the naive "
+            "server speaks OpenAI chat only): drop --provider",
+            file=err,
+        )
+        return None
     try:
         target = options.resolve()
     except ProfileError as exc:

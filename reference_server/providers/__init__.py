@@ -36,6 +36,7 @@ from reference_server.providers.ollama import OllamaChat
 from reference_server.providers.openai_chat import OpenAIChat
 
 __all__ = [
+    "BASE_PATHS",
     "PROVIDER_NAMES",
     "Provider",
     "ProviderName",
@@ -50,6 +51,8 @@ __all__ = [
 
 ProviderName = Literal["openai", "anthropic", "ollama"]
 PROVIDER_NAMES: tuple[str, ...] = get_args(ProviderName)
+# The path of each provider's base URL on its host (the mock serves them all on one host).
+BASE_PATHS: dict[str, str] = {"openai": "/v1", "anthropic": "/v1", "ollama": "/api"}
 
 
 class Provider(Protocol):

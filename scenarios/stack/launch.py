@@ -15,7 +15,8 @@ Several workers (``StackSpec.server_workers``): separate server processes, each 
 the single one on its own port, with nginx in front balancing them round-robin (one new
 connection to each in turn). ``StackSpec.store = "redis"`` starts a private ``redis-server``
 (:mod:`scenarios.stack.redis`) before the servers and passes ``--store redis://...`` to each;
-it is stopped after them.
+it is stopped after them. ``StackSpec.provider`` is the API the reference server speaks to
+the mock (``--provider``), and the path of ``stack.upstream_url`` (``…/v1``, ``…/api``).
 
 Both fault proxies are proxies of one Toxiproxy-compatible server: the embedded one
 (``python -m scenarios.faultproxy``, started here) or an external one given by
@@ -46,6 +47,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from reference_server.providers import BASE_PATHS, PROVIDER_NAMES, ProviderName
 from scenarios.stack.nginx import Nginx, NginxError, NginxUnavailable
 from scenarios.stack.procs import (
     ManagedProcess,
@@ -114,6 +116,8 @@ class StackSpec:
     # Where the servers keep their streams: their own memory, or a private redis-server.
     store: Literal["memory", "redis"] = "memory"
     redis_binary: str | None = None
+    # The API the reference server speaks to the mock (its --provider).
+    provider: ProviderName = "openai"
     ready_timeout_s: float = 30.0
     stop_timeout_s: float = 8.0
 
@@ -128,6 +132,15 @@ class StackSpec:
             )
         if self.nginx_read_timeout_s <= 0:
             raise ValueError("nginx_read_timeout_s must be > 0")
+        if self.provider not in PROVIDER_NAMES:
+            raise ValueError(
+                f"provider must be one of {', '.join(PROVIDER_NAMES)}, got {self.provider!r}"
+            )
+        if self.provider != "openai" and self.target != "reference":
+            raise ValueError(
+                f"provider {self.provider!r} is the reference server's: the naive server speaks "
+                "OpenAI chat only, and a server the harness does not start picks its own"
+            )
         if self.server_workers < 1:
             raise ValueError(f"server_workers must be >= 1, got {self.server_workers}")
         if self.store not in ("memory", "redis"):
@@ -169,7 +182,8 @@ class Stack:
     downstream proxy, else the server), root URLs without a path. ``server_url``: the
     server itself (the first worker when there are several; ``server_urls`` has each, in
     nginx's order). ``mock_url``: the mock's root (no ``/v1``); ``upstream_url``: what the
-    server calls (``.../v1``, through the upstream proxy when there is one).
+    server calls (``.../v1``, ``.../api`` for Ollama; through the upstream proxy when there is
+    one).
     """
 
     def __init__(
@@ -275,13 +289,14 @@ class Stack:
             if spec.mock_proxy:
                 name = spec.proxy_name_prefix + "mock"
                 self.mock_proxy_url = f"http://{await self._create_proxy(name, self.mock_url)}"
-            self.upstream_url = self.mock_url + "/v1"
+            base_path = BASE_PATHS[spec.provider]
+            self.upstream_url = self.mock_url + base_path
             if spec.upstream_proxy:
                 self.upstream_proxy_name = spec.proxy_name_prefix + "upstream"
                 listen = await self._create_proxy(
                     self.upstream_proxy_name, self.mock_url, spec.provider_port or 0
                 )
-                self.upstream_url = f"http://{listen}/v1"
+                self.upstream_url = f"http://{listen}{base_path}"
             if spec.store == "redis":
                 self.redis = await RedisServer.start(
                     log_dir=self.log_dir,
@@ -474,6 +489,8 @@ class Stack:
         module = BUILTIN_TARGETS[spec.target].module
         argv = [self.python, "-m", module, "--host", LOOPBACK, "--port", "0"]
         argv += ["--upstream", self.upstream_url]
+        if spec.provider != "openai":
+            argv += ["--provider", spec.provider]
         if self.redis is not None:
             argv += ["--store", self.redis.url]
         argv += list(spec.server_args)

@@ -83,6 +83,18 @@ def test_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert "use 'reference', 'naive' or the URL" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("target", ["naive", "ws://127.0.0.1:9"])
+def test_provider_is_the_reference_server_s(
+    target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert runner_cli.run_main(["--target", target, "--provider", "anthropic", "concurrency"]) == 2
+    err = capsys.readouterr().err
+    assert f"--target {target} calls it its own way" in err and "drop --provider" in err
+    with pytest.raises(SystemExit):
+        runner_cli.run_main(["--provider", "gemini"])
+    assert "argument --provider: invalid choice: 'gemini'" in capsys.readouterr().err
+
+
 def test_unreachable_target(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -161,6 +161,20 @@ def test_bad_spec_values() -> None:
         StackSpec(target="ftp://example")
     with pytest.raises(ValueError, match="nginx_read_timeout_s"):
         StackSpec(nginx_read_timeout_s=0)
+    with pytest.raises(ValueError, match="provider must be one of openai, anthropic, ollama"):
+        StackSpec(provider="gemini")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="naive server speaks OpenAI chat only"):
+        StackSpec(target="naive", provider="anthropic")
+
+
+async def test_the_server_speaks_the_provider_at_its_base_path(tmp_path: Path) -> None:
+    spec = StackSpec(provider="ollama", upstream_proxy=True)
+    async with Stack(spec, log_dir=tmp_path) as stack:
+        assert stack.upstream_url.endswith("/api") and stack.mock_url not in stack.upstream_url
+        assert stack.server is not None
+        argv = stack.server.argv
+        assert argv[argv.index("--provider") + 1] == "ollama"
+        assert argv[argv.index("--upstream") + 1] == stack.upstream_url
 
 
 async def test_child_that_dies_reports_its_log(tmp_path: Path) -> None:
