@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upstream = UpstreamClient(
             settings.upstream_url,
             provider=provider_named(settings.provider),
+            default_max_tokens=settings.default_max_tokens,
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             connect_timeout_s=settings.upstream_connect_timeout_s,
             read_timeout_s=settings.upstream_read_timeout_s,

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     upstream_url: str = "http://127.0.0.1:8080/v1"
     api_key: SecretStr | None = None
     default_model: str = Field(default="gpt-4o-mini", min_length=1)
+    # max_tokens asked of the provider when a client gives none (None: none is sent, except to
+    # Anthropic, whose API requires one: 4096 there).
+    default_max_tokens: int | None = Field(default=None, gt=0)
 
     # --- heartbeat and resume
     heartbeat_interval_s: float = Field(default=15.0, gt=0)

@@ -182,6 +182,7 @@ class UpstreamClient:
         *,
         provider: Provider | None = None,
         api_key: str | None = None,
+        default_max_tokens: int | None = None,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
@@ -217,6 +218,7 @@ class UpstreamClient:
                 max_connections=max_connections,
                 ssl_context=ssl_context,
             )
+        self._default_max_tokens = default_max_tokens
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random(0)
@@ -240,9 +242,9 @@ class UpstreamClient:
         self, body: dict[str, Any], on_event: Callable[[UpstreamEvent], None]
     ) -> None:
         """Stream one chat (``body``: an OpenAI chat body without the stream flags, which the
-        provider adapter turns into its request): ``on_event`` gets tokens and tool-call
-        fragments, then exactly one :class:`UpstreamFinish`; returns when the response is done
-        with.
+        provider adapter turns into its request; ``default_max_tokens`` when it has no
+        ``max_tokens``): ``on_event`` gets tokens and tool-call fragments, then exactly one
+        :class:`UpstreamFinish`; returns when the response is done with.
 
         ``on_event`` is called synchronously as bytes arrive (with this server's own client,
         from the connection's ``data_received``): a token reaches the stream's record without
@@ -251,6 +253,8 @@ class UpstreamClient:
         delivered yet). Cancelling the call closes the HTTP response at once, which the
         provider sees as a client disconnect.
         """
+        if body.get("max_tokens") is None and self._default_max_tokens is not None:
+            body = {**body, "max_tokens": self._default_max_tokens}
         payload = self.provider.request_body(body)
         delivered = False
 

@@ -61,6 +61,10 @@ from scenarios.stack.procs import (
 from scenarios.stack.redis import RedisServer, RedisUnavailable, find_redis
 from scenarios.targets import BUILTIN_TARGETS
 
+# The max_tokens the reference server asks of the mock when a client gives none and the
+# provider API requires one: more than any scenario's answer.
+MOCK_MAX_TOKENS = 1_000_000
+
 __all__ = [
     "NginxError",
     "NginxUnavailable",
@@ -495,6 +499,10 @@ class Stack:
             argv += ["--store", self.redis.url]
         argv += list(spec.server_args)
         env = {**os.environ, **spec.server_env}
+        if spec.provider == "anthropic":
+            # Anthropic's API needs a max_tokens, and the server's default (4096) would cut
+            # the mock's longer answers short: the scenario sets the answer's length.
+            env.setdefault("STREAMHARNESS_SERVER_DEFAULT_MAX_TOKENS", str(MOCK_MAX_TOKENS))
         server = await start_process(
             name, argv, log_dir=self.log_dir, env=env, ready_timeout_s=spec.ready_timeout_s
         )

@@ -91,3 +91,11 @@ def test_a_base_url_that_does_not_fit_the_provider_is_refused() -> None:
         Settings(provider="ollama", upstream_url="http://127.0.0.1:11434/v1")
     with pytest.raises(ValueError, match=r"(?s)upstream_url.*appends /messages"):
         Settings(provider="anthropic", upstream_url="https://api.anthropic.com")
+
+
+def test_default_max_tokens_is_unset_or_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().default_max_tokens is None
+    monkeypatch.setenv("STREAMHARNESS_SERVER_DEFAULT_MAX_TOKENS", "1000")
+    assert Settings().default_max_tokens == 1000
+    with pytest.raises(ValueError, match="default_max_tokens"):
+        Settings(default_max_tokens=0)

@@ -175,3 +175,34 @@ async def test_ollama_error_status_and_mid_stream_error() -> None:
         with pytest.raises(UpstreamError, match="out of memory") as mid:
             await stream(port, "ollama", "/api")
     assert mid.value.retryable and len(script.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("provider", "client", "default", "sent"),
+    [
+        ("anthropic", None, None, 4096),  # the API requires one
+        ("anthropic", None, 50, 50),
+        ("anthropic", 3, 50, 3),  # the client's own wins
+        ("openai", None, None, None),
+        ("openai", None, 7, 7),
+    ],
+)
+async def test_default_max_tokens_when_the_client_gives_none(
+    provider: str, client: int | None, default: int | None, sent: int | None
+) -> None:
+    answer = (200, "text/event-stream", ANTHROPIC_BASIC)
+    if provider == "openai":
+        answer = (200, "text/event-stream", b"data: [DONE]\n\n")
+    script = Script([answer])
+    chat = {**CHAT, "max_tokens": client} if client is not None else CHAT
+    async with scripted(script) as port:
+        upstream = UpstreamClient(
+            f"http://127.0.0.1:{port}/v1",
+            provider=provider_named(provider),
+            default_max_tokens=default,
+        )
+        try:
+            await upstream.stream_chat(dict(chat), lambda event: None)
+        finally:
+            await upstream.aclose()
+    assert json.loads(script.requests[0][1]).get("max_tokens") == sent
