@@ -11,6 +11,8 @@ from __future__ import annotations
 from mockllm.formats.anthropic import AnthropicMessages
 from mockllm.formats.base import Format
 from mockllm.formats.chat_completions import CHAT
+from mockllm.formats.completions import Completions
+from mockllm.formats.embeddings import Embeddings
 from mockllm.formats.responses import OpenAIResponses
 
 __all__ = ["FORMATS", "FORMAT_PATHS", "format_of_path", "route"]
@@ -19,6 +21,8 @@ FORMATS: dict[tuple[str, str], Format] = {
     ("POST", "/v1/chat/completions"): CHAT,
     ("POST", "/v1/messages"): AnthropicMessages(),
     ("POST", "/v1/responses"): OpenAIResponses(),
+    ("POST", "/v1/completions"): Completions(),
+    ("POST", "/v1/embeddings"): Embeddings(),
 }
 #: every path a format answers (another method there gets a 405)
 FORMAT_PATHS: frozenset[str] = frozenset(path for _, path in FORMATS)
