@@ -13,6 +13,7 @@ from mockllm.formats.base import Format
 from mockllm.formats.chat_completions import CHAT
 from mockllm.formats.completions import Completions
 from mockllm.formats.embeddings import Embeddings
+from mockllm.formats.ollama import OllamaChat, OllamaGenerate
 from mockllm.formats.responses import OpenAIResponses
 
 __all__ = ["FORMATS", "FORMAT_PATHS", "format_of_path", "route"]
@@ -23,6 +24,8 @@ FORMATS: dict[tuple[str, str], Format] = {
     ("POST", "/v1/responses"): OpenAIResponses(),
     ("POST", "/v1/completions"): Completions(),
     ("POST", "/v1/embeddings"): Embeddings(),
+    ("POST", "/api/chat"): OllamaChat(),
+    ("POST", "/api/generate"): OllamaGenerate(),
 }
 #: every path a format answers (another method there gets a 405)
 FORMAT_PATHS: frozenset[str] = frozenset(path for _, path in FORMATS)
