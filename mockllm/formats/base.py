@@ -78,12 +78,13 @@ def expect(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what:
     return value
 
 
-def required_model(body: dict[str, Any]) -> str:
+def required_model(
+    body: dict[str, Any], missing: str = "Missing required parameter: 'model'."
+) -> str:
+    """The body's ``model``; ``missing`` is the vendor's message when there is none."""
     model = body.get("model")
     if model is None:
-        raise InvalidRequest(
-            "model: Field required.", param="model", code="missing_required_parameter"
-        )
+        raise InvalidRequest(missing, param="model", code="missing_required_parameter")
     if not isinstance(model, str):
         raise InvalidRequest("model: expected a string.", param="model", code="invalid_type")
     return model

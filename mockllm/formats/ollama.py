@@ -136,7 +136,7 @@ def _call_id_of(messages: list[dict[str, Any]], name: Any) -> str:
 
 
 def parse_chat(body: dict[str, Any]) -> ChatRequest:
-    model = required_model(body)
+    model = required_model(body, "model is required")
     messages = _chat_messages(body.get("messages") or [])
     if not messages:
         raise InvalidRequest("messages: at least one message is required.", param="messages")
@@ -153,7 +153,7 @@ def parse_chat(body: dict[str, Any]) -> ChatRequest:
 
 
 def parse_generate(body: dict[str, Any]) -> ChatRequest:
-    model = required_model(body)
+    model = required_model(body, "model is required")
     prompt = expect(body, "prompt", str, "a string") or ""
     system = expect(body, "system", str, "a string")
     messages: list[dict[str, Any]] = []
