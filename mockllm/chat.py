@@ -336,13 +336,16 @@ async def _respond(
             watch()  # a body waits for its last token's due time
         plan, script = await build(app.config.seed, prepared, created)
         assert script is not None
+        fmt = prepared.format
         entry.tokens = script.tokens
-        if plan.choices:
-            entry.finish_reason = plan.choices[0].finish_reason
-        entry.usage = plan.usage
+        if not fmt.generates_text:
+            entry.usage = script.usage  # type: ignore[union-attr]
+        else:
+            if plan.choices:
+                entry.finish_reason = plan.choices[0].finish_reason
+            entry.usage = plan.usage
         faults = prepared.control.faults
         ledger = app.ledger
-        fmt = prepared.format
         if faults.slow_headers_ms:
             watch()
             await asyncio.sleep(faults.slow_headers_ms / 1000.0)

@@ -487,6 +487,8 @@ class Body:
     event: Event
     outcome: str
     tokens: Sequence[str]
+    # The ledger's usage when the answer is not generated text (embeddings); else the plan's.
+    usage: dict[str, Any] | None = None
 
 
 def body_script(plan: Plan, *, created: int) -> Body:

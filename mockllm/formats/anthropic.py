@@ -198,7 +198,7 @@ def _parse_tool_choice(value: Any, tools: tuple[Tool, ...]) -> tuple[str | None,
 
 
 def parse_messages_request(body: dict[str, Any]) -> ChatRequest:
-    model = required_model(body)
+    model = required_model(body, "model: Field required.")
     max_tokens = positive_int(body, "max_tokens")
     if max_tokens is None:
         raise InvalidRequest(

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from mockllm.errors import InvalidRequest, MockError
+from mockllm.errors import InvalidRequest, MockError, fault_body
 from mockllm.generation import Action, Body, Event, Plan, chunk_ranges, first_cut
 from mockllm.request import ChatRequest, Tool
 
@@ -30,6 +30,7 @@ __all__ = [
     "EventEncoder",
     "EventScript",
     "Format",
+    "OpenAIFormat",
     "dumps",
     "expect",
     "vendor_body",
@@ -77,12 +78,13 @@ def expect(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what:
     return value
 
 
-def required_model(body: dict[str, Any]) -> str:
+def required_model(
+    body: dict[str, Any], missing: str = "Missing required parameter: 'model'."
+) -> str:
+    """The body's ``model``; ``missing`` is the vendor's message when there is none."""
     model = body.get("model")
     if model is None:
-        raise InvalidRequest(
-            "model: Field required.", param="model", code="missing_required_parameter"
-        )
+        raise InvalidRequest(missing, param="model", code="missing_required_parameter")
     if not isinstance(model, str):
         raise InvalidRequest("model: expected a string.", param="model", code="invalid_type")
     return model
@@ -115,6 +117,9 @@ class Format:
     id_prefix: ClassVar[str] = "chatcmpl-"
     #: the framing headers of a streamed answer
     stream_headers: ClassVar[Headers] = SSE_HEADERS
+    #: False for an answer that is no generated text (embeddings): the ledger then records
+    #: the body's usage and no finish reason
+    generates_text: ClassVar[bool] = True
 
     def response_id(self, chat_id: str) -> str:
         """The answer's id in this format, from the chat completion id (same hash and count)."""
@@ -140,6 +145,16 @@ class Format:
     def headers(self, response_id: str) -> Headers:
         """Headers of every answer besides the framing (a request id, rate limits)."""
         return [(b"x-request-id", response_id.encode())]
+
+
+class OpenAIFormat(Format):
+    """A format of OpenAI's API: OpenAI's error shape and rate-limit headers."""
+
+    def status_error(self, status: int) -> Any:
+        return fault_body(status)
+
+    def headers(self, response_id: str) -> Headers:
+        return [(b"x-request-id", response_id.encode()), *OPENAI_HEADERS]
 
 
 class EventEncoder(Protocol):

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mockllm.errors import InvalidRequest, MockError, fault_body
+from mockllm.errors import InvalidRequest
 from mockllm.formats.base import (
-    OPENAI_HEADERS,
     EventScript,
-    Format,
-    Headers,
+    OpenAIFormat,
     dumps,
     event_script,
     expect,
@@ -394,7 +392,7 @@ SHUTDOWN_EVENT = _event(
 )
 
 
-class OpenAIResponses(Format):
+class OpenAIResponses(OpenAIFormat):
     name = "openai_responses"
     id_prefix = "resp_"
 
@@ -409,12 +407,3 @@ class OpenAIResponses(Format):
         status = _final_status(plan)
         item = _item(plan, ids, status, done=True)
         return vendor_body(plan, dumps(_response(plan, body, created, ids, status, [item])))
-
-    def error(self, exc: MockError) -> tuple[int, Any]:
-        return exc.status, exc.body()
-
-    def status_error(self, status: int) -> Any:
-        return fault_body(status)
-
-    def headers(self, response_id: str) -> Headers:
-        return [(b"x-request-id", response_id.encode()), *OPENAI_HEADERS]
