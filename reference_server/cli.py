@@ -89,7 +89,7 @@ _FLAGS = {
     "store": "--store",
     "workers": "--workers",
 }
-_SECRETS = {"api_key": "upstream bearer key", "auth_token": "bearer token clients must send"}
+_SECRETS = {"api_key": "provider's API key", "auth_token": "bearer token clients must send"}
 
 
 class UsageError(Exception):
