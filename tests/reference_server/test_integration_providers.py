@@ -158,3 +158,26 @@ async def test_a_client_error_is_not_retried(relay: Process, ledger: Ledger, pro
     assert got.terminal["retryable"] is False and "404" in got.terminal["message"]
     assert len(ledger.requests()) == 1
     await client.close()
+
+
+async def test_a_tool_round_trip_conversation_is_accepted(
+    relay: Process, ledger: Ledger, provider: str
+) -> None:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    messages = [
+        {"role": "system", "content": "You answer briefly."},
+        {"role": "user", "content": "[[mock tokens=4]] Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "clear"}'},
+    ]
+    client = await V1Client.open(relay.ws_url)
+    await client.chat("rt", messages, tools=[WEATHER])
+    got = await client.collect("rt")
+    assert got.terminal is not None and got.terminal["type"] == "end", got.terminal
+    [entry] = only_entry(ledger, provider)
+    assert entry["status"] == 200 and entry["outcome"] == "completed"
+    await client.close()
