@@ -25,6 +25,7 @@ from mockllm.control import (
     metadata_overrides,
     resolve,
 )
+from mockllm.conversation import summarize
 from mockllm.errors import MockError, ShuttingDown, model_not_found
 from mockllm.generation import (
     Body,
@@ -112,17 +113,23 @@ async def prepare(
     if not config.serves(request.model):
         raise model_not_found(request.model)
     prompt = last_user_text(messages)
+    conversation = summarize(messages, (tool.name for tool in request.tools))
     book = app.rules
     costly = book.match_cost(prompt) > _MATCH_INLINE_MAX_COST
     if costly:
-        matched = await asyncio.to_thread(book.matching, request.model, prompt)
+        matched = await asyncio.to_thread(book.matching, request.model, prompt, conversation)
     else:
-        matched = book.matching(request.model, prompt)
+        matched = book.matching(request.model, prompt, conversation)
     rule = app.rules.choose(matched, commit=commit)
     near_miss = None
     if rule is None and book.rules:
         explain = functools.partial(
-            book.near_miss, request.model, prompt, matched, committed=commit
+            book.near_miss,
+            request.model,
+            prompt,
+            matched,
+            committed=commit,
+            conversation=conversation,
         )
         near_miss = await asyncio.to_thread(explain) if costly else explain()
     control = resolve(
@@ -132,6 +139,7 @@ async def prepare(
         rule_id=rule.id if rule else None,
         headers=from_headers,
         directive=directive,
+        conversation=conversation,
     )
     sequence = app.ledger.next_seq() if commit else 0
     # The same body under the same seeds and settings has the same base seed: a load test's

@@ -25,6 +25,7 @@ from typing import Any
 
 from mockllm.content import derive_seed, lorem_answer, tool_arguments
 from mockllm.control import Control
+from mockllm.conversation import answered_tool
 from mockllm.formats.openai_chat import (
     SHUTDOWN_EVENT,
     ChunkEncoder,
@@ -191,6 +192,10 @@ def build_plan(
     if base is None:
         base = base_seed(request, control, messages, server_seed)
     tool_name = control.tool
+    if tool_name is not None and not control.tool_repeat and answered_tool(tool_name, messages):
+        # An agent loop has run the call and sent its result: it wants the answer now, or it
+        # would call again until its turn limit (``tool_repeat`` asks for that).
+        tool_name = None
     if tool_name is None and request.tool_choice != "none":
         tool_name = request.forced_tool
     faults = control.faults
