@@ -43,7 +43,10 @@ class ToolResult:
         return ref == self.call_id or ref == self.name
 
     def __str__(self) -> str:
-        return " ".join(excerpt(part, 40) for part in (self.name, self.call_id) if part)
+        call = f"call {excerpt(self.call_id, 40)}" if self.call_id else ""
+        if self.name is None:
+            return call or "an unnamed call"
+        return f"{excerpt(self.name, 40)} ({call})" if call else excerpt(self.name, 40)
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ class Condition:
         last = self.last_is_tool_result
         if last is not None and c.last_is_tool_result != last:
             if c.last_is_tool_result:
-                reasons.append(f"the last message is a tool result ({_results(c)})")
+                reasons.append(f"the last message is a tool result, for {_results(c)}")
             else:
                 reasons.append("the last message is not a tool result")
         if self.tool_result_for is not None and not c.has_result_for(self.tool_result_for):
@@ -186,7 +189,7 @@ def _not_in(values: frozenset[int]) -> str:
 
 
 def _results(conversation: Conversation) -> str:
-    return ", ".join(str(r) or "an unnamed call" for r in conversation.last_tool_results)
+    return ", ".join(map(str, conversation.last_tool_results))
 
 
 def _wrong(where: str, expected: str, value: Any, param: str | None = None) -> InvalidRequest:
@@ -260,7 +263,16 @@ def parse_when(value: Any, where: str) -> Condition:
         unknown = set(value) - set(CONDITION_KEYS)
         if unknown:
             raise _unknown(where, sorted(map(str, unknown)))
-        return parse_condition(value, f"{where} condition ")
+        fields: dict[str, Any] = dict(value)
+    else:
+        fields = _when_fields(value, where)
+    try:
+        return parse_condition(fields, f"{where} condition ")
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.message, param=where, code=exc.code) from None
+
+
+def _when_fields(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, str):
         raise _wrong(where, "a string such as 'turn=0;last_is_tool_result=false'", value)
     fields: dict[str, Any] = {}
@@ -275,10 +287,7 @@ def parse_when(value: Any, where: str) -> Condition:
         fields[key] = _typed(key, text, f"{where} condition {key}", where)
     if not fields:
         raise _wrong(where, "at least one key=value condition", value)
-    try:
-        return parse_condition(fields, f"{where} condition ")
-    except InvalidRequest as exc:
-        raise InvalidRequest(exc.message, param=where, code=exc.code) from None
+    return fields
 
 
 def _unknown(where: str, keys: list[str]) -> InvalidRequest:

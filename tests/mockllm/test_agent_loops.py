@@ -3,6 +3,7 @@ an answer, and finish with no configuration beyond "call this tool"."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import openai
@@ -39,12 +40,28 @@ def lookup(city: str) -> str:
     return f"Sunny in {city}."
 
 
-def agent(mock_url: str, headers: dict[str, str] | None = None) -> Agent[Any]:
-    client = openai.AsyncOpenAI(
-        base_url=f"{mock_url}/v1", api_key="test", max_retries=0, default_headers=headers
-    )
-    model = OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client)
-    return Agent(name="weather", instructions="Answer briefly.", model=model, tools=[get_weather])
+Make = Callable[..., Agent[Any]]
+
+
+@pytest.fixture
+async def make_agent(mock_url: str, admin: MockAdmin) -> AsyncIterator[Make]:
+    """Agents on the chat completions API of the mock (``admin`` resets it first), each with
+    its own client, closed at teardown; ``headers`` go with every request of the loop."""
+    clients: list[openai.AsyncOpenAI] = []
+
+    def make(headers: dict[str, str] | None = None) -> Agent[Any]:
+        client = openai.AsyncOpenAI(
+            base_url=f"{mock_url}/v1", api_key="test", max_retries=0, default_headers=headers
+        )
+        clients.append(client)
+        model = OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client)
+        return Agent(
+            name="weather", instructions="Answer briefly.", model=model, tools=[get_weather]
+        )
+
+    yield make
+    for client in clients:
+        await client.close()
 
 
 RUN = RunConfig(tracing_disabled=True)
@@ -55,10 +72,10 @@ def roles(admin: MockAdmin) -> list[list[str]]:
 
 
 async def test_agents_sdk_loop_with_a_tool_header_ends_with_text_in_two_turns(
-    mock_url: str, admin: MockAdmin
+    make_agent: Make, admin: MockAdmin
 ) -> None:
     CALLS.clear()
-    weather = agent(mock_url, {"X-Mock-Tool": "get_weather"})
+    weather = make_agent({"X-Mock-Tool": "get_weather"})
     result = await Runner.run(weather, "Weather in Paris?", max_turns=4, run_config=RUN)
     assert isinstance(result.final_output, str) and result.final_output
     assert len(CALLS) == 1
@@ -69,18 +86,18 @@ async def test_agents_sdk_loop_with_a_tool_header_ends_with_text_in_two_turns(
 
 
 async def test_agents_sdk_loop_driven_by_a_rule_without_conversation_conditions(
-    mock_url: str, admin: MockAdmin
+    make_agent: Make, admin: MockAdmin
 ) -> None:
     CALLS.clear()
     admin.add_rules([{"id": "call", "respond": {"tool": "get_weather"}}])
-    result = await Runner.run(agent(mock_url), "Weather in Paris?", max_turns=4, run_config=RUN)
+    result = await Runner.run(make_agent(), "Weather in Paris?", max_turns=4, run_config=RUN)
     assert isinstance(result.final_output, str) and result.final_output
     assert len(CALLS) == 1
     assert [e["rule_id"] for e in admin.requests()] == ["call", "call"]
 
 
 async def test_agents_sdk_loop_with_rules_on_conversation_state(
-    mock_url: str, admin: MockAdmin
+    make_agent: Make, admin: MockAdmin
 ) -> None:
     CALLS.clear()
     admin.add_rules(
@@ -97,7 +114,7 @@ async def test_agents_sdk_loop_with_rules_on_conversation_state(
             },
         ]
     )
-    result = await Runner.run(agent(mock_url), "Weather in Paris?", max_turns=4, run_config=RUN)
+    result = await Runner.run(make_agent(), "Weather in Paris?", max_turns=4, run_config=RUN)
     assert result.final_output == "It is sunny in Paris."
     assert CALLS == ["Paris"]
     assert [e["rule_id"] for e in admin.requests()] == ["ask", "answer"]
@@ -105,17 +122,17 @@ async def test_agents_sdk_loop_with_rules_on_conversation_state(
 
 
 async def test_agents_sdk_tool_repeat_keeps_calling_until_max_turns(
-    mock_url: str, admin: MockAdmin
+    make_agent: Make, admin: MockAdmin
 ) -> None:
     # The loop default is overridable: a mock that always calls the tool again.
-    weather = agent(mock_url, {"X-Mock-Tool": "get_weather", "X-Mock-Tool-Repeat": "true"})
+    weather = make_agent({"X-Mock-Tool": "get_weather", "X-Mock-Tool-Repeat": "true"})
     with pytest.raises(MaxTurnsExceeded):
         await Runner.run(weather, "Weather in Paris?", max_turns=3, run_config=RUN)
     assert len(admin.requests()) == 3
 
 
 async def test_agents_sdk_header_when_fails_only_the_second_turn(
-    mock_url: str, admin: MockAdmin
+    make_agent: Make, admin: MockAdmin
 ) -> None:
     headers = {
         "X-Mock-Tool": "get_weather",
@@ -124,7 +141,7 @@ async def test_agents_sdk_header_when_fails_only_the_second_turn(
     }
     admin.add_rules([{"id": "call", "match": {"turn": 0}, "respond": {"tool": "get_weather"}}])
     with pytest.raises(openai.InternalServerError):
-        await Runner.run(agent(mock_url, headers), "Weather?", max_turns=4, run_config=RUN)
+        await Runner.run(make_agent(headers), "Weather?", max_turns=4, run_config=RUN)
     assert [e["outcome"] for e in admin.requests()] == ["completed", "fault:status"]
 
 
