@@ -184,3 +184,21 @@ def test_a_cached_control_is_not_reused_across_when_outcomes() -> None:
             ).tokens
             == 4
         )
+
+
+def test_a_directive_carries_its_own_when() -> None:
+    messages = (
+        {"role": "user", "content": 'Hi [[mock tokens=3 when="turn=1;has_tool_result=true"]]'},
+    )
+    cleaned, found = extract_directives(messages)
+    assert cleaned[0]["content"] == "Hi"
+    assert found == {
+        "tokens": 3,
+        "when": Condition(turn=frozenset({1}), has_tool_result=True),
+    }
+    assert resolve(model="m", default_profile="instant", directive=found).tokens is None
+    later = Conversation(turn=1, has_tool_result=True)
+    assert (
+        resolve(model="m", default_profile="instant", directive=found, conversation=later).tokens
+        == 3
+    )
