@@ -113,7 +113,7 @@ async def prepare(
     if not config.serves(request.model):
         raise model_not_found(request.model)
     prompt = last_user_text(messages)
-    conversation = summarize(messages, (tool.name for tool in request.tools))
+    conversation = summarize(messages, [tool.name for tool in request.tools])
     book = app.rules
     costly = book.match_cost(prompt) > _MATCH_INLINE_MAX_COST
     if costly:

@@ -70,6 +70,9 @@ class Conversation:
         return any(result.answers(ref) for result in self.last_tool_results)
 
 
+_FIRST: Final = Conversation()
+
+
 def summarize(messages: Iterable[Mapping[str, Any]], tools: Iterable[str] = ()) -> Conversation:
     """The :class:`Conversation` of a request's messages and offered tool names. One pass, no
     text read: it costs about a microsecond per few messages, whatever their length."""
@@ -98,7 +101,10 @@ def summarize(messages: Iterable[Mapping[str, Any]], tools: Iterable[str] = ()) 
                 name = function.get("name") if isinstance(function, Mapping) else None
                 if isinstance(call.get("id"), str) and isinstance(name, str):
                     names[call["id"]] = name
-    return Conversation(turn, tuple(trailing), any_result, frozenset(tools))
+    names_offered = frozenset(tools)
+    if not (turn or any_result or names_offered):
+        return _FIRST  # a load test's request: no object to build
+    return Conversation(turn, tuple(trailing), any_result, names_offered)
 
 
 def answered_tool(tool: str, messages: Iterable[Mapping[str, Any]]) -> bool:
