@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from agents import (
@@ -146,21 +147,24 @@ async def test_agents_sdk_header_when_fails_only_the_second_turn(
 
 
 def test_langchain_bind_tools_round_trip_ends_with_text(mock_url: str, admin: MockAdmin) -> None:
-    llm = ChatOpenAI(
-        model="gpt-4o-mini",
-        base_url=f"{mock_url}/v1",
-        api_key="test",  # type: ignore[arg-type]
-        max_retries=0,
-        default_headers={"X-Mock-Tool": "lookup"},
-    )
-    bound = llm.bind_tools([lookup])
-    messages: list[Any] = [HumanMessage("Weather in Paris?")]
-    first = bound.invoke(messages)
-    assert isinstance(first, AIMessage) and len(first.tool_calls) == 1
-    call = first.tool_calls[0]
-    assert call["name"] == "lookup"
-    messages += [first, ToolMessage(lookup.invoke(call["args"]), tool_call_id=call["id"])]
-    second = bound.invoke(messages)
+    # Our own HTTP client, closed here: LangChain's default one outlives the test.
+    with httpx.Client() as http:
+        llm = ChatOpenAI(
+            model="gpt-4o-mini",
+            base_url=f"{mock_url}/v1",
+            api_key="test",  # type: ignore[arg-type]
+            max_retries=0,
+            default_headers={"X-Mock-Tool": "lookup"},
+            http_client=http,
+        )
+        bound = llm.bind_tools([lookup])
+        messages: list[Any] = [HumanMessage("Weather in Paris?")]
+        first = bound.invoke(messages)
+        assert isinstance(first, AIMessage) and len(first.tool_calls) == 1
+        call = first.tool_calls[0]
+        assert call["name"] == "lookup"
+        messages += [first, ToolMessage(lookup.invoke(call["args"]), tool_call_id=call["id"])]
+        second = bound.invoke(messages)
     assert isinstance(second, AIMessage)
     assert not second.tool_calls and isinstance(second.content, str) and second.content
     last = admin.requests()[-1]["body"]["messages"][-1]
