@@ -194,7 +194,8 @@ async def build(
         return plan, fmt.body(plan, prepared.body, created, seed)
 
     prompt = last_user_text(messages)
-    if tokens_built_up_front(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS:
+    costly = tokens_built_up_front(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS
+    if costly or (fmt is not CHAT and created is not None and fmt.build_in_thread(prepared.body)):
         return await asyncio.to_thread(build_now)
     return build_now()
 

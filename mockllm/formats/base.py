@@ -134,6 +134,10 @@ class Format:
     def body(self, plan: Plan, body: dict[str, Any], created: int, server_seed: int) -> Body:
         raise NotImplementedError
 
+    def build_in_thread(self, body: dict[str, Any]) -> bool:
+        """Whether the answer to ``body`` costs enough to be built in a worker thread."""
+        return False
+
     def error(self, exc: MockError) -> tuple[int, Any]:
         """The status and JSON payload of an error answer."""
         return exc.status, exc.body()
