@@ -50,6 +50,7 @@ __all__ = [
     "chunk_ranges",
     "completion_id",
     "first_cut",
+    "slices",
     "stream_script",
     "tokens_built_up_front",
 ]
@@ -391,6 +392,7 @@ def _first_cut(faults: Any) -> tuple[int | None, str | None]:
 # For the other formats' scripts (formats/base.py).
 chunk_ranges = _chunks
 first_cut = _first_cut
+slices = _slices
 
 _ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 

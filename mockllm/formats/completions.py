@@ -11,6 +11,7 @@ as Chat Completions).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mockllm.errors import InvalidRequest
@@ -20,6 +21,7 @@ from mockllm.formats.base import (
     dumps,
     event_script,
     expect,
+    joined,
     positive_int,
     required_model,
     vendor_body,
@@ -121,6 +123,9 @@ class _Encoder:
 
     def text(self, text: str) -> bytes:
         return self._prefix + escape_text(text) + self._suffix
+
+    def run(self, texts: Sequence[str], tool: bool) -> bytes:
+        return joined(self._prefix, texts, self._suffix)
 
     # A tool control on a completion writes the arguments as text (completions have no tools).
     arguments = text

@@ -14,6 +14,7 @@ error is such an event (google-genai raises ``ServerError``/``ClientError`` from
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from mockllm.errors import InvalidRequest, MockError
@@ -23,6 +24,7 @@ from mockllm.formats.base import (
     Headers,
     dumps,
     event_script,
+    joined,
     tool_args_json,
     vendor_body,
 )
@@ -281,6 +283,9 @@ class _Encoder:
 
     def text(self, text: str) -> bytes:
         return self._prefix + escape_text(text) + self._suffix
+
+    def run(self, texts: Sequence[str], tool: bool) -> bytes:
+        return joined(self._prefix, texts, self._suffix)
 
     def arguments(self, fragment: str) -> bytes:
         response = _response(self.plan, self.response_id, [_function_call(self.plan)], final=False)

@@ -13,6 +13,7 @@ is the default, as with Ollama; ``"stream": false`` gives the last line with the
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -25,6 +26,7 @@ from mockllm.formats.base import (
     dumps,
     event_script,
     expect,
+    joined,
     one_tool,
     required_model,
     tool_args_json,
@@ -214,6 +216,9 @@ class _Encoder:
 
     def text(self, text: str) -> bytes:
         return self._prefix + escape_text(text) + self._suffix
+
+    def run(self, texts: Sequence[str], tool: bool) -> bytes:
+        return joined(self._prefix, texts, self._suffix)
 
     def arguments(self, fragment: str) -> bytes:
         if not self.chat:

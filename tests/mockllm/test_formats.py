@@ -17,8 +17,11 @@ from google import genai
 from google.genai import types
 
 from mockllm.app import MockApp
+from mockllm.bench.formats import FORMAT_BODIES
 from mockllm.client import MockAdmin
-from mockllm.routes import FORMATS, route
+from mockllm.control import resolve
+from mockllm.generation import build_plan
+from mockllm.routes import FORMATS, GEMINI, route
 from tests.support import wait_for_async
 
 MODEL = "gpt-4o-mini"
@@ -168,3 +171,34 @@ def test_a_format_path_with_another_method_is_a_405_in_its_shape(mock_url: str) 
         "error": "Method GET not allowed on /api/chat."
     }
     assert httpx.get(f"{mock_url}/v1/responses").json()["error"]["type"] == "invalid_request_error"
+
+
+# -- a script's writes are its events, joined where they are due together ----------------------
+
+
+@pytest.mark.parametrize("name", [n for n in FORMAT_BODIES if n != "openai_chat"])
+@pytest.mark.parametrize(
+    "control",
+    [
+        {"tokens": 300},
+        {"tokens": 40, "itl_ms": 10},
+        {"tokens": 40, "itl_ms": 10, "jitter_ms": 5},
+        {"tokens": 40, "tokens_per_chunk": 3},
+        {"tool": "get_weather"},
+        {"tokens": 40, "fault": "no_done"},
+    ],
+    ids=["instant", "paced", "jitter", "chunks", "tool", "no_done"],
+)
+def test_writes_are_the_events_joined(name: str, control: dict[str, Any]) -> None:
+    fmt = next(f for f in [*FORMATS.values(), GEMINI] if f.name == name)
+    body = FORMAT_BODIES[name]
+    request = fmt.parse(body, f"/v1beta/models/{MODEL}:streamGenerateContent")
+    ctl = resolve(model=request.model, default_profile="instant", headers=control)
+    plan = build_plan(request, ctl, messages=request.messages, server_seed=0, sequence=1)
+    events = list(fmt.stream(plan, body, 0).events())
+    writes = list(fmt.stream(plan, body, 0).writes())
+    assert b"".join(e[1] for e in writes) == b"".join(e[1] for e in events)
+    assert sum(e[2] for e in writes) == sum(e[2] for e in events) == plan.completion_tokens
+    assert [e[0] for e in writes] == sorted(e[0] for e in writes)
+    if "itl_ms" not in control and "tokens_per_chunk" not in control:
+        assert len(writes) < len(events) or plan.choices[0].tool_call is not None
