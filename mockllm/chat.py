@@ -65,7 +65,7 @@ _BUILD_INLINE_MAX_TOKENS = 4096
 # Base seeds of recent small bodies (see prepare).
 _SEEDS_BODY_MAX = 8192
 _SEEDS_MAX = 1024
-_base_seeds: dict[tuple[bytes, int, int | None, bool], int] = {}
+_base_seeds: dict[tuple[bytes, int, int | None, bool, Format], int] = {}
 # Rule matching whose worst case (RuleBook.match_cost, characters x RE2 instructions, about
 # 7 ns each) is above this runs in a worker thread: at most ~5 ms on the event loop.
 _MATCH_INLINE_MAX_COST = 700_000
@@ -142,8 +142,11 @@ async def prepare(
     sequence = app.ledger.next_seq() if commit else 0
     # The same body under the same seeds and settings has the same base seed: a load test's
     # repeated prompts skip serialising their messages again.
+    # The format is part of the key: the same bytes can be two conversations in two formats.
     key = (
-        (raw, config.seed, control.seed, config.directives) if len(raw) <= _SEEDS_BODY_MAX else None
+        (raw, config.seed, control.seed, config.directives, fmt)
+        if len(raw) <= _SEEDS_BODY_MAX
+        else None
     )
     base = _base_seeds.get(key) if key is not None else None
     if base is None:

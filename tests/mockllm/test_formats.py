@@ -21,6 +21,7 @@ from mockllm.bench.formats import FORMAT_BODIES
 from mockllm.client import MockAdmin
 from mockllm.control import resolve
 from mockllm.generation import build_plan
+from mockllm.request import parse_chat_request
 from mockllm.routes import FORMATS, GEMINI, route
 from tests.support import wait_for_async
 
@@ -202,3 +203,27 @@ def test_writes_are_the_events_joined(name: str, control: dict[str, Any]) -> Non
     assert [e[0] for e in writes] == sorted(e[0] for e in writes)
     if "itl_ms" not in control and "tokens_per_chunk" not in control:
         assert len(writes) < len(events) or plan.choices[0].tool_call is not None
+
+
+def test_the_same_bytes_in_two_formats_are_two_conversations(mock_url: str) -> None:
+    """The base-seed cache is keyed by format too: Ollama numbers its tool calls, so this body
+    is another conversation on /api/chat than on /v1/chat/completions."""
+    body = {
+        "model": MODEL,
+        "messages": [
+            {"role": "user", "content": "Which city is warmer, today of all days?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "w", "arguments": {"city": "Oslo"}}}],
+            },
+            {"role": "user", "content": "Go on."},
+        ],
+        "stream": False,
+    }
+    ollama_text = httpx.post(f"{mock_url}/api/chat", json=body).json()["message"]["content"]
+    chat = httpx.post(f"{mock_url}/v1/chat/completions", json=body).json()
+    request = parse_chat_request(body)
+    control = resolve(model=MODEL, default_profile="instant")
+    expected = build_plan(request, control, messages=request.messages, server_seed=11, sequence=1)
+    assert chat["choices"][0]["message"]["content"] == expected.choices[0].text != ollama_text
