@@ -4,6 +4,7 @@ controls, the ledger's format, and a shutdown's last event in the format's own e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -227,3 +228,18 @@ def test_the_same_bytes_in_two_formats_are_two_conversations(mock_url: str) -> N
     control = resolve(model=MODEL, default_profile="instant")
     expected = build_plan(request, control, messages=request.messages, server_seed=11, sequence=1)
     assert chat["choices"][0]["message"]["content"] == expected.choices[0].text != ollama_text
+
+
+@pytest.mark.parametrize("name", [n for n in FORMAT_BODIES if n != "openai_chat"])
+def test_a_stall_and_split_apply_in_every_format(name: str) -> None:
+    fmt = next(f for f in [*FORMATS.values(), GEMINI] if f.name == name)
+    body = FORMAT_BODIES[name]
+    request = fmt.parse(body, f"/v1beta/models/{MODEL}:streamGenerateContent")
+    headers = {"tokens": 6, "itl_ms": 10, "fault": "stall_after=2;seconds=3,split_chunk=4"}
+    ctl = resolve(model=request.model, default_profile="instant", headers=headers)
+    plan = build_plan(request, ctl, messages=request.messages, server_seed=0, sequence=1)
+    events = list(fmt.stream(plan, body, 0).writes())
+    dues = [e[0] for e in events if e[2]]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(dues)]
+    assert gaps == [0.01, 3.01, 0.01, 0.01, 0.01]
+    assert [e[3] for e in events if e[2]] == [0, 0, 0, 0, 1, 0]  # token 4's event is split
