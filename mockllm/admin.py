@@ -11,13 +11,14 @@ does. Every handler gets the app and the :class:`AdminRequest` and raises
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 from mockllm.asgi import Receive, Scope, Send, header_text, read_body, send_empty, send_json
-from mockllm.chat import CHAT_PATH, build, prepare
+from mockllm.chat import build, prepare
 from mockllm.config import apply_config_patch, config_json
 from mockllm.errors import (
     InvalidJSON,
@@ -29,6 +30,7 @@ from mockllm.errors import (
     model_not_found,
 )
 from mockllm.generation import ChoicePlan
+from mockllm.routes import FORMAT_PATHS
 from mockllm.rules import parse_rules
 from mockllm.strictjson import parse_json
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_WAIT_S", "PREFIX_ROUTES", "ROUTES", "AdminRequest", "Handler", "dispatch"]
 
 _MODEL_CREATED = 1721172741
+_OLLAMA_MODIFIED_AT = "2024-07-16T23:32:21Z"  # the same instant as _MODEL_CREATED
 #: Longest ``POST /_mock/requests/wait`` accepted, in seconds.
 MAX_WAIT_S: Final = 300.0
 
@@ -90,6 +93,29 @@ def _since(app: MockApp, raw: str | None) -> int | None:
 async def list_models(app: MockApp, req: AdminRequest) -> None:
     data = [_model_object(m) for m in app.config.models]
     await send_json(req.send, 200, {"object": "list", "data": data})
+
+
+async def ollama_tags(app: MockApp, req: AdminRequest) -> None:
+    """Ollama's ``GET /api/tags``: the configured models as local models."""
+    models = [
+        {
+            "name": model,
+            "model": model,
+            "modified_at": _OLLAMA_MODIFIED_AT,
+            "size": 0,
+            "digest": hashlib.sha256(model.encode()).hexdigest(),
+            "details": {
+                "parent_model": "",
+                "format": "gguf",
+                "family": "mockllm",
+                "families": ["mockllm"],
+                "parameter_size": "0B",
+                "quantization_level": "none",
+            },
+        }
+        for model in app.config.models
+    ]
+    await send_json(req.send, 200, {"models": models})
 
 
 async def get_model(app: MockApp, req: AdminRequest) -> None:
@@ -277,10 +303,11 @@ async def reset(app: MockApp, req: AdminRequest) -> None:
 
 
 ROUTES: dict[str, dict[str, Handler]] = {
-    # POST is the chat handler's, which the app calls before this table (its hot path); the
-    # entry is here so that another method gets the 405 OpenAI answers.
-    CHAT_PATH: {},
+    # POST on a format's path is the chat handler's, which the app calls before this table
+    # (routes.py); the entries are here so that another method gets a 405.
+    **{path: {} for path in FORMAT_PATHS},
     "/v1/models": {"GET": list_models},
+    "/api/tags": {"GET": ollama_tags},
     "/_mock/health": {"GET": health},
     "/_mock/stats": {"GET": stats},
     "/_mock/requests": {"GET": list_requests, "DELETE": clear_requests},

@@ -1,7 +1,8 @@
 """The mock's ASGI application: its state, the lifespan and the split between chat and admin.
 
-On a token's way this is the door: uvicorn calls :class:`MockApp` with every request, a chat
-completion goes straight to the chat handler (``chat.py``: request in, script built), which
+On a token's way this is the door: uvicorn calls :class:`MockApp` with every request, a
+generation request in any format (``routes.py``: a chat completion, an Anthropic message, ...)
+goes straight to the chat handler (``chat.py``: request in, script built), which
 hands the script to ``respond.py`` (SSE out); everything else goes through the admin route
 table (``admin.py``). The app holds what those share: the run-time config, the ledger of
 requests, the rule book and the count of answers in flight.
@@ -20,13 +21,14 @@ import dataclasses
 import logging
 
 from mockllm import admin
-from mockllm.asgi import Receive, Scope, Send, send_error
-from mockllm.chat import CHAT_PATH, handle_chat
+from mockllm.asgi import Receive, Scope, Send, send_json
+from mockllm.chat import handle_chat
 from mockllm.collector import managed_collections
 from mockllm.config import DEFAULT_MODELS, MockConfig
 from mockllm.errors import MockError, ShuttingDown
 from mockllm.ledger import Ledger
 from mockllm.respond import SHUTDOWN, AbortConnection
+from mockllm.routes import format_of_path, route
 from mockllm.rules import RuleBook
 
 __all__ = ["DEFAULT_MODELS", "AbortConnection", "MockApp", "MockConfig"]
@@ -92,21 +94,22 @@ class MockApp:
         if kind != "http":
             return
         if self.stopping:
-            await send_error(
-                send,
-                ShuttingDown("mockllm is shutting down; retry elsewhere.", code="server_shutdown"),
-                [],
+            stopping = ShuttingDown(
+                "mockllm is shutting down; retry elsewhere.", code="server_shutdown"
             )
+            await send_json(send, *format_of_path(scope["path"]).error(stopping), [])
             return
-        if scope["path"] == CHAT_PATH and scope["method"] == "POST":
-            await handle_chat(self, scope, receive, send)
+        fmt = route(scope["method"], scope["path"])
+        if fmt is not None:
+            await handle_chat(self, scope, receive, send, fmt)
             return
         try:
             await admin.dispatch(self, scope, receive, send)
         except ConnectionResetError:
             return
         except MockError as exc:
-            await send_error(send, exc, [])
+            # A wrong method on a format's path is answered in that format's error shape.
+            await send_json(send, *format_of_path(scope["path"]).error(exc), [])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         async with contextlib.AsyncExitStack() as running:

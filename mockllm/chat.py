@@ -1,6 +1,8 @@
-"""The chat handler: ``POST /v1/chat/completions``, from the request's bytes to a running answer.
+"""The chat handler: a generation request in any wire format, from its bytes to a running answer.
 
-On a token's way this is the first step. The body is read and parsed (``request.py``), the
+On a token's way this is the first step. The app has picked the request's format
+(``routes.py``; ``POST /v1/chat/completions`` is :data:`~mockllm.formats.chat_completions.CHAT`).
+The body is read and parsed into the one internal request (the format's ``parse``), the
 request's control is resolved (server config < rule < headers and metadata < directive,
 ``control.py``), the request is entered in the ledger, and the answer's plan and
 :class:`~mockllm.generation.Script` are made (``generation.py``: the events' bytes and due
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mockllm.asgi import Headers, Message, Receive, Scope, Send, header_text, read_body, send_error
+from mockllm.asgi import Headers, Message, Receive, Scope, Send, header_text, read_body, send_json
 from mockllm.control import (
     Control,
     extract_directives,
@@ -27,6 +29,8 @@ from mockllm.control import (
 )
 from mockllm.conversation import summarize
 from mockllm.errors import MockError, ShuttingDown, model_not_found
+from mockllm.formats.base import EventScript, Format
+from mockllm.formats.chat_completions import CHAT
 from mockllm.generation import (
     Body,
     Plan,
@@ -40,9 +44,8 @@ from mockllm.generation import (
 )
 from mockllm.ledger import Entry
 from mockllm.redact import redact_headers
-from mockllm.request import ChatRequest, last_user_text, parse_body, parse_chat_request
+from mockllm.request import ChatRequest, last_user_text, parse_body
 from mockllm.respond import (
-    COMMON_HEADERS,
     is_shutdown,
     status_fault,
     uncancel_current,
@@ -63,7 +66,7 @@ _BUILD_INLINE_MAX_TOKENS = 4096
 # Base seeds of recent small bodies (see prepare).
 _SEEDS_BODY_MAX = 8192
 _SEEDS_MAX = 1024
-_base_seeds: dict[tuple[bytes, int, int | None, bool], int] = {}
+_base_seeds: dict[tuple[bytes, int, int | None, bool, Format], int] = {}
 # Rule matching whose worst case (RuleBook.match_cost, characters x RE2 instructions, about
 # 7 ns each) is above this runs in a worker thread: at most ~5 ms on the event loop.
 _MATCH_INLINE_MAX_COST = 700_000
@@ -83,6 +86,8 @@ class Prepared(NamedTuple):
     base: int
     # no rule answered while rules exist: the closest rule and why (RuleBook.near_miss)
     near_miss: str | None = None
+    # the wire format of the request and its answer
+    format: Format = CHAT
 
 
 async def prepare(
@@ -92,6 +97,7 @@ async def prepare(
     *,
     commit: bool,
     headers: list[tuple[str, str]] | None = None,
+    fmt: Format = CHAT,
 ) -> Prepared:
     """Everything about a chat request but building the answer; raises MockError.
 
@@ -100,7 +106,7 @@ async def prepare(
     """
     config = app.config
     body = parse_body(raw)
-    request = parse_chat_request(body)
+    request = fmt.parse(body, scope["path"])
     if headers is None:
         headers = decoded_headers(scope)
     # The request's ``metadata`` ({"mock_itl_ms": "20"}) is the same level as the headers,
@@ -144,8 +150,11 @@ async def prepare(
     sequence = app.ledger.next_seq() if commit else 0
     # The same body under the same seeds and settings has the same base seed: a load test's
     # repeated prompts skip serialising their messages again.
+    # The format is part of the key: the same bytes can be two conversations in two formats.
     key = (
-        (raw, config.seed, control.seed, config.directives) if len(raw) <= _SEEDS_BODY_MAX else None
+        (raw, config.seed, control.seed, config.directives, fmt)
+        if len(raw) <= _SEEDS_BODY_MAX
+        else None
     )
     base = _base_seeds.get(key) if key is not None else None
     if base is None:
@@ -154,7 +163,7 @@ async def prepare(
             if len(_base_seeds) >= _SEEDS_MAX:
                 del _base_seeds[next(iter(_base_seeds))]
             _base_seeds[key] = base
-    return Prepared(body, request, control, messages, sequence, base, near_miss)
+    return Prepared(body, request, control, messages, sequence, base, near_miss, fmt)
 
 
 def decoded_headers(scope: Scope) -> list[tuple[str, str]]:
@@ -163,7 +172,7 @@ def decoded_headers(scope: Scope) -> list[tuple[str, str]]:
 
 async def build(
     seed: int, prepared: Prepared, created: int | None
-) -> tuple[Plan, Script | Body | None]:
+) -> tuple[Plan, Script | EventScript | Body | None]:
     """The plan (and, given ``created``, the script) of an answer.
 
     A generated stream's tokens are made as it plays, a slice at a time. What must exist
@@ -173,7 +182,9 @@ async def build(
     """
     request, control, messages = prepared.request, prepared.control, prepared.messages
 
-    def build_now() -> tuple[Plan, Script | Body | None]:
+    fmt = prepared.format
+
+    def build_now() -> tuple[Plan, Script | EventScript | Body | None]:
         plan = build_plan(
             request,
             control,
@@ -184,45 +195,55 @@ async def build(
         )
         if created is None:
             return plan, None
+        if fmt is CHAT:
+            if request.stream:
+                script = stream_script(plan, created=created, include_usage=request.include_usage)
+                return plan, script
+            return plan, body_script(plan, created=created)
         if request.stream:
-            return plan, stream_script(plan, created=created, include_usage=request.include_usage)
-        return plan, body_script(plan, created=created)
+            return plan, fmt.stream(plan, prepared.body, created)
+        return plan, fmt.body(plan, prepared.body, created, seed)
 
     prompt = last_user_text(messages)
-    if tokens_built_up_front(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS:
+    costly = tokens_built_up_front(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS
+    if costly or (fmt is not CHAT and created is not None and fmt.build_in_thread(prepared.body)):
         return await asyncio.to_thread(build_now)
     return build_now()
 
 
-async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Answer one chat request; every outcome, a rejection included, lands in the ledger."""
+async def handle_chat(
+    app: MockApp, scope: Scope, receive: Receive, send: Send, fmt: Format = CHAT
+) -> None:
+    """Answer one generation request in ``fmt``; every outcome, a rejection included, lands in
+    the ledger."""
     started = time.time()
     try:
         raw = await read_body(receive)
     except ConnectionResetError:
         return
     except MockError as exc:
-        await send_error(send, exc, [])
+        await send_json(send, *fmt.error(exc), [])
         return
     # Credentials are fingerprinted before anything keeps them (redact.py).
     headers = decoded_headers(scope)
     headers_json = redact_headers(headers)
     try:
-        prepared = await prepare(app, scope, raw, commit=True, headers=headers)
+        prepared = await prepare(app, scope, raw, commit=True, headers=headers, fmt=fmt)
     except MockError as exc:
-        await _reject(app, send, exc, raw, headers_json, started)
+        await _reject(app, send, exc, raw, headers_json, started, fmt)
         return
     request, control = prepared.request, prepared.control
     ledger = app.ledger
+    chat_id = completion_id(
+        request,
+        control,
+        messages=prepared.messages,
+        server_seed=app.config.seed,
+        sequence=prepared.sequence,
+        base=prepared.base,
+    )
     entry = Entry(
-        id=completion_id(
-            request,
-            control,
-            messages=prepared.messages,
-            server_seed=app.config.seed,
-            sequence=prepared.sequence,
-            base=prepared.base,
-        ),
+        id=chat_id if fmt is CHAT else fmt.response_id(chat_id),
         seq=prepared.sequence,
         model=request.model,
         stream=request.stream,
@@ -232,9 +253,10 @@ async def handle_chat(app: MockApp, scope: Scope, receive: Receive, send: Send) 
         rule_id=control.rule_id,
         near_miss=prepared.near_miss,
         faults=control.faults.names,
+        format=fmt.name,
     )
     ledger.add(entry)
-    response_headers = [(b"x-request-id", entry.id.encode()), *COMMON_HEADERS]
+    response_headers = fmt.headers(entry.id)
 
     # The answer is written by this task itself: a task of its own per request cost more
     # (its creation and a hop through the loop before the first byte) than it saved.
@@ -283,6 +305,7 @@ async def _reject(
     raw: bytes,
     headers_json: dict[str, str],
     started: float,
+    fmt: Format,
 ) -> None:
     """A request the mock refuses is still a ledger entry (outcome ``rejected``)."""
     ledger = app.ledger
@@ -294,7 +317,7 @@ async def _reject(
         logged = header_text(raw)
     model = logged.get("model") if isinstance(logged, dict) else None
     entry = Entry(
-        id=f"chatcmpl-rejected{seq:06d}",
+        id=fmt.response_id(f"chatcmpl-rejected{seq:06d}"),
         seq=seq,
         model=model if isinstance(model, str) else None,
         stream=bool(isinstance(logged, dict) and logged.get("stream") is True),
@@ -303,10 +326,11 @@ async def _reject(
         started_at=started,
         status=exc.status,
         error=exc.message,
+        format=fmt.name,
     )
     ledger.add(entry)
     ledger.end(entry, "rejected")
-    await send_error(send, exc, [(b"x-request-id", entry.id.encode())])
+    await send_json(send, *fmt.error(exc), fmt.headers(entry.id))
 
 
 async def _respond(
@@ -324,22 +348,32 @@ async def _respond(
             watch()  # a body waits for its last token's due time
         plan, script = await build(app.config.seed, prepared, created)
         assert script is not None
+        fmt = prepared.format
         entry.tokens = script.tokens
-        if plan.choices:
-            entry.finish_reason = plan.choices[0].finish_reason
-        entry.usage = plan.usage
+        if not fmt.generates_text:
+            entry.usage = script.usage  # type: ignore[union-attr]
+        else:
+            if plan.choices:
+                entry.finish_reason = plan.choices[0].finish_reason
+            entry.usage = plan.usage
         faults = prepared.control.faults
         ledger = app.ledger
         if faults.slow_headers_ms:
             watch()
             await asyncio.sleep(faults.slow_headers_ms / 1000.0)
         if faults.status is not None:
-            await status_fault(send, ledger, entry, faults.status, faults.retry_after, headers)
+            status, payload = faults.status, fmt.status_error(faults.status)
+            await status_fault(
+                send, ledger, entry, status, faults.retry_after, headers, payload=payload
+            )
         elif isinstance(script, Script):
             await write_stream(send, ledger, entry, script, headers, watch)
+        elif isinstance(script, EventScript):
+            await write_stream(send, ledger, entry, script, headers, watch, fmt.stream_headers)
         elif faults.error_after is not None:
             await wait_until(script.event[0])
-            await status_fault(send, ledger, entry, 500, None, headers, "error_after")
+            payload = fmt.status_error(500)
+            await status_fault(send, ledger, entry, 500, None, headers, "error_after", payload)
         else:
             await write_body(send, ledger, entry, script, headers)
     except asyncio.CancelledError as exc:
@@ -353,6 +387,6 @@ async def _respond(
         error = ShuttingDown(
             "The server is shutting down; retry the request.", code="server_shutdown"
         )
-        await send_error(send, error, headers)
+        await send_json(send, *prepared.format.error(error), headers)
     finally:
         app.active_streams -= 1

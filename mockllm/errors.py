@@ -29,6 +29,7 @@ __all__ = [
     "ShuttingDown",
     "error_body",
     "excerpt",
+    "fault_body",
     "model_not_found",
 ]
 
@@ -112,3 +113,28 @@ def model_not_found(model: str) -> NotFound:
         f"The model `{model}` does not exist or you do not have access to it.",
         code="model_not_found",
     )
+
+
+# status -> (error type, code, message) as OpenAI answers them; others get the generic message.
+_FAULT_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    429: (
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for requests (mockllm fault). Please try again later.",
+    ),
+    503: (
+        "server_error",
+        None,
+        "The engine is currently overloaded, please try again later.",
+    ),
+}
+_FAULT_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+
+
+def fault_body(status: int) -> dict[str, Any]:
+    """OpenAI's error body for a ``status=N`` fault (and ``error_after`` of a body)."""
+    error_type, code, message = _FAULT_ERRORS.get(
+        status,
+        ("server_error" if status >= 500 else "invalid_request_error", None, _FAULT_MESSAGE),
+    )
+    return error_body(message, error_type, code=code)

@@ -42,12 +42,16 @@ __all__ = [
     "Action",
     "Body",
     "ChoicePlan",
+    "Event",
     "Plan",
     "Script",
     "base_seed",
     "body_script",
     "build_plan",
+    "chunk_ranges",
     "completion_id",
+    "first_cut",
+    "slices",
     "stream_script",
     "tokens_built_up_front",
 ]
@@ -390,6 +394,11 @@ def _first_cut(faults: Any) -> tuple[int | None, str | None]:
     return cut_at, cut_kind
 
 
+# For the other formats' scripts (formats/base.py).
+chunk_ranges = _chunks
+first_cut = _first_cut
+slices = _slices
+
 _ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 
 
@@ -485,6 +494,8 @@ class Body:
     event: Event
     outcome: str
     tokens: Sequence[str]
+    # The ledger's usage when the answer is not generated text (embeddings); else the plan's.
+    usage: dict[str, Any] | None = None
 
 
 def body_script(plan: Plan, *, created: int) -> Body:

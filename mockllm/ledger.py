@@ -45,6 +45,8 @@ class Entry:
     # of entries, and one string is far smaller than a list of token strings).
     tokens: Sequence[str] = ()
     written: str | None = None
+    # The wire format of the request (formats/*.py ``Format.name``).
+    format: str = "openai_chat"
 
     @property
     def text(self) -> str:
@@ -56,6 +58,7 @@ class Entry:
         return {
             "id": self.id,
             "seq": self.seq,
+            "format": self.format,
             "model": self.model,
             "stream": self.stream,
             "status": self.status,

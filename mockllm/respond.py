@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from mockllm.asgi import JSON_HEADER, Headers, Message, Send, send_bytes, send_json
-from mockllm.errors import error_body
-from mockllm.generation import Action, Body, Script
+from mockllm.errors import fault_body
+from mockllm.formats.base import OPENAI_HEADERS, SSE_HEADERS
+from mockllm.generation import Action, Body, Event
 from mockllm.ledger import Entry, Ledger
 from mockllm.sse import split_event
 
@@ -30,6 +32,7 @@ __all__ = [
     "SHUTDOWN",
     "SSE_HEADERS",
     "AbortConnection",
+    "StreamScript",
     "is_shutdown",
     "status_fault",
     "uncancel_current",
@@ -52,35 +55,24 @@ def is_shutdown(exc: asyncio.CancelledError) -> bool:
     return exc.args[:1] == (SHUTDOWN,)
 
 
-COMMON_HEADERS = [
-    (b"x-ratelimit-limit-requests", b"10000"),
-    (b"x-ratelimit-remaining-requests", b"9999"),
-    (b"x-ratelimit-reset-requests", b"6ms"),
-    (b"x-ratelimit-limit-tokens", b"30000000"),
-    (b"x-ratelimit-remaining-tokens", b"29999000"),
-    (b"x-ratelimit-reset-tokens", b"2ms"),
-]
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    # nginx buffers SSE unless told not to (DESIGN.md section 9).
-    (b"x-accel-buffering", b"no"),
-]
+COMMON_HEADERS = OPENAI_HEADERS
 
-# status -> (error type, code, message) as OpenAI answers them; others get the last two lines.
-_FAULT_ERRORS: dict[int, tuple[str, str | None, str]] = {
-    429: (
-        "requests",
-        "rate_limit_exceeded",
-        "Rate limit reached for requests (mockllm fault). Please try again later.",
-    ),
-    503: (
-        "server_error",
-        None,
-        "The engine is currently overloaded, please try again later.",
-    ),
-}
-_FAULT_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+
+class StreamScript(Protocol):
+    """What :func:`write_stream` plays: a chat :class:`~mockllm.generation.Script` or another
+    format's :class:`~mockllm.formats.base.EventScript`."""
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def split_pause(self) -> float: ...
+
+    @property
+    def shutdown(self) -> bytes: ...
+
+    def writes(self) -> Iterator[Event]: ...
+
 
 # Events due within this of the first of them go out in one write with it: uvloop's timers
 # (and epoll's waits) count whole milliseconds, so a wake-up between them would not be sooner.
@@ -106,19 +98,17 @@ async def status_fault(
     retry_after: float | None,
     headers: Headers,
     kind: str = "status",
+    payload: Any = None,
 ) -> None:
-    """An error status in OpenAI's shape instead of the answer (the ``status`` and
-    ``error_after`` faults); the ledger records it as ``fault:<kind>``."""
-    error_type, code, message = _FAULT_ERRORS.get(
-        status,
-        ("server_error" if status >= 500 else "invalid_request_error", None, _FAULT_MESSAGE),
-    )
+    """An error status instead of the answer (the ``status`` and ``error_after`` faults), its
+    body ``payload`` (the format's error shape; OpenAI's by default); the ledger records it as
+    ``fault:<kind>``."""
     extra = list(headers)
     if retry_after is not None:
         extra.append((b"retry-after", f"{retry_after:g}".encode()))
     entry.status = status
     ledger.end(entry, f"fault:{kind}")
-    await send_json(send, status, error_body(message, error_type, code=code), extra)
+    await send_json(send, status, fault_body(status) if payload is None else payload, extra)
 
 
 async def write_body(
@@ -144,14 +134,16 @@ async def write_stream(
     send: Send,
     ledger: Ledger,
     entry: Entry,
-    script: Script,
+    script: StreamScript,
     headers: Headers,
     watch: Callable[[], None] = lambda: None,
+    framing: Headers = SSE_HEADERS,
 ) -> None:
     """A streamed answer: the script's events at their due times, what is due together in
     one ``send``. ``watch()`` is called before the stream first waits (the chat handler then
-    starts watching for the client leaving)."""
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+    starts watching for the client leaving). ``framing``: the content type of the format's
+    stream and the headers that keep proxies from buffering it."""
+    await send({"type": "http.response.start", "status": 200, "headers": framing + headers})
     loop = asyncio.get_running_loop()
     clock = loop.time
     sleep = asyncio.sleep

@@ -21,7 +21,7 @@ from typing import Any
 from mockllm.errors import error_body
 from mockllm.sse import DATA, DONE, END, encode
 
-__all__ = ["SHUTDOWN_EVENT", "ChunkEncoder", "completion_body", "usage_body"]
+__all__ = ["SHUTDOWN_EVENT", "ChunkEncoder", "completion_body", "escape_text", "usage_body"]
 
 SYSTEM_FINGERPRINT = "fp_mockllm"
 
@@ -240,3 +240,8 @@ def completion_body(
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
     )
+
+
+def escape_text(text: str) -> bytes:
+    """A token's JSON string, from the cache every stream shares (the other formats too)."""
+    return ChunkEncoder._escape(text)

@@ -330,6 +330,8 @@ async def record_wire(case: Case) -> dict[str, Any]:
     # Recorded before the ledger had it, and no golden request misses a rule (it is None):
     # the near miss has its own tests (test_rules.py, test_pytest_plugin.py).
     assert ledger.pop("near_miss", None) is None
+    # Recorded before the ledger had formats: every golden case is a chat completion.
+    assert ledger.pop("format") == "openai_chat"
     return {
         "status": start["status"],
         "headers": [[_text(k), _text(v)] for k, v in start["headers"]],

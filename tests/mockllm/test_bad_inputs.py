@@ -90,7 +90,7 @@ def test_any_mock_prefixed_model_is_served(client: openai.OpenAI) -> None:
 
 
 def test_unknown_path_and_method(mock_url: str) -> None:
-    assert_openai_error(httpx.post(f"{mock_url}/v1/embeddings", json={}), 404)
+    assert_openai_error(httpx.post(f"{mock_url}/v1/audio/speech", json={}), 404)
     assert_openai_error(httpx.get(f"{mock_url}/v1/chat/completions"), 405)
     assert_still_serving(mock_url)
 
