@@ -33,6 +33,7 @@ __all__ = [
     "EventScript",
     "Format",
     "OpenAIFormat",
+    "TokenFrameEncoder",
     "dumps",
     "expect",
     "vendor_body",
@@ -323,6 +324,31 @@ class EventScript:
 def joined(prefix: bytes, texts: Sequence[str], suffix: bytes) -> bytes:
     """``b"".join(prefix + escape_text(t) + suffix for t in texts)`` in one join."""
     return prefix + (suffix + prefix).join([escape_text(t) for t in texts]) + suffix
+
+
+class TokenFrameEncoder:
+    """The shared part of the encoders whose token event is ``_prefix`` + the token as a JSON
+    string + ``_suffix`` (completions, Ollama, Gemini): nothing before the first token, the
+    events of a run joined in one go, and a malformed event cut off mid-JSON and closed with
+    the format's own event separator so the client's framing still sees one event."""
+
+    _prefix: bytes
+    _suffix: bytes
+    #: what ends one event of the format (an SSE blank line, an NDJSON newline)
+    separator: ClassVar[bytes]
+
+    def start(self) -> bytes:
+        return b""
+
+    def text(self, text: str) -> bytes:
+        return self._prefix + escape_text(text) + self._suffix
+
+    def run(self, texts: Sequence[str], tool: bool) -> bytes:
+        return joined(self._prefix, texts, self._suffix)
+
+    def malformed(self) -> bytes:
+        whole = self.text("garbled")
+        return whole[: len(whole) // 2] + self.separator
 
 
 def stream_outcome(plan: Plan) -> str:

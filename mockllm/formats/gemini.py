@@ -14,7 +14,6 @@ error is such an event (google-genai raises ``ServerError``/``ClientError`` from
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from mockllm.errors import InvalidRequest, MockError
@@ -22,13 +21,12 @@ from mockllm.formats.base import (
     EventScript,
     Format,
     Headers,
+    TokenFrameEncoder,
     dumps,
     event_script,
-    joined,
     tool_args_json,
     vendor_body,
 )
-from mockllm.formats.openai_chat import escape_text
 from mockllm.generation import Body, Plan
 from mockllm.request import ChatRequest, Tool
 
@@ -262,7 +260,8 @@ def _response(plan: Plan, response_id: str, parts: list[Any], *, final: bool) ->
     }
 
 
-class _Encoder:
+class _Encoder(TokenFrameEncoder):
+    separator = b"\r\n\r\n"
     whole_tool_call = True
 
     def __init__(self, plan: Plan, response_id: str):
@@ -278,15 +277,6 @@ class _Encoder:
         )
         self._suffix = b'}],"role":"model"},"index":0}],' + tail[1:] + b"\r\n\r\n"
 
-    def start(self) -> bytes:
-        return b""
-
-    def text(self, text: str) -> bytes:
-        return self._prefix + escape_text(text) + self._suffix
-
-    def run(self, texts: Sequence[str], tool: bool) -> bytes:
-        return joined(self._prefix, texts, self._suffix)
-
     def arguments(self, fragment: str) -> bytes:
         response = _response(self.plan, self.response_id, [_function_call(self.plan)], final=False)
         return _sse(dumps(response))
@@ -299,10 +289,6 @@ class _Encoder:
 
     def error(self) -> bytes:
         return _sse(dumps(_error(500, _ERROR_MESSAGE)))
-
-    def malformed(self) -> bytes:
-        whole = self.text("garbled")
-        return whole[: len(whole) // 2] + b"\r\n\r\n"
 
     def shutdown(self) -> bytes:
         return SHUTDOWN_EVENT
