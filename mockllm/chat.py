@@ -27,6 +27,7 @@ from mockllm.control import (
     metadata_overrides,
     resolve,
 )
+from mockllm.conversation import summarize
 from mockllm.errors import MockError, ShuttingDown, model_not_found
 from mockllm.formats.base import EventScript, Format
 from mockllm.formats.chat_completions import CHAT
@@ -65,7 +66,7 @@ _BUILD_INLINE_MAX_TOKENS = 4096
 # Base seeds of recent small bodies (see prepare).
 _SEEDS_BODY_MAX = 8192
 _SEEDS_MAX = 1024
-_base_seeds: dict[tuple[bytes, int, int | None, bool], int] = {}
+_base_seeds: dict[tuple[bytes, int, int | None, bool, Format], int] = {}
 # Rule matching whose worst case (RuleBook.match_cost, characters x RE2 instructions, about
 # 7 ns each) is above this runs in a worker thread: at most ~5 ms on the event loop.
 _MATCH_INLINE_MAX_COST = 700_000
@@ -118,17 +119,23 @@ async def prepare(
     if not config.serves(request.model):
         raise model_not_found(request.model)
     prompt = last_user_text(messages)
+    conversation = summarize(messages, [tool.name for tool in request.tools])
     book = app.rules
     costly = book.match_cost(prompt) > _MATCH_INLINE_MAX_COST
     if costly:
-        matched = await asyncio.to_thread(book.matching, request.model, prompt)
+        matched = await asyncio.to_thread(book.matching, request.model, prompt, conversation)
     else:
-        matched = book.matching(request.model, prompt)
+        matched = book.matching(request.model, prompt, conversation)
     rule = app.rules.choose(matched, commit=commit)
     near_miss = None
     if rule is None and book.rules:
         explain = functools.partial(
-            book.near_miss, request.model, prompt, matched, committed=commit
+            book.near_miss,
+            request.model,
+            prompt,
+            matched,
+            committed=commit,
+            conversation=conversation,
         )
         near_miss = await asyncio.to_thread(explain) if costly else explain()
     control = resolve(
@@ -138,12 +145,16 @@ async def prepare(
         rule_id=rule.id if rule else None,
         headers=from_headers,
         directive=directive,
+        conversation=conversation,
     )
     sequence = app.ledger.next_seq() if commit else 0
     # The same body under the same seeds and settings has the same base seed: a load test's
     # repeated prompts skip serialising their messages again.
+    # The format is part of the key: the same bytes can be two conversations in two formats.
     key = (
-        (raw, config.seed, control.seed, config.directives) if len(raw) <= _SEEDS_BODY_MAX else None
+        (raw, config.seed, control.seed, config.directives, fmt)
+        if len(raw) <= _SEEDS_BODY_MAX
+        else None
     )
     base = _base_seeds.get(key) if key is not None else None
     if base is None:
@@ -194,7 +205,8 @@ async def build(
         return plan, fmt.body(plan, prepared.body, created, seed)
 
     prompt = last_user_text(messages)
-    if tokens_built_up_front(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS:
+    costly = tokens_built_up_front(request, control, prompt) > _BUILD_INLINE_MAX_TOKENS
+    if costly or (fmt is not CHAT and created is not None and fmt.build_in_thread(prepared.body)):
         return await asyncio.to_thread(build_now)
     return build_now()
 

@@ -161,7 +161,7 @@ class MockAdmin:
         lines = [f"{len(unused)} mockllm rule(s) answered no request:"]
         for rule in unused:
             lines.append(
-                f"  rule {rule['id']!r} match={rule['match']} (matched model and prompt of "
+                f"  rule {rule['id']!r} match={rule['match']} (its match held for "
                 f"{rule['seen']} request(s))"
             )
         raise AssertionError("\n".join(lines) + _near_misses(self.requests()))

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mockllm.conversation import Condition, Conversation, parse_when
 from mockllm.errors import InvalidRequest, excerpt
 from mockllm.faults import NO_FAULTS, Faults, parse_faults
 from mockllm.profiles import PROFILES, profile_for_model
@@ -48,7 +49,13 @@ KEYS: dict[str, tuple[str, float, float]] = {
     "fault": ("fault", 0, 0),
     "tool": ("str", 0, 0),
     "tool_arguments": ("json", 0, 0),
+    "tool_repeat": ("bool", 0, 0),
+    "when": ("when", 0, 0),
 }
+# An agent loop sends its tool's result back to the model: by default a call the controls ask
+# for is not made again when the request ends with that tool's result (``tool_repeat`` makes
+# it). ``when`` makes the other keys of its source (headers and metadata, or the directive)
+# apply only to requests whose conversation matches (conversation.py).
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class Control:
     faults: Faults = NO_FAULTS
     tool: str | None = None
     tool_arguments: str | None = None
+    tool_repeat: bool = False
     rule_id: str | None = None
 
 
@@ -119,6 +127,21 @@ def coerce(key: str, value: Any, where: str) -> Any:
             raise InvalidRequest(f"{where} must be a string.", param=where, code="invalid_type")
         parse_faults(value)  # validate now so a bad fault is reported where it was given
         return value
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise InvalidRequest(
+            f"Invalid value for {where}: expected true or false, got {excerpt(value)}.",
+            param=where,
+            code="invalid_value",
+        )
+    if kind == "when":
+        return parse_when(value, where)
     if kind == "json":
         if isinstance(value, (dict, list)):
             return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -272,11 +295,16 @@ def resolve(
     rule_id: str | None = None,
     headers: Mapping[str, Any] | None = None,
     directive: Mapping[str, Any] | None = None,
+    conversation: Conversation | None = None,
 ) -> Control:
     """Merge the sources (lowest priority first) into one :class:`Control`.
 
     A profile supplies the base timing; explicit timing keys from any source override it.
+    A source with a ``when`` the ``conversation`` (the request's, ``conversation.summarize``)
+    does not match is left out whole.
     """
+    headers = _applies(headers, conversation)
+    directive = _applies(directive, conversation)
     # Without a rule the result depends on these values only, and a load test sends the same
     # ones over and over: the Control (frozen, its faults parsed) is kept and shared.
     key = None
@@ -299,6 +327,18 @@ def resolve(
             del _resolved[next(iter(_resolved))]
         _resolved[key] = control
     return control
+
+
+def _applies(
+    layer: Mapping[str, Any] | None, conversation: Conversation | None
+) -> Mapping[str, Any] | None:
+    """A source's keys without its ``when``, or None when that condition does not hold."""
+    if not layer or "when" not in layer:
+        return layer
+    condition: Condition = layer["when"]
+    if not condition.matches(conversation or Conversation()):
+        return None
+    return {key: value for key, value in layer.items() if key != "when"}
 
 
 _RESOLVED_MAX = 1024
@@ -338,5 +378,6 @@ def _resolve(
         faults=parse_faults(fault) if fault else NO_FAULTS,
         tool=merged.get("tool"),
         tool_arguments=merged.get("tool_arguments"),
+        tool_repeat=merged.get("tool_repeat", False),
         rule_id=rule_id if rule else None,
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from mockllm.content import derive_seed, lorem_answer, tool_arguments
 from mockllm.control import Control
+from mockllm.conversation import answered_tool
 from mockllm.formats.openai_chat import (
     SHUTDOWN_EVENT,
     ChunkEncoder,
@@ -50,6 +51,7 @@ __all__ = [
     "chunk_ranges",
     "completion_id",
     "first_cut",
+    "slices",
     "stream_script",
     "tokens_built_up_front",
 ]
@@ -194,6 +196,10 @@ def build_plan(
     if base is None:
         base = base_seed(request, control, messages, server_seed)
     tool_name = control.tool
+    if tool_name is not None and not control.tool_repeat and answered_tool(tool_name, messages):
+        # An agent loop has run the call and sent its result: it wants the answer now, or it
+        # would call again until its turn limit (``tool_repeat`` asks for that).
+        tool_name = None
     if tool_name is None and request.tool_choice != "none":
         tool_name = request.forced_tool
     faults = control.faults
@@ -391,6 +397,7 @@ def _first_cut(faults: Any) -> tuple[int | None, str | None]:
 # For the other formats' scripts (formats/base.py).
 chunk_ranges = _chunks
 first_cut = _first_cut
+slices = _slices
 
 _ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 

@@ -17,7 +17,7 @@ from mockllm.formats.gemini import Gemini, gemini_method
 from mockllm.formats.ollama import OllamaChat, OllamaGenerate
 from mockllm.formats.responses import OpenAIResponses
 
-__all__ = ["FORMATS", "FORMAT_PATHS", "format_of_path", "route"]
+__all__ = ["FORMATS", "FORMAT_PATHS", "GEMINI", "format_of_path", "route"]
 
 FORMATS: dict[tuple[str, str], Format] = {
     ("POST", "/v1/chat/completions"): CHAT,

@@ -5,13 +5,15 @@ A rule::
     {"id": "rate-limit-first",            # optional; generated when absent
      "match": {"model": "gpt-4o-mini",     # exact name, or a glob such as "mock-*"
                "prompt": "weather",        # regex searched in the last user message
-               "nth": 1},                  # only the nth matching request (int or list)
+               "nth": 1,                   # only the nth matching request (int or list)
+               "turn": 0,                  # conversation state (conversation.py): the turn,
+               "tool_result_for": "f"},    # the tool results it ends with, the tools offered
      "times": 3,                           # optional: apply at most this many times
      "respond": {"fault": "status=429;retry_after=0", "text": "...", "itl_ms": 20, ...}}
 
 Rules are tried in order; the first that matches and is still eligible wins. Every rule whose
-``model``/``prompt`` match counts the request, so ``nth`` means "the nth request of this kind"
-whichever rule answered the earlier ones.
+``model``/``prompt`` and conversation conditions match counts the request, so ``nth`` means
+"the nth request of this kind" whichever rule answered the earlier ones.
 
 A ``prompt`` is an RE2 pattern (google-re2): matching takes time linear in the prompt whatever
 the pattern, so no rule can stall the event loop with catastrophic backtracking (``(a+)+$``).
@@ -33,7 +35,8 @@ from typing import Any, Final, Protocol
 import re2
 
 from mockllm.control import coerce
-from mockllm.errors import RuleError, excerpt
+from mockllm.conversation import CONDITION_KEYS, Condition, Conversation, parse_condition
+from mockllm.errors import InvalidRequest, RuleError, excerpt
 
 __all__ = [
     "MAX_PATTERN_CHARS",
@@ -104,7 +107,8 @@ def compile_prompt(source: str, where: str) -> Pattern:
 
 
 _RULE_KEYS = {"id", "match", "respond", "times"}
-_MATCH_KEYS = {"model", "prompt", "nth"}
+_MATCH_KEYS = {"model", "prompt", "nth", *CONDITION_KEYS}
+_NO_CONVERSATION = Conversation()
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}\Z")
 
 
@@ -135,9 +139,14 @@ class Rule:
     prompt: Pattern | None = None
     nth: frozenset[int] | None = None
     times: int | None = None
+    condition: Condition = field(default_factory=Condition)
 
-    def matches(self, model: str, prompt: str) -> bool:
+    def matches(
+        self, model: str, prompt: str, conversation: Conversation = _NO_CONVERSATION
+    ) -> bool:
         if self.model is not None and not fnmatch.fnmatchcase(model, self.model):
+            return False
+        if not self.condition.empty and not self.condition.matches(conversation):
             return False
         return self.prompt is None or self.prompt.search(prompt) is not None
 
@@ -149,14 +158,16 @@ class Rule:
             match["prompt"] = self.prompt.pattern
         if self.nth is not None:
             match["nth"] = sorted(self.nth)
+        match.update(self.condition.to_json())
         out: dict[str, Any] = {"id": self.id, "match": match, "respond": dict(self.respond)}
         if self.times is not None:
             out["times"] = self.times
         return out
 
 
-def _mismatches(rule: Rule, model: str, prompt: str) -> list[str]:
-    """The rule's ``model`` and ``prompt`` conditions this request fails, in words."""
+def _mismatches(rule: Rule, model: str, prompt: str, conversation: Conversation) -> list[str]:
+    """The rule's ``model``, ``prompt`` and conversation conditions this request fails, in
+    words."""
     reasons = []
     if rule.model is not None and not fnmatch.fnmatchcase(model, rule.model):
         glob = any(c in rule.model for c in "*?[")
@@ -165,6 +176,7 @@ def _mismatches(rule: Rule, model: str, prompt: str) -> list[str]:
     if rule.prompt is not None and rule.prompt.search(prompt) is None:
         pattern = excerpt(rule.prompt.pattern, 60, quote=False)
         reasons.append(f"prompt {excerpt(prompt, 60)} does not match /{pattern}/")
+    reasons += rule.condition.mismatches(conversation)
     return reasons
 
 
@@ -211,12 +223,22 @@ def parse_rule(raw: Any, *, default_id: str) -> Rule:
     if nth is not None:
         values = nth if isinstance(nth, list) else [nth]
         nth_set = frozenset(_positive_int(v, f"rule {shown} match.nth") for v in values)
+    try:
+        condition = parse_condition(match, f"Rule {shown}: match.")
+    except InvalidRequest as exc:
+        raise RuleError(exc.message, param="match") from None
     times = raw.get("times")
     if times is not None:
         times = _positive_int(times, f"rule {shown} times")
     respond = raw.get("respond", {}) or {}
     if not isinstance(respond, dict):
         raise RuleError(f"Rule {shown}: 'respond' must be an object.", param="respond")
+    if "when" in respond:
+        raise RuleError(
+            f"Rule {shown}: respond.when is for headers and directives; a rule's conditions "
+            f"go in its match ({', '.join(CONDITION_KEYS)}).",
+            param="respond",
+        )
     try:
         checked = {
             str(key): coerce(
@@ -229,7 +251,7 @@ def parse_rule(raw: Any, *, default_id: str) -> Rule:
     except Exception as exc:  # InvalidRequest from coerce: re-raise as a rule problem
         message = getattr(exc, "message", str(exc))
         raise RuleError(message, param="respond") from None
-    return Rule(rule_id, checked, model, pattern, nth_set, times)
+    return Rule(rule_id, checked, model, pattern, nth_set, times, condition)
 
 
 def parse_rules(raw: Any, *, first_index: int = 1) -> list[Rule]:
@@ -288,14 +310,24 @@ class RuleBook:
         size = sum(rule.prompt.programsize for rule in self.rules if rule.prompt is not None)
         return len(prompt) * size if size else 0
 
-    def matching(self, model: str, prompt: str) -> list[Rule]:
-        """The rules whose ``model`` and ``prompt`` match, in order. Reads the rules and
-        nothing else, so it may run in a worker thread (RE2 releases the GIL)."""
-        return [rule for rule in tuple(self.rules) if rule.matches(model, prompt)]
+    def matching(
+        self, model: str, prompt: str, conversation: Conversation = _NO_CONVERSATION
+    ) -> list[Rule]:
+        """The rules whose ``model``, ``prompt`` and conversation conditions match, in order.
+        Reads the rules and nothing else, so it may run in a worker thread (RE2 releases the
+        GIL). ``conversation`` is the request's (``conversation.summarize``)."""
+        return [rule for rule in tuple(self.rules) if rule.matches(model, prompt, conversation)]
 
-    def select(self, model: str, prompt: str, *, commit: bool) -> Rule | None:
+    def select(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        commit: bool,
+        conversation: Conversation = _NO_CONVERSATION,
+    ) -> Rule | None:
         """The rule that answers this request; ``commit`` advances the counters."""
-        return self.choose(self.matching(model, prompt), commit=commit)
+        return self.choose(self.matching(model, prompt, conversation), commit=commit)
 
     def choose(self, matched: list[Rule], *, commit: bool) -> Rule | None:
         """:meth:`select` given :meth:`matching`'s answer. A rule removed since that answer
@@ -320,7 +352,13 @@ class RuleBook:
         return chosen
 
     def near_miss(
-        self, model: str, prompt: str, matched: list[Rule], *, committed: bool
+        self,
+        model: str,
+        prompt: str,
+        matched: list[Rule],
+        *,
+        committed: bool,
+        conversation: Conversation = _NO_CONVERSATION,
     ) -> str | None:
         """Why no rule answered this request: the closest rule and each of its conditions the
         request failed (``"rule 'r1': model 'gpt-4o' != 'gpt-4o-mini'"``), or None when there
@@ -334,7 +372,7 @@ class RuleBook:
             reasons = (
                 self._ineligible(rule, committed=committed)
                 if id(rule) in fully
-                else _mismatches(rule, model, prompt)
+                else _mismatches(rule, model, prompt, conversation)
             )
             if best is None or len(reasons) < best[0]:
                 best = (len(reasons), rule, reasons)
@@ -344,7 +382,7 @@ class RuleBook:
         return f"rule {excerpt(rule.id, 40)}: " + "; ".join(reasons or ["removed meanwhile"])
 
     def _ineligible(self, rule: Rule, *, committed: bool) -> list[str]:
-        """Why a rule whose model and prompt match did not answer (its ``nth`` or ``times``)."""
+        """Why a rule whose other conditions match did not answer (its ``nth`` or ``times``)."""
         count = self.seen.get(rule.id, 0) + (0 if committed else 1)
         reasons = []
         if rule.nth is not None and count not in rule.nth:

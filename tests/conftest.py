@@ -14,6 +14,9 @@ import psutil
 import pytest
 
 _MARK = "STREAMHARNESS_TEST_SESSION"
+# How long a process left at the end may take to exit by itself before it is reported;
+# tests/test_leftover_guard.py shortens it for the runs it nests (they leak on purpose).
+_GRACE_S = float(os.environ.get("STREAMHARNESS_LEFTOVER_GRACE_S", "5"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -23,6 +26,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run the fault proxy conformance tests against this Toxiproxy server "
         "(default: TOXIPROXY_URL, else the embedded server)",
     )
+
+
+# pyproject.toml's addopts turn off langsmith's pytest plugin (seconds per process); the runs
+# the tests nest (doc examples, the leftover guard) have a rootdir of their own, so they get
+# the option through the environment they inherit.
+_NO_LANGSMITH = "-p no:langsmith_plugin"
+if _NO_LANGSMITH not in os.environ.get("PYTEST_ADDOPTS", ""):
+    os.environ["PYTEST_ADDOPTS"] = f"{os.environ.get('PYTEST_ADDOPTS', '')} {_NO_LANGSMITH}".strip()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,7 +64,7 @@ def _leftovers(mark: str, spare_children: bool) -> list[psutil.Process]:
 def _kill_leftovers(mark: str, spare_children: bool) -> list[str]:
     """Kill what the tests left running; one line per process."""
     # Fixtures have stopped (and waited for) their processes; allow a slow exit nonetheless.
-    _, alive = psutil.wait_procs(_leftovers(mark, spare_children), timeout=5)
+    _, alive = psutil.wait_procs(_leftovers(mark, spare_children), timeout=_GRACE_S)
     lines = []
     for proc in alive:
         try:

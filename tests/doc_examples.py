@@ -8,15 +8,17 @@ import sys
 from pathlib import Path
 
 
-def pytest_example(markdown: str) -> str:
-    """The one ```python block that starts with ``# test_my_app.py``."""
-    blocks = re.findall(r"```python\n(# test_my_app\.py.*?)```", markdown, re.S)
-    assert len(blocks) == 1, f"expected one test_my_app.py example, found {len(blocks)}"
+def pytest_example(markdown: str, name: str = "test_my_app.py") -> str:
+    """The one ```python block that starts with ``# <name>``."""
+    blocks = re.findall(rf"```python\n(# {re.escape(name)}.*?)```", markdown, re.S)
+    assert len(blocks) == 1, f"expected one {name} example, found {len(blocks)}"
     return str(blocks[0])
 
 
-def run_pytest_example(source: str, folder: Path) -> subprocess.CompletedProcess[str]:
-    (folder / "test_my_app.py").write_text(source)
+def run_pytest_example(
+    source: str, folder: Path, name: str = "test_my_app.py"
+) -> subprocess.CompletedProcess[str]:
+    (folder / name).write_text(source)
     # A strict user configuration: any warning (an unregistered marker...) fails the run.
     (folder / "pytest.ini").write_text(
         "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"

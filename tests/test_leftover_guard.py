@@ -27,6 +27,7 @@ def test_a_process_left_running_fails_the_run(tmp_path: Path, workers: list[str]
     (tmp_path / "test_leaky.py").write_text(LEAKY)
     # Not the outer session's mark: the nested run is then its own guard.
     env = {k: v for k, v in os.environ.items() if k != "STREAMHARNESS_TEST_SESSION"}
+    env["STREAMHARNESS_LEFTOVER_GRACE_S"] = "0.5"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
          "-W", "ignore", "--rootdir", str(tmp_path), *workers, str(tmp_path / "test_leaky.py")],

@@ -28,6 +28,7 @@ from mockllm.bench.client import (
     run_users,
     summary_ms,
 )
+from mockllm.bench.formats import formats_table, measure_formats
 from mockllm.bench.servers import (
     DEFAULT_AIMOCK_DIR,
     aimock_command,
@@ -40,7 +41,7 @@ from mockllm.cliargs import CommandParser
 
 __all__ = ["build_parser", "main"]
 
-RUNS = ("requests", "burst", "long", "timing")
+RUNS = ("requests", "burst", "long", "timing", "formats")
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,8 @@ Examples:
   streamharness bench mock                          # every run, 3 rounds, aimock when installed
   streamharness bench mock --rounds 1 --skip timing # a quicker look
   streamharness bench mock --compare-checkout ../main --json before-after.json
+  streamharness bench mock --skip requests --skip burst --skip long --skip timing
+                                                    # only the formats' encoders (seconds)
 """
 
 
@@ -396,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--timing-tokens", type=int, default=100, help="timing run: chunks per stream (100)")
     add("--timing-itl-ms", type=float, default=50.0, help="timing run: ms apart (50 = 20/s)")
     add("--stagger-s", type=float, default=1.0, help="timing run: spread starts over this")
+    add(
+        "--formats-tokens",
+        type=int,
+        default=100_000,
+        help="formats run: tokens per answer of each format's encoder (100,000)",
+    )
     add("--rounds", type=int, default=3, help="alternating rounds (default 3; medians)")
     add("--skip", choices=RUNS, action="append", default=[], help="leave a run out")
     add("--loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop (uvloop)")
@@ -434,7 +443,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    runs = [run for run in RUNS if run not in args.skip]
+    runs = [run for run in RUNS if run not in args.skip and run != "formats"]
+    if "formats" not in args.skip:
+        # In this process, before any server: the encoders alone (mockllm/bench/formats.py).
+        report_formats = measure_formats(args.formats_tokens, max(args.rounds, 3))
+        print(formats_table(report_formats, args.formats_tokens), flush=True)
+        if not runs:
+            if args.json:
+                with open(args.json, "w", encoding="utf-8") as handle:
+                    json.dump({"formats": report_formats}, handle, indent=2)
+            return 0
     cpus = sorted(os.sched_getaffinity(0))
     pinned = not args.no_pin and len(cpus) >= 2
     server_cpu = cpus[0] if pinned else None
@@ -481,6 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run, per in results.items()
     }
     report["ratios"] = {run: ratios(per, run) for run, per in results.items()}
+    if "formats" not in args.skip:
+        report["formats"] = report_formats
     print(table(report, args))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

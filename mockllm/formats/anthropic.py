@@ -13,6 +13,7 @@ the SDK's exception class (529 ``overloaded_error``: ``OverloadedError``).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from mockllm.errors import InvalidRequest, MockError
@@ -24,6 +25,7 @@ from mockllm.formats.base import (
     dumps,
     event_script,
     expect,
+    joined,
     one_tool,
     positive_int,
     required_model,
@@ -316,6 +318,9 @@ class _Encoder:
 
     def arguments(self, fragment: str) -> bytes:
         return _ARGS_PREFIX + escape_text(fragment) + _DELTA_SUFFIX
+
+    def run(self, texts: Sequence[str], tool: bool) -> bytes:
+        return joined(_ARGS_PREFIX if tool else _TEXT_PREFIX, texts, _DELTA_SUFFIX)
 
     def finish(self) -> bytes:
         plan = self.plan

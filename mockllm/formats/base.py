@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from mockllm.errors import InvalidRequest, MockError, fault_body
-from mockllm.generation import Action, Body, Event, Plan, chunk_ranges, first_cut
+from mockllm.formats.openai_chat import escape_text
+from mockllm.generation import Action, Body, Event, Plan, chunk_ranges, first_cut, slices
+from mockllm.lazyseq import Repeat
 from mockllm.request import ChatRequest, Tool
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "EventScript",
     "Format",
     "OpenAIFormat",
+    "TokenFrameEncoder",
     "dumps",
     "expect",
     "vendor_body",
@@ -134,6 +137,10 @@ class Format:
     def body(self, plan: Plan, body: dict[str, Any], created: int, server_seed: int) -> Body:
         raise NotImplementedError
 
+    def build_in_thread(self, body: dict[str, Any]) -> bool:
+        """Whether the answer to ``body`` costs enough to be built in a worker thread."""
+        return False
+
     def error(self, exc: MockError) -> tuple[int, Any]:
         """The status and JSON payload of an error answer."""
         return exc.status, exc.body()
@@ -173,6 +180,11 @@ class EventEncoder(Protocol):
         """A fragment of a tool call's arguments (or, with ``whole_tool_call``, all of them)."""
         ...
 
+    def run(self, texts: Sequence[str], tool: bool) -> bytes:
+        """``b"".join(text(t) for t in texts)`` (or ``arguments``), in one join: the events of
+        tokens due together differ only in their token (not called for a whole tool call)."""
+        ...
+
     def finish(self) -> bytes:
         """Everything after the last token but the end marker."""
         ...
@@ -207,13 +219,15 @@ class EventScript:
     shutdown: bytes = b""
 
     def events(self) -> Iterator[Event]:
-        return self._play()
+        """Every event in order, one at a time, faults applied."""
+        return self._play(runs=False)
 
     def writes(self) -> Iterator[Event]:
-        # respond.write_stream joins the events due together; nothing to pre-join here.
-        return self._play()
+        """The same bytes and due times, the events of tokens due at the same time joined into
+        one item where no fault needs them apart (what ``respond.write_stream`` plays)."""
+        return self._play(runs=True)
 
-    def _play(self) -> Iterator[Event]:
+    def _play(self, *, runs: bool) -> Iterator[Event]:
         plan = self.plan
         enc: EventEncoder = self.encoder()
         choice = plan.choices[0]
@@ -222,8 +236,19 @@ class EventScript:
         split = faults.split_chunk
         tool = choice.tool_call is not None
         tokens = choice.tokens
-        head = enc.start()
         write = Action.WRITE
+        size = max(1, plan.control.timing.tokens_per_chunk)
+        if (
+            runs
+            and tokens
+            and size == 1
+            and cut_at is None
+            and split is None
+            and not (tool and enc.whole_tool_call)
+        ):
+            yield from self._runs(enc, tool)
+            return
+        head = enc.start()
         sent = 0
         last_due = plan.ttft
         cut = False
@@ -233,7 +258,7 @@ class EventScript:
                 [(choice.end_time if count else plan.ttft, 0, count)] if count else []
             )
         else:
-            items = chunk_ranges(choice, max(1, plan.control.timing.tokens_per_chunk), plan.ttft)
+            items = chunk_ranges(choice, size, plan.ttft)
         for due, start, stop in items:
             if stop == start:
                 continue
@@ -267,6 +292,63 @@ class EventScript:
         if not faults.no_done:
             tail += enc.end()
         yield last_due, tail, 0, write
+
+    def _runs(self, enc: EventEncoder, tool: bool) -> Iterator[Event]:
+        """The events of a stream without a cut or split fault, one token per event, those
+        of a slice due at the same time joined (chat's ``generation._choice_runs``)."""
+        plan = self.plan
+        choice = plan.choices[0]
+        tokens, times = choice.tokens, choice.times
+        one = enc.arguments if tool else enc.text
+        write = Action.WRITE
+        head = enc.start()
+        # Every token due at once (`instant`): no due time to look at.
+        same = isinstance(times, Repeat)
+        due = plan.ttft
+        for c0, c1 in slices(len(tokens)):
+            dues = [times[0]] if same else times[c0:c1]
+            if dues[0] == dues[-1]:
+                due = dues[0]
+                yield due, head + enc.run(tokens[c0:c1], tool), c1 - c0, write
+                head = b""
+                continue
+            for due, text in zip(dues, tokens[c0:c1], strict=True):
+                yield due, head + one(text), 1, write
+                head = b""
+        tail = enc.finish()
+        if not plan.control.faults.no_done:
+            tail += enc.end()
+        yield due, tail, 0, write
+
+
+def joined(prefix: bytes, texts: Sequence[str], suffix: bytes) -> bytes:
+    """``b"".join(prefix + escape_text(t) + suffix for t in texts)`` in one join."""
+    return prefix + (suffix + prefix).join([escape_text(t) for t in texts]) + suffix
+
+
+class TokenFrameEncoder:
+    """The shared part of the encoders whose token event is ``_prefix`` + the token as a JSON
+    string + ``_suffix`` (completions, Ollama, Gemini): nothing before the first token, the
+    events of a run joined in one go, and a malformed event cut off mid-JSON and closed with
+    the format's own event separator so the client's framing still sees one event."""
+
+    _prefix: bytes
+    _suffix: bytes
+    #: what ends one event of the format (an SSE blank line, an NDJSON newline)
+    separator: ClassVar[bytes]
+
+    def start(self) -> bytes:
+        return b""
+
+    def text(self, text: str) -> bytes:
+        return self._prefix + escape_text(text) + self._suffix
+
+    def run(self, texts: Sequence[str], tool: bool) -> bytes:
+        return joined(self._prefix, texts, self._suffix)
+
+    def malformed(self) -> bytes:
+        whole = self.text("garbled")
+        return whole[: len(whole) // 2] + self.separator
 
 
 def stream_outcome(plan: Plan) -> str:

@@ -17,6 +17,7 @@ from mockllm.errors import InvalidRequest
 from mockllm.formats.base import (
     EventScript,
     OpenAIFormat,
+    TokenFrameEncoder,
     dumps,
     event_script,
     expect,
@@ -95,7 +96,8 @@ def _cmpl_id(chat_id: str) -> str:
     return "cmpl-" + chat_id.removeprefix("chatcmpl-")
 
 
-class _Encoder:
+class _Encoder(TokenFrameEncoder):
+    separator = END
     whole_tool_call = False
 
     def __init__(self, plan: Plan, created: int, include_usage: bool):
@@ -116,14 +118,9 @@ class _Encoder:
         self._prefix = self.head + b'[{"text":'
         self._suffix = b',"index":0,"logprobs":null,"finish_reason":null}]}' + END
 
-    def start(self) -> bytes:
-        return b""
-
-    def text(self, text: str) -> bytes:
-        return self._prefix + escape_text(text) + self._suffix
-
     # A tool control on a completion writes the arguments as text (completions have no tools).
-    arguments = text
+    def arguments(self, fragment: str) -> bytes:
+        return self.text(fragment)
 
     def finish(self) -> bytes:
         reason = self.plan.choices[0].finish_reason
@@ -143,10 +140,6 @@ class _Encoder:
 
     def error(self) -> bytes:
         return ChunkEncoder.error(_ERROR_MESSAGE)
-
-    def malformed(self) -> bytes:
-        whole = self.text("garbled")
-        return whole[: len(whole) // 2] + END
 
     def shutdown(self) -> bytes:
         return SHUTDOWN_EVENT

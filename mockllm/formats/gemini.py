@@ -21,12 +21,12 @@ from mockllm.formats.base import (
     EventScript,
     Format,
     Headers,
+    TokenFrameEncoder,
     dumps,
     event_script,
     tool_args_json,
     vendor_body,
 )
-from mockllm.formats.openai_chat import escape_text
 from mockllm.generation import Body, Plan
 from mockllm.request import ChatRequest, Tool
 
@@ -260,7 +260,8 @@ def _response(plan: Plan, response_id: str, parts: list[Any], *, final: bool) ->
     }
 
 
-class _Encoder:
+class _Encoder(TokenFrameEncoder):
+    separator = b"\r\n\r\n"
     whole_tool_call = True
 
     def __init__(self, plan: Plan, response_id: str):
@@ -276,12 +277,6 @@ class _Encoder:
         )
         self._suffix = b'}],"role":"model"},"index":0}],' + tail[1:] + b"\r\n\r\n"
 
-    def start(self) -> bytes:
-        return b""
-
-    def text(self, text: str) -> bytes:
-        return self._prefix + escape_text(text) + self._suffix
-
     def arguments(self, fragment: str) -> bytes:
         response = _response(self.plan, self.response_id, [_function_call(self.plan)], final=False)
         return _sse(dumps(response))
@@ -294,10 +289,6 @@ class _Encoder:
 
     def error(self) -> bytes:
         return _sse(dumps(_error(500, _ERROR_MESSAGE)))
-
-    def malformed(self) -> bytes:
-        whole = self.text("garbled")
-        return whole[: len(whole) // 2] + b"\r\n\r\n"
 
     def shutdown(self) -> bytes:
         return SHUTDOWN_EVENT

@@ -22,6 +22,7 @@ from mockllm.formats.base import (
     EventScript,
     Format,
     Headers,
+    TokenFrameEncoder,
     dumps,
     event_script,
     expect,
@@ -30,7 +31,6 @@ from mockllm.formats.base import (
     tool_args_json,
     vendor_body,
 )
-from mockllm.formats.openai_chat import escape_text
 from mockllm.generation import Body, Plan
 from mockllm.request import ChatRequest, Tool
 
@@ -195,7 +195,8 @@ def _tool_calls(plan: Plan) -> list[dict[str, Any]]:
     return [{"function": {"name": call[1], "arguments": json.loads(call[2])}}]
 
 
-class _Encoder:
+class _Encoder(TokenFrameEncoder):
+    separator = b"\n"
     whole_tool_call = True
     chat: ClassVar[bool]
 
@@ -208,12 +209,6 @@ class _Encoder:
         else:
             self._prefix = self.head + b',"response":'
             self._suffix = b',"done":false}\n'
-
-    def start(self) -> bytes:
-        return b""
-
-    def text(self, text: str) -> bytes:
-        return self._prefix + escape_text(text) + self._suffix
 
     def arguments(self, fragment: str) -> bytes:
         if not self.chat:
@@ -230,10 +225,6 @@ class _Encoder:
 
     def error(self) -> bytes:
         return dumps({"error": _ERROR_MESSAGE}) + b"\n"
-
-    def malformed(self) -> bytes:
-        whole = self.text("garbled")
-        return whole[: len(whole) // 2] + b"\n"
 
     def shutdown(self) -> bytes:
         return _SHUTDOWN_LINE

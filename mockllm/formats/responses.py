@@ -12,6 +12,7 @@ faults have OpenAI's error shape, as for Chat Completions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mockllm.errors import InvalidRequest
@@ -339,6 +340,16 @@ class _Encoder:
 
     def text(self, text: str) -> bytes:
         return self._delta(text)
+
+    def run(self, texts: Sequence[str], tool: bool) -> bytes:
+        prefix, suffix, seq = self._delta_prefix, self._delta_suffix, self.seq
+        self.seq += len(texts)
+        return b"".join(
+            [
+                prefix + escape_text(text) + suffix + str(n).encode() + b"}\n\n"
+                for n, text in enumerate(texts, seq)
+            ]
+        )
 
     def arguments(self, fragment: str) -> bytes:
         return self._delta(fragment)

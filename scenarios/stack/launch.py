@@ -38,7 +38,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -161,6 +161,17 @@ class StackSpec:
                 "the downstream proxy stands in front of one server; with server_workers > 1 "
                 "use the upstream proxy"
             )
+
+
+async def _together(starts: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``starts`` side by side; the first failure cancels the rest (each start kills what
+    it began when cancelled) and is raised as itself, not wrapped in an ExceptionGroup."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for start in starts:
+                group.create_task(start)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
 
 
 def _http(url: str) -> str:
@@ -287,9 +298,13 @@ class Stack:
                 find_nginx(spec.nginx_binary)
             if spec.store == "redis":
                 find_redis(spec.redis_binary)
-            await self._start_mock()
+            # Independent processes start side by side: most of each start is Python importing.
+            starts = [self._start_mock()]
             if spec.upstream_proxy or spec.downstream_proxy or spec.mock_proxy:
-                await self._start_proxy_server()
+                starts.append(self._start_proxy_server())
+            if spec.store == "redis":
+                starts.append(self._start_redis())
+            await _together(starts)
             if spec.mock_proxy:
                 name = spec.proxy_name_prefix + "mock"
                 self.mock_proxy_url = f"http://{await self._create_proxy(name, self.mock_url)}"
@@ -301,12 +316,6 @@ class Stack:
                     self.upstream_proxy_name, self.mock_url, spec.provider_port or 0
                 )
                 self.upstream_url = f"http://{listen}{base_path}"
-            if spec.store == "redis":
-                self.redis = await RedisServer.start(
-                    log_dir=self.log_dir,
-                    binary=spec.redis_binary,
-                    ready_timeout_s=spec.ready_timeout_s,
-                )
             await self._start_servers()
             front = self.server_url
             # A URL target may live under a path (http://host/app) and speak TLS: the proxy
@@ -348,12 +357,14 @@ class Stack:
                 await self._delete_proxies()
             # Together: a worker's graceful shutdown waits for its streams, not for the others.
             await asyncio.gather(*(s.stop(self.spec.stop_timeout_s) for s in self.servers))
-            if self.redis is not None:
-                await self.redis.stop(self.spec.stop_timeout_s)
-            if self.faultproxy is not None:
-                await self.faultproxy.stop(self.spec.stop_timeout_s)
-            if self.mock is not None:
-                await self.mock.stop(self.spec.stop_timeout_s)
+            # What the servers called, together too: nothing else is left to talk to them.
+            await asyncio.gather(
+                *(
+                    p.stop(self.spec.stop_timeout_s)
+                    for p in (self.redis, self.faultproxy, self.mock)
+                    if p is not None
+                )
+            )
         finally:
             # Cancelled or failed half-way: whatever still runs is killed right now.
             for proc in self.processes:
@@ -409,6 +420,13 @@ class Stack:
         assert self.mock.url is not None
         self.mock_url = self.mock.url.rstrip("/")
         # The mock prints its line once listening; nothing more to wait for.
+
+    async def _start_redis(self) -> None:
+        self.redis = await RedisServer.start(
+            log_dir=self.log_dir,
+            binary=self.spec.redis_binary,
+            ready_timeout_s=self.spec.ready_timeout_s,
+        )
 
     async def _start_proxy_server(self) -> None:
         spec = self.spec

@@ -160,3 +160,19 @@ def test_tiny_run_with_aimock(tmp_path: Path) -> None:
     assert requests["failed"] == 0 and requests["chunks"] == 30 * requests["requests"]
     assert runs["burst"]["aimock"]["median"]["chunks"] == 50
     assert "mockllm/aimock" in report["ratios"]["requests"]
+
+
+def test_every_format_has_an_encoder_line() -> None:
+    from mockllm.bench.formats import FORMAT_BODIES, formats_table, measure_formats
+    from mockllm.routes import FORMATS, GEMINI
+
+    results = measure_formats(tokens=300, rounds=1)
+    served = {fmt.name for fmt in FORMATS.values()} | {GEMINI.name}
+    vectors = results.pop("openai_embeddings_vectors")
+    assert vectors["vectors_per_cpu_s"] > 0
+    assert set(results) == set(FORMAT_BODIES) == served - {"openai_embeddings"}
+    for row in results.values():
+        assert row["stream_tokens_per_cpu_s"] > 0 and row["body_tokens_per_cpu_s"] > 0
+        assert row["stream_bytes_per_token"] > 5
+    text = formats_table({**results, "openai_embeddings_vectors": vectors}, 300)
+    assert all(name in text for name in served)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mockllm.control import extract_directives, header_overrides, resolve
+from mockllm.control import extract_directives, header_overrides, metadata_overrides, resolve
+from mockllm.conversation import Condition, Conversation, ToolResult, parse_when
 from mockllm.errors import InvalidRequest
 from mockllm.faults import Faults
 
@@ -126,3 +127,78 @@ def test_the_same_sources_without_a_rule_give_the_same_control_object() -> None:
     )
     # An unhashable value is resolved each time, not refused.
     assert resolve(model="m", default_profile="fast", directive={"x": [1]}).profile == "fast"
+
+
+def test_tool_repeat_and_when_headers_are_typed() -> None:
+    got = header_overrides([("X-Mock-Tool-Repeat", "TRUE"), ("X-Mock-When", "turn=0")])
+    assert got == {"tool_repeat": True, "when": Condition(turn=frozenset({0}))}
+    assert header_overrides([("X-Mock-Tool-Repeat", "0")]) == {"tool_repeat": False}
+    with pytest.raises(InvalidRequest) as info:
+        header_overrides([("X-Mock-Tool-Repeat", "sometimes")])
+    assert "expected true or false" in info.value.message
+    with pytest.raises(InvalidRequest) as info:
+        header_overrides([("X-Mock-When", "turn=first")])
+    assert info.value.param == "X-Mock-When"
+    assert metadata_overrides({"mock_when": {"has_tool_result": True}}) == {
+        "when": Condition(has_tool_result=True)
+    }
+
+
+AFTER_TOOL = Conversation(turn=1, last_tool_results=(ToolResult("c1", "get_weather"),))
+
+
+def test_when_keeps_or_drops_its_whole_source() -> None:
+    headers = {"fault": "status=503", "tokens": 4, "when": parse_when("turn=1", "X-Mock-When")}
+    rule = {"tokens": 2}
+    first = resolve(
+        model="m",
+        default_profile="instant",
+        rule=rule,
+        headers=headers,
+        conversation=Conversation(),
+    )
+    assert first.faults == Faults() and first.tokens == 2  # the rule still applies
+    second = resolve(
+        model="m", default_profile="instant", rule=rule, headers=headers, conversation=AFTER_TOOL
+    )
+    assert second.faults == Faults(status=503) and second.tokens == 4
+    # A directive's `when` is its own: the headers still apply when it does not hold.
+    directive = {"tokens": 9, "when": parse_when("last_is_tool_result=false", "directive when")}
+    third = resolve(
+        model="m",
+        default_profile="instant",
+        headers={"tokens": 4},
+        directive=directive,
+        conversation=AFTER_TOOL,
+    )
+    assert third.tokens == 4
+
+
+def test_a_cached_control_is_not_reused_across_when_outcomes() -> None:
+    headers = {"tokens": 4, "when": parse_when("turn=1", "X-Mock-When")}
+    for _ in range(2):
+        assert resolve(model="m", default_profile="instant", headers=headers).tokens is None
+        assert (
+            resolve(
+                model="m", default_profile="instant", headers=headers, conversation=AFTER_TOOL
+            ).tokens
+            == 4
+        )
+
+
+def test_a_directive_carries_its_own_when() -> None:
+    messages = (
+        {"role": "user", "content": 'Hi [[mock tokens=3 when="turn=1;has_tool_result=true"]]'},
+    )
+    cleaned, found = extract_directives(messages)
+    assert cleaned[0]["content"] == "Hi"
+    assert found == {
+        "tokens": 3,
+        "when": Condition(turn=frozenset({1}), has_tool_result=True),
+    }
+    assert resolve(model="m", default_profile="instant", directive=found).tokens is None
+    later = Conversation(turn=1, has_tool_result=True)
+    assert (
+        resolve(model="m", default_profile="instant", directive=found, conversation=later).tokens
+        == 3
+    )

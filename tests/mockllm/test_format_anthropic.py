@@ -193,6 +193,26 @@ def test_tool_use_round_trip(claude: anthropic.Anthropic, admin: MockAdmin) -> N
     assert admin.requests()[-1]["format"] == "anthropic_messages"
 
 
+def test_agent_loop_ends_with_text_after_the_tool_result(claude: anthropic.Anthropic) -> None:
+    """``X-Mock-Tool`` on every turn, as an agent's client sends it: the first turn calls the
+    tool, the turn that carries its ``tool_result`` is answered with text (the loop default)."""
+    ask = {"extra_headers": {"X-Mock-Tool": "get_weather"}, "model": MODEL, "max_tokens": 100}
+    call = claude.messages.create(**ask, messages=HI, tools=[WEATHER])
+    (block,) = call.content
+    assert block.type == "tool_use" and call.stop_reason == "tool_use"
+    result = {"type": "tool_result", "tool_use_id": block.id, "content": "sunny"}
+    answer = claude.messages.create(
+        **ask,
+        tools=[WEATHER],
+        messages=[
+            *HI,
+            {"role": "assistant", "content": [block.model_dump(exclude_none=True)]},
+            {"role": "user", "content": [result]},
+        ],
+    )
+    assert [b.type for b in answer.content] == ["text"] and answer.stop_reason == "end_turn"
+
+
 def test_controls_apply(claude: anthropic.Anthropic) -> None:
     message = claude.messages.create(
         model=MODEL, max_tokens=100, messages=HI, extra_headers={"X-Mock-Text": "Exactly this."}

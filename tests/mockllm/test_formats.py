@@ -4,6 +4,7 @@ controls, the ledger's format, and a shutdown's last event in the format's own e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -17,8 +18,12 @@ from google import genai
 from google.genai import types
 
 from mockllm.app import MockApp
+from mockllm.bench.formats import FORMAT_BODIES
 from mockllm.client import MockAdmin
-from mockllm.routes import FORMATS, route
+from mockllm.control import resolve
+from mockllm.generation import build_plan
+from mockllm.request import parse_chat_request
+from mockllm.routes import FORMATS, GEMINI, route
 from tests.support import wait_for_async
 
 MODEL = "gpt-4o-mini"
@@ -168,3 +173,73 @@ def test_a_format_path_with_another_method_is_a_405_in_its_shape(mock_url: str) 
         "error": "Method GET not allowed on /api/chat."
     }
     assert httpx.get(f"{mock_url}/v1/responses").json()["error"]["type"] == "invalid_request_error"
+
+
+# -- a script's writes are its events, joined where they are due together ----------------------
+
+
+@pytest.mark.parametrize("name", [n for n in FORMAT_BODIES if n != "openai_chat"])
+@pytest.mark.parametrize(
+    "control",
+    [
+        {"tokens": 300},
+        {"tokens": 40, "itl_ms": 10},
+        {"tokens": 40, "itl_ms": 10, "jitter_ms": 5},
+        {"tokens": 40, "tokens_per_chunk": 3},
+        {"tool": "get_weather"},
+        {"tokens": 40, "fault": "no_done"},
+    ],
+    ids=["instant", "paced", "jitter", "chunks", "tool", "no_done"],
+)
+def test_writes_are_the_events_joined(name: str, control: dict[str, Any]) -> None:
+    fmt = next(f for f in [*FORMATS.values(), GEMINI] if f.name == name)
+    body = FORMAT_BODIES[name]
+    request = fmt.parse(body, f"/v1beta/models/{MODEL}:streamGenerateContent")
+    ctl = resolve(model=request.model, default_profile="instant", headers=control)
+    plan = build_plan(request, ctl, messages=request.messages, server_seed=0, sequence=1)
+    events = list(fmt.stream(plan, body, 0).events())
+    writes = list(fmt.stream(plan, body, 0).writes())
+    assert b"".join(e[1] for e in writes) == b"".join(e[1] for e in events)
+    assert sum(e[2] for e in writes) == sum(e[2] for e in events) == plan.completion_tokens
+    assert [e[0] for e in writes] == sorted(e[0] for e in writes)
+    if "itl_ms" not in control and "tokens_per_chunk" not in control:
+        assert len(writes) < len(events) or plan.choices[0].tool_call is not None
+
+
+def test_the_same_bytes_in_two_formats_are_two_conversations(mock_url: str) -> None:
+    """The base-seed cache is keyed by format too: Ollama numbers its tool calls, so this body
+    is another conversation on /api/chat than on /v1/chat/completions."""
+    body = {
+        "model": MODEL,
+        "messages": [
+            {"role": "user", "content": "Which city is warmer, today of all days?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "w", "arguments": {"city": "Oslo"}}}],
+            },
+            {"role": "user", "content": "Go on."},
+        ],
+        "stream": False,
+    }
+    ollama_text = httpx.post(f"{mock_url}/api/chat", json=body).json()["message"]["content"]
+    chat = httpx.post(f"{mock_url}/v1/chat/completions", json=body).json()
+    request = parse_chat_request(body)
+    control = resolve(model=MODEL, default_profile="instant")
+    expected = build_plan(request, control, messages=request.messages, server_seed=11, sequence=1)
+    assert chat["choices"][0]["message"]["content"] == expected.choices[0].text != ollama_text
+
+
+@pytest.mark.parametrize("name", [n for n in FORMAT_BODIES if n != "openai_chat"])
+def test_a_stall_and_split_apply_in_every_format(name: str) -> None:
+    fmt = next(f for f in [*FORMATS.values(), GEMINI] if f.name == name)
+    body = FORMAT_BODIES[name]
+    request = fmt.parse(body, f"/v1beta/models/{MODEL}:streamGenerateContent")
+    headers = {"tokens": 6, "itl_ms": 10, "fault": "stall_after=2;seconds=3,split_chunk=4"}
+    ctl = resolve(model=request.model, default_profile="instant", headers=headers)
+    plan = build_plan(request, ctl, messages=request.messages, server_seed=0, sequence=1)
+    events = list(fmt.stream(plan, body, 0).writes())
+    dues = [e[0] for e in events if e[2]]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(dues)]
+    assert gaps == [0.01, 3.01, 0.01, 0.01, 0.01]
+    assert [e[3] for e in events if e[2]] == [0, 0, 0, 0, 1, 0]  # token 4's event is split

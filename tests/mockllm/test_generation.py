@@ -181,3 +181,45 @@ def test_usage_and_outcome_are_known_before_anything_is_built() -> None:
     assert script.outcome == "completed"  # the cut lies beyond the answer
     tokens = p.choices[0].tokens
     assert isinstance(tokens, LazyList | LoremAnswer) and tokens.made == 0
+
+
+LOOP_TOOLS: list[Any] = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": {}}},
+    {"type": "function", "function": {"name": "search", "parameters": {}}},
+]
+
+
+def after_call(name: str) -> dict[str, Any]:
+    """A request of an agent loop whose last message is the result of a call of ``name``."""
+    call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny."},
+    ]
+    return {"messages": messages, "tools": LOOP_TOOLS}
+
+
+def test_a_requested_call_after_its_own_result_answers_text() -> None:
+    assert plan({"tools": LOOP_TOOLS}, tool="get_weather").choices[0].finish_reason == (
+        "tool_calls"
+    )
+    answer = plan(after_call("get_weather"), tool="get_weather", text="Sunny in Paris.")
+    assert answer.choices[0].tool_call is None
+    assert (answer.choices[0].text, answer.choices[0].finish_reason) == ("Sunny in Paris.", "stop")
+    # Another tool's result does not stop the call, nor does tool_repeat after its own.
+    other = plan(after_call("search"), tool="get_weather").choices[0].tool_call
+    assert other is not None and other[1] == "get_weather"
+    again = plan(after_call("get_weather"), tool="get_weather", tool_repeat=True)
+    assert again.choices[0].tool_call is not None
+
+
+def test_a_call_the_request_forces_is_made_even_after_its_result() -> None:
+    # tool_choice is the client's own demand: the real API obeys it on every turn too.
+    forced = {"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
+    p = plan({**after_call("get_weather"), **forced})
+    assert p.choices[0].tool_call is not None
+    assert (
+        plan({**after_call("get_weather"), **forced}, tool="get_weather").choices[0].tool_call
+        is not None
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import openai
 import pytest
 
@@ -99,7 +101,7 @@ def test_marker_fails_a_passing_test_whose_rule_answered_nothing(
     result.stdout.fnmatch_lines(
         [
             "*1 mockllm rule(s) answered no request:*",
-            "*rule 'r1' match={'model': 'gpt-4o-mini'} (matched model and prompt of 0 request(s))",
+            "*rule 'r1' match={'model': 'gpt-4o-mini'} (its match held for 0 request(s))",
             "*1 request(s) matched no rule:*",
             "*#2 model='mock-fast': closest rule 'r1': model 'mock-fast' != 'gpt-4o-mini'*",
         ]
@@ -140,6 +142,39 @@ def test_near_miss_in_the_ledger_and_in_a_wait_timeout(mockllm: MockAdmin) -> No
     assert "closest rule 'r1': prompt 'Hi' does not match /weather/" in str(info.value)
     with pytest.raises(AssertionError, match="rule 'r1' match="):
         mockllm.assert_all_rules_used()
+
+
+AGENT_TURN: list[Any] = [
+    {"role": "user", "content": "Weather?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": "{}"},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "Sunny."},
+]
+
+
+@pytest.mark.mockllm(
+    rules=[{"id": "after-search", "match": {"tool_result_for": "search"}, "respond": {}}]
+)
+def test_unused_rule_report_explains_a_conversation_mismatch(mockllm: MockAdmin) -> None:
+    with openai.OpenAI(base_url=mockllm.base_url, api_key="k", max_retries=0) as client:
+        client.chat.completions.create(model="gpt-4o-mini", messages=AGENT_TURN)
+    with pytest.raises(AssertionError) as info:
+        mockllm.assert_all_rules_used()
+    report = str(info.value)
+    assert "rule 'after-search' match={'tool_result_for': 'search'}" in report
+    assert (
+        "closest rule 'after-search': the last tool result is for 'get_weather' "
+        "(call 'call_1'), not 'search'"
+    ) in report
 
 
 def test_x_mock_fault_header_applies_to_every_retry(mockllm: MockAdmin) -> None:

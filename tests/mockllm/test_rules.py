@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from mockllm.conversation import summarize
 from mockllm.errors import RuleError
 from mockllm.rules import MAX_PATTERN_CHARS, RuleBook, parse_rules
 
@@ -160,3 +161,85 @@ def test_near_miss_of_a_rule_whose_nth_or_times_is_spent() -> None:
 
 def test_no_near_miss_without_rules() -> None:
     assert RuleBook().near_miss("m", "p", [], committed=True) is None
+
+
+FIRST = summarize([{"role": "user", "content": "Weather?"}], ["get_weather"])
+AFTER_TOOL = summarize(
+    [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "call_1", "function": {"name": "get_weather"}}],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny."},
+    ],
+    ["get_weather"],
+)
+
+
+def test_rules_match_on_conversation_state() -> None:
+    rules = book(
+        {"id": "ask", "match": {"turn": 0, "tools_offered": "get_weather"}, "respond": {}},
+        {"id": "answer", "match": {"tool_result_for": "get_weather"}, "respond": {}},
+    )
+    first = rules.select("m", "Weather?", commit=True, conversation=FIRST)
+    second = rules.select("m", "Weather?", commit=True, conversation=AFTER_TOOL)
+    assert (first and first.id, second and second.id) == ("ask", "answer")
+    # Without a conversation a request is a first turn offering no tools.
+    assert rules.select("m", "Weather?", commit=True) is None
+
+
+def test_nth_counts_requests_whose_conversation_matches_too() -> None:
+    rules = book({"match": {"has_tool_result": True, "nth": 2}, "respond": {}})
+    picks = [
+        rules.select("m", "p", commit=True, conversation=c) is not None
+        for c in (FIRST, AFTER_TOOL, FIRST, AFTER_TOOL)
+    ]
+    assert picks == [False, False, False, True]
+
+
+def test_conversation_fields_round_trip_through_to_json() -> None:
+    raw = {
+        "id": "r",
+        "match": {"model": "gpt-*", "turn": [1], "last_is_tool_result": True},
+        "respond": {"text": "done"},
+    }
+    (rule,) = parse_rules([raw])
+    assert rule.to_json() == raw
+    assert parse_rules([rule.to_json()]) == [rule]
+
+
+@pytest.mark.parametrize(
+    ("match", "said"),
+    [
+        ({"turn": -1}, "Rule 'r': match.turn must be an integer >= 0"),
+        ({"last_is_tool_result": "yes"}, "Rule 'r': match.last_is_tool_result must be true"),
+        ({"tool_result_for": 7}, "Rule 'r': match.tool_result_for must be a call id"),
+        ({"turns": 1}, "unknown match field(s) ['turns']; known: ['has_tool_result', "),
+    ],
+)
+def test_bad_conversation_fields_say_which_rule_and_field(
+    match: dict[str, object], said: str
+) -> None:
+    with pytest.raises(RuleError) as info:
+        parse_rules([{"id": "r", "match": match, "respond": {}}])
+    assert said in info.value.message and info.value.param == "match"
+
+
+def test_when_belongs_in_a_rules_match_not_its_respond() -> None:
+    with pytest.raises(RuleError) as info:
+        parse_rules([{"id": "r", "respond": {"when": "turn=0", "text": "x"}}])
+    assert "go in its match (turn, last_is_tool_result" in info.value.message
+
+
+def test_near_miss_explains_conversation_conditions() -> None:
+    rules = book(
+        {"id": "answer", "match": {"model": "gpt-*", "tool_result_for": "search"}, "respond": {}}
+    )
+    matched = rules.matching("gpt-4o", "Weather?", AFTER_TOOL)
+    assert rules.near_miss(
+        "gpt-4o", "Weather?", matched, committed=True, conversation=AFTER_TOOL
+    ) == ("rule 'answer': the last tool result is for 'get_weather' (call 'call_1'), not 'search'")
+    assert rules.near_miss("gpt-4o", "Weather?", [], committed=True, conversation=FIRST) == (
+        "rule 'answer': no tool result for 'search' at the end of the conversation"
+    )

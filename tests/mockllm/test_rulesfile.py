@@ -122,3 +122,29 @@ def test_a_lone_surrogate_in_a_rules_file_is_refused(tmp_path: Path) -> None:
     as_json = tmp_path / "rules.json"
     as_json.write_text('[{"respond": {"text": "\\ud800"}}]')
     assert "surrogate" in load_error(as_json)
+
+
+def test_a_bad_conversation_condition_names_the_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "rules:\n"
+        "  - id: ask\n    match: {turn: 0}\n    respond: {tool: get_weather}\n"
+        "  - id: answer\n    match: {last_is_tool_result: yes please}\n    respond: {text: ok}\n"
+    )
+    message = load_error(path)
+    assert "line 5 (rule 2)" in message
+    assert "'answer': match.last_is_tool_result must be true or false" in message
+
+
+def test_conversation_conditions_load_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "- match: {turn: [0, 1], tool_result_for: get_weather, tools_offered: [a, b]}\n"
+        "  respond: {text: done}\n"
+    )
+    (rule,) = load_rules_file(path)
+    assert rule.to_json()["match"] == {
+        "turn": [0, 1],
+        "tool_result_for": "get_weather",
+        "tools_offered": ["a", "b"],
+    }

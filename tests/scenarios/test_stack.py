@@ -222,7 +222,10 @@ async def test_sse_through_nginx_is_not_buffered_and_resumes(
     tmp_path: Path, nginx_binary: str
 ) -> None:
     async with Stack(StackSpec(nginx=True), log_dir=tmp_path) as stack:
-        created = await create_stream(stack.client_http_url, PROMPT, model="mock-realistic")
+        # 120 tokens 12.3 ms apart: a busy machine that delays this client for a second still
+        # finds the answer unfinished when the client leaves after its first 5 tokens.
+        long_prompt = [{"role": "user", "content": "[[mock tokens=120]] hello there"}]
+        created = await create_stream(stack.client_http_url, long_prompt, model="mock-realistic")
         rec = await stream_sse(stack.client_http_url, stream=created, stop_after_tokens=5)
         assert rec.outcome == "disconnected"
         # Tokens trickled in (mock-realistic: 12.3 ms apart), they were not held to the end.

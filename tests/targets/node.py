@@ -26,7 +26,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from scenarios.stack.procs import ManagedProcess, start_process
@@ -177,7 +177,12 @@ def _script(root: Path, name: str) -> Path:
 
 
 async def launch(
-    name: str, provider_url: str, log_dir: Path, *, ready_timeout_s: float = 30.0
+    name: str,
+    provider_url: str,
+    log_dir: Path,
+    *,
+    args: Sequence[str] = (),
+    ready_timeout_s: float = 30.0,
 ) -> ManagedProcess:
     """Start server ``name`` (a key of :data:`SERVERS`) on a free port of 127.0.0.1.
 
@@ -192,7 +197,7 @@ async def launch(
     node = shutil.which("node") or "node"
     return await start_process(
         name,
-        [node, str(script), "--port", "0", "--provider-url", provider_url],
+        [node, str(script), "--port", "0", "--provider-url", provider_url, *args],
         log_dir=log_dir,
         ready_timeout_s=ready_timeout_s,
     )

@@ -170,6 +170,30 @@ async def test_ai_sdk_ui_streams_the_ui_message_stream(
         await proc.stop()
 
 
+async def test_ai_sdk_ui_on_the_responses_api_streams_the_mock_answer(
+    node_root: Path, mock: ManagedProcess, admin: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """``openai('gpt-4o-mini')``, the AI SDK's default since ai 5, calls ``/v1/responses``:
+    the mock answers it in that format and the UI message stream carries the same text."""
+    assert mock.url is not None
+    proc = await node.launch("ai_sdk_ui", mock.url + "/v1", tmp_path, args=["--api", "responses"])
+    try:
+        assert proc.url is not None
+        async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
+            r = await client.post(proc.url + "/api/chat", json=USE_CHAT_BODY)
+        entry = await ended_entry(admin)
+        assert r.status_code == 200
+        assert entry["format"] == "openai_responses" and entry["outcome"] == "completed"
+        assert entry["body"]["stream"] is True and entry["body"]["model"] == "gpt-4o-mini"
+        chunks = [json.loads(e) for e in events(r.content) if e != "[DONE]"]
+        deltas = "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
+        assert deltas == entry["text"] and deltas
+        assert chunks[-1] == {"type": "finish", "finishReason": "stop"}
+        assert not [c for c in chunks if c["type"] == "error"]
+    finally:
+        await proc.stop()
+
+
 async def test_ai_sdk_ui_in_band_provider_error_is_an_error_chunk(
     node_root: Path, mock: ManagedProcess, admin: httpx.AsyncClient, tmp_path: Path
 ) -> None:
