@@ -11,6 +11,7 @@ exposes what it shows by ``data-testid`` attributes (``streaming``, ``history`` 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,7 @@ def recorder_script(streaming_selector: str = STREAMING) -> str:
     subtree: true, childList: true, characterData: true,
   }});
 }})();
-""".format(repr(streaming_selector).replace("'", '"'))
+""".format(json.dumps(streaming_selector))
 
 
 @dataclass(frozen=True)
