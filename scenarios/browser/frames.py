@@ -19,6 +19,9 @@ from scenarios.clients.v1 import V1End, V1Error, V1Ping, V1Start, V1Token, decod
 
 __all__ = ["TutorialPageReader", "V1PageReader"]
 
+# Errors after which the v1 page goes on with the same answer (frontend/src/v1.jsx).
+_CONTINUED = frozenset({"server_shutdown", "unknown_stream", "stream_expired"})
+
 
 class TutorialPageReader:
     """The tutorial shape: tokens in arrival order, the end in-band (``[END]``) or ``end``."""
@@ -104,8 +107,9 @@ class V1PageReader:
             record.expected_tokens = event.tokens
             record.finish("completed", t)
         elif isinstance(event, V1Error):
-            if event.code == "server_shutdown":
-                # The page continues after it on a new connection (resume or a new chat).
+            if event.code in _CONTINUED:
+                # The page continues after it: on a new connection (resume or a new chat),
+                # or with the chat again when the server no longer has the stream.
                 self.errors_seen.append((event.code, event.retryable))
                 return
             record.error_code, record.error_message = event.code, event.message
