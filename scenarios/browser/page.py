@@ -24,27 +24,30 @@ STREAMING = '[data-testid="streaming"]'
 HISTORY_ITEMS = '[data-testid="history"] [data-testid="message"]'
 
 
-def recorder_script(streaming_selector: str = STREAMING) -> str:
-    """The init script that records each text the streaming element shows (and when)."""
-    return """
-(() => {{
+_RECORDER = """
+(() => {
   if (window.__streamharness) return;
   const shown = [];
-  window.__streamharness = {{ shown }};
+  window.__streamharness = { shown };
   let last = null;
-  const look = () => {{
-    const el = document.querySelector({});
+  const look = () => {
+    const el = document.querySelector(__SELECTOR__);
     const text = el ? el.textContent : null;
-    if (text !== null && text !== last) {{
+    if (text !== null && text !== last) {
       last = text;
       shown.push([performance.timeOrigin + performance.now(), text]);
-    }}
-  }};
-  new MutationObserver(look).observe(document, {{
+    }
+  };
+  new MutationObserver(look).observe(document, {
     subtree: true, childList: true, characterData: true,
-  }});
-}})();
-""".format(json.dumps(streaming_selector))
+  });
+})();
+"""
+
+
+def recorder_script(streaming_selector: str = STREAMING) -> str:
+    """The init script that records each text the streaming element shows (and when)."""
+    return _RECORDER.replace("__SELECTOR__", json.dumps(streaming_selector))
 
 
 @dataclass(frozen=True)
