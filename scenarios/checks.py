@@ -761,8 +761,8 @@ def _shown_matches_received(check: model.ShownMatchesReceived, obs: RunObservati
         if wrong is not None:
             t, text = wrong
             bad.append(
-                f"{s.key}: at {_ms(t)} it showed text its WebSocket did not receive for this message: "
-                f"{_diff_at(text, received)}"
+                f"{s.key}: at {_ms(t)} it showed text its WebSocket did not receive for "
+                f"this message: {_diff_at(text, received)}"
             )
             continue
         final = (
