@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -15,15 +17,21 @@ def pytest_example(markdown: str) -> str:
     return str(blocks[0])
 
 
-def run_pytest_example(source: str, folder: Path) -> subprocess.CompletedProcess[str]:
+def run_pytest_example(
+    source: str,
+    folder: Path,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     (folder / "test_my_app.py").write_text(source)
     # A strict user configuration: any warning (an unregistered marker...) fails the run.
     (folder / "pytest.ini").write_text(
         "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
     )
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "."],
         cwd=folder,
+        env={**os.environ, **env} if env is not None else None,
         capture_output=True,
         text=True,
         timeout=50,

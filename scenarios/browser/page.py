@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from playwright.async_api import Page, WebSocket
+if TYPE_CHECKING:
+    from playwright.async_api import Page, WebSocket
 
 __all__ = ["Frame", "PageLog", "SocketLog", "attach", "recorder_script"]
 

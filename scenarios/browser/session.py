@@ -9,24 +9,17 @@ is never used: ``executable_path`` is Debian's ``/usr/bin/chromium`` (or
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from scenarios.browser.bundle import CACHE_NAME, FRONTEND_DIR, ensure_bundle, sources_hash
+from scenarios.browser.chromium import chromium_path, chromium_unavailable
 from scenarios.browser.static import StaticServer
 from scenarios.npmcache import cache_root, lock_hash, node_available
 
-__all__ = ["BrowserSession", "browser_unavailable", "chromium_path", "session_of"]
+__all__ = ["BrowserSession", "browser_unavailable", "session_of"]
 
-DEFAULT_CHROMIUM = "/usr/bin/chromium"
 _RESOURCE = "browser"
-
-
-def chromium_path() -> Path:
-    return Path(os.environ.get("STREAMHARNESS_CHROMIUM") or DEFAULT_CHROMIUM)
 
 
 def _bundle_built() -> bool:
@@ -39,14 +32,9 @@ def _bundle_built() -> bool:
 
 def browser_unavailable() -> str | None:
     """None when browser pages can run here, else why not (what to install)."""
-    chromium = chromium_path()
-    if not (chromium.is_file() and os.access(chromium, os.X_OK)):
-        return (
-            f"Chromium not found at {chromium} (Debian: apt-get install chromium, as "
-            "scripts/bootstrap.sh does; or set STREAMHARNESS_CHROMIUM)"
-        )
-    if importlib.util.find_spec("playwright") is None:
-        return "the playwright package is not installed (pip install playwright)"
+    reason = chromium_unavailable()
+    if reason is not None:
+        return reason
     if not _bundle_built():
         reason = node_available()
         if reason is not None:
