@@ -206,21 +206,29 @@ async def run_scenario(
     )
 
 
-def browser_why_not(scenario: model.Scenario, target: Target) -> str | None:
-    """Why the scenario's browser groups cannot run here (no Chromium, no frontend that
-    speaks the target's profile), or None."""
-    groups = [g for g in scenario.clients if g.kind == "browser"]
-    if not groups:
-        return None
-    from scenarios.browser.session import browser_unavailable
+def browser_profile_unmet(scenario: model.Scenario, target: Target) -> str | None:
+    """Why no bundled frontend can speak to the target for the scenario's browser groups."""
     from scenarios.drivers.browser import page_client
 
-    for group in groups:
-        if page_client(group.page.client, _profile_of(group, target)) is None:
+    for group in scenario.clients:
+        if group.kind == "browser" and page_client(group.page.client, target.profile) is None:
             return (
                 f"browser pages speak protocol v1 or the tutorial shape; profile "
                 f"{target.profile.name!r} is neither"
             )
+    return None
+
+
+def browser_why_not(scenario: model.Scenario, target: Target) -> str | None:
+    """Why the scenario's browser groups cannot run here (no frontend that speaks the
+    target's profile, no Chromium), or None."""
+    if not any(g.kind == "browser" for g in scenario.clients):
+        return None
+    why = browser_profile_unmet(scenario, target)
+    if why is not None:
+        return why
+    from scenarios.browser.session import browser_unavailable
+
     reason = browser_unavailable()
     return None if reason is None else f"browser unavailable: {reason}"
 
