@@ -25,5 +25,5 @@ def chromium_unavailable() -> str | None:
             "scripts/bootstrap.sh does; or set STREAMHARNESS_CHROMIUM)"
         )
     if importlib.util.find_spec("playwright") is None:
-        return "the playwright package is not installed (pip install playwright)"
+        return "the playwright package is not installed (pip install 'streamharness[browser]')"
     return None

@@ -169,3 +169,35 @@ async def test_a_profile_no_page_speaks_is_skipped_with_the_reason() -> None:
     assert result.reason == (
         "browser pages speak protocol v1 or the tutorial shape; profile 'openai' is neither"
     )
+
+
+def test_the_html_report_embeds_each_browser_groups_screenshot() -> None:
+    from scenarios.report import RunSummary, ScenarioResult
+    from scenarios.report_html import render_html
+
+    png = b"\x89PNG\r\n\x1a\nnot-really"
+    result = ScenarioResult(
+        scenario="pages", target="naive", seed=1, verdict="pass", screenshots={"tabs": png}
+    )
+    page = render_html(RunSummary(target="naive", seed=1, results=(result,), duration_s=1.0))
+    assert 'src="data:image/png;base64,iVBORw0KGgpub3QtcmVhbGx5"' in page
+    assert "Browser group tabs" in page
+
+
+def test_report_json_keeps_what_the_page_showed_saved_and_its_screenshot() -> None:
+    from scenarios.report import RunSummary, ScenarioResult, render_json, summary_from_dict
+
+    stream = _page_stream("abcd", "abc", ["ab", "abc"])
+    result = ScenarioResult(
+        scenario="pages",
+        target="naive",
+        seed=1,
+        verdict="fail",
+        streams=(stream,),
+        screenshots={"pages": b"\x89PNG..."},
+    )
+    summary = RunSummary(target="naive", seed=1, results=(result,), duration_s=1.0)
+    (again,) = summary_from_dict(json.loads(render_json(summary))).results
+    assert again.screenshots == {"pages": b"\x89PNG..."}
+    (back,) = again.streams
+    assert (back.page, back.saved_text, back.shown) == ("tutorial", "abc", stream.shown)
