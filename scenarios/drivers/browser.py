@@ -26,14 +26,15 @@ from scenarios.profiles.schema import Profile
 __all__ = ["drive_browser", "page_client"]
 
 VIEWPORT = {"width": 900, "height": 700}
-# Each poll asks the page (over DevTools) whether it saved: with 20 pages on 2 cores, more
-# often only slows the pages down.
-POLL_S = 0.05
+# How often the frames Playwright reported are read into the record (no DevTools call).
+POLL_S = 0.02
 # After the page saved its answer: how long the harness waits for the frames it was told of
 # to catch up (Playwright reports them over the same DevTools connection, behind the page:
 # seconds with 20 pages on a loaded 2-core machine).
 CATCH_UP_S = 5.0
 STATUS_OPEN = '[data-testid="status"][data-state="open"]'
+ASSISTANT = '[data-testid="history"] [data-testid="message"][data-role="assistant"]'
+ERROR = '[data-testid="error"]'
 
 
 def page_client(group_client: str, profile: Profile) -> str | None:
@@ -92,47 +93,69 @@ async def _one_message(
     client: str,
     run_deadline: float,
 ) -> None:
-    deadline = min(run_deadline, time.perf_counter() + ctx.group.timeout_s)
     record = StreamRecord(transport="browser", id=f"{ctx.plan.client_id}-m{state.message}")
     try:
         await page.wait_for_selector(
-            STATUS_OPEN, timeout=max(1.0, deadline - time.perf_counter()) * 1000
+            STATUS_OPEN, timeout=max(1.0, run_deadline - time.perf_counter()) * 1000
         )
     except Exception:
         state.notes.append("the page never connected")
         ctx.track(state, record)
         record.finish("timeout", time.perf_counter())
         return
-    saved_before = await _assistant_count(page)
+    answers = page.locator(ASSISTANT)
+    saved_before = await answers.count()
     await page.fill('[data-testid="prompt"]', state.prompt)
     mark = len(log.frames)
     sockets_before = len(log.sockets)
     record.sent_at, record.sent_at_epoch = time.perf_counter(), time.time()
+    clicked_epoch = record.sent_at_epoch
     ctx.track(state, record)
     await page.click('[data-testid="send"]')
+    # The stream's time starts when the message is sent, not when the page began loading.
+    deadline = min(run_deadline, record.sent_at + ctx.group.timeout_s)
     reader: TutorialPageReader | V1PageReader = (
         V1PageReader(record) if client == "v1" else TutorialPageReader(record, record.sent_at)
     )
+    # The page is watched from inside (Playwright polls the DOM in the page), so waiting
+    # costs no DevTools round trip per poll.
+    wait_ms = max(1.0, deadline - time.perf_counter()) * 1000
+    saved = asyncio.ensure_future(
+        answers.nth(saved_before).wait_for(state="attached", timeout=wait_ms)
+    )
+    failed = asyncio.ensure_future(page.locator(ERROR).wait_for(state="attached", timeout=wait_ms))
     seen = mark
+    sent_seen = False
     saved_at: float | None = None
-    while True:
-        for frame in log.frames[seen:]:
-            if frame.sent:
-                if isinstance(reader, V1PageReader):
-                    reader.sent(frame.payload)
-            else:
-                reader.feed(frame.payload, frame.t)
-        seen = len(log.frames)
-        now = time.perf_counter()
-        if saved_at is None and await _assistant_count(page) > saved_before:
-            saved_at = now
-        if saved_at is not None and (record.done or now - saved_at > CATCH_UP_S):
-            break
-        if await page.locator('[data-testid="error"]').count() and record.done:
-            break
-        if now >= deadline:
-            break
-        await asyncio.sleep(POLL_S)
+    try:
+        while True:
+            for frame in log.frames[seen:]:
+                if frame.sent:
+                    if not sent_seen:
+                        # The request left when the page sent it, not when the harness
+                        # began its click (Playwright's click waits for the button first).
+                        sent_seen = True
+                        record.sent_at, record.sent_at_epoch = frame.t, frame.epoch
+                        state.sent_at, state.sent_at_epoch = frame.t, frame.epoch
+                    if isinstance(reader, V1PageReader):
+                        reader.sent(frame.payload)
+                else:
+                    reader.feed(frame.payload, frame.t)
+            seen = len(log.frames)
+            now = time.perf_counter()
+            if saved_at is None and _succeeded(saved):
+                saved_at = now
+            if saved_at is not None and (record.done or now - saved_at > CATCH_UP_S):
+                break
+            if record.done and _succeeded(failed):
+                break
+            if now >= deadline:
+                break
+            await asyncio.sleep(POLL_S)
+    finally:
+        for task in (saved, failed):
+            task.cancel()
+        await asyncio.gather(saved, failed, return_exceptions=True)
     if isinstance(reader, V1PageReader):
         state.dedupe_from = reader.new_generation
         state.errors_seen.extend(reader.errors_seen)
@@ -144,17 +167,14 @@ async def _one_message(
     if reconnects:
         state.notes.append(f"the page opened {reconnects} new WebSocket(s) during the answer")
     messages = await history(page)
-    answers = [text for role, text in messages if role == "assistant"]
-    if len(answers) > saved_before:
-        state.saved = answers[saved_before]
-    state.shown = [(t, text) for t, text in await shown(page) if t >= record.sent_at_epoch]
+    texts = [text for role, text in messages if role == "assistant"]
+    if len(texts) > saved_before:
+        state.saved = texts[saved_before]
+    state.shown = [(t, text) for t, text in await shown(page) if t >= clicked_epoch]
 
 
-async def _assistant_count(page: Any) -> int:
-    count: int = await page.locator(
-        '[data-testid="history"] [data-testid="message"][data-role="assistant"]'
-    ).count()
-    return count
+def _succeeded(task: asyncio.Future[None]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
 
 
 async def _screenshot(ctx: ClientContext, page: Any, log: PageLog) -> None:
