@@ -59,6 +59,9 @@ async def drive_browser(ctx: ClientContext) -> None:
         await page.add_init_script(recorder_script())
         log = PageLog()
         attach(page, log)
+        # A script error on the page is part of what the user saw: noted on the stream.
+        page_errors: list[str] = []
+        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
         await page.goto(f"{session.pages_url}/{client}.html?{_query(ctx, client)}")
         slowdown = ctx.group.page.cpu_slowdown
         if slowdown > 1:
@@ -71,6 +74,8 @@ async def drive_browser(ctx: ClientContext) -> None:
             state = ctx.new_state(m)
             state.page = client
             await _one_message(ctx, page, log, state, client, deadline)
+            state.notes.extend(f"page error: {e}" for e in page_errors)
+            page_errors.clear()
         await _screenshot(ctx, page, log)
     finally:
         await context.close()
