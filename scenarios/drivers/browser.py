@@ -131,6 +131,7 @@ async def _one_message(
     failed = asyncio.ensure_future(page.locator(ERROR).wait_for(state="attached", timeout=wait_ms))
     seen = mark
     sent_seen = False
+    early = 0
     saved_at: float | None = None
     try:
         while True:
@@ -144,6 +145,10 @@ async def _one_message(
                         state.sent_at, state.sent_at_epoch = frame.t, frame.epoch
                     if isinstance(reader, V1PageReader):
                         reader.sent(frame.payload)
+                elif not sent_seen:
+                    # Before the page sent this message: not its answer (another tab's
+                    # tokens on a shared id, the rest of the previous answer).
+                    early += 1
                 else:
                     reader.feed(frame.payload, frame.t)
             seen = len(log.frames)
@@ -166,6 +171,8 @@ async def _one_message(
         state.errors_seen.extend(reader.errors_seen)
     elif reader.stray:
         state.notes.append(f"{reader.stray} frames arrived after the end")
+    if early:
+        state.notes.append(f"{early} frames arrived after the prompt was typed, before it was sent")
     if not record.done:
         record.finish("timeout", time.perf_counter())
     reconnects = len(log.sockets) - sockets_before
