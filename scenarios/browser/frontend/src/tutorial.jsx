@@ -3,7 +3,10 @@
 //
 // 1. The final message is built from `currentMessage` as the handler captured it at render
 //    time, not from the functional update: tokens that arrive in the same burst as the end,
-//    before React renders again, are missing from the saved message.
+//    before React renders again, are missing from the saved message. react-use-websocket 4.x
+//    renders after every message (it sets lastMessage in flushSync), which hides this; with
+//    `?filter=skip` the messages stay out of lastMessage, React renders in batches, and the
+//    tail is lost (docs/scenarios.md measures when).
 // 2. The connection id is hard-coded (every tab of every user is "user-123"), unless the
 //    page's URL gives one.
 // 3. The whole history goes with every message; on a reconnect (after 3 s, forever) nothing
