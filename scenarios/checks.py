@@ -89,6 +89,11 @@ class StreamObservation:
     errors_seen: tuple[tuple[str, bool | None], ...] = ()
     # what a cancelled stream's acknowledgement said was the last index sent
     cancelled_index: int | None = None
+    # Browser pages (``kind: browser``): the frontend ("tutorial", "v1"), each text its
+    # streaming element showed (seconds since the request, text), and the message it saved.
+    page: str | None = None
+    shown: tuple[tuple[float, str], ...] = ()
+    saved_text: str | None = None
 
     @property
     def text(self) -> str:
@@ -716,6 +721,65 @@ def _probe(check: model.ProbeAnswered, obs: RunObservation) -> CheckResult:
     return CheckResult(label, True, f"{len(steps)} steps")
 
 
+def _browser_streams(check: Any, obs: RunObservation) -> list[StreamObservation]:
+    return [s for s in _selected(check, obs) if s.page is not None]
+
+
+def _saved_matches_mock(check: model.SavedMatchesMock, obs: RunObservation) -> CheckResult:
+    label = "saved message equals the mock's answer"
+    streams = _browser_streams(check, obs)
+    if not streams:
+        return CheckResult(label, False, "no browser page was run")
+    bad: list[str] = []
+    for s in streams:
+        if s.expected_text is None:
+            bad.append(f"{s.key}: the mock's answer is unknown (no preview)")
+        elif s.saved_text is None:
+            bad.append(f"{s.key}: the page saved no answer ({s.describe()})")
+        elif s.saved_text != s.expected_text:
+            missing = ""
+            if s.expected_text.startswith(s.saved_text):
+                tail = s.expected_text[len(s.saved_text) :]
+                missing = f", the tail {tail[:40]!r} missing"
+            bad.append(f"{s.key}: {_diff_at(s.saved_text, s.expected_text)}{missing}")
+    if bad:
+        return CheckResult(
+            label, False, f"{len(bad)} of {len(streams)} pages differ: {_details(bad)}"
+        )
+    return CheckResult(label, True, f"{len(streams)} saved messages match")
+
+
+def _shown_matches_received(check: model.ShownMatchesReceived, obs: RunObservation) -> CheckResult:
+    label = "what the page showed equals what its WebSocket received"
+    streams = _browser_streams(check, obs)
+    if not streams:
+        return CheckResult(label, False, "no browser page was run")
+    bad: list[str] = []
+    for s in streams:
+        received = s.text
+        wrong = next(((t, text) for t, text in s.shown if not received.startswith(text)), None)
+        if wrong is not None:
+            t, text = wrong
+            bad.append(
+                f"{s.key}: at {_ms(t)} it showed text its WebSocket did not receive for "
+                f"this message: {_diff_at(text, received)}"
+            )
+            continue
+        final = (
+            s.saved_text
+            if s.saved_text is not None
+            else next((text for _, text in reversed(s.shown) if text), "")
+        )
+        if final != received:
+            what = "saved" if s.saved_text is not None else "last showed"
+            bad.append(f"{s.key}: it {what} {_diff_at(final, received)}")
+    if bad:
+        return CheckResult(
+            label, False, f"{len(bad)} of {len(streams)} pages differ: {_details(bad)}"
+        )
+    return CheckResult(label, True, f"{len(streams)} pages showed what they received")
+
+
 def _stats_bounded(check: model.StatsBounded, obs: RunObservation) -> CheckResult:
     reach = f"reaches {check.min:g} and " if check.min is not None else ""
     label = f"/stats {check.key} {reach}stays <= {check.max:g}"
@@ -748,6 +812,8 @@ _CHECKS: dict[type[Any], Callable[[Any, RunObservation], CheckResult]] = {
     model.FinishReasonRelayed: _finish_reason,
     model.UsageRelayed: _usage,
     model.ProbeAnswered: _probe,
+    model.SavedMatchesMock: _saved_matches_mock,
+    model.ShownMatchesReceived: _shown_matches_received,
 }
 
 

@@ -31,6 +31,7 @@ from scenarios.yamlfile import DataFileError, load_located, read_text, validate
 
 __all__ = [
     "CATALOGUE_DIR",
+    "BrowserPageSpec",
     "CatalogueError",
     "Check",
     "ClientAction",
@@ -339,10 +340,34 @@ class HttpStep(_Model):
     within_ms: int = Field(default=5000, gt=0, le=60_000)
 
 
+class BrowserPageSpec(_Model):
+    """How a ``kind: browser`` group's pages behave (docs/scenarios.md, "Browser clients").
+
+    ``client``: which frontend each page runs: ``tutorial`` (the tutorial's React hook on
+    ``react-use-websocket``, flaws included), ``v1`` (this project's protocol v1 client), or
+    ``auto``: the one that speaks the target's profile (``v1`` for protocol v1, ``tutorial``
+    for the tutorial shape). ``render_per_message: false`` gives the tutorial hook a
+    ``filter`` that keeps messages out of ``lastMessage``: React then renders tokens in
+    batches instead of once per message. ``cpu_slowdown``: Chromium's CPU throttling (4 is a
+    mid-range phone), so rendering takes as long as it does on slow devices. ``id_in_url``:
+    each page gets its own connection id in its address; false leaves it to the frontend
+    (the tutorial's hook then uses its hard-coded ``user-123`` on every page, the v1 client a
+    random id per tab).
+    """
+
+    client: Literal["auto", "tutorial", "v1"] = "auto"
+    id_in_url: bool = True
+    render_per_message: bool = True
+    cpu_slowdown: float = Field(default=1.0, ge=1.0, le=20.0)
+
+
 class ClientGroup(_Model):
-    """``count`` identical simulated clients, each with its own connection and seeded timing."""
+    """``count`` identical simulated clients, each with its own connection and seeded timing;
+    ``kind: browser``: each a Chromium page running a frontend (``page``)."""
 
     name: str | None = None
+    kind: Literal["protocol", "browser"] = "protocol"
+    page: BrowserPageSpec = BrowserPageSpec()
     count: int = Field(default=1, ge=1, le=2000)
     # The target profile's transport, or the reference HTTP stream API (needs v1_http).
     transport: ClientTransport = "default"
@@ -402,6 +427,38 @@ class ClientGroup(_Model):
             raise ValueError("a group probes WebSocket or HTTP, not both")
         if (self.probe or self.http_probe) and (self.actions or self.concurrent):
             raise ValueError("a probe group takes no actions and no concurrent messages")
+        return self
+
+    @model_validator(mode="after")
+    def _browser_pages(self) -> ClientGroup:
+        if self.kind != "browser":
+            if self.page != BrowserPageSpec():
+                raise ValueError("page: goes with kind: browser")
+            return self
+        given = [
+            name
+            for name, off in (
+                ("probe", not self.probe),
+                ("http_probe", not self.http_probe),
+                ("actions", not self.actions),
+                ("concurrent", not self.concurrent),
+                ("transport", self.transport == "default"),
+                ("profile", self.profile is None),
+                ("tools", not self.tools),
+                ("on_disconnect", self.on_disconnect == "none"),
+                ("resend_after_errors", not self.resend_after_errors),
+                ("shared_client_id", not self.shared_client_id),
+                ("read_delay_ms", not self.read_delay_ms),
+                ("receive_buffer_bytes", self.receive_buffer_bytes is None),
+                ("answer_pings", self.answer_pings),
+            )
+            if not off
+        ]
+        if given:
+            raise ValueError(
+                f"a browser group's pages do what their frontend does: drop {', '.join(given)} "
+                "(faults go in toxics: and events:)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -613,6 +670,21 @@ class ProbeAnswered(_Check):
     check: Literal["probe"]
 
 
+class SavedMatchesMock(_Check):
+    """Browser pages: the assistant message each page saved in its history is the mock's
+    answer, character for character."""
+
+    check: Literal["saved_matches_mock"]
+
+
+class ShownMatchesReceived(_Check):
+    """Browser pages: every text the page showed while streaming is a beginning of what its
+    WebSocket received, and what it shows at the end (the saved message, else the last
+    streaming text) is all of it."""
+
+    check: Literal["shown_matches_received"]
+
+
 class StatsBounded(_Check):
     """The peak of a /stats number during the run stays at most ``max`` and, with ``min``,
     reaches at least ``min`` (the bound was tested, not just never approached)."""
@@ -640,7 +712,9 @@ Check = Annotated[
     | HeartbeatSeen
     | FinishReasonRelayed
     | UsageRelayed
-    | ProbeAnswered,
+    | ProbeAnswered
+    | SavedMatchesMock
+    | ShownMatchesReceived,
     Field(discriminator="check"),
 ]
 

@@ -270,4 +270,7 @@ def observation(
         announced_heartbeat_ms=state.announced_heartbeat_ms,
         errors_seen=tuple(state.errors_seen),
         cancelled_index=last.cancelled_index if last is not None else None,
+        page=state.page,
+        shown=tuple((t - state.sent_at_epoch, text) for t, text in state.shown),
+        saved_text=state.saved,
     )

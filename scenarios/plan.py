@@ -128,7 +128,7 @@ def plan_run(scenario: model.Scenario, seed: int) -> RunPlan:
     clients: list[ClientPlan] = []
     for g, group in enumerate(scenario.clients):
         name = scenario.group_name(g)
-        transport = group.transport
+        transport = "browser" if group.kind == "browser" else group.transport
         for i in range(group.count):
             rng = tree.client(g, i)
             client_id = f"{name}-{i}"

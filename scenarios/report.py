@@ -8,6 +8,7 @@ The HTML page itself is built in :mod:`scenarios.report_html`.
 
 from __future__ import annotations
 
+import base64
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -78,6 +79,8 @@ class ScenarioResult:
     schedule: tuple[str, ...] = ()
     logs: dict[str, str] = field(default_factory=dict)  # process name -> log file
     bounds: tuple[Bound, ...] = ()  # the latency limits its checks set
+    # client group name -> its browser page's final screenshot (PNG), for browser groups
+    screenshots: Mapping[str, bytes] = field(default_factory=dict)
 
     @property
     def as_expected(self) -> bool | None:
@@ -105,6 +108,10 @@ class ScenarioResult:
             "streams": [_stream_dict(s) for s in self.streams],
             "logs": self.logs,
             "bounds": [b.to_dict() for b in self.bounds],
+            "screenshots": {
+                name: base64.b64encode(png).decode("ascii")
+                for name, png in self.screenshots.items()
+            },
         }
 
 
@@ -130,10 +137,22 @@ def _stream_dict(s: StreamObservation) -> dict[str, Any]:
         "text": s.text,
         "expected_text": s.expected_text,
         "notes": list(s.notes),
+        **_page_dict(s),
         "arrivals": [
             {"index": a.index, "t_ms": round(a.t * 1000, 2), "content": a.content}
             for a in s.arrivals
         ],
+    }
+
+
+def _page_dict(s: StreamObservation) -> dict[str, Any]:
+    """A browser page's view of the stream: what it showed over time and what it saved."""
+    if s.page is None:
+        return {}
+    return {
+        "page": s.page,
+        "saved_text": s.saved_text,
+        "shown": [{"t_ms": round(t * 1000, 2), "text": text} for t, text in s.shown],
     }
 
 
@@ -159,6 +178,9 @@ def _stream_from(d: Mapping[str, Any]) -> StreamObservation:
         attempts=d["attempts"],
         expected_text=d["expected_text"],
         notes=tuple(d["notes"]),
+        page=d.get("page"),
+        saved_text=d.get("saved_text"),
+        shown=tuple((x["t_ms"] / 1000, x["text"]) for x in d.get("shown", ())),
     )
 
 
@@ -188,6 +210,10 @@ def summary_from_dict(data: Mapping[str, Any]) -> RunSummary:
                 schedule=tuple(r["schedule"]),
                 logs=r["logs"],
                 bounds=tuple(Bound(b["metric"], b["label"], b["value_ms"]) for b in r["bounds"]),
+                screenshots={
+                    name: base64.b64decode(png)
+                    for name, png in (r.get("screenshots") or {}).items()
+                },
             )
         )
     return RunSummary(

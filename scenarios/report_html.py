@@ -11,6 +11,7 @@ of every transport. The page is ``templates/report.html.j2``; plots are Plotly f
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import re
@@ -203,6 +204,11 @@ def _section(i: int, r: ScenarioResult) -> dict[str, Any]:
         "distributions": _distributions(r),
         "events": [(f"{_ms(e.t):.0f} ms", e.what) for e in r.events],
         "notes": [f"{lane_label(s)}: {n}" for s in r.streams for n in s.notes],
+        # Browser groups' final screenshots, embedded: the page opens with no file beside it.
+        "screenshots": [
+            (name, "data:image/png;base64," + base64.b64encode(png).decode("ascii"))
+            for name, png in r.screenshots.items()
+        ],
     }
 
 

@@ -156,6 +156,8 @@ async def run_scenario(
     moved = declared.stack.store == "redis" != scenario.stack.store
     if why_not is None and moved and not declared.memory_store_fails:
         why_not = "tests the Redis store's own faults; --store memory does not apply"
+    if why_not is None:
+        why_not = browser_why_not(scenario, target)
     if why_not is not None:
         return ScenarioResult(verdict="skip", reason=why_not, **base)  # type: ignore[arg-type]
     # Imported here: the pure parts of the runner's modules must not need the stack's imports.
@@ -191,6 +193,7 @@ async def run_scenario(
         # bug): this run's error with the logs, so the other scenarios still run.
         return error(f"harness error: {exc!r}")
     results = run_checks(scenario.checks, obs, lambda needs: unmet(needs, target))
+    screenshots = {name: png for name, (_, png) in sorted(live.screenshots.items())}
     failed = [r for r in results if not r.passed]
     reasons = [f"{r.check}: {r.reason}" for r in failed]
     unreadable = protocol_errors(obs.streams)
@@ -205,8 +208,36 @@ async def run_scenario(
         figures=figures(obs),
         duration_s=time.perf_counter() - started,
         logs=live.logs,
+        screenshots=screenshots,
         **base,  # type: ignore[arg-type]
     )
+
+
+def browser_profile_unmet(scenario: model.Scenario, target: Target) -> str | None:
+    """Why no bundled frontend can speak to the target for the scenario's browser groups."""
+    from scenarios.drivers.browser import page_client
+
+    for group in scenario.clients:
+        if group.kind == "browser" and page_client(group.page.client, target.profile) is None:
+            return (
+                f"browser pages speak protocol v1 or the tutorial shape; profile "
+                f"{target.profile.name!r} is neither"
+            )
+    return None
+
+
+def browser_why_not(scenario: model.Scenario, target: Target) -> str | None:
+    """Why the scenario's browser groups cannot run here (no frontend that speaks the
+    target's profile, no Chromium), or None."""
+    if not any(g.kind == "browser" for g in scenario.clients):
+        return None
+    why = browser_profile_unmet(scenario, target)
+    if why is not None:
+        return why
+    from scenarios.browser.session import browser_unavailable
+
+    reason = browser_unavailable()
+    return None if reason is None else f"browser unavailable: {reason}"
 
 
 def _expected(
@@ -372,6 +403,9 @@ async def _play(
         if watcher is not None:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+        # Shared client resources (the browser) go before the stack stops.
+        await asyncio.gather(*(close() for close in live.closers), return_exceptions=True)
+        live.closers.clear()
     if not scheduler.cancelled() and scheduler.exception() is not None:
         # A fault that could not be applied makes the run meaningless: say so.
         raise scheduler.exception()  # type: ignore[misc]

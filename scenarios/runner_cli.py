@@ -39,7 +39,7 @@ from scenarios.report import (
     write_reports,
 )
 from scenarios.reportdir import add_report_options, chosen_report_dir
-from scenarios.runner import RunOptions, replay_command, run_scenario
+from scenarios.runner import RunOptions, browser_profile_unmet, replay_command, run_scenario
 from scenarios.seeds import MAX_SEED, new_root_seed, repetition_seed
 from scenarios.targets import resolve_target, unmet
 
@@ -581,10 +581,12 @@ def list_main(argv: Sequence[str] | None = None) -> int:
     for s in scenarios:
         expect = ", ".join(f"{target}: {verdict}" for target, verdict in s.expect.items())
         needs = " [nginx]" if s.needs_nginx else ""
+        if any(g.kind == "browser" for g in s.clients):
+            needs += " [chromium]"
         if target is None:
             print(f"{s.name.ljust(width)}  {expect}{needs}  ({', '.join(s.tags)})")
         else:
-            why = unmet(s.all_needs, target)
+            why = unmet(s.all_needs, target) or browser_profile_unmet(s, target)
             runs += why is None
             print(f"{s.name.ljust(width)}  {'runs' if why is None else 'skipped: ' + why}{needs}")
         if args.verbose:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -16,7 +18,11 @@ def pytest_example(markdown: str, name: str = "test_my_app.py") -> str:
 
 
 def run_pytest_example(
-    source: str, folder: Path, name: str = "test_my_app.py"
+    source: str,
+    folder: Path,
+    name: str = "test_my_app.py",
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     (folder / name).write_text(source)
     # A strict user configuration: any warning (an unregistered marker...) fails the run.
@@ -24,8 +30,9 @@ def run_pytest_example(
         "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
     )
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "."],
         cwd=folder,
+        env={**os.environ, **env} if env is not None else None,
         capture_output=True,
         text=True,
         timeout=50,

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Transport = Literal["ws", "tutorial", "sse", "http", "blocking", "polling"]
+Transport = Literal["ws", "tutorial", "sse", "http", "blocking", "polling", "browser"]
 Outcome = Literal["completed", "cancelled", "error", "disconnected", "timeout"]
 ArrivalKind = Literal["token", "tool_call"]
 

@@ -3,7 +3,9 @@
 - :func:`scenarios.drivers.v1ws.drive_v1`: protocol v1 over WebSocket (docs/protocol.md);
 - :func:`scenarios.drivers.v1http.drive_v1_http`: the reference HTTP stream API (SSE,
   polling, blocking), for client groups that ask for it;
-- :func:`scenarios.drivers.generic.drive_profile`: every other profile, read with its rules.
+- :func:`scenarios.drivers.generic.drive_profile`: every other profile, read with its rules;
+- :func:`scenarios.drivers.browser.drive_browser`: ``kind: browser`` groups, a Chromium page
+  per client running a bundled frontend.
 
 All have the signature :class:`Driver`; :func:`driver_for` picks one.
 """
@@ -34,6 +36,10 @@ __all__ = [
 
 def driver_for(profile: Profile, group: model.ClientGroup) -> Driver:
     """The driver for a client group against a target with ``profile``."""
+    if group.kind == "browser":
+        from scenarios.drivers.browser import drive_browser
+
+        return drive_browser
     if group.probe or group.http_probe:
         from scenarios.drivers.probe import drive_http_probe, drive_probe
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,6 +48,11 @@ class Live:
     logs: dict[str, str] = field(default_factory=dict)  # process name -> log file
     timers: list[asyncio.Task[None]] = field(default_factory=list)  # toxic removals
     probes: list[ProbeResult] = field(default_factory=list)  # protocol probe steps
+    # Shared by the clients of a run and released when they are done (a browser), by name.
+    resources: dict[str, Any] = field(default_factory=dict)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # per client group: (tokens its page received, the page's final PNG screenshot)
+    screenshots: dict[str, tuple[int, bytes]] = field(default_factory=dict)
 
     def tokens(self) -> int:
         return sum(len(r.arrivals) for r in self.records)
@@ -75,6 +80,11 @@ class StreamState:
     announced_heartbeat_ms: float | None = None
     # errors of attempts the client continued after (code, retryable)
     errors_seen: list[tuple[str, bool | None]] = field(default_factory=list)
+    # browser pages: the frontend, what its streaming element showed (epoch s, text) and the
+    # answer it saved in its history
+    page: str | None = None
+    shown: list[tuple[float, str]] = field(default_factory=list)
+    saved: str | None = None
 
     @property
     def key(self) -> str:
