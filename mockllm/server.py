@@ -30,11 +30,14 @@ class _HideAborts(logging.Filter):
 _FILTER = _HideAborts()
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket. Connections queue in the backlog until the server runs."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket. Connections queue in the backlog until the server runs.
+    ``reuse_port``: one of several listeners on the port (``--workers N``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
