@@ -60,6 +60,8 @@ class Cluster:
     host: str = "127.0.0.1"
     _clients: dict[int, httpx.AsyncClient] = field(default_factory=dict)
     _changing: asyncio.Lock | None = None
+    # waits across workers in progress (the coordinator's; ``GET /_mock/stats``)
+    waiting: int = 0
 
     @property
     def workers(self) -> int:
@@ -198,6 +200,13 @@ class Cluster:
     async def wait(self, args: WaitArgs, params: dict[str, str]) -> list[dict[str, Any]] | None:
         """:meth:`Ledger.wait` across workers: the entries once ``args.count`` match, or None
         after ``args.timeout``."""
+        self.waiting += 1
+        try:
+            return await self._wait(args, params)
+        finally:
+            self.waiting -= 1
+
+    async def _wait(self, args: WaitArgs, params: dict[str, str]) -> list[dict[str, Any]] | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + args.timeout
         while True:
@@ -283,6 +292,7 @@ async def _stats(cluster: Cluster, app: MockApp, req: AdminRequest) -> None:
     answers = await cluster.every("GET", "/_mock/stats")
     keys = ("active_streams", "waiters", "ledger_entries", "ledger_size")
     total = {key: sum(int(a[key]) for a in answers) for key in keys}
+    total["waiters"] += cluster.waiting
     await send_json(req.send, 200, {**total, "workers": cluster.workers})
 
 
