@@ -249,7 +249,7 @@ def test_sigterm_stops_every_worker() -> None:
     post(child.url, CHAT, body())
     child.proc.send_signal(signal.SIGTERM)
     assert child.proc.wait(15) == 0
-    gone, alive = psutil.wait_procs(workers, timeout=5)
+    _, alive = psutil.wait_procs(workers, timeout=5)
     assert alive == []
 
 
@@ -262,7 +262,7 @@ def test_a_dead_worker_stops_the_mock_with_a_message() -> None:
         child.reader.join(5)
     assert "worker" in child.text and "SIGKILL" in child.text, child.text
     assert "start it again" in child.text
-    gone, alive = psutil.wait_procs(workers, timeout=5)
+    _, alive = psutil.wait_procs(workers, timeout=5)
     assert alive == []
 
 
@@ -271,5 +271,5 @@ def test_a_killed_parent_takes_its_workers_with_it() -> None:
     workers = _workers_of(child)
     child.proc.kill()
     child.proc.wait(5)
-    gone, alive = psutil.wait_procs(workers, timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == []
