@@ -97,6 +97,11 @@ class MockServer:
     """
 
     def __init__(self, config: MockConfig | None = None, *, host: str = "127.0.0.1", port: int = 0):
+        if config is not None and config.workers > 1:
+            raise ValueError(
+                f"MockServer runs one worker in a thread; for workers={config.workers} use "
+                "mockllm.MockProcess, which runs them in processes of their own."
+            )
         self.app = MockApp(config)
         self.host = host
         self._sock = bind_socket(host, port)

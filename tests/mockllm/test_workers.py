@@ -20,6 +20,9 @@ import pytest
 
 from mockllm.childproc import Child, stop_process
 from mockllm.config import MockConfig
+from mockllm.process import MockProcess
+from mockllm.rules import parse_rules
+from mockllm.server import MockServer
 from tests.support import start_cli, wait_for
 
 pytestmark = pytest.mark.integration
@@ -273,3 +276,24 @@ def test_a_killed_parent_takes_its_workers_with_it() -> None:
     child.proc.wait(5)
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == []
+
+
+def test_mock_process_runs_a_config_with_workers_and_rules() -> None:
+    rules = parse_rules([{"match": {"prompt": "ping"}, "respond": {"text": "pong"}}])
+    mock = MockProcess(MockConfig(seed=3, workers=2, rules=rules)).start()
+    try:
+        texts = [
+            post(mock.url, CHAT, body("ping")).json()["choices"][0]["message"]["content"]
+            for _ in range(12)
+        ]
+        assert texts == ["pong"] * 12
+        _served_by_both(ledger(mock.url))
+        assert get(mock.url, "/_mock/config").json()["seed"] == 3
+    finally:
+        code = mock.stop()
+    assert code == 0, mock.output
+
+
+def test_mock_server_points_at_mock_process_for_workers() -> None:
+    with pytest.raises(ValueError, match="MockProcess"):
+        MockServer(MockConfig(workers=2))
