@@ -15,7 +15,6 @@ whose parent dies gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``), so none o
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import gc
 import logging
@@ -28,6 +27,8 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 from typing import Final
+
+import uvicorn
 
 from mockllm.app import MockApp, MockConfig
 from mockllm.cluster import Cluster
@@ -42,12 +43,8 @@ _STOP_GRACE_S: Final = DRAIN_TIMEOUT_S + 5.0
 _PR_SET_PDEATHSIG: Final = 1
 
 
-class _StopRequested(Exception):
-    pass
-
-
-def _stop_requested(signum: int, frame: FrameType | None) -> None:
-    raise _StopRequested
+def _wake_only(signum: int, frame: FrameType | None) -> None:
+    """The parent's SIGTERM/SIGINT: the wake-up fd (``signal.set_wakeup_fd``) ends its wait."""
 
 
 def listeners(host: str, port: int, count: int) -> list[socket.socket]:
@@ -81,7 +78,12 @@ def run_workers(config: MockConfig, public: Sequence[socket.socket], *, loop: st
     context = multiprocessing.get_context("fork")
     parent = os.getpid()
     workers: list[multiprocessing.process.BaseProcess] = []
-    previous = {sig: signal.signal(sig, _stop_requested) for sig in _STOP_SIGNALS}
+    # A stop signal writes a byte here, which ends the wait below (no exception unwinds).
+    wake, waker = socket.socketpair()
+    wake.setblocking(False)
+    waker.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(waker.fileno())
+    previous = {sig: signal.signal(sig, _wake_only) for sig in _STOP_SIGNALS}
     code = 0
     try:
         for index in range(count):
@@ -93,19 +95,20 @@ def run_workers(config: MockConfig, public: Sequence[socket.socket], *, loop: st
             worker.start()
             workers.append(worker)
         sentinels = {worker.sentinel: worker for worker in workers}
-        ready = multiprocessing.connection.wait(list(sentinels))
-        dead = sentinels[ready[0]]  # type: ignore[index]
-        index = workers.index(dead)
-        print(
-            f"mockllm: worker {index} (pid {dead.pid}) exited with {_how(dead.exitcode)}; "
-            "stopping the others: a mock with several workers stops when one of them dies "
-            "(its part of the ledger is gone). See the output above, then start it again.",
-            file=sys.stderr,
-            flush=True,
-        )
-        code = 1
-    except _StopRequested:
-        pass
+        ready = multiprocessing.connection.wait([wake, *sentinels])
+        if wake not in ready:
+            dead = sentinels[ready[0]]  # type: ignore[index]
+            # Its pipe closes a moment before it can be reaped: wait for the exit status.
+            dead.join(5)
+            print(
+                f"mockllm: worker {workers.index(dead)} (pid {dead.pid}) exited with "
+                f"{_how(dead.exitcode)}; stopping the others: a mock with several workers "
+                "stops when one of them dies (its part of the ledger is gone). See the output "
+                "above, then start it again.",
+                file=sys.stderr,
+                flush=True,
+            )
+            code = 1
     finally:
         # Ignore further signals while stopping: a second Ctrl-C must not orphan a worker.
         for sig in _STOP_SIGNALS:
@@ -113,7 +116,8 @@ def run_workers(config: MockConfig, public: Sequence[socket.socket], *, loop: st
         _stop_all(workers)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for sock in {*public, *private}:
+        signal.set_wakeup_fd(previous_fd)
+        for sock in {*public, *private, wake, waker}:
             sock.close()
     return code
 
@@ -159,8 +163,19 @@ def _worker(
     loop: str,
     parent: int,
 ) -> None:
+    server_box: list[uvicorn.Server] = []
+
+    stopped: list[int] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # Before uvicorn takes the signals over (and after it hands them back): stop too.
+        stopped.append(signum)
+        for server in server_box:
+            server.should_exit = True
+
     for sig in _STOP_SIGNALS:
-        signal.signal(sig, _stop_requested)
+        signal.signal(sig, stop)
+    signal.set_wakeup_fd(-1)  # the parent's, inherited through the fork
     _die_with(parent)
     for number, sock in enumerate(private):
         if number != index:
@@ -169,8 +184,9 @@ def _worker(
         handler.setFormatter(logging.Formatter(f"mockllm worker {index}: %(message)s"))
     app = MockApp(config, cluster=Cluster(index, ports, counters))
     server = make_uvicorn_server(app, loop=loop)
+    server_box.append(server)
     # As in one process (cli.py): what exists now lives as long as the worker.
     gc.collect()
     gc.freeze()
-    with contextlib.suppress(_StopRequested):
+    if not stopped:
         server.run(sockets=[public, private[index]])

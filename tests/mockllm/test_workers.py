@@ -246,11 +246,12 @@ def _workers_of(child: Child) -> list[psutil.Process]:
     )
 
 
-def test_sigterm_stops_every_worker() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_stops_every_worker(sig: signal.Signals) -> None:
     child = start()
     workers = _workers_of(child)
     post(child.url, CHAT, body())
-    child.proc.send_signal(signal.SIGTERM)
+    child.proc.send_signal(sig)
     assert child.proc.wait(15) == 0
     _, alive = psutil.wait_procs(workers, timeout=5)
     assert alive == []
