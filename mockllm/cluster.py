@@ -100,6 +100,9 @@ class Cluster:
                 base_url=f"http://{self.host}:{self.ports[index]}",
                 # A wait's long poll takes as long as the wait; the workers end it themselves.
                 timeout=httpx.Timeout(None, connect=10.0),
+                # Every open wait holds a connection to each worker: a pool limit would let
+                # many waits starve every other admin call.
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
                 trust_env=False,  # never through a proxy from the environment
             )
             self._clients[index] = client

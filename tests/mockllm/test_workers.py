@@ -149,6 +149,28 @@ def test_rules_reach_every_worker_and_times_counts_across_them(mock: Child) -> N
         assert len(get(mock.url, "/_mock/rules").json()["rules"]) == 1
 
 
+def test_a_times_1_rule_fires_once_among_simultaneous_requests(mock: Child) -> None:
+    post(mock.url, "/_mock/rules", {"match": {}, "times": 1, "respond": {"text": "once"}})
+    texts: list[str] = []
+
+    def ask(i: int) -> None:
+        answer = post(mock.url, CHAT, body(f"c{i}"))
+        texts.append(answer.json()["choices"][0]["message"]["content"])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(texts) == 24
+    assert texts.count("once") == 1
+    (rule,) = get(mock.url, "/_mock/rules").json()["rules"]
+    assert (rule["seen"], rule["applied"]) == (24, 1)
+    entries = ledger(mock.url)
+    _served_by_both(entries)
+    assert sorted(e["seq"] for e in entries) == list(range(1, 25))
+
+
 def test_config_patch_reaches_every_worker(mock: Child) -> None:
     assert httpx.patch(f"{mock.url}/_mock/config", json={"seed": 5}).status_code == 200
     assert httpx.patch(f"{mock.url}/_mock/config", json={"seed": "x"}).status_code == 400
