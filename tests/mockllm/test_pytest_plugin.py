@@ -216,13 +216,13 @@ import pytest
 @pytest.mark.mockllm(rules=[{"match": {}, "times": 1, "respond": {"text": "once"}}])
 def test_served_by_every_worker(mockllm):
     texts = []
-    for i in range(16):
+    for i in range(20):
         answer = httpx.post(mockllm.base_url + "/chat/completions", json={
             "model": "mock-fast", "messages": [{"role": "user", "content": str(i)}]})
         texts.append(answer.json()["choices"][0]["message"]["content"])
     assert texts.count("once") == 1 and texts[0] == "once"
     entries = mockllm.requests()
-    assert [e["seq"] for e in entries] == list(range(1, 17))
+    assert [e["seq"] for e in entries] == list(range(1, 21))
     assert {e["worker"] for e in entries} == {0, 1}
 
 def test_reset_between_tests(mockllm):

@@ -28,6 +28,9 @@ from tests.support import start_cli, wait_for
 pytestmark = pytest.mark.integration
 
 CHAT = "/v1/chat/completions"
+# Connections are spread over the workers by a hash of their addresses: with this many, the
+# chance that one worker gets them all (and a "served by both" check fails) is 2^-19.
+STREAMS = 20
 
 
 def body(prompt: str = "hi", stream: bool = False, **extra: Any) -> dict[str, Any]:
@@ -97,23 +100,25 @@ def test_a_wait_sees_requests_served_by_every_worker(mock: Child) -> None:
     answers: list[httpx.Response] = []
 
     def wait() -> None:
-        answers.append(post(mock.url, "/_mock/requests/wait", {"count": 12, "timeout": 20}))
+        answers.append(post(mock.url, "/_mock/requests/wait", {"count": STREAMS, "timeout": 20}))
 
     waiters = [threading.Thread(target=wait) for _ in range(4)]
     for waiter in waiters:
         waiter.start()
     wait_for(lambda: get(mock.url, "/_mock/stats").json()["waiters"] >= 4, what="4 waits")
-    for i in range(12):
+    for i in range(STREAMS):
         post(mock.url, CHAT, body(f"w{i}"))
     for waiter in waiters:
         waiter.join(30)
     assert [a.status_code for a in answers] == [200] * 4
     for answer in answers:
-        assert [e["seq"] for e in answer.json()["requests"]][:12] == list(range(1, 13))
+        assert [e["seq"] for e in answer.json()["requests"]][:STREAMS] == list(
+            range(1, STREAMS + 1)
+        )
     _served_by_both(answers[0].json()["requests"])
     late = post(mock.url, "/_mock/requests/wait", {"count": 99, "timeout": 0.2})
     assert late.status_code == 408
-    assert len(late.json()["requests"]) == 12
+    assert len(late.json()["requests"]) == STREAMS
 
 
 def test_rules_reach_every_worker_and_times_counts_across_them(mock: Child) -> None:
@@ -124,13 +129,13 @@ def test_rules_reach_every_worker_and_times_counts_across_them(mock: Child) -> N
     )
     assert created.status_code == 201, created.text
     rule_id = created.json()["rules"][0]["id"]
-    statuses = [post(mock.url, CHAT, body(f"r{i}")).status_code for i in range(16)]
-    assert statuses == [503] + [200] * 15
+    statuses = [post(mock.url, CHAT, body(f"r{i}")).status_code for i in range(STREAMS)]
+    assert statuses == [503] + [200] * (STREAMS - 1)
     entries = ledger(mock.url)
     _served_by_both(entries)
     for _ in range(4):
         (rule,) = get(mock.url, "/_mock/rules").json()["rules"]
-        assert (rule["id"], rule["seen"], rule["applied"]) == (rule_id, 16, 1)
+        assert (rule["id"], rule["seen"], rule["applied"]) == (rule_id, STREAMS, 1)
     # A text rule answers on every worker as soon as the add has answered.
     post(mock.url, "/_mock/rules", {"match": {"prompt": "ping"}, "respond": {"text": "pong"}})
     texts = [
@@ -185,8 +190,8 @@ def test_reset_resets_every_worker_as_one(mock: Child) -> None:
     for _ in range(4):
         assert ledger(mock.url) == []
         assert get(mock.url, "/_mock/rules").json()["rules"] == []
-    ids = [post(mock.url, CHAT, body(f"y{i}")).json()["id"] for i in range(8)]
-    assert [int(i[-6:]) for i in ids] == list(range(1, 9))
+    ids = [post(mock.url, CHAT, body(f"y{i}")).json()["id"] for i in range(24)]
+    assert [int(i[-6:]) for i in ids] == list(range(1, 25))
     _served_by_both(ledger(mock.url))
 
 
@@ -197,7 +202,7 @@ def _normalised(raw: bytes) -> bytes:
 
 def _exchange(url: str) -> list[bytes]:
     out = []
-    for i in range(16):
+    for i in range(24):
         seeded = {"seed": i % 3} if i % 3 else {}
         payload = body(f"same {i % 5}", stream=i % 2 == 0, **seeded)
         with httpx.stream("POST", f"{url}{CHAT}", json=payload, timeout=30) as response:
@@ -218,7 +223,7 @@ def test_a_request_gets_the_same_bytes_from_one_worker_or_two() -> None:
 
 
 def test_a_disconnect_is_recorded_by_the_worker_that_served_it(mock: Child) -> None:
-    for i in range(8):
+    for i in range(STREAMS):
         with httpx.stream(
             "POST",
             f"{mock.url}{CHAT}",
@@ -230,7 +235,7 @@ def test_a_disconnect_is_recorded_by_the_worker_that_served_it(mock: Child) -> N
     done = post(
         mock.url,
         "/_mock/requests/wait",
-        {"count": 8, "outcome": "client_disconnected", "timeout": 20},
+        {"count": STREAMS, "outcome": "client_disconnected", "timeout": 20},
     )
     assert done.status_code == 200, done.text
     entries = done.json()["requests"]
@@ -307,9 +312,9 @@ def test_mock_process_runs_a_config_with_workers_and_rules() -> None:
     try:
         texts = [
             post(mock.url, CHAT, body("ping")).json()["choices"][0]["message"]["content"]
-            for _ in range(12)
+            for _ in range(24)
         ]
-        assert texts == ["pong"] * 12
+        assert texts == ["pong"] * 24
         _served_by_both(ledger(mock.url))
         assert get(mock.url, "/_mock/config").json()["seed"] == 3
     finally:
