@@ -325,3 +325,17 @@ def test_mock_process_runs_a_config_with_workers_and_rules() -> None:
 def test_mock_server_points_at_mock_process_for_workers() -> None:
     with pytest.raises(ValueError, match="MockProcess"):
         MockServer(MockConfig(workers=2))
+
+
+def test_a_second_mock_cannot_share_the_port_of_one_with_workers(mock: Child) -> None:
+    port = mock.url.rsplit(":", 1)[1]
+    for workers in ("2", "1"):
+        run = subprocess.run(
+            [sys.executable, "-m", "mockllm", "--port", port, "--workers", workers],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert run.returncode == 2, run.stdout
+        assert f"cannot listen on 127.0.0.1:{port}" in run.stderr
+    assert post(mock.url, CHAT, body()).status_code == 200
