@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mockllm.app import MockApp, MockConfig
     from mockllm.client import MockAdmin, MockAdminError
     from mockllm.errors import InvalidRequest, MockError, NotFound, RuleError
+    from mockllm.process import MockProcess
     from mockllm.redact import fingerprint, redact_header
     from mockllm.server import MockServer
 
@@ -27,6 +28,7 @@ __all__ = [
     "MockApp",
     "MockConfig",
     "MockError",
+    "MockProcess",
     "MockServer",
     "NotFound",
     "RuleError",
@@ -41,6 +43,7 @@ _HOME = {
     "MockApp": "app",
     "MockConfig": "app",
     "MockError": "errors",
+    "MockProcess": "process",
     "MockServer": "server",
     "NotFound": "errors",
     "RuleError": "errors",

@@ -37,7 +37,19 @@ from mockllm.strictjson import parse_json
 if TYPE_CHECKING:
     from mockllm.app import MockApp
 
-__all__ = ["MAX_WAIT_S", "PREFIX_ROUTES", "ROUTES", "AdminRequest", "Handler", "dispatch"]
+__all__ = [
+    "MAX_WAIT_S",
+    "PREFIX_ROUTES",
+    "ROUTES",
+    "AdminRequest",
+    "Handler",
+    "WaitArgs",
+    "dispatch",
+    "since_seq",
+    "unless_client_leaves",
+    "wait_args",
+    "wait_timeout_body",
+]
 
 _MODEL_CREATED = 1721172741
 _OLLAMA_MODIFIED_AT = "2024-07-16T23:32:21Z"  # the same instant as _MODEL_CREATED
@@ -78,7 +90,7 @@ def _model_object(model: str) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": _MODEL_CREATED, "owned_by": "mockllm"}
 
 
-def _since(app: MockApp, raw: str | None) -> int | None:
+def since_seq(app: MockApp, raw: str | None) -> int | None:
     """A ledger position from ``since_id``: a sequence number or a request id."""
     if raw is None or raw == "":
         return None
@@ -133,7 +145,7 @@ async def list_requests(app: MockApp, req: AdminRequest) -> None:
     entries = app.ledger.query(
         model=req.query.get("model"),
         outcome=req.query.get("outcome"),
-        since=_since(app, req.query.get("since_id")),
+        since=since_seq(app, req.query.get("since_id")),
     )
     await send_json(req.send, 200, {"requests": [e.to_json() for e in entries]})
 
@@ -143,8 +155,20 @@ async def clear_requests(app: MockApp, req: AdminRequest) -> None:
     await send_empty(req.send)
 
 
-async def wait_for_requests(app: MockApp, req: AdminRequest) -> None:
-    body = await req.json_body()
+@dataclass(frozen=True)
+class WaitArgs:
+    """A checked ``POST /_mock/requests/wait`` body."""
+
+    count: int
+    timeout: float
+    model: str | None
+    outcome: str | None
+    since: str | None
+    ended: bool
+
+
+def wait_args(body: Any) -> WaitArgs:
+    """Check a wait body; raises InvalidRequest saying what to fix."""
     if not isinstance(body, dict):
         raise InvalidRequest("The wait body must be a JSON object.")
     count = body.get("count", 1)
@@ -165,18 +189,40 @@ async def wait_for_requests(app: MockApp, req: AdminRequest) -> None:
         if body.get(name) is not None and not isinstance(body[name], str):
             raise InvalidRequest(f"'{name}' must be a string or null.", param=name)
     since = body.get("since_id")
+    return WaitArgs(
+        count,
+        float(timeout),
+        body.get("model"),
+        body.get("outcome"),
+        None if since is None else str(since),
+        bool(body.get("ended", False)),
+    )
+
+
+def wait_timeout_body(args: WaitArgs, current: list[dict[str, Any]]) -> dict[str, Any]:
+    """The 408 of a wait that timed out, with the requests that match so far."""
+    error = error_body(
+        f"Timed out after {args.timeout:g} s waiting for {args.count} matching request(s).",
+        "timeout",
+        code="wait_timeout",
+    )
+    return {**error, "requests": current}
+
+
+async def wait_for_requests(app: MockApp, req: AdminRequest) -> None:
+    args = wait_args(await req.json_body())
     waiting = asyncio.ensure_future(
         app.ledger.wait(
-            count,
-            float(timeout),
-            model=body.get("model"),
-            outcome=body.get("outcome"),
-            since=_since(app, None if since is None else str(since)),
-            ended=bool(body.get("ended", False)),
+            args.count,
+            args.timeout,
+            model=args.model,
+            outcome=args.outcome,
+            since=since_seq(app, args.since),
+            ended=args.ended,
         )
     )
     app.track(waiting)
-    if not await _unless_client_leaves(req.receive, waiting):
+    if not await unless_client_leaves(req.receive, waiting):
         return  # nobody to answer; the wait is over
     if waiting.cancelled():
         raise ShuttingDown(
@@ -184,18 +230,14 @@ async def wait_for_requests(app: MockApp, req: AdminRequest) -> None:
         )
     found = waiting.result()
     if found is None:
-        error = error_body(
-            f"Timed out after {timeout} s waiting for {count} matching request(s).",
-            "timeout",
-            code="wait_timeout",
-        )
-        current = app.ledger.query(model=body.get("model"), outcome=body.get("outcome"))
-        await send_json(req.send, 408, {**error, "requests": [e.to_json() for e in current]})
+        current = app.ledger.query(model=args.model, outcome=args.outcome)
+        body = wait_timeout_body(args, [e.to_json() for e in current])
+        await send_json(req.send, 408, body)
         return
     await send_json(req.send, 200, {"requests": [e.to_json() for e in found]})
 
 
-async def _unless_client_leaves(receive: Receive, work: asyncio.Future[Any]) -> bool:
+async def unless_client_leaves(receive: Receive, work: asyncio.Future[Any]) -> bool:
     """Wait for ``work``; if the client disconnects first, cancel it and return False."""
 
     async def disconnected() -> None:
@@ -328,6 +370,12 @@ async def dispatch(app: MockApp, scope: Scope, receive: Receive, send: Send) -> 
     """Route one HTTP request that is not a chat completion; raises MockError."""
     path: str = scope["path"]
     method: str = scope["method"]
+    cluster = app.cluster
+    if cluster is not None:
+        # Several workers: the ledger, rules and config are the whole mock's (cluster.py).
+        req = AdminRequest(method, path, "", _query(scope), scope, receive, send)
+        if await cluster.dispatch(app, req):
+            return
     tail = ""
     methods = ROUTES.get(path)
     if methods is None:
@@ -340,6 +388,9 @@ async def dispatch(app: MockApp, scope: Scope, receive: Receive, send: Send) -> 
     handler = methods.get(method)
     if handler is None:
         raise MethodNotAllowed(f"Method {method} not allowed on {path}.")
+    await handler(app, AdminRequest(method, path, tail, _query(scope), scope, receive, send))
+
+
+def _query(scope: Scope) -> dict[str, str]:
     query_string = header_text(scope.get("query_string", b""))
-    query = {k: v[-1] for k, v in parse_qs(query_string).items()}
-    await handler(app, AdminRequest(method, path, tail, query, scope, receive, send))
+    return {k: v[-1] for k, v in parse_qs(query_string).items()}

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 from mockllm import admin
 from mockllm.asgi import Receive, Scope, Send, send_json
@@ -31,6 +32,9 @@ from mockllm.respond import SHUTDOWN, AbortConnection
 from mockllm.routes import format_of_path, route
 from mockllm.rules import RuleBook
 
+if TYPE_CHECKING:
+    from mockllm.cluster import Cluster
+
 __all__ = ["DEFAULT_MODELS", "AbortConnection", "MockApp", "MockConfig"]
 
 # With ``manage_gc``, a full collection runs at least this often under sustained load.
@@ -42,13 +46,19 @@ logger = logging.getLogger("mockllm")
 class MockApp:
     """ASGI app; one instance per server. All state lives on the server's event loop."""
 
-    def __init__(self, config: MockConfig | None = None):
+    def __init__(self, config: MockConfig | None = None, cluster: Cluster | None = None):
         self.initial = config or MockConfig()
+        # One of several workers (``--workers N``): numbering and rule counters are shared,
+        # and the admin API answers for every worker (cluster.py).
+        self.cluster = cluster
+        self.worker = cluster.index if cluster is not None else None
         # The run-time config (PATCH /_mock/config) starts as a copy of the start-up one.
         self.config = dataclasses.replace(self.initial)
-        self.ledger = Ledger(max_entries=self.initial.ledger_size)
-        self.rules = RuleBook()
-        self.rules.add(list(self.initial.rules))
+        self.ledger = Ledger(
+            max_entries=self.initial.ledger_size,
+            sequence=cluster.counters.sequence() if cluster is not None else None,
+        )
+        self.rules = self._initial_rules()
         # answers being built or written (the collector waits for none)
         self.active_streams = 0
         # Tasks that a shutdown must end (chat answers, ledger waits): see drain().
@@ -83,8 +93,12 @@ class MockApp:
         """Back to the start-up state: ledger empty, initial rules with fresh counters."""
         self.config = dataclasses.replace(self.initial)
         self.ledger.clear(restart_numbering=True)
-        self.rules = RuleBook()
-        self.rules.add(list(self.initial.rules))
+        self.rules = self._initial_rules()
+
+    def _initial_rules(self) -> RuleBook:
+        book = RuleBook() if self.cluster is None else RuleBook.shared(self.cluster.counters)
+        book.add(list(self.initial.rules))
+        return book
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

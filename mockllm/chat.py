@@ -254,6 +254,7 @@ async def handle_chat(
         near_miss=prepared.near_miss,
         faults=control.faults.names,
         format=fmt.name,
+        worker=app.worker,
     )
     ledger.add(entry)
     response_headers = fmt.headers(entry.id)
@@ -327,6 +328,7 @@ async def _reject(
         status=exc.status,
         error=exc.message,
         format=fmt.name,
+        worker=app.worker,
     )
     ledger.add(entry)
     ledger.end(entry, "rejected")

@@ -12,11 +12,13 @@ from types import FrameType
 
 from mockllm.app import DEFAULT_MODELS, MockApp, MockConfig
 from mockllm.cliargs import CommandParser, port
+from mockllm.config import MAX_WORKERS, workers_problem
 from mockllm.errors import RuleError
 from mockllm.profiles import PROFILES
 from mockllm.rules import Rule
 from mockllm.rulesfile import load_rules_file
 from mockllm.server import bind_socket, make_uvicorn_server
+from mockllm.workers import listeners, run_workers
 
 __all__ = ["build_parser", "main"]
 
@@ -70,6 +72,14 @@ Examples:
         help="requests kept in the ledger, oldest dropped first (default 20000)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes serving the port, one ledger and admin API for all "
+        f"(default 1; at most {MAX_WORKERS}; see docs/mockllm.md, 'Several workers')",
+    )
+    parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
@@ -83,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.ledger_size < 1:
         parser.error(f"--ledger-size must be at least 1, got {args.ledger_size}")
+    problem = workers_problem(args.workers)
+    if problem:
+        parser.error(f"--{problem}")
     rules: list[Rule] = []
     if args.rules:
         try:
@@ -99,9 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         rules=rules,
         ledger_size=args.ledger_size,
         manage_gc=True,
+        workers=args.workers,
     )
     try:
-        sock = bind_socket(args.host, args.port)
+        if args.workers > 1:
+            public = listeners(args.host, args.port, args.workers)
+            sock = public[0]
+        else:
+            sock = bind_socket(args.host, args.port)
     except OSError as exc:
         print(
             f"streamharness mock: error: cannot listen on {args.host}:{args.port}: {exc}",
@@ -114,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"mockllm listening on http://{host}:{port}", flush=True)
     print(f"OPENAI_BASE_URL=http://{host}:{port}/v1", flush=True)
     _log_to_stderr()
+    if args.workers > 1:
+        return run_workers(config, public, loop=args.loop)
     server = make_uvicorn_server(MockApp(config), loop=args.loop)
     # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown), then re-raises the signal to
     # the handler that was installed before it: make that one end the process with status 0.

@@ -14,7 +14,14 @@ from mockllm.errors import InvalidRequest
 from mockllm.profiles import PROFILES
 from mockllm.rules import Rule
 
-__all__ = ["DEFAULT_MODELS", "MockConfig", "apply_config_patch", "config_json"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "MAX_WORKERS",
+    "MockConfig",
+    "apply_config_patch",
+    "config_json",
+    "workers_problem",
+]
 
 DEFAULT_MODELS = ("mock-instant", "mock-fast", "mock-realistic", "gpt-4o-mini")
 
@@ -36,14 +43,36 @@ class MockConfig:
     # Own the process's garbage collector (the CLI does; an embedding test process does not):
     # see collector.py.
     manage_gc: bool = False
+    # Processes serving the port (workers.py); more than one needs its own process, so
+    # MockProcess (process.py) rather than the in-thread MockServer.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILES)}")
+        problem = workers_problem(self.workers)
+        if problem:
+            raise ValueError(problem)
 
     def serves(self, model: str) -> bool:
         """Whether a chat request for ``model`` is answered (``mock*`` always is)."""
         return self.any_model or model in self.models or model.startswith("mock")
+
+
+#: Most workers one mock runs (each is a whole process, about 40 MB).
+MAX_WORKERS = 64
+
+
+def workers_problem(workers: object) -> str | None:
+    """Why ``workers`` is not a worker count, or None."""
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        return f"workers must be an integer from 1 to {MAX_WORKERS}, got {workers!r}"
+    if not 1 <= workers <= MAX_WORKERS:
+        return (
+            f"workers must be from 1 to {MAX_WORKERS}, got {workers} "
+            "(one per core is the most that helps)"
+        )
+    return None
 
 
 def config_json(config: MockConfig) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mockllm.shared import LocalSequence, Numbering
+
 __all__ = ["Entry", "Ledger"]
 
 
@@ -47,6 +49,8 @@ class Entry:
     written: str | None = None
     # The wire format of the request (formats/*.py ``Format.name``).
     format: str = "openai_chat"
+    # Which worker served it (``--workers N``); None when the mock runs one process.
+    worker: int | None = None
 
     @property
     def text(self) -> str:
@@ -55,7 +59,7 @@ class Entry:
         return "".join(self.tokens[: self.tokens_sent])
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "seq": self.seq,
             "format": self.format,
@@ -78,26 +82,36 @@ class Entry:
             "body": self.body,
             "text": self.text,
         }
+        if self.worker is not None:
+            out["worker"] = self.worker
+        return out
 
 
 Predicate = Callable[[Entry], bool]
 
 
 class Ledger:
-    def __init__(self, max_entries: int = 20_000, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        max_entries: int = 20_000,
+        clock: Callable[[], float] = time.time,
+        sequence: Numbering | None = None,
+    ):
         self._entries: deque[Entry] = deque(maxlen=max_entries)
-        self._seq = 0
+        # Shared by every worker with ``--workers N`` (shared.py).
+        self._seq: Numbering = sequence or LocalSequence()
         self._waiters: set[asyncio.Future[None]] = set()
         self._waiting = 0
+        # Bumped on every arrival, ending and clear: another worker's wait watches it.
+        self.version = 0
         self.clock = clock
 
     def next_seq_peek(self) -> int:
         """The ``seq`` the next request will get (does not consume it)."""
-        return self._seq + 1
+        return self._seq.peek()
 
     def next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
+        return self._seq.next()
 
     def add(self, entry: Entry) -> Entry:
         self._entries.append(entry)
@@ -123,10 +137,11 @@ class Ledger:
         """Forget every entry; ``restart_numbering`` makes the next request ``seq`` 1 again."""
         self._entries.clear()
         if restart_numbering:
-            self._seq = 0
+            self._seq.reset()
         self._notify()
 
     def _notify(self) -> None:
+        self.version += 1
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             if not waiter.done():
@@ -207,3 +222,21 @@ class Ledger:
                     return None
         finally:
             self._waiting -= 1
+
+    async def changed(self, after: int, seconds: float) -> int:
+        """The :attr:`version` once it is past ``after``, or the current one after
+        ``seconds`` (the long poll of a wait that spans several workers)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self.version <= after:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.add(waiter)
+            try:
+                await asyncio.wait((waiter,), timeout=remaining)
+            finally:
+                self._waiters.discard(waiter)
+                waiter.cancel()
+        return self.version

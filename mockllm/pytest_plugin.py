@@ -2,7 +2,9 @@
 
 Fixtures:
 
-- ``mockllm_server`` (session): a :class:`~mockllm.server.MockServer` on a free port.
+- ``mockllm_server`` (session): a :class:`~mockllm.server.MockServer` on a free port (with
+  ``--mockllm-workers N`` or the ini option ``mockllm_workers = N``, a
+  :class:`~mockllm.process.MockProcess` of N worker processes).
 - ``mockllm`` (function): a :class:`~mockllm.client.MockAdmin` for that server, reset before
   the test (ledger empty, no rules, default config) and configured by the ``mockllm`` marker::
 
@@ -27,6 +29,8 @@ import pytest
 
 from mockllm.app import MockConfig
 from mockllm.client import MockAdmin
+from mockllm.config import workers_problem
+from mockllm.process import MockProcess
 from mockllm.server import MockServer
 
 __all__ = ["mockllm", "mockllm_server"]
@@ -34,6 +38,34 @@ __all__ = ["mockllm", "mockllm_server"]
 _MARKER_KEYS = {"seed", "profile", "directives", "models", "rules", "assert_all_rules_used"}
 # Whether the test's own call failed: a failed test is not also failed for its unused rules.
 _CALL_FAILED = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "mockllm_workers",
+        "processes of the session's mock server (default 1: a server in a thread)",
+        default="1",
+    )
+    parser.addoption(
+        "--mockllm-workers",
+        metavar="N",
+        help="processes of the session's mock server (overrides the mockllm_workers ini)",
+    )
+
+
+def _workers(config: pytest.Config) -> int:
+    raw = config.getoption("--mockllm-workers") or config.getini("mockllm_workers")
+    try:
+        workers = int(str(raw))
+    except ValueError:
+        raise pytest.UsageError(
+            f"mockllm workers must be an integer, got {raw!r} (--mockllm-workers / "
+            "the mockllm_workers ini option)"
+        ) from None
+    problem = workers_problem(workers)
+    if problem:
+        raise pytest.UsageError(f"mockllm {problem} (--mockllm-workers / mockllm_workers)")
+    return workers
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,12 +87,19 @@ def pytest_runtest_makereport(
 
 
 @pytest.fixture(scope="session")
-def mockllm_server() -> Iterator[MockServer]:
-    """A mockllm server (:class:`~mockllm.server.MockServer`) on 127.0.0.1, on a free port,
-    started once per test session and stopped at its end; ``mockllm_server.url`` is its
-    address. Its state is shared by every test: use the ``mockllm`` fixture, which resets it,
-    rather than this one directly."""
-    server = MockServer(MockConfig()).start()
+def mockllm_server(pytestconfig: pytest.Config) -> Iterator[MockServer | MockProcess]:
+    """A mockllm server on 127.0.0.1, on a free port, started once per test session and
+    stopped at its end; ``mockllm_server.url`` is its address. It is a
+    :class:`~mockllm.server.MockServer` in a thread, or with ``--mockllm-workers N`` (ini
+    ``mockllm_workers = N``) above 1 a :class:`~mockllm.process.MockProcess` of N workers.
+    Its state is shared by every test: use the ``mockllm`` fixture, which resets it, rather
+    than this one directly."""
+    workers = _workers(pytestconfig)
+    server: MockServer | MockProcess
+    if workers > 1:
+        server = MockProcess(MockConfig(workers=workers)).start()
+    else:
+        server = MockServer(MockConfig()).start()
     try:
         yield server
     finally:
@@ -68,7 +107,9 @@ def mockllm_server() -> Iterator[MockServer]:
 
 
 @pytest.fixture
-def mockllm(mockllm_server: MockServer, request: pytest.FixtureRequest) -> Iterator[MockAdmin]:
+def mockllm(
+    mockllm_server: MockServer | MockProcess, request: pytest.FixtureRequest
+) -> Iterator[MockAdmin]:
     """A :class:`~mockllm.client.MockAdmin` of the session's mock server (function scope):
     the server is reset before the test (ledger empty, no rules, default config), so point
     your client at ``mockllm.base_url`` and read ``mockllm.requests()`` afterwards.

@@ -27,8 +27,11 @@ caller search a long prompt off the event loop (``chat.py``). Loading rules from
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import re
+from collections.abc import MutableMapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -37,6 +40,7 @@ import re2
 from mockllm.control import coerce
 from mockllm.conversation import CONDITION_KEYS, Condition, Conversation, parse_condition
 from mockllm.errors import InvalidRequest, RuleError, excerpt
+from mockllm.shared import MAX_RULE_SLOTS, SharedCounters, SlotCounts
 
 __all__ = [
     "MAX_PATTERN_CHARS",
@@ -270,20 +274,67 @@ def parse_rules(raw: Any, *, first_index: int = 1) -> list[Rule]:
     return rules
 
 
+def _unguarded() -> AbstractContextManager[Any]:
+    return contextlib.nullcontext()
+
+
 @dataclass
 class RuleBook:
-    """Rules in order, with per-rule counters for ``nth`` and ``times``."""
+    """Rules in order, with per-rule counters for ``nth`` and ``times``.
+
+    One process keeps the counters in dicts; the workers of ``--workers N`` keep them in
+    shared memory (:meth:`shared`), each rule in a slot that every worker assigns alike.
+    """
 
     rules: list[Rule] = field(default_factory=list)
-    seen: dict[str, int] = field(default_factory=dict)
-    applied: dict[str, int] = field(default_factory=dict)
+    seen: MutableMapping[str, int] = field(default_factory=dict)
+    applied: MutableMapping[str, int] = field(default_factory=dict)
     _next: int = 1
+    # rule id -> its counters' slot in shared memory; None in one process
+    slots: dict[str, int] | None = None
+    # held while a request's rule is chosen (a cross-process lock with several workers)
+    guard: Any = _unguarded
 
-    def add(self, rules: list[Rule]) -> list[Rule]:
+    @classmethod
+    def shared(cls, counters: SharedCounters) -> RuleBook:
+        slots: dict[str, int] = {}
+        return cls(
+            seen=SlotCounts(counters, applied=False, slots=slots),
+            applied=SlotCounts(counters, applied=True, slots=slots),
+            slots=slots,
+            guard=counters.guard,
+        )
+
+    def check_new(self, rules: list[Rule]) -> None:
+        """Raise RuleError if ``rules`` cannot be added (an id clash, no free slot)."""
         existing = {rule.id for rule in self.rules}
         clash = sorted(existing & {rule.id for rule in rules})
         if clash:
             raise RuleError(f"Rule id(s) already exist: {clash}.", param="id")
+        self.free_slots(len(rules))
+
+    def free_slots(self, count: int) -> list[int]:
+        """The lowest ``count`` slots no rule holds ([] in one process)."""
+        if self.slots is None:
+            return []
+        taken = set(self.slots.values())
+        free = [slot for slot in range(MAX_RULE_SLOTS) if slot not in taken][:count]
+        if len(free) < count:
+            raise RuleError(
+                f"At most {MAX_RULE_SLOTS} rules can exist at once with several workers; "
+                "delete some (DELETE /_mock/rules/{id}) first.",
+                param="rules",
+            )
+        return free
+
+    def add(self, rules: list[Rule], slots: list[int] | None = None) -> list[Rule]:
+        """Append ``rules``; with shared counters each takes a slot (``slots``, as the
+        coordinating worker chose and zeroed them, or else the lowest free ones)."""
+        self.check_new(rules)
+        if self.slots is not None:
+            chosen = self.free_slots(len(rules)) if slots is None else slots
+            for rule, slot in zip(rules, chosen, strict=True):
+                self.slots[rule.id] = slot
         self.rules.extend(rules)
         self._next += len(rules)
         return rules
@@ -296,12 +347,16 @@ class RuleBook:
         self.rules = [rule for rule in self.rules if rule.id != rule_id]
         self.seen.pop(rule_id, None)
         self.applied.pop(rule_id, None)
+        if self.slots is not None:
+            self.slots.pop(rule_id, None)
         return len(self.rules) != before
 
     def clear(self) -> None:
         self.rules.clear()
         self.seen.clear()
         self.applied.clear()
+        if self.slots is not None:
+            self.slots.clear()
 
     def match_cost(self, prompt: str) -> int:
         """Worst-case work of :meth:`matching` (prompt length times the prompt patterns' RE2
@@ -332,6 +387,12 @@ class RuleBook:
     def choose(self, matched: list[Rule], *, commit: bool) -> Rule | None:
         """:meth:`select` given :meth:`matching`'s answer. A rule removed since that answer
         was computed is skipped."""
+        if commit and matched:
+            with self.guard():
+                return self._choose(matched, commit=True)
+        return self._choose(matched, commit=commit)
+
+    def _choose(self, matched: list[Rule], *, commit: bool) -> Rule | None:
         current = {id(rule) for rule in self.rules}
         chosen = None
         for rule in matched:

@@ -30,11 +30,14 @@ class _HideAborts(logging.Filter):
 _FILTER = _HideAborts()
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket. Connections queue in the backlog until the server runs."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket. Connections queue in the backlog until the server runs.
+    ``reuse_port``: one of several listeners on the port (``--workers N``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
@@ -94,6 +97,11 @@ class MockServer:
     """
 
     def __init__(self, config: MockConfig | None = None, *, host: str = "127.0.0.1", port: int = 0):
+        if config is not None and config.workers > 1:
+            raise ValueError(
+                f"MockServer runs one worker in a thread; for workers={config.workers} use "
+                "mockllm.MockProcess, which runs them in processes of their own."
+            )
         self.app = MockApp(config)
         self.host = host
         self._sock = bind_socket(host, port)

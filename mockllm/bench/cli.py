@@ -42,6 +42,8 @@ from mockllm.cliargs import CommandParser
 __all__ = ["build_parser", "main"]
 
 RUNS = ("requests", "burst", "long", "timing", "formats")
+#: The name of the row of the mock run with ``--workers N`` ("mockllm x2 workers").
+WORKERS_ROW = "mockllm x"
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,14 @@ class Server:
 
 
 def _cpu_s(proc: subprocess.Popen[str]) -> float:
-    """User + system CPU seconds of the process (every thread of it)."""
-    times = psutil.Process(proc.pid).cpu_times()
-    return float(times.user + times.system)
+    """User + system CPU seconds of the process (every thread of it) and of its children
+    (the workers of ``--workers N``)."""
+    process = psutil.Process(proc.pid)
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        times = each.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def _per(total: float, count: int, scale: float = 1.0) -> float | None:
@@ -237,17 +244,25 @@ def ratios(rounds: dict[str, list[dict[str, Any]]], run: str) -> dict[str, Any]:
     for peer, theirs in rounds.items():
         if peer == "mockllm":
             continue
-        per_round = []
-        for a, b in zip(mine, theirs, strict=False):
-            x, y = _get(a, path), _get(b, path)
-            if x and y:
-                per_round.append(round(x / y, 3))
-        out[f"mockllm/{peer}"] = {
-            "figure": path,
-            "median": round(statistics.median(per_round), 3) if per_round else None,
-            "rounds": per_round,
-        }
+        if peer.startswith(WORKERS_ROW):
+            # the workers row over one worker (how well the mock scales), not the reverse
+            out[f"{peer}/mockllm"] = _ratio(theirs, mine, path)
+        else:
+            out[f"mockllm/{peer}"] = _ratio(mine, theirs, path)
     return out
+
+
+def _ratio(mine: list[dict[str, Any]], theirs: list[dict[str, Any]], path: str) -> dict[str, Any]:
+    per_round = []
+    for a, b in zip(mine, theirs, strict=False):
+        x, y = _get(a, path), _get(b, path)
+        if x and y:
+            per_round.append(round(x / y, 3))
+    return {
+        "figure": path,
+        "median": round(statistics.median(per_round), 3) if per_round else None,
+        "rounds": per_round,
+    }
 
 
 COLUMNS: dict[str, list[tuple[str, str]]] = {
@@ -408,6 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rounds", type=int, default=3, help="alternating rounds (default 3; medians)")
     add("--skip", choices=RUNS, action="append", default=[], help="leave a run out")
     add("--loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop (uvloop)")
+    add(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure the mock with --workers N (a row 'mockllm xN workers', unpinned, "
+        "and its ratio over one worker)",
+    )
     add("--no-pin", action="store_true", help="do not pin processes to cores")
     add("--json", metavar="FILE", help="also write the results as JSON")
     add(
@@ -443,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.workers == 1 or args.workers < 0:
+        parser.error(f"--workers must be 2 or more (0: not measured), got {args.workers}")
     runs = [run for run in RUNS if run not in args.skip and run != "formats"]
     if "formats" not in args.skip:
         # In this process, before any server: the encoders alone (mockllm/bench/formats.py).
@@ -475,6 +500,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "mockllm": ([sys.executable, "-m", "mockllm", "--port", "0", "--loop", args.loop], None),
     }
+    if args.workers:
+        mock = commands["mockllm"][0]
+        commands[f"{WORKERS_ROW}{args.workers} workers"] = (
+            [*mock, "--workers", str(args.workers)],
+            None,
+        )
     for directory in args.compare_checkout:
         path = Path(directory).resolve()
         commands[f"mockllm@{path.name}"] = (commands["mockllm"][0], {"PYTHONPATH": str(path)})
@@ -519,7 +550,8 @@ def _run(
     servers: list[Server] = []
     try:
         for name, (cmd, env) in commands.items():
-            servers.append(_start(name, cmd, cpu, env))
+            # Workers are for more cores than one: theirs are not pinned (the client's are).
+            servers.append(_start(name, cmd, None if name.startswith(WORKERS_ROW) else cpu, env))
         results: dict[str, dict[str, list[dict[str, Any]]]] = {
             run: {s.name: [] for s in servers} for run in runs
         }

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mockllm.bench import StreamResult, build_parser, gap_errors_ms, gap_summary
+from mockllm.bench.cli import main as bench_main
 from mockllm.bench.cli import ratios, table
 from mockllm.bench.client import request_bytes
 from mockllm.bench.servers import (
@@ -45,6 +46,29 @@ def test_ratios_are_taken_round_by_round() -> None:
     assert ratios(rounds, "requests") == {
         "mockllm/aimock": {"figure": "chunks_per_s", "median": 2.0, "rounds": [3.0, 1.0]}
     }
+
+
+def test_the_workers_row_is_compared_with_one_worker() -> None:
+    rounds = {
+        "mockllm": [{"chunks_per_s": 100}, {"chunks_per_s": 200}],
+        "mockllm x2 workers": [{"chunks_per_s": 180}, {"chunks_per_s": 340}],
+        "aimock": [{"chunks_per_s": 50}, {"chunks_per_s": 100}],
+    }
+    assert ratios(rounds, "requests") == {
+        "mockllm x2 workers/mockllm": {
+            "figure": "chunks_per_s",
+            "median": 1.75,
+            "rounds": [1.8, 1.7],
+        },
+        "mockllm/aimock": {"figure": "chunks_per_s", "median": 2.0, "rounds": [2.0, 2.0]},
+    }
+
+
+@pytest.mark.parametrize("value", ["1", "-2"])
+def test_the_bench_refuses_a_workers_count_below_two(value: str) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        bench_main(["--workers", value, "--skip=formats"])
+    assert stopped.value.code == 2
 
 
 def test_the_table_shows_medians_and_ratios() -> None:
@@ -144,6 +168,20 @@ def test_tiny_benchmark_run(tmp_path: Path) -> None:
         assert runs["timing"][name]["median"]["chunks"] == 25
     assert report["ratios"]["requests"]["mockllm/baseline"]["figure"] == "chunks_per_s"
     assert "requests: 4 users, requests back to back for 0.3 s" in printed
+
+
+@pytest.mark.integration
+def test_tiny_run_with_workers(tmp_path: Path) -> None:
+    report, printed = _run(
+        tmp_path, "--no-aimock", "--no-baseline", "--skip=burst", "--skip=long", "--workers=2"
+    )
+    runs = report["runs"]
+    assert isinstance(runs, dict)
+    requests = runs["requests"]["mockllm x2 workers"]["median"]
+    assert requests["failed"] == 0 and requests["chunks"] == 30 * requests["requests"]
+    assert requests["cpu_us_per_request"] > 20  # the workers' CPU, not only the parent's
+    assert runs["timing"]["mockllm x2 workers"]["median"]["chunks"] == 25
+    assert "mockllm x2 workers/mockllm chunks_per_s" in printed
 
 
 @pytest.mark.integration

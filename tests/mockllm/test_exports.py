@@ -24,6 +24,7 @@ def test_public_api() -> None:
         "MockApp",
         "MockConfig",
         "MockError",
+        "MockProcess",
         "MockServer",
         "NotFound",
         "RuleError",

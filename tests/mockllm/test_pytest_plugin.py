@@ -207,3 +207,37 @@ def test_429_then_success_is_a_rule_with_times_1(mockllm: MockAdmin) -> None:
         (200, "completed"),
     ]
     assert entries[1]["near_miss"] == "rule 'rule-1': times 1 already used"
+
+
+_WORKERS = """
+import httpx
+import pytest
+
+@pytest.mark.mockllm(rules=[{"match": {}, "times": 1, "respond": {"text": "once"}}])
+def test_served_by_every_worker(mockllm):
+    texts = []
+    for i in range(20):
+        answer = httpx.post(mockllm.base_url + "/chat/completions", json={
+            "model": "mock-fast", "messages": [{"role": "user", "content": str(i)}]})
+        texts.append(answer.json()["choices"][0]["message"]["content"])
+    assert texts.count("once") == 1 and texts[0] == "once"
+    entries = mockllm.requests()
+    assert [e["seq"] for e in entries] == list(range(1, 21))
+    assert {e["worker"] for e in entries} == {0, 1}
+
+def test_reset_between_tests(mockllm):
+    assert mockllm.requests() == [] and mockllm.rules() == []
+"""
+
+
+def test_the_session_mock_can_run_several_workers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(_WORKERS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--mockllm-workers", "2")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_bad_worker_count_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(_WORKERS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--mockllm-workers", "zero")
+    assert result.ret != 0
+    assert "mockllm workers must be an integer, got 'zero'" in result.stdout.str()
