@@ -61,14 +61,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "usage_not_requested",
         "end (and the blocking answer) carries the provider's usage",
-        "upstream.py",
-        'payload = {**body, "stream": True, "stream_options": {"include_usage": True}}',
-        'payload = {**body, "stream": True}',
+        "providers/openai_chat.py",
+        'return {**chat, "stream": True, "stream_options": {"include_usage": True}}',
+        'return {**chat, "stream": True}',
     ),
     Mutant(
         "finish_reason_always_stop",
         "end's finish_reason is the provider's, passed through (tool_calls, length)",
-        "upstream.py",
+        "providers/openai_chat.py",
         'return UpstreamFinish(self.finish_reason or "stop", self.usage)',
         'return UpstreamFinish("stop", self.usage)',
     ),
@@ -82,14 +82,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "whitespace_chunks_dropped",
         "token content is the provider's text as sent, whitespace-only chunks included",
-        "upstream.py",
+        "providers/openai_chat.py",
         "if isinstance(content, str) and content:",
         "if isinstance(content, str) and content.strip():",
     ),
     Mutant(
         "done_text_ends_stream",
         "a stream ends at the provider's [DONE] sentinel, not at [DONE] inside the answer",
-        "upstream.py",
+        "providers/openai_chat.py",
         'if data.startswith("[DONE]"):',
         'if "[DONE]" in data:',
     ),
@@ -371,7 +371,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "truncated_stream_is_an_end",
         "a stream the provider cut short (no finish_reason, no [DONE]) ends with "
         "upstream_error, not end",
-        "upstream.py",
+        "providers/openai_chat.py",
         "        if not self.done and self.finish_reason is None:\n"
         '            raise UpstreamError("upstream stream ended without a finish_reason or '
         '[DONE]")\n',
