@@ -39,7 +39,23 @@ def command(config: MockConfig, host: str, port: int, rules_file: str | None) ->
     return argv
 
 
-class MockProcess:
+class MockAddress:
+    """The URLs of a running mock (:class:`MockProcess` here, ``MockServer`` in a thread)."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What to give an OpenAI client as ``base_url``."""
+        return f"{self.url}/v1"
+
+
+class MockProcess(MockAddress):
     """``python -m mockllm`` as a child process::
 
     with MockProcess(MockConfig(seed=7, workers=2)) as mock:
@@ -53,15 +69,6 @@ class MockProcess:
         self.port = port
         self._child: Child | None = None
         self._rules_file: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """What to give an OpenAI client as ``base_url``."""
-        return f"{self.url}/v1"
 
     def start(self, timeout: float = 30.0) -> MockProcess:
         if self.config.rules:

@@ -13,6 +13,7 @@ from typing import Final
 import uvicorn
 
 from mockllm.app import AbortConnection, MockApp, MockConfig
+from mockllm.process import MockAddress
 
 __all__ = ["DRAIN_TIMEOUT_S", "MockServer", "bind_socket", "make_uvicorn_server"]
 
@@ -86,7 +87,7 @@ def make_uvicorn_server(app: MockApp, *, loop: str = "auto") -> uvicorn.Server:
     return _DrainingServer(config, app)
 
 
-class MockServer:
+class MockServer(MockAddress):
     """The mock in a background thread (a real uvicorn server on a real socket).
 
     ::
@@ -108,15 +109,6 @@ class MockServer:
         self.port: int = self._sock.getsockname()[1]
         self._server = make_uvicorn_server(self.app, loop="asyncio")
         self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """What to give an OpenAI client as ``base_url``."""
-        return f"{self.url}/v1"
 
     def start(self, timeout: float = 10.0) -> MockServer:
         self._thread = threading.Thread(
