@@ -28,6 +28,7 @@ from reference_server.providers.events import (
     UpstreamFinish,
     UpstreamToken,
     UpstreamToolCall,
+    decode_each,
     usage_of,
 )
 
@@ -254,14 +255,7 @@ class MessagesDecoder:
     def feed(self, data: bytes) -> list[UpstreamEvent]:
         if self.done or self.error is not None:
             return []
-        events: list[UpstreamEvent] = []
-        for item in self._sse.feed(data):
-            try:
-                if self._event(item, events):
-                    break
-            except UpstreamError as exc:
-                self.error = exc
-                break
+        events, self.error = decode_each(self._sse.feed(data), self._event)
         return events
 
     def end(self) -> list[UpstreamEvent]:

@@ -9,10 +9,13 @@ A provider's error, mid-stream or a stream cut short, is an :class:`UpstreamErro
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from reference_server.errors import UpstreamError
+
+T = TypeVar("T")
 
 __all__ = [
     "StreamDecoder",
@@ -20,6 +23,7 @@ __all__ = [
     "UpstreamFinish",
     "UpstreamToken",
     "UpstreamToolCall",
+    "decode_each",
     "usage_of",
 ]
 
@@ -65,6 +69,21 @@ class StreamDecoder(Protocol):
 
     def feed(self, data: bytes) -> list[UpstreamEvent]: ...
     def end(self) -> list[UpstreamEvent]: ...
+
+
+def decode_each(
+    items: Iterable[T], decode: Callable[[T, list[UpstreamEvent]], bool]
+) -> tuple[list[UpstreamEvent], UpstreamError | None]:
+    """Feed ``items`` (events or lines) to ``decode`` until it says the stream ended; the
+    events it produced, and the error that stopped it (the decoder keeps it for ``end``)."""
+    events: list[UpstreamEvent] = []
+    try:
+        for item in items:
+            if decode(item, events):
+                break
+    except UpstreamError as exc:
+        return events, exc
+    return events, None
 
 
 def usage_of(prompt: Any, completion: Any) -> dict[str, Any] | None:

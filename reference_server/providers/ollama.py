@@ -24,6 +24,7 @@ from reference_server.providers.events import (
     UpstreamFinish,
     UpstreamToken,
     UpstreamToolCall,
+    decode_each,
     usage_of,
 )
 
@@ -143,14 +144,7 @@ class NDJSONDecoder:
         if self.done or self.error is not None:
             return []
         *lines, self._partial = (self._partial + data).split(b"\n")
-        events: list[UpstreamEvent] = []
-        for line in lines:
-            try:
-                if self._line(line, events):
-                    break
-            except UpstreamError as exc:
-                self.error = exc
-                break
+        events, self.error = decode_each(lines, self._line)
         return events
 
     def end(self) -> list[UpstreamEvent]:
