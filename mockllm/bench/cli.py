@@ -11,7 +11,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,8 @@ __all__ = ["build_parser", "main"]
 RUNS = ("requests", "burst", "long", "timing", "formats")
 #: The name of the row of the mock run with ``--workers N`` ("mockllm x2 workers").
 WORKERS_ROW = "mockllm x"
+#: The cores this process may use when it starts, before it keeps the server's core free.
+_ALL_CPUS = frozenset(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,15 @@ def _cpu_s(proc: subprocess.Popen[str]) -> float:
     return total
 
 
+def _cpus(proc: subprocess.Popen[str]) -> list[int]:
+    """The cores the process and its children (the workers of ``--workers N``) may run on."""
+    process = psutil.Process(proc.pid)
+    cpus: set[int] = set()
+    for each in [process, *process.children(recursive=True)]:
+        cpus.update(each.cpu_affinity() or [])
+    return sorted(cpus)
+
+
 def _per(total: float, count: int, scale: float = 1.0) -> float | None:
     return round(total / count * scale, 1) if count else None
 
@@ -84,11 +97,12 @@ def measure_requests(server: Server, args: argparse.Namespace) -> dict[str, Any]
     asyncio.run(
         run_users(server.host, server.port, min(args.users, 20), tokens, 0, requests_each=3)
     )
-    before = _cpu_s(server.proc)
+    before, client_before = _cpu_s(server.proc), time.process_time()
     wall, per_user = asyncio.run(
         run_users(server.host, server.port, args.users, tokens, 0, duration_s=args.duration_s)
     )
     cpu = _cpu_s(server.proc) - before
+    client_cpu = time.process_time() - client_before
     results = [r for user in per_user for r in user]
     ok = _ok(results)
     chunks = sum(r.tokens for r in ok)
@@ -105,6 +119,9 @@ def measure_requests(server: Server, args: argparse.Namespace) -> dict[str, Any]
         "server_cpu_pct": round(100 * cpu / wall, 1),
         "cpu_us_per_request": _per(cpu, len(ok), 1e6),
         "cpu_us_per_chunk": _per(cpu, chunks, 1e6),
+        # The client shares the machine: what it takes bounds what several workers can show.
+        "client_cpu_us_per_request": _per(client_cpu, len(ok), 1e6),
+        "server_cpus": _cpus(server.proc),
         "ttft_ms": summary_ms(ttfts, scale=1000.0),
         **_failed(results),
     }
@@ -247,9 +264,31 @@ def ratios(rounds: dict[str, list[dict[str, Any]]], run: str) -> dict[str, Any]:
         if peer.startswith(WORKERS_ROW):
             # the workers row over one worker (how well the mock scales), not the reverse
             out[f"{peer}/mockllm"] = _ratio(theirs, mine, path)
+            if run == "requests":
+                out[f"{peer}/mockllm"]["ceiling"] = workers_ceiling(theirs, mine, peer)
         else:
             out[f"mockllm/{peer}"] = _ratio(mine, theirs, path)
     return out
+
+
+def workers_ceiling(
+    workers: list[dict[str, Any]], one: list[dict[str, Any]], row: str
+) -> float | None:
+    """The most the workers row could show over one worker on this machine: every core busy
+    serving at the workers' measured CPU per request plus the client's, over one worker that
+    has a core to itself (median over rounds)."""
+    count = int(row.removeprefix(WORKERS_ROW).split()[0])
+    cores = len(_ALL_CPUS)
+    bounds = []
+    for w, o in zip(workers, one, strict=False):
+        server, client, alone = (
+            w.get("cpu_us_per_request"),
+            w.get("client_cpu_us_per_request"),
+            o.get("cpu_us_per_request"),
+        )
+        if server and client and alone:
+            bounds.append(min(count, cores * alone / (server + client)))
+    return round(statistics.median(bounds), 2) if bounds else None
 
 
 def _ratio(mine: list[dict[str, Any]], theirs: list[dict[str, Any]], path: str) -> dict[str, Any]:
@@ -272,6 +311,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("CPU %", "server_cpu_pct"),
         ("CPU us/req", "cpu_us_per_request"),
         ("CPU us/chunk", "cpu_us_per_chunk"),
+        ("client us/req", "client_cpu_us_per_request"),
         ("TTFT p50 ms", "ttft_ms.p50"),
         ("TTFT p99 ms", "ttft_ms.p99"),
         ("failed", "failed"),
@@ -350,6 +390,11 @@ def table(report: dict[str, Any], args: argparse.Namespace) -> str:
         for pair, ratio in report["ratios"].get(run, {}).items():
             rounds = ", ".join(f"{r:g}" for r in ratio["rounds"])
             lines.append(f"  {pair} {ratio['figure']}: {_cell(ratio['median'])} ({rounds})")
+            if ratio.get("ceiling"):
+                lines.append(
+                    f"  {pair} at most {ratio['ceiling']:g} here: every core busy at the CPU per "
+                    "request measured for the workers and the client (which shares the cores)"
+                )
     return "\n".join(lines)
 
 
@@ -365,6 +410,17 @@ def _start(name: str, cmd: list[str], cpu: int | None, env: dict[str, str] | Non
     address = urlsplit(child.url)
     assert address.hostname is not None and address.port is not None
     return Server(name, child.proc, address.hostname, address.port)
+
+
+@contextmanager
+def _affinity(cpus: frozenset[int]) -> Iterator[None]:
+    """This process on ``cpus`` for a while (children started meanwhile inherit them)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def _workloads(args: argparse.Namespace, runs: list[str]) -> list[tuple[int, float]]:
@@ -550,8 +606,13 @@ def _run(
     servers: list[Server] = []
     try:
         for name, (cmd, env) in commands.items():
-            # Workers are for more cores than one: theirs are not pinned (the client's are).
-            servers.append(_start(name, cmd, None if name.startswith(WORKERS_ROW) else cpu, env))
+            if name.startswith(WORKERS_ROW):
+                # Workers are for more cores than one: every core, not the client's alone,
+                # which a child (and the workers it forks) would otherwise inherit.
+                with _affinity(_ALL_CPUS):
+                    servers.append(_start(name, cmd, None, env))
+            else:
+                servers.append(_start(name, cmd, cpu, env))
         results: dict[str, dict[str, list[dict[str, Any]]]] = {
             run: {s.name: [] for s in servers} for run in runs
         }

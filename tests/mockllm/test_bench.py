@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from mockllm.bench import StreamResult, build_parser, gap_errors_ms, gap_summary
+from mockllm.bench import cli as bench_cli
 from mockllm.bench.cli import main as bench_main
-from mockllm.bench.cli import ratios, table
+from mockllm.bench.cli import ratios, table, workers_ceiling
 from mockllm.bench.client import request_bytes
 from mockllm.bench.servers import (
     AIMOCK_PACKAGE,
@@ -59,9 +62,24 @@ def test_the_workers_row_is_compared_with_one_worker() -> None:
             "figure": "chunks_per_s",
             "median": 1.75,
             "rounds": [1.8, 1.7],
+            "ceiling": None,  # no CPU figures in these rounds
         },
         "mockllm/aimock": {"figure": "chunks_per_s", "median": 2.0, "rounds": [2.0, 2.0]},
     }
+
+
+def test_the_workers_ceiling_counts_the_client_on_the_same_cores() -> None:
+    one = [{"cpu_us_per_request": 280}]
+    # Two cores, each request costs 290 us in a worker and 70 us in the client: at most
+    # 2 * 280 / 360 = 1.56 times one worker that has a core to itself.
+    workers = [{"cpu_us_per_request": 290, "client_cpu_us_per_request": 70}]
+    with mock.patch.object(bench_cli, "_ALL_CPUS", frozenset({0, 1})):
+        assert workers_ceiling(workers, one, "mockllm x2 workers") == 1.56
+        # Never more than the number of workers, however cheap the client.
+        cheap = [{"cpu_us_per_request": 280, "client_cpu_us_per_request": 1}]
+        assert workers_ceiling(cheap * 3, one * 3, "mockllm x2 workers") == 1.99
+    with mock.patch.object(bench_cli, "_ALL_CPUS", frozenset(range(8))):
+        assert workers_ceiling(workers, one, "mockllm x2 workers") == 2
 
 
 @pytest.mark.parametrize("value", ["1", "-2"])
@@ -182,6 +200,11 @@ def test_tiny_run_with_workers(tmp_path: Path) -> None:
     assert requests["cpu_us_per_request"] > 20  # the workers' CPU, not only the parent's
     assert runs["timing"]["mockllm x2 workers"]["median"]["chunks"] == 25
     assert "mockllm x2 workers/mockllm chunks_per_s" in printed
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        # One worker has the first core; the workers every core, not the client's alone.
+        assert runs["requests"]["mockllm"]["median"]["server_cpus"] == cpus[:1]
+        assert runs["requests"]["mockllm x2 workers"]["median"]["server_cpus"] == cpus
 
 
 @pytest.mark.integration
