@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,8 +182,10 @@ async def run_scenario(
         async with asyncio.timeout(scenario.timeout_s + 30):
             obs = await _run(scenario, plan, target, opts, live, progress)
     except NginxUnavailable as exc:
+        _discard_temporary_logs(live, opts)
         return ScenarioResult(verdict="skip", reason=f"nginx unavailable: {exc.reason}", **base)  # type: ignore[arg-type]
     except RedisUnavailable as exc:
+        _discard_temporary_logs(live, opts)
         return ScenarioResult(verdict="skip", reason=f"redis unavailable: {exc}", **base)  # type: ignore[arg-type]
     except (StackError, TargetUnreachable) as exc:
         return error(str(exc))
@@ -199,6 +202,8 @@ async def run_scenario(
     unreadable = protocol_errors(obs.streams)
     if unreadable:
         reasons.append(f"protocol errors: {unreadable}")
+    if not failed:
+        _discard_temporary_logs(live, opts)
     return ScenarioResult(
         verdict="fail" if failed else "pass",
         reason="; ".join(reasons),
@@ -211,6 +216,16 @@ async def run_scenario(
         screenshots=screenshots,
         **base,  # type: ignore[arg-type]
     )
+
+
+def _discard_temporary_logs(live: Live, opts: RunOptions) -> None:
+    """Remove the logs of a run that passed or was skipped when no ``--logs`` directory was
+    asked for: a temporary directory per run would pile up in /tmp, and only a failed or
+    broken run's logs are read (the report names those)."""
+    directory = live.logs.get("directory")
+    if opts.log_dir is None and directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        live.logs = {}
 
 
 def browser_profile_unmet(scenario: model.Scenario, target: Target) -> str | None:

@@ -179,3 +179,37 @@ checks: [{{check: every_stream_ended}}]
     assert "the fault proxy refused slicer toxic" in result.reason
     assert "HTTP 400" in result.reason
     assert result.logs.get("directory")
+
+
+def _stack_dirs(where: Path) -> list[str]:
+    return [str(p) for p in where.glob("streamharness-stack-*")]
+
+
+def _size(path: str) -> int:
+    return Path(path).stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("target", "kept"), [("reference", False), ("naive", True)], ids=["pass", "fail"]
+)
+async def test_temporary_logs_are_kept_only_for_a_run_that_did_not_pass(
+    target: str, kept: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where the stack makes its temporary log directory when no --logs is given.
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    result = await run_scenario(CATALOGUE["end_marker_in_answer"], SEED, RunOptions(target=target))
+    assert result.verdict == ("fail" if kept else "pass"), render_scenario_text(result)
+    made = _stack_dirs(tmp_path)
+    if kept:
+        assert made == [result.logs["directory"]]
+        assert _size(result.logs["mockllm"]) > 0
+    else:
+        assert made == [] and result.logs == {}
+
+
+async def test_logs_asked_for_are_kept_for_a_run_that_passed(tmp_path: Path) -> None:
+    options = RunOptions(log_dir=tmp_path / "logs")
+    result = await run_scenario(CATALOGUE["end_marker_in_answer"], SEED, options)
+    assert result.verdict == "pass", render_scenario_text(result)
+    assert result.logs["directory"] == str(tmp_path / "logs" / f"end_marker_in_answer-{SEED}")
+    assert _size(result.logs["mockllm"]) > 0
