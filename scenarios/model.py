@@ -881,8 +881,24 @@ def _unknown_check_message(error: Any) -> str:
 
 def load_scenario_file(path: Path | str) -> Scenario:
     file = Path(path)
+    try:
+        stat = file.stat()
+    except OSError:
+        stat = None
+    if stat is not None:
+        # Parsing with line numbers is slow (15 ms a file) and a test run loads the catalogue
+        # in many modules: a file unchanged since it was parsed gives the same (frozen) model.
+        key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+        if (known := _PARSED.get(key)) is not None:
+            return known
     text = read_text(file, ScenarioFileError)
-    return parse_scenario(text, str(file), expected_name=file.stem)
+    scenario = parse_scenario(text, str(file), expected_name=file.stem)
+    if stat is not None:
+        _PARSED[key] = scenario
+    return scenario
+
+
+_PARSED: dict[tuple[str, int, int], Scenario] = {}
 
 
 def load_catalogue(directory: Path | str | None = None) -> list[Scenario]:

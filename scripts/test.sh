@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+# Let Python cache compiled modules (some environments set PYTHONDONTWRITEBYTECODE): every
+# process the run starts (mock, servers, fault proxy, test workers) would otherwise compile
+# the project's modules again, and pytest rewrite every test module again.
+unset PYTHONDONTWRITEBYTECODE
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

@@ -259,6 +259,19 @@ def test_file_name_must_match(tmp_path: Path) -> None:
         model.load_scenario_file(path)
 
 
+def test_a_file_is_parsed_again_once_it_changed(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(MINIMAL)
+    first = model.load_scenario_file(path)
+    assert model.load_scenario_file(path) is first  # unchanged: parsed once
+    path.write_text(MINIMAL.replace("description: ", "description: changed "))
+    again = model.load_scenario_file(path)
+    assert again.description.startswith("changed ")
+    path.write_text("name: tiny\n")
+    with pytest.raises(ScenarioFileError, match="description: Field required"):
+        model.load_scenario_file(path)
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ScenarioFileError, match="cannot read"):
         model.load_scenario_file(tmp_path / "missing.yaml")
