@@ -52,7 +52,7 @@ def test_latency_adds_to_round_trip(
     assert_added_latency(rtt, base, 100)
     api.add_toxic("tcp", "latency", stream="upstream", attributes={"latency": 50})
     rtt = median_roundtrip_ms(sock)
-    assert_added_latency(rtt, base, 150, slack=40)
+    assert_added_latency(rtt, base, 150)
 
 
 def test_latency_is_pipelined(api: ToxiproxyClient, proxy: ProxyInfo, connect: Connect) -> None:
@@ -133,7 +133,9 @@ def test_timeout_drops_data_then_closes(
     data, how = read_until_closed(sock)
     elapsed = time.perf_counter() - start
     assert (data, how) == (b"", "eof")
-    assert 0.23 <= elapsed <= 0.7, elapsed
+    # Never before the timeout; the upper bound only tells "closed" from "never closed"
+    # (read_until_closed gives up after 5 s), with room for a busy machine.
+    assert 0.23 <= elapsed <= 2.0, elapsed
 
 
 def test_timeout_zero_is_silent_until_removed(
@@ -236,7 +238,7 @@ def test_add_update_remove_on_live_connection(
     assert_added_latency(median_roundtrip_ms(sock), base, 100)
     updated = api.update_toxic("tcp", "latency_downstream", attributes={"latency": 250})
     assert dict(updated.attributes) == {"latency": 250, "jitter": 0}
-    assert_added_latency(median_roundtrip_ms(sock, 3), base, 250, slack=40)
+    assert_added_latency(median_roundtrip_ms(sock, 3), base, 250)
     api.remove_toxic("tcp", "latency_downstream")
     assert median_roundtrip_ms(sock) < base + 60
 
