@@ -51,6 +51,19 @@ def _wait_until_stamped(client: socket.socket, peer: socket.socket) -> None:
     pytest.fail("the kernel never stamped a segment")
 
 
+def _wait_until_queued(sock: socket.socket, count: int, timeout_s: float = 5.0) -> None:
+    """Until ``count`` bytes wait in ``sock``'s receive queue (peeked, not read)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if len(sock.recv(count, socket.MSG_PEEK | socket.MSG_DONTWAIT)) >= count:
+                return
+        except BlockingIOError:
+            pass
+        assert time.monotonic() < deadline, f"{count} bytes not queued in {timeout_s} s"
+        time.sleep(0.001)
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     server = socket.create_server(("127.0.0.1", 0))
@@ -108,7 +121,7 @@ def test_segments_queued_on_one_socket_share_the_last_ones_stamp(
     time.sleep(0.03)
     second = time.perf_counter()
     peer.sendall(b"b")
-    time.sleep(0.01)
+    _wait_until_queued(client, 2)
     data, arrived, _ = rx.recv(1024)
     assert data == b"ab"
     assert arrived >= second - 0.001
