@@ -8,6 +8,8 @@ still carrying the mark is reported, killed, and fails the run.
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import psutil
@@ -34,6 +36,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 _NO_LANGSMITH = "-p no:langsmith_plugin"
 if _NO_LANGSMITH not in os.environ.get("PYTEST_ADDOPTS", ""):
     os.environ["PYTEST_ADDOPTS"] = f"{os.environ.get('PYTEST_ADDOPTS', '')} {_NO_LANGSMITH}".strip()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # What the code under test puts in a temporary directory of its own (a failed scenario
+    # run's logs, nginx's configuration) lands in pytest's base directory, which pytest
+    # prunes to its last runs, instead of piling up in /tmp.
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tmp"))
+    try:
+        yield
+    finally:
+        tempfile.tempdir = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
