@@ -881,21 +881,25 @@ def _unknown_check_message(error: Any) -> str:
 
 def load_scenario_file(path: Path | str) -> Scenario:
     file = Path(path)
+    # Parsing with line numbers is slow (15 ms a file) and a test run loads the catalogue in
+    # many modules: a file unchanged since it was parsed gives the same (frozen) model.
+    key = _file_key(file)
+    if key is not None and (known := _PARSED.get(key)) is not None:
+        return known
+    text = read_text(file, ScenarioFileError)
+    scenario = parse_scenario(text, str(file), expected_name=file.stem)
+    if key is not None:
+        _PARSED[key] = scenario
+    return scenario
+
+
+def _file_key(file: Path) -> tuple[str, int, int] | None:
+    """Where a file is and which version of it (None when it cannot be read: read_text says why)."""
     try:
         stat = file.stat()
     except OSError:
-        stat = None
-    if stat is not None:
-        # Parsing with line numbers is slow (15 ms a file) and a test run loads the catalogue
-        # in many modules: a file unchanged since it was parsed gives the same (frozen) model.
-        key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size)
-        if (known := _PARSED.get(key)) is not None:
-            return known
-    text = read_text(file, ScenarioFileError)
-    scenario = parse_scenario(text, str(file), expected_name=file.stem)
-    if stat is not None:
-        _PARSED[key] = scenario
-    return scenario
+        return None
+    return (str(file.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 _PARSED: dict[tuple[str, int, int], Scenario] = {}

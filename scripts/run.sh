@@ -3,8 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-# Let Python cache compiled modules (some environments set PYTHONDONTWRITEBYTECODE): every
-# process the run starts (mock, servers, fault proxy, test workers) would otherwise compile
-# the project's modules again, and pytest rewrite every test module again.
+# Every process the run starts would otherwise compile the project again (see scripts/test.sh).
 unset PYTHONDONTWRITEBYTECODE
 exec .venv/bin/streamharness run "$@"

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from loadtests.rxstamp import SCM_TIMESTAMPNS, StampedSocket, clock_pair, stamp_from_ancillary
+from tests.support import wait_for
 
 
 def _timespec(t: float) -> bytes:
@@ -51,17 +52,12 @@ def _wait_until_stamped(client: socket.socket, peer: socket.socket) -> None:
     pytest.fail("the kernel never stamped a segment")
 
 
-def _wait_until_queued(sock: socket.socket, count: int, timeout_s: float = 5.0) -> None:
-    """Until ``count`` bytes wait in ``sock``'s receive queue (peeked, not read)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if len(sock.recv(count, socket.MSG_PEEK | socket.MSG_DONTWAIT)) >= count:
-                return
-        except BlockingIOError:
-            pass
-        assert time.monotonic() < deadline, f"{count} bytes not queued in {timeout_s} s"
-        time.sleep(0.001)
+def _queued(sock: socket.socket) -> int:
+    """How many bytes wait in ``sock``'s receive queue (peeked, not read)."""
+    try:
+        return len(sock.recv(1024, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return 0
 
 
 @pytest.fixture
@@ -121,7 +117,7 @@ def test_segments_queued_on_one_socket_share_the_last_ones_stamp(
     time.sleep(0.03)
     second = time.perf_counter()
     peer.sendall(b"b")
-    _wait_until_queued(client, 2)
+    wait_for(lambda: _queued(client), 5.0, 0.001, "2 bytes queued", until=lambda n: n >= 2)
     data, arrived, _ = rx.recv(1024)
     assert data == b"ab"
     assert arrived >= second - 0.001
