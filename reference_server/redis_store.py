@@ -121,6 +121,7 @@ class RedisStreamStore(InMemoryStreamStore):
         self._mirrors: dict[str, asyncio.Task[None]] = {}
         self._mirror_idle: dict[str, float] = {}
         self._pending: list[tuple[Any, ...]] = []
+        self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
@@ -254,6 +255,12 @@ class RedisStreamStore(InMemoryStreamStore):
         await self._flush()
 
     async def _flush(self) -> None:
+        # One batch at a time: a batch still in flight (the write loop's) must not land after
+        # a later one (an explicit flush), or a token's live TTL would undo the end's retention.
+        async with self._flush_lock:
+            await self._flush_batch()
+
+    async def _flush_batch(self) -> None:
         batch, self._pending = self._pending, []
         if not batch:
             return
@@ -296,6 +303,7 @@ class RedisStreamStore(InMemoryStreamStore):
             pipe.xadd(self._k("e", sid), _outcome_fields(record.outcome), id="0-*")
             for key in (self._k("e", sid), self._k("m", sid)):
                 pipe.pexpire(key, self.retention_ms)
+            touched.discard(sid)  # its last tokens in this batch keep the retention TTL
             pipe.pexpire(self._k("c", record.session_id, record.chat_id), self.retention_ms)
             pipe.delete(self._k("l", sid))
         elif kind == "session":
@@ -365,6 +373,10 @@ class RedisStreamStore(InMemoryStreamStore):
                 self._store_lost()
 
     async def housekeeping(self) -> None:
+        async with self._flush_lock:  # a lease renewal must not land after a stream's end
+            await self._housekeeping_batch()
+
+    async def _housekeeping_batch(self) -> None:
         now = self.clock()
         async with self.redis.pipeline(transaction=False) as pipe:
             for stream_id, owned in self._owned.items():

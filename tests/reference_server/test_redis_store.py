@@ -112,6 +112,16 @@ async def test_finished_streams_and_sessions_carry_ttls(workers: Workers) -> Non
     assert not await a.redis.exists(a._k("l", record.stream_id))
 
 
+async def test_tokens_written_with_the_end_keep_the_retention_ttl(workers: Workers) -> None:
+    a, _, _, _ = workers
+    record = new_record()
+    await publish(a, record)
+    token(a, record, "x")
+    finish(a, record)
+    await a.flush()  # the token and the end in one batch
+    assert 0 < await a.redis.pttl(a._k("e", record.stream_id)) <= 5_000
+
+
 async def test_a_stream_keeps_at_most_max_events(redis_server: RedisProcess) -> None:
     store = redis_store(redis_server.url, f"t{secrets.token_hex(4)}:", max_events=5)
     await store.start(FakeOwner())
