@@ -239,8 +239,13 @@ class StreamingUser(User):
         except GreenletExit:
             # Locust stops users by killing their greenlet. Keep the tokens of the stream that
             # was running (tokens/s and gaps are real) as "unfinished", then let the kill go on.
-            if self.current is not None and not self.current.done:
-                record_unfinished(self.environment, self.current)
+            # A stream the reactor already ended (the kill came before this greenlet woke to
+            # report it) is reported as it ended: the server saw it whole.
+            current = self.current
+            if current is not None and current.done:
+                report_stream(self.environment, current, self.options.probe_lag)
+            elif current is not None:
+                record_unfinished(self.environment, current)
             self.flush_read_delays()
             raise
         report_stream(self.environment, record, self.options.probe_lag)
