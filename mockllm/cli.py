@@ -14,11 +14,11 @@ from mockllm.app import DEFAULT_MODELS, MockApp, MockConfig
 from mockllm.cliargs import CommandParser, port
 from mockllm.config import MAX_WORKERS, workers_problem
 from mockllm.errors import RuleError
+from mockllm.listen import bind_socket
 from mockllm.profiles import PROFILES
 from mockllm.rules import Rule
 from mockllm.rulesfile import load_rules_file
-from mockllm.server import bind_socket, make_uvicorn_server
-from mockllm.workers import listeners, run_workers
+from mockllm.server import make_uvicorn_server
 
 __all__ = ["build_parser", "main"]
 
@@ -114,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         manage_gc=True,
         workers=args.workers,
     )
+    if args.workers > 1:
+        # Imported only here: the workers' admin fan-out (httpx) costs a one-process start
+        # ~40 ms.
+        from mockllm.workers import listeners, run_workers
     try:
         if args.workers > 1:
             public = listeners(args.host, args.port, args.workers)

@@ -13,9 +13,10 @@ from typing import Final
 import uvicorn
 
 from mockllm.app import AbortConnection, MockApp, MockConfig
+from mockllm.listen import bind_socket
 from mockllm.process import MockAddress
 
-__all__ = ["DRAIN_TIMEOUT_S", "MockServer", "bind_socket", "make_uvicorn_server"]
+__all__ = ["DRAIN_TIMEOUT_S", "MockServer", "make_uvicorn_server"]
 
 #: How long a shutdown waits for the streams it ended to write their last event.
 DRAIN_TIMEOUT_S: Final = 2.0
@@ -29,24 +30,6 @@ class _HideAborts(logging.Filter):
 
 
 _FILTER = _HideAborts()
-
-
-def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A listening TCP socket. Connections queue in the backlog until the server runs.
-    ``reuse_port``: one of several listeners on the port (``--workers N``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 class _DrainingServer(uvicorn.Server):

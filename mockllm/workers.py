@@ -32,7 +32,8 @@ import uvicorn
 
 from mockllm.app import MockApp, MockConfig
 from mockllm.cluster import Cluster
-from mockllm.server import DRAIN_TIMEOUT_S, bind_socket, make_uvicorn_server
+from mockllm.listen import bind_socket
+from mockllm.server import DRAIN_TIMEOUT_S, make_uvicorn_server
 from mockllm.shared import SharedCounters
 
 __all__ = ["listeners", "run_workers"]

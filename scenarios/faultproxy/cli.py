@@ -27,10 +27,8 @@ from typing import Any, NoReturn
 import uvicorn
 
 from mockllm.cliargs import CommandParser, port
-from mockllm.server import bind_socket
+from mockllm.listen import bind_socket
 from scenarios.faultproxy.api import DEFAULT_LISTEN, create_app
-from scenarios.faultproxy.ctl import COMMANDS
-from scenarios.faultproxy.ctl import main as ctl_main
 from scenarios.faultproxy.engine import Engine
 from scenarios.faultproxy.errors import ApiError, FaultProxyError
 from scenarios.faultproxy.models import parse_json, populate_items
@@ -201,11 +199,15 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in COMMANDS:
-        return ctl_main(args)
     if args and args[0] == "serve":
         args = args[1:]
     elif args and not args[0].startswith("-"):
+        # Imported only here: the client side (requests) costs the server's start ~60 ms.
+        from scenarios.faultproxy.ctl import COMMANDS
+        from scenarios.faultproxy.ctl import main as ctl_main
+
+        if args[0] in COMMANDS:
+            return ctl_main(args)
         # The server takes no positional argument: a first word is a mistyped command.
         close = difflib.get_close_matches(args[0], sorted(COMMANDS | {"serve"}), n=1)
         hint = (
