@@ -48,6 +48,7 @@ def test_transports_with_injected_latency(tmp_path: Path) -> None:
     assert 60 <= float(slow[4]) - float(clean[4]) <= 250
 
 
+@pytest.mark.timeout(150)  # its subprocess may take 120 s on a busy machine
 def test_relay_paths_and_the_bare_hop_baseline(tmp_path: Path) -> None:
     r = bench(
         "relay", "--concurrency", "2", "--duration", "1", "--idle", "2", "--tokens", "3",
@@ -70,6 +71,7 @@ def test_relay_paths_and_the_bare_hop_baseline(tmp_path: Path) -> None:
     assert "KiB RSS per idle WebSocket" in text
 
 
+@pytest.mark.timeout(150)  # its subprocess may take 120 s on a busy machine
 def test_relay_workers_row_says_what_two_workers_and_redis_add(tmp_path: Path) -> None:
     from scenarios.stack.nginx import NginxUnavailable, find_nginx
     from scenarios.stack.redis import RedisUnavailable, find_redis

@@ -12,7 +12,8 @@ from tests.support import start_cli
 
 
 @pytest.fixture(scope="session")
-def mock_url() -> Iterator[str]:
+def session_mock_url() -> Iterator[str]:
+    """One mock for the worker's whole session; tests take it through ``mock_url``."""
     mock = start_cli("mockllm", "--port", "0", "--seed", "11")
     try:
         yield mock.url
@@ -21,9 +22,20 @@ def mock_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def mock_url(session_mock_url: str) -> str:
+    """The session's mock, reset: no rule, config or ledger entry of an earlier test on this
+    worker leaks into this one (which tests share a worker depends on the scheduling)."""
+    admin = MockAdmin(session_mock_url)
+    try:
+        admin.reset()
+    finally:
+        admin.close()
+    return session_mock_url
+
+
+@pytest.fixture
 def admin(mock_url: str) -> Iterator[MockAdmin]:
     client = MockAdmin(mock_url)
-    client.reset()
     try:
         yield client
     finally:
@@ -31,13 +43,12 @@ def admin(mock_url: str) -> Iterator[MockAdmin]:
 
 
 @pytest.fixture
-def client(mock_url: str, admin: MockAdmin) -> Iterator[openai.OpenAI]:
-    # Depending on ``admin`` resets the server: no rule or config leaks between tests.
+def client(mock_url: str) -> Iterator[openai.OpenAI]:
     # max_retries=0: a fault must surface as the exception a user would see on the first try.
     with openai.OpenAI(base_url=f"{mock_url}/v1", api_key="test", max_retries=0) as sdk:
         yield sdk
 
 
 @pytest.fixture
-async def aclient(mock_url: str, admin: MockAdmin) -> openai.AsyncOpenAI:
+async def aclient(mock_url: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{mock_url}/v1", api_key="test", max_retries=0)

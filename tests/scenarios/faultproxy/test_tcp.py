@@ -77,8 +77,10 @@ def test_jitter_spreads_delays(api: ToxiproxyClient, proxy: ProxyInfo, connect: 
     api.add_toxic("tcp", "latency", attributes={"latency": 80, "jitter": 60})
     sock = connect(proxy.port)
     samples = [roundtrip_ms(sock) for _ in range(12)]
-    # 20..140 ms drawn; the upper band leaves a busy 2-core machine room for scheduling delay.
-    assert all(18 <= s <= 260 for s in samples), samples
+    # 20..140 ms drawn. Never below; the upper band leaves a busy 2-core machine room for
+    # scheduling delay, and two samples for the odd wait far beyond it.
+    assert min(samples) >= 18, samples
+    assert sorted(samples)[-3] <= 260, samples
     assert max(samples) - min(samples) > 15, samples
 
 
@@ -113,7 +115,7 @@ def test_slow_close_delays_the_close(
 ) -> None:
     api.add_toxic("tcp", "slow_close", attributes={"delay": 300})
     sock = connect(proxy.port)
-    assert roundtrip_ms(sock) < 200
+    assert median_roundtrip_ms(sock) < 200  # a median: one sample can wait on a busy machine
     start = time.perf_counter()
     sock.shutdown(socket.SHUT_WR)
     data, how = read_until_closed(sock)
@@ -126,7 +128,7 @@ def test_timeout_drops_data_then_closes(
     api: ToxiproxyClient, proxy: ProxyInfo, connect: Connect
 ) -> None:
     sock = connect(proxy.port)
-    assert roundtrip_ms(sock) < 200
+    assert median_roundtrip_ms(sock) < 200  # a median: one sample can wait on a busy machine
     start = time.perf_counter()
     api.add_toxic("tcp", "timeout", attributes={"timeout": 250})
     sock.sendall(b"dropped")
