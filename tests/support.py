@@ -5,13 +5,15 @@ or :func:`wait_for_async` (on the event loop, which keeps running between polls)
 bare ``sleep`` standing in for the condition. Both return the first value of ``condition()``
 that is truthy (or passes ``until``) and fail with the last one, so the failure says what was
 seen. :func:`start_cli` starts one of our CLIs and waits for its ``listening on`` line
-(:func:`mockllm.childproc.start_child`); :class:`LiveStack` names a running mock and server.
+(:func:`mockllm.childproc.start_child`); :func:`run_probe` runs a probe that needs a process
+of its own; :class:`LiveStack` names a running mock and server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ from typing import Any, TypeVar, overload
 
 from mockllm.childproc import Child, start_child
 
-__all__ = ["LiveStack", "start_cli", "wait_for", "wait_for_async"]
+__all__ = ["LiveStack", "run_probe", "start_cli", "wait_for", "wait_for_async"]
 
 T = TypeVar("T")
 
@@ -101,6 +103,17 @@ def start_cli(*argv: str, timeout_s: float = 30.0, env: Mapping[str, str] | None
             f"{argv[0]} did not start (exit code {child.proc.returncode}): {child.text[-2000:]}"
         ),
     )
+
+
+def run_probe(module: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Run ``python -m module``, a probe that needs a process of its own (gevent patches the
+    interpreter it runs in), and return the JSON object on its last line of output."""
+    out = subprocess.run(
+        [sys.executable, "-m", module], capture_output=True, text=True, timeout=timeout_s
+    )
+    assert out.returncode == 0, out.stderr
+    seen: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return seen
 
 
 @dataclass(frozen=True)

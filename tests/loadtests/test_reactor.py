@@ -3,22 +3,15 @@ in a subprocess because gevent patches the interpreter it runs in)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+
+from tests.support import run_probe
 
 pytestmark = pytest.mark.integration
 
 
 def test_one_greenlet_reads_every_socket_and_a_failed_one_leaves_the_others() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.loadtests.reactor_probe"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    seen = run_probe("tests.loadtests.reactor_probe")
     assert seen["all_received"] is True
     # the peer of socket 0 closed: its handler was told (EOF), then the reactor forgot it
     assert seen["first_error"] == "ConnectionResetError"

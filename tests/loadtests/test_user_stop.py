@@ -6,18 +6,11 @@ gevent, which the asyncio tests sharing this process must not get.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from tests.support import run_probe
 
 
 def test_a_stream_ended_but_not_yet_reported_is_kept_as_it_ended() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.loadtests.stop_probe"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    seen = run_probe("tests.loadtests.stop_probe")
     # Dropping it would make the report count fewer streams than the server served.
     assert seen["ended"] == ["completed"]
     assert seen["running"] == ["unfinished"]
