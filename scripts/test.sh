@@ -11,5 +11,7 @@ unset PYTHONDONTWRITEBYTECODE
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # One worker per core: most integration tests wait on paced streams, so two run side by side in
-# about the time of one. Pass -n 0 to run in one process (e.g. with --pdb).
-.venv/bin/pytest -n auto "$@"
+# about the time of one (more workers than cores starved the Chromium and timing tests here).
+# loadgroup keeps each xdist_group (the busy-loop tests, the Chromium scenarios) on one worker.
+# Pass -n 0 to run in one process (e.g. with --pdb).
+.venv/bin/pytest -n auto --dist loadgroup "$@"

@@ -15,7 +15,14 @@ from scenarios.model import load_catalogue
 from scenarios.report import ScenarioResult, render_scenario_text
 from scenarios.runner import RunOptions, run_scenario
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
+# One worker runs them all (``--dist loadgroup``): two at once (20 Chromium pages each for
+# browser_many_tabs) starve every other test of a 2-core machine.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(180),
+    pytest.mark.xdist_group("chromium"),
+]
 
 CATALOGUE = {s.name: s for s in load_catalogue()}
 SEED = 20260

@@ -17,7 +17,9 @@ from scenarios.model import Scenario, load_catalogue
 from scenarios.report import render_scenario_text
 from scenarios.runner import RunOptions, run_scenario
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# One worker runs them all (``--dist loadgroup``): spread over several, each would start
+# its own two busy loops, and the machine would be far busier than these tests mean.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("busy_cores")]
 
 TOXIC = [s for s in load_catalogue() if "toxics" in s.tags]
 
