@@ -114,12 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         manage_gc=True,
         workers=args.workers,
     )
-    if args.workers > 1:
-        # Imported only here: the workers' admin fan-out (httpx) costs a one-process start
-        # ~40 ms.
-        from mockllm.workers import listeners, run_workers
     try:
         if args.workers > 1:
+            # Imported only here: the workers' admin fan-out (httpx) costs a one-process start
+            # ~40 ms.
+            from mockllm.workers import listeners, run_workers
+
             public = listeners(args.host, args.port, args.workers)
             sock = public[0]
         else:
