@@ -6,9 +6,9 @@ import argparse
 import gc
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
 from mockllm.app import DEFAULT_MODELS, MockApp, MockConfig
 from mockllm.cliargs import CommandParser, port
@@ -130,31 +130,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    port = sock.getsockname()[1]
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    # The socket already listens, so announcing now is safe: early clients wait in the backlog.
-    print(f"mockllm listening on http://{host}:{port}", flush=True)
-    print(f"OPENAI_BASE_URL=http://{host}:{port}/v1", flush=True)
-    _log_to_stderr()
     if args.workers > 1:
-        return run_workers(config, public, loop=args.loop)
+        return run_workers(
+            config, public, loop=args.loop, on_ready=lambda: _announce(args.host, sock)
+        )
     server = make_uvicorn_server(MockApp(config), loop=args.loop)
-    # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown), then re-raises the signal to
-    # the handler that was installed before it: make that one end the process with status 0.
-    previous = {sig: signal.signal(sig, _stop_requested) for sig in _STOP_SIGNALS}
+    # A stop signal is a graceful shutdown with status 0 from the moment the address is
+    # announced: uvicorn takes SIGINT/SIGTERM over while it serves and, once stopped, raises
+    # what it caught again, which lands here and finds the server stopped already.
+    previous = {sig: signal.signal(sig, lambda *_: server.request_exit()) for sig in _STOP_SIGNALS}
     # Everything allocated so far (modules, the app) lives as long as the process: move it out
     # of the collector's reach so full collections stay short and do not stall streams.
     gc.collect()
     gc.freeze()
+    _announce(args.host, sock)
     try:
         server.run(sockets=[sock])
-    except _StopRequested:
-        pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
     return 0
+
+
+def _announce(host: str, sock: socket.socket) -> None:
+    """The address line launchers wait for. The socket already listens, so announcing it
+    before serving is safe: early clients wait in the backlog."""
+    port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"mockllm listening on http://{shown}:{port}", flush=True)
+    print(f"OPENAI_BASE_URL=http://{shown}:{port}/v1", flush=True)
+    _log_to_stderr()
 
 
 def _log_to_stderr() -> None:
@@ -167,12 +173,4 @@ def _log_to_stderr() -> None:
     log.propagate = False
 
 
-class _StopRequested(Exception):
-    pass
-
-
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _stop_requested(signum: int, frame: FrameType | None) -> None:
-    raise _StopRequested

@@ -15,6 +15,7 @@ import uvicorn
 from mockllm.app import AbortConnection, MockApp, MockConfig
 from mockllm.listen import bind_socket
 from mockllm.process import MockAddress
+from mockllm.uvserver import PromptServer
 
 __all__ = ["DRAIN_TIMEOUT_S", "MockServer", "make_uvicorn_server"]
 
@@ -32,8 +33,9 @@ class _HideAborts(logging.Filter):
 _FILTER = _HideAborts()
 
 
-class _DrainingServer(uvicorn.Server):
-    """uvicorn, but open streams end with an error event before it closes the connections.
+class _DrainingServer(PromptServer):
+    """:class:`PromptServer`, but open streams end with an error event before it closes the
+    connections.
 
     uvicorn's own graceful shutdown waits for responses to finish, then cancels them: a
     stalled or slow stream was cut mid-body (no final event, no end of the chunked body)
@@ -49,7 +51,7 @@ class _DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def make_uvicorn_server(app: MockApp, *, loop: str = "auto") -> uvicorn.Server:
+def make_uvicorn_server(app: MockApp, *, loop: str = "auto") -> PromptServer:
     logging.getLogger("uvicorn.error").addFilter(_FILTER)
     config = uvicorn.Config(
         app,
@@ -114,7 +116,7 @@ class MockServer(MockAddress):
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
+        self._server.request_exit()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

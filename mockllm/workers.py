@@ -24,17 +24,16 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Final
-
-import uvicorn
 
 from mockllm.app import MockApp, MockConfig
 from mockllm.cluster import Cluster
 from mockllm.listen import bind_socket
 from mockllm.server import DRAIN_TIMEOUT_S, make_uvicorn_server
 from mockllm.shared import SharedCounters
+from mockllm.uvserver import PromptServer
 
 __all__ = ["listeners", "run_workers"]
 
@@ -69,9 +68,16 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
     return out
 
 
-def run_workers(config: MockConfig, public: Sequence[socket.socket], *, loop: str = "auto") -> int:
+def run_workers(
+    config: MockConfig,
+    public: Sequence[socket.socket],
+    *,
+    loop: str = "auto",
+    on_ready: Callable[[], None] | None = None,
+) -> int:
     """Run ``len(public)`` workers on the bound ``public`` listeners until SIGTERM/SIGINT
-    (status 0) or until a worker dies (status 1)."""
+    (status 0) or until a worker dies (status 1). ``on_ready`` (the address line) is called
+    once a stop signal is handled: from then on SIGTERM is a clean stop."""
     count = len(public)
     private = [bind_socket("127.0.0.1", 0) for _ in range(count)]
     ports = tuple(sock.getsockname()[1] for sock in private)
@@ -85,16 +91,25 @@ def run_workers(config: MockConfig, public: Sequence[socket.socket], *, loop: st
     waker.setblocking(False)
     previous_fd = signal.set_wakeup_fd(waker.fileno())
     previous = {sig: signal.signal(sig, _wake_only) for sig in _STOP_SIGNALS}
+    if on_ready is not None:
+        on_ready()
     code = 0
     try:
-        for index in range(count):
-            worker = context.Process(
-                target=_worker,
-                args=(index, config, public[index], private, ports, counters, loop, parent),
-                name=f"mockllm worker {index}",
-            )
-            worker.start()
-            workers.append(worker)
+        # A worker inherits the handler above until it installs its own: a stop signal in
+        # between would be lost and the worker would serve on. Held until then instead (a
+        # fork inherits the mask; the worker releases it), and delivered here afterwards.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            for index in range(count):
+                worker = context.Process(
+                    target=_worker,
+                    args=(index, config, public[index], private, ports, counters, loop, parent),
+                    name=f"mockllm worker {index}",
+                )
+                worker.start()
+                workers.append(worker)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         sentinels = {worker.sentinel: worker for worker in workers}
         ready = multiprocessing.connection.wait([wake, *sentinels])
         if wake not in ready:
@@ -164,7 +179,7 @@ def _worker(
     loop: str,
     parent: int,
 ) -> None:
-    server_box: list[uvicorn.Server] = []
+    server_box: list[PromptServer] = []
 
     stopped: list[int] = []
 
@@ -172,11 +187,12 @@ def _worker(
         # Before uvicorn takes the signals over (and after it hands them back): stop too.
         stopped.append(signum)
         for server in server_box:
-            server.should_exit = True
+            server.request_exit()
 
     for sig in _STOP_SIGNALS:
         signal.signal(sig, stop)
     signal.set_wakeup_fd(-1)  # the parent's, inherited through the fork
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held since the fork
     _die_with(parent)
     for number, sock in enumerate(private):
         if number != index:

@@ -36,6 +36,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from mockllm.cliargs import CommandParser, port
+from mockllm.uvserver import PromptServer
 from reference_server.app import create_app
 from reference_server.manager import StreamManager
 from reference_server.providers import PROVIDER_NAMES
@@ -44,7 +45,7 @@ from reference_server.settings import ENV_PREFIX, LOG_LEVELS, Settings
 __all__ = ["main"]
 
 
-class _Server(uvicorn.Server):
+class _Server(PromptServer):
     """uvicorn's server, with our graceful shutdown first and the listening line printed."""
 
     def __init__(

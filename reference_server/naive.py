@@ -33,6 +33,7 @@ import uvicorn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from mockllm.cliargs import CommandParser
+from mockllm.uvserver import PromptServer
 
 UPSTREAM = "http://127.0.0.1:8000/v1"
 MODEL = "gpt-4o-mini"
@@ -89,7 +90,7 @@ async def chat(websocket: WebSocket, client_id: str) -> None:
             del connections[client_id]
 
 
-class Server(uvicorn.Server):
+class Server(PromptServer):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         # uvicorn re-raises the signal once stopped (exit status -15): a stop asked for

@@ -115,7 +115,6 @@ def test_every_error_of_a_package_derives_from_its_root(package: str, root: str)
 # Exceptions that are not errors of the package: signals that unwind a stack on purpose, and the
 # admin client's exception, which carries the mock's own error answer (status and body) as data.
 NOT_ERRORS = {
-    "mockllm.cli._StopRequested",  # SIGINT/SIGTERM, turned into a clean shutdown
     "mockllm.respond.AbortConnection",  # makes uvicorn drop the socket (the abort fault)
     "mockllm.client.MockAdminError",  # the admin API answered an error: its body, as received
 }

@@ -28,6 +28,7 @@ import uvicorn
 
 from mockllm.cliargs import CommandParser, port
 from mockllm.listen import bind_socket
+from mockllm.uvserver import PromptServer
 from scenarios.faultproxy.api import DEFAULT_LISTEN, create_app
 from scenarios.faultproxy.engine import Engine
 from scenarios.faultproxy.errors import ApiError, FaultProxyError
@@ -49,7 +50,7 @@ class _Parser(CommandParser):
         raise UsageError(f"{self.explain(message)} (see --help)")
 
 
-class _Server(uvicorn.Server):
+class _Server(PromptServer):
     """uvicorn server that announces itself once the API socket accepts requests."""
 
     def __init__(self, on_started: Callable[[], None], config: uvicorn.Config) -> None:

@@ -123,3 +123,18 @@ def test_sigterm_ends_every_open_stream_with_an_error_event() -> None:
         "mockllm: shutting down: ended 5 request(s) in flight"
     ], output
     assert KEY not in output and KEY[-8:] not in output
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_signal_right_after_the_address_line_is_a_clean_stop(workers: int) -> None:
+    # A launcher may stop the mock the moment it has read the address. That signal once
+    # landed before the mock handled it: the process died of it, or (caught by the asyncio
+    # loop as an error, or by a worker not yet set up) was lost and the mock served on.
+    for _ in range(3):
+        mock = start_cli("mockllm", "--port", "0", "--workers", str(workers))
+        mock.proc.send_signal(signal.SIGTERM)
+        try:
+            code = mock.proc.wait(15)
+        finally:
+            mock.stop()
+        assert code == 0, mock.text

@@ -1,0 +1,128 @@
+"""PromptServer: a stop request takes effect at once, not on uvicorn's next tick, and the
+pause uvicorn grants open connections is skipped only when there are none."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from mockllm.listen import bind_socket
+from mockllm.uvserver import PromptServer
+
+pytestmark = pytest.mark.integration
+
+# Far longer than any wait below: a stop that waited for the tick would time the test out.
+LONG_TICK_S = 120.0
+
+
+async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    headers = [(b"content-length", b"5")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+class Serving:
+    """A PromptServer with a long tick, serving in a thread of its own."""
+
+    def __init__(self) -> None:
+        self.sock = bind_socket("127.0.0.1", 0)
+        self.port = self.sock.getsockname()[1]
+        self.server = PromptServer(uvicorn.Config(hello, log_level="warning", lifespan="on"))
+        self.server.tick_s = LONG_TICK_S
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])), daemon=True
+        )
+
+    def stopped_within(self, timeout_s: float) -> bool:
+        self.thread.join(timeout_s)
+        return not self.thread.is_alive()
+
+
+@pytest.fixture
+def serving() -> Iterator[Serving]:
+    s = Serving()
+    s.thread.start()
+    started = threading.Event()
+    threading.Thread(target=lambda: _wait_started(s, started), daemon=True).start()
+    assert started.wait(10), "the server did not start"
+    yield s
+    s.server.force_exit = True
+    s.server.request_exit()
+    s.thread.join(10)
+    s.sock.close()
+
+
+def _wait_started(s: Serving, started: threading.Event) -> None:
+    while not s.server.started and s.thread.is_alive():
+        threading.Event().wait(0.005)
+    started.set()
+
+
+def _get_and_close(port: int) -> bytes:
+    """One request on a connection the server closes: once the end of its response is read,
+    the server no longer counts the connection (it forgets it before closing the socket)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = b""
+        while chunk := conn.recv(4096):
+            received += chunk
+        return received
+
+
+@pytest.fixture
+def uvicorn_shutdowns(monkeypatch: pytest.MonkeyPatch) -> list[uvicorn.Server]:
+    """The servers that went through uvicorn's own shutdown (with its pause)."""
+    calls: list[uvicorn.Server] = []
+    original = uvicorn.Server.shutdown
+
+    async def spy(self: uvicorn.Server, sockets: Any = None) -> None:
+        calls.append(self)
+        await original(self, sockets)
+
+    monkeypatch.setattr(uvicorn.Server, "shutdown", spy)
+    return calls
+
+
+def test_a_stop_request_from_another_thread_ends_the_server_before_its_next_tick(
+    serving: Serving, uvicorn_shutdowns: list[uvicorn.Server]
+) -> None:
+    assert _get_and_close(serving.port).endswith(b"hello")
+    serving.server.request_exit()
+    assert serving.stopped_within(10), "the stop waited for the tick"
+    # The GET's connection is closed: no open connection, so not uvicorn's paused shutdown.
+    assert uvicorn_shutdowns == []
+
+
+def test_an_open_connection_gets_uvicorns_graceful_shutdown(
+    serving: Serving, uvicorn_shutdowns: list[uvicorn.Server]
+) -> None:
+    calls = uvicorn_shutdowns
+    with socket.create_connection(("127.0.0.1", serving.port), timeout=10) as idle:
+        # The server counts the connection once it has read from it.
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).endswith(b"hello")
+        serving.server.request_exit()
+        assert serving.stopped_within(10)
+        assert calls == [serving.server]
+        assert idle.recv(4096) == b"", "uvicorn closes the idle keep-alive connection"
+
+
+def test_a_stop_requested_before_serving_is_not_lost() -> None:
+    s = Serving()
+    s.server.request_exit()
+    s.thread.start()
+    try:
+        assert s.stopped_within(10)
+    finally:
+        s.sock.close()
