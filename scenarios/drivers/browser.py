@@ -23,7 +23,7 @@ from scenarios.clients.records import StreamRecord
 from scenarios.drivers.base import ClientContext, StreamState, TargetUnreachable
 from scenarios.profiles.schema import Profile
 
-__all__ = ["drive_browser", "page_client"]
+__all__ = ["drive_browser", "one_message", "page_client"]
 
 VIEWPORT = {"width": 900, "height": 700}
 # How often the frames Playwright reported are read into the record (no DevTools call).
@@ -73,7 +73,7 @@ async def drive_browser(ctx: ClientContext) -> None:
             await ctx.think(m)
             state = ctx.new_state(m)
             state.page = client
-            await _one_message(ctx, page, log, state, client, deadline)
+            await one_message(ctx, page, log, state, client, deadline)
             state.notes.extend(f"page error: {e}" for e in page_errors)
             page_errors.clear()
         await _screenshot(ctx, page, log)
@@ -90,7 +90,7 @@ def _query(ctx: ClientContext, client: str) -> str:
     return urlencode(params)
 
 
-async def _one_message(
+async def one_message(
     ctx: ClientContext,
     page: Any,
     log: PageLog,
@@ -98,6 +98,10 @@ async def _one_message(
     client: str,
     run_deadline: float,
 ) -> None:
+    """Send ``state``'s prompt on ``page`` and follow its answer into a new record of
+    ``state``: until the page saved it (and the frames it was told of caught up), shows an
+    error, or the message's deadline (``timeout_s`` from sending, ``run_deadline`` at most)
+    passes before the page saved anything."""
     record = StreamRecord(transport="browser", id=f"{ctx.plan.client_id}-m{state.message}")
     try:
         await page.wait_for_selector(
@@ -159,7 +163,9 @@ async def _one_message(
                 break
             if record.done and _succeeded(failed):
                 break
-            if now >= deadline:
+            if now >= deadline and saved_at is None:
+                # Once the page has saved its answer, the wait is for the harness's own
+                # reports to catch up (above), which is not the target's time to spend.
                 break
             await asyncio.sleep(POLL_S)
     finally:
