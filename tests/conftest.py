@@ -15,6 +15,8 @@ from typing import Any
 import psutil
 import pytest
 
+from scenarios.stack.zygote import zygote_pid
+
 _MARK = "STREAMHARNESS_TEST_SESSION"
 # How long a process left at the end may take to exit by itself before it is reported;
 # tests/test_leftover_guard.py shortens it for the runs it nests (they leak on purpose).
@@ -61,9 +63,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _leftovers(mark: str, spare_children: bool) -> list[psutil.Process]:
     me = os.getpid()
+    # The zygote lives as long as the process that started it (its children do not).
+    zygote = zygote_pid()
     found = []
     for proc in psutil.process_iter():
-        if proc.pid == me:
+        if proc.pid in (me, zygote):
             continue
         if spare_children and proc.ppid() == me:
             continue  # an xdist controller's children are its workers, which check their own

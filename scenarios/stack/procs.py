@@ -4,6 +4,8 @@ The stack launcher starts mockllm, the server under test, the fault proxy and ng
 :func:`start_process`. Guarantees, because a harness that leaks servers poisons the next run:
 
 - stdout and stderr go to one log file per process (appended across restarts);
+- our own Python servers are forked from a process that has imported them already
+  (:mod:`scenarios.stack.zygote`), anything else is spawned;
 - readiness is the ``<name> listening on http://...`` line our CLIs print
   (:data:`mockllm.childproc.LISTENING_RE`, re-exported here), or a TCP connect for nginx,
   with a deadline; a child that dies first raises with the tail of its log;
@@ -36,6 +38,7 @@ from pathlib import Path
 
 from mockllm.childproc import LISTENING_RE, free_port
 from scenarios.errors import HarnessError
+from scenarios.stack.zygote import ForkedChild, fork_child, forkable
 
 __all__ = [
     "LISTENING_RE",
@@ -88,7 +91,7 @@ class ManagedProcess:
     argv: list[str]
     log_path: Path
     env: dict[str, str] | None = None
-    process: asyncio.subprocess.Process | None = None
+    process: asyncio.subprocess.Process | ForkedChild | None = None
     url: str | None = None
     starts: int = 0
     exit_codes: list[int] = field(default_factory=list)
@@ -106,6 +109,19 @@ class ManagedProcess:
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts + 1}: {' '.join(self.argv)}\n".encode())
             log.flush()
+        module = forkable(self.argv, self.env)
+        forked = None
+        if module is not None:
+            forked = await fork_child(module, self.argv[3:], self.env, self.log_path)
+        if forked is not None:
+            self.process = forked
+        else:
+            await self._spawn()
+        self.starts += 1
+        _live.add(self)
+
+    async def _spawn(self) -> None:
+        with self.log_path.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 *self.argv,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -115,8 +131,6 @@ class ManagedProcess:
                 start_new_session=True,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
-        self.starts += 1
-        _live.add(self)
 
     async def wait_line(self, pattern: re.Pattern[str], timeout_s: float, offset: int) -> str:
         """Poll the log (from byte ``offset``) for ``pattern``; return its first group."""

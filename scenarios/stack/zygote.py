@@ -1,0 +1,353 @@
+"""Our Python servers forked from a warm process, their modules already imported.
+
+Most of a stack child's start was Python importing: about 0.45 s of CPU for the reference
+server (FastAPI, pydantic), 0.2 s each for the mock and the fault proxy, on every stack a
+scenario run starts. The zygote, one per harness process and started on first use, imports
+them once; each child is then forked from it and runs its module as ``python -m`` would, with
+the argv, environment, working directory, log file and session of a spawned one, and its own
+process id the harness signals directly.
+
+Only ``python -m <one of RUNNABLE>`` with the harness's own interpreter and ``PYTHON*``
+environment (so no mutant on a ``PYTHONPATH`` of its own) is forked; anything else, and
+everything when the zygote cannot start, is spawned as before (:mod:`scenarios.stack.procs`).
+
+The zygote and the harness speak JSON lines over its stdin and stdout: a request
+``{"id", "module", "args", "env", "cwd", "log"}`` gets ``{"id", "pid"}`` (or ``{"id",
+"error"}``), and each child's exit is ``{"exit": pid, "code": c}`` (``-N``: signal N, as
+``asyncio`` reports it). The zygote dies with the harness (``PR_SET_PDEATHSIG``, and when its
+stdin closes), and its children with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import ctypes
+import importlib
+import itertools
+import json
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, Final
+
+__all__ = ["RUNNABLE", "ForkedChild", "fork_child", "forkable", "zygote_pid"]
+
+log = logging.getLogger(__name__)
+
+#: ``python -m`` module -> what the zygote imports for it.
+RUNNABLE: Final = {
+    "mockllm": "mockllm.cli",
+    "reference_server": "reference_server.cli",
+    "reference_server.naive": "reference_server.naive",
+    "scenarios.faultproxy": "scenarios.faultproxy.cli",
+}
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def forkable(argv: Sequence[str], env: Mapping[str, str] | None) -> str | None:
+    """The module ``argv`` runs, when the zygote can run it; else None."""
+    if len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-m" or argv[2] not in RUNNABLE:
+        return None
+    if env is not None:
+        # What the interpreter reads as it starts (PYTHONPATH, PYTHONHASHSEED, ...) is the
+        # zygote's: a child that asks for other values is spawned.
+        names = {k for k in (*env, *os.environ) if k.startswith("PYTHON")}
+        if any(env.get(k) != os.environ.get(k) for k in names):
+            return None
+    return argv[2]
+
+
+class ForkedChild:
+    """A forked child as :class:`scenarios.stack.procs.ManagedProcess` uses a process: the
+    subset of ``asyncio.subprocess.Process`` it needs."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.pid = 0
+        self.returncode: int | None = None
+        self._loop = loop
+        self._exited: asyncio.Future[None] = loop.create_future()
+
+    async def wait(self) -> int:
+        await asyncio.shield(self._exited)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:  # never a pid that may have been reused
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def _exit(self, code: int) -> None:
+        """Called from the zygote's reader thread."""
+
+        def settle() -> None:
+            self.returncode = code
+            if not self._exited.done():
+                self._exited.set_result(None)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self._loop.call_soon_threadsafe(settle)
+
+
+class _Zygote:
+    """The harness's side: one zygote process and the thread that reads what it says."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            # -c, not -m: run as __main__, this module would be a second copy of itself.
+            [sys.executable, "-c", "from scenarios.stack.zygote import serve; serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._requests: IO[bytes] = self.proc.stdin
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pending: dict[int, tuple[ForkedChild, concurrent.futures.Future[int]]] = {}
+        self._children: dict[int, ForkedChild] = {}
+        self.alive = True
+        threading.Thread(
+            target=self._read, args=(self.proc.stdout,), name="zygote", daemon=True
+        ).start()
+
+    def fork(
+        self, module: str, args: Sequence[str], env: Mapping[str, str], log_path: Path
+    ) -> tuple[ForkedChild, concurrent.futures.Future[int]]:
+        child = ForkedChild(asyncio.get_running_loop())
+        started: concurrent.futures.Future[int] = concurrent.futures.Future()
+        request = {
+            "module": module,
+            "args": list(args),
+            "env": dict(env),
+            "cwd": os.getcwd(),
+            "log": str(log_path),
+        }
+        with self._lock:
+            if not self.alive:
+                raise OSError("the zygote has exited")
+            number = next(self._ids)
+            self._pending[number] = (child, started)
+            self._requests.write(json.dumps({"id": number, **request}).encode() + b"\n")
+            self._requests.flush()
+        return child, started
+
+    def _read(self, replies: IO[bytes]) -> None:
+        for line in replies:
+            message = json.loads(line)
+            with self._lock:
+                if "exit" in message:
+                    exited = self._children.pop(message["exit"], None)
+                    if exited is not None:
+                        exited._exit(message["code"])
+                    continue
+                child, started = self._pending.pop(message["id"])
+                if "pid" in message:
+                    child.pid = message["pid"]
+                    self._children[child.pid] = child
+                    started.set_result(child.pid)
+                else:
+                    started.set_exception(OSError(message["error"]))
+        # The zygote is gone, and its children with it (their parent-death signal).
+        with self._lock:
+            self.alive = False
+            for _, started in self._pending.values():
+                started.set_exception(OSError("the zygote exited"))
+            for child in self._children.values():
+                child._exit(-signal.SIGTERM)
+            self._pending.clear()
+            self._children.clear()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._requests.close()  # its stdin at EOF: the zygote exits
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_zygote: _Zygote | None = None
+_zygote_failed = False
+_start_lock = threading.Lock()
+
+
+def _get_zygote() -> _Zygote | None:
+    global _zygote, _zygote_failed
+    with _start_lock:
+        if _zygote is None and not _zygote_failed:
+            try:
+                _zygote = _Zygote()
+            except OSError as exc:
+                _zygote_failed = True
+                log.warning("cannot start the zygote (%s); servers are spawned instead", exc)
+        return _zygote if _zygote is not None and _zygote.alive else None
+
+
+def zygote_pid() -> int | None:
+    """The zygote's process id, if this process started one (the test suite's leftover
+    check spares it: it lives as long as the harness process)."""
+    return _zygote.proc.pid if _zygote is not None else None
+
+
+@atexit.register
+def _stop_zygote() -> None:
+    if _zygote is not None:
+        _zygote.close()
+
+
+async def fork_child(
+    module: str, args: Sequence[str], env: Mapping[str, str] | None, log_path: Path
+) -> ForkedChild | None:
+    """Fork ``python -m module *args`` from the zygote, its output appended to ``log_path``;
+    None when there is no zygote to fork from (the caller spawns it)."""
+    zygote = _get_zygote()
+    if zygote is None:
+        return None
+    try:
+        child, started = zygote.fork(module, args, os.environ if env is None else env, log_path)
+        try:
+            await asyncio.shield(asyncio.wrap_future(started))
+        except asyncio.CancelledError:
+            # Nobody will stop a child whose start was abandoned: it must not serve on.
+            started.add_done_callback(_kill_once_started)
+            raise
+    except OSError as exc:
+        log.warning("the zygote could not fork %s (%s); spawning it instead", module, exc)
+        return None
+    return child
+
+
+def _kill_once_started(started: concurrent.futures.Future[int]) -> None:
+    if not started.cancelled() and started.exception() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(started.result(), signal.SIGKILL)
+
+
+# --- the zygote process ------------------------------------------------------------------
+
+
+def _run_child(request: dict[str, Any], zygote_fds: Sequence[int]) -> int:
+    """In the forked child: become what ``python -m module`` would be, run it, return its
+    exit status."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for fd in zygote_fds:
+        os.close(fd)
+    os.setsid()
+    _die_with_parent()
+    log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    null_fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null_fd, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    os.close(null_fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = [request["module"], *request["args"]]
+    import runpy
+
+    try:
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    return code
+
+
+def serve() -> None:
+    """The zygote's main: import, then fork children on request until stdin closes."""
+    _die_with_parent()
+    for name in RUNNABLE.values():
+        importlib.import_module(name)
+    import gc
+
+    # What the children inherit stays shared with the zygote (copy-on-write pages).
+    gc.collect()
+    gc.freeze()
+    requests, replies = sys.stdin.fileno(), sys.stdout.buffer
+    pending = b""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    selector.register(requests, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+
+    def say(message: dict[str, Any]) -> None:
+        replies.write(json.dumps(message).encode() + b"\n")
+        replies.flush()
+
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 4096)
+                while True:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    say({"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+                continue
+            data = os.read(requests, 1 << 16)
+            if not data:
+                return  # the harness is gone or done: the children get their SIGTERM
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                request = json.loads(line)
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    say({"id": request["id"], "error": str(exc)})
+                    continue
+                if pid == 0:
+                    code = 1
+                    try:
+                        selector.close()
+                        code = _run_child(request, zygote_fds=(wake_r, wake_w))
+                    finally:
+                        os._exit(code)
+                say({"id": request["id"], "pid": pid})

@@ -1,0 +1,92 @@
+"""The zygote: our servers forked with their modules imported, as a spawned one would run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from scenarios.stack.procs import ProcessStartError, start_process
+from scenarios.stack.zygote import ForkedChild, forkable, zygote_pid
+
+pytestmark = pytest.mark.integration
+
+MOCK = [sys.executable, "-m", "mockllm", "--host", "127.0.0.1", "--port", "0"]
+
+
+def test_only_our_servers_on_our_interpreter_and_path_are_forked() -> None:
+    assert forkable(MOCK, None) == "mockllm"
+    assert forkable(MOCK, dict(os.environ)) == "mockllm"
+    assert (
+        forkable([sys.executable, "-m", "reference_server.naive"], None) == "reference_server.naive"
+    )
+    # A mutant runs from a folder of its own, first on PYTHONPATH: it must be imported afresh.
+    assert forkable(MOCK, {**os.environ, "PYTHONPATH": "/tmp/mutant"}) is None
+    assert forkable(MOCK, {**os.environ, "PYTHONHASHSEED": "7"}) is None
+    assert forkable(["/usr/bin/python3", *MOCK[1:]], None) is None
+    assert forkable([sys.executable, "-m", "locust"], None) is None
+    assert forkable([sys.executable, "-c", "pass"], None) is None
+    assert forkable(["nginx", "-c", "x"], None) is None
+
+
+SERVER = [sys.executable, "-m", "reference_server", "--host", "127.0.0.1", "--port", "0"]
+SERVER += ["--upstream", "http://127.0.0.1:9/v1"]
+
+
+async def test_a_forked_server_gets_its_argv_log_and_session(tmp_path: Path) -> None:
+    server = await start_process("server", SERVER, log_dir=tmp_path)
+    try:
+        assert isinstance(server.process, ForkedChild)
+        child = psutil.Process(server.pid)
+        assert child.ppid() == zygote_pid()
+        assert os.getsid(child.pid) == child.pid  # a session of its own, as when spawned
+        assert child.cwd() == os.getcwd()
+        assert server.url is not None and server.url.startswith("http://127.0.0.1:")
+        async with asyncio.timeout(10):
+            reader, writer = await asyncio.open_connection(*server.url[7:].split(":"))
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            body = (await reader.read()).decode()
+            writer.close()
+        assert " 200 " in body.splitlines()[0], body
+    finally:
+        code = await server.stop(10)
+    assert code == 0  # a stop signal is a clean exit, as for a spawned server
+    log = server.log_path.read_text()
+    assert "--- start 1:" in log and "reference_server listening on http://127.0.0.1:" in log
+
+
+async def test_a_forked_server_that_fails_says_why_and_exits_with_its_status(
+    tmp_path: Path,
+) -> None:
+    # The environment it was given, not the zygote's, is what the server reads.
+    env = {**os.environ, "STREAMHARNESS_SERVER_DEFAULT_MAX_TOKENS": "-1"}
+    with pytest.raises(ProcessStartError) as failed:
+        await start_process("server", SERVER, log_dir=tmp_path, env=env, ready_timeout_s=20)
+    assert "exited with code 2" in str(failed.value)
+    assert "STREAMHARNESS_SERVER_DEFAULT_MAX_TOKENS: Input should be greater than 0" in str(
+        failed.value
+    )
+
+
+async def test_the_same_server_spawned_for_another_path_is_not_forked(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    mock = await start_process("mockllm", MOCK, log_dir=tmp_path, env=env)
+    try:
+        assert not isinstance(mock.process, ForkedChild)
+        assert psutil.Process(mock.pid).ppid() == os.getpid()
+    finally:
+        assert await mock.stop(10) == 0
+
+
+async def test_a_signal_death_is_reported_as_a_spawned_ones(tmp_path: Path) -> None:
+    mock = await start_process("mockllm", MOCK, log_dir=tmp_path)
+    assert isinstance(mock.process, ForkedChild)
+    os.kill(mock.pid or 0, signal.SIGKILL)
+    async with asyncio.timeout(10):
+        assert await mock.process.wait() == -signal.SIGKILL
+    assert not mock.running
