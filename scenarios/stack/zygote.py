@@ -124,7 +124,8 @@ class _Zygote:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._requests: IO[bytes] = self.proc.stdin
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the maps below, shared with the reader thread
+        self._write_lock = threading.Lock()  # one request at a time on the pipe
         self._pending: dict[int, tuple[ForkedChild, concurrent.futures.Future[int]]] = {}
         self._children: dict[int, ForkedChild] = {}
         self.alive = True
@@ -149,6 +150,9 @@ class _Zygote:
                 raise OSError("the zygote has exited")
             number = next(self._ids)
             self._pending[number] = (child, started)
+        # Not under the maps' lock: the reader thread must go on draining the replies while
+        # a request waits for room in the pipe.
+        with self._write_lock:
             self._requests.write(json.dumps({"id": number, **request}).encode() + b"\n")
             self._requests.flush()
         return child, started
