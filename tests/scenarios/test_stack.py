@@ -240,10 +240,12 @@ async def test_sse_through_nginx_is_not_buffered_and_resumes(
 _HOLD_STACK = """
 import asyncio, json, sys
 from scenarios.stack import Stack, StackSpec
+from scenarios.stack.zygote import zygote_pid
 
 async def main():
     async with Stack(StackSpec(target="naive"), log_dir=sys.argv[1]) as stack:
-        print(json.dumps([p.pid for p in stack.processes]), flush=True)
+        # The servers are forked from the zygote: it must not outlive the harness either.
+        print(json.dumps([p.pid for p in stack.processes] + [zygote_pid()]), flush=True)
         await asyncio.Event().wait()
 
 asyncio.run(main())
@@ -262,8 +264,9 @@ async def test_children_never_outlive_the_harness(tmp_path: Path, sig: int) -> N
         assert harness.stdout is not None
         async with asyncio.timeout(30):
             line = await harness.stdout.readline()
-        pids = json.loads(line)
-        children += [psutil.Process(pid) for pid in pids]
+        *pids, zygote = json.loads(line)
+        assert zygote is not None and all(psutil.Process(pid).ppid() == zygote for pid in pids)
+        children += [psutil.Process(pid) for pid in [*pids, zygote]]
         harness.send_signal(sig)
         async with asyncio.timeout(20):
             await harness.wait()
