@@ -44,12 +44,19 @@ if _NO_LANGSMITH not in os.environ.get("PYTEST_ADDOPTS", ""):
 def _temporary_files_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     # What the code under test puts in a temporary directory of its own (a failed scenario
     # run's logs, nginx's configuration) lands in pytest's base directory, which pytest
-    # prunes to its last runs, instead of piling up in /tmp.
-    tempfile.tempdir = str(tmp_path_factory.mktemp("tmp"))
+    # prunes to its last runs, instead of piling up in /tmp; the commands the tests run as
+    # processes of their own (streamharness run, bench, load) find it in TMPDIR.
+    base = str(tmp_path_factory.mktemp("tmp"))
+    previous = os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = base
     try:
         yield
     finally:
         tempfile.tempdir = None
+        if previous is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous
 
 
 def pytest_configure(config: pytest.Config) -> None:
