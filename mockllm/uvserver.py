@@ -4,7 +4,8 @@ uvicorn notices a stop request on its next 0.1 s tick, then pauses another 0.1 s
 connections can close, even when there are none. Every process of a stack (the mock, the
 server under test, the fault proxy) paid those 0.2 s on each stop, one tier after another,
 and a scenario run stops a stack every time (the test suite, hundreds of times). Here a stop
-request wakes the loop at once, and the pause is kept for connections that exist.
+request wakes the loop at once, and the pause is kept for connections (and requests) that
+exist.
 
 Behaviour is otherwise uvicorn's: the graceful shutdown, its timeout, the lifespan shutdown.
 """
@@ -68,11 +69,13 @@ class PromptServer(uvicorn.Server):
             should_exit = await self.on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self.server_state.connections:
-            await super().shutdown(sockets)  # their pause to close, then uvicorn's wait
+        if self.server_state.connections or self.server_state.tasks:
+            # Open connections get their pause to close, and requests still running (a
+            # client may hang up before its answer is ready) uvicorn's wait for them.
+            await super().shutdown(sockets)
             return
-        # No connection to ask to close (and none can arrive between the check and the
-        # close: both run in this one step of the loop), so no pause for them.
+        # Nothing to ask to close or to wait for (and nothing can arrive between the check
+        # and the close: both run in this one step of the loop), so no pause.
         for server in self.servers:
             server.close()
         for sock in sockets or []:

@@ -113,13 +113,12 @@ class _Zygote:
     """The harness's side: one zygote process and the thread that reads what it says."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
+        #: What the zygote's interpreter started with: a child must ask for the same.
+        self.env = dict(os.environ)
+        self.proc = _spawn_from_keeper_thread(
             # -c, not -m: run as __main__, this module would be a second copy of itself.
             [sys.executable, "-c", "from scenarios.stack.zygote import serve; serve()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            self.env,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._requests: IO[bytes] = self.proc.stdin
@@ -143,7 +142,8 @@ class _Zygote:
             "args": list(args),
             "env": dict(env),
             "cwd": os.getcwd(),
-            "log": str(log_path),
+            "log": os.path.abspath(log_path),
+            "zygote": self.proc.pid,
         }
         with self._lock:
             if not self.alive:
@@ -193,6 +193,38 @@ class _Zygote:
             self.proc.wait()
 
 
+def _spawn_from_keeper_thread(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the zygote from a thread that lives as long as this process: Linux sends the
+    parent-death signal when the *thread* that forked a child ends, so the zygote must not
+    be started by an event loop's worker thread, say, that ends before the harness does."""
+    started: list[subprocess.Popen[bytes] | OSError] = []
+    done = threading.Event()
+
+    def keep() -> None:
+        try:
+            started.append(
+                subprocess.Popen(
+                    argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                )
+            )
+        except OSError as exc:
+            started.append(exc)
+        done.set()
+        threading.Event().wait()  # until the process exits
+
+    threading.Thread(target=keep, name="zygote-parent", daemon=True).start()
+    done.wait()
+    [proc] = started
+    if isinstance(proc, OSError):
+        raise proc
+    return proc
+
+
 _zygote: _Zygote | None = None
 _zygote_failed = False
 _start_lock = threading.Lock()
@@ -230,6 +262,10 @@ async def fork_child(
     zygote = _get_zygote()
     if zygote is None:
         return None
+    asked = os.environ if env is None else env
+    names = {k for k in (*asked, *zygote.env) if k.startswith("PYTHON")}
+    if any(asked.get(k) != zygote.env.get(k) for k in names):
+        return None  # the zygote's interpreter started with other PYTHON* settings
     try:
         child, started = zygote.fork(module, args, os.environ if env is None else env, log_path)
         try:
@@ -256,23 +292,13 @@ def _kill_once_started(started: concurrent.futures.Future[int]) -> None:
 def _run_child(request: dict[str, Any], zygote_fds: Sequence[int]) -> int:
     """In the forked child: become what ``python -m module`` would be, run it, return its
     exit status."""
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for fd in zygote_fds:
-        os.close(fd)
-    os.setsid()
-    _die_with_parent()
-    log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    null_fd = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null_fd, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
-    os.close(null_fd)
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    sys.argv = [request["module"], *request["args"]]
+    import traceback
+
+    try:
+        _become_child(request, zygote_fds)
+    except BaseException:
+        traceback.print_exc()  # into the log when it is open, else the zygote's stderr
+        return 1
     import runpy
 
     try:
@@ -285,8 +311,6 @@ def _run_child(request: dict[str, Any], zygote_fds: Sequence[int]) -> int:
             print(exc.code, file=sys.stderr)
             code = 1
     except BaseException:
-        import traceback
-
         traceback.print_exc()
         code = 1
     with contextlib.suppress(Exception):
@@ -295,6 +319,31 @@ def _run_child(request: dict[str, Any], zygote_fds: Sequence[int]) -> int:
         with contextlib.suppress(Exception):
             stream.flush()
     return code
+
+
+def _become_child(request: dict[str, Any], zygote_fds: Sequence[int]) -> None:
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for fd in zygote_fds:
+        os.close(fd)
+    os.setsid()
+    _die_with_parent()
+    if os.getppid() != request["zygote"]:
+        os._exit(1)  # the zygote died before the signal was set: nobody would stop this one
+    os.chdir(request["cwd"])
+    log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    null_fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null_fd, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    os.close(null_fd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = [request["module"], *request["args"]]
+    # The zygote imported some -m modules themselves (reference_server.naive): run as
+    # __main__, they must be executed afresh, as python -m does (their imports stay warm).
+    sys.modules.pop(request["module"], None)
 
 
 def serve() -> None:

@@ -4,7 +4,10 @@ pause uvicorn grants open connections is skipped only when there are none."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +17,7 @@ import uvicorn
 
 from mockllm.listen import bind_socket
 from mockllm.uvserver import PromptServer
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +25,23 @@ pytestmark = pytest.mark.integration
 LONG_TICK_S = 120.0
 
 
+EVENTS: list[str] = []  # what the app saw happen, in order
+
+
 async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
+        EVENTS.append("lifespan shutdown")
         await send({"type": "lifespan.shutdown.complete"})
         return
+    if scope["path"] == "/slow":
+        try:
+            await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            EVENTS.append("request cancelled")
+            raise
+        EVENTS.append("request finished")
     headers = [(b"content-length", b"5")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b"hello"})
@@ -122,11 +137,50 @@ def test_an_open_connection_gets_uvicorns_graceful_shutdown(
         assert idle.recv(4096) == b"", "uvicorn closes the idle keep-alive connection"
 
 
-def test_a_stop_requested_before_serving_is_not_lost() -> None:
-    s = Serving()
-    s.server.request_exit()
-    s.thread.start()
+def test_a_request_whose_client_hung_up_is_finished_before_the_lifespan_ends(
+    serving: Serving, uvicorn_shutdowns: list[uvicorn.Server]
+) -> None:
+    EVENTS.clear()
+    with socket.create_connection(("127.0.0.1", serving.port), timeout=10) as conn:
+        conn.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: len(serving.server.server_state.tasks), what="the request running")
+    # The client is gone, its request is not: no connection left, one task.
+    wait_for(lambda: len(serving.server.server_state.connections), until=lambda n: n == 0)
+    serving.server.request_exit()
+    assert serving.stopped_within(10)
+    assert uvicorn_shutdowns == [serving.server]
+    assert EVENTS == ["request finished", "lifespan shutdown"]
+
+
+SIGNALLED = f"""
+import asyncio, uvicorn
+from mockllm.listen import bind_socket
+from mockllm.uvserver import PromptServer
+from tests.mockllm.test_uvserver import hello
+
+class Announcing(PromptServer):
+    tick_s = {LONG_TICK_S}
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets)
+        print("serving", flush=True)
+
+server = Announcing(uvicorn.Config(hello, log_level="warning", lifespan="on"))
+asyncio.run(server.serve(sockets=[bind_socket("127.0.0.1", 0)]))
+"""
+
+
+def test_a_stop_signal_ends_the_server_before_its_next_tick() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNALLED], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
-        assert s.stopped_within(10)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"serving\n"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)  # TimeoutExpired: the signal waited for the tick
     finally:
-        s.sock.close()
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

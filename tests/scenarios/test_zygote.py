@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from scenarios.stack.procs import ProcessStartError, start_process
+from scenarios.stack.procs import ProcessStartError, free_port, start_process
 from scenarios.stack.zygote import ForkedChild, forkable, zygote_pid
 
 pytestmark = pytest.mark.integration
@@ -38,15 +38,18 @@ SERVER = [sys.executable, "-m", "reference_server", "--host", "127.0.0.1", "--po
 SERVER += ["--upstream", "http://127.0.0.1:9/v1"]
 
 
-async def test_a_forked_server_gets_its_argv_log_and_session(tmp_path: Path) -> None:
-    server = await start_process("server", SERVER, log_dir=tmp_path)
+async def test_a_forked_server_gets_its_arguments_log_and_session(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [*SERVER]
+    argv[argv.index("--port") + 1] = str(port)
+    server = await start_process("server", argv, log_dir=tmp_path)
     try:
         assert isinstance(server.process, ForkedChild)
         child = psutil.Process(server.pid)
         assert child.ppid() == zygote_pid()
         assert os.getsid(child.pid) == child.pid  # a session of its own, as when spawned
         assert child.cwd() == os.getcwd()
-        assert server.url is not None and server.url.startswith("http://127.0.0.1:")
+        assert server.url == f"http://127.0.0.1:{port}"
         async with asyncio.timeout(10):
             reader, writer = await asyncio.open_connection(*server.url[7:].split(":"))
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -90,3 +93,42 @@ async def test_a_signal_death_is_reported_as_a_spawned_ones(tmp_path: Path) -> N
     async with asyncio.timeout(10):
         assert await mock.process.wait() == -signal.SIGKILL
     assert not mock.running
+
+
+async def test_a_relative_log_directory_is_the_harness_s_not_the_zygote_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await start_process("mockllm", MOCK, log_dir=tmp_path / "first")  # the zygote runs
+    await first.stop(10)
+    monkeypatch.chdir(tmp_path)
+    mock = await start_process("mockllm", MOCK, log_dir=Path("relative"))
+    try:
+        assert isinstance(mock.process, ForkedChild)
+        log = (tmp_path / "relative" / "mockllm.log").read_text()
+        assert "mockllm listening on" in log
+    finally:
+        await mock.stop(10)
+
+
+async def test_a_module_the_zygote_imported_runs_as_python_m_would(tmp_path: Path) -> None:
+    naive = [sys.executable, "-m", "reference_server.naive", "--port", "0"]
+    server = await start_process("naive", naive, log_dir=tmp_path)
+    try:
+        assert isinstance(server.process, ForkedChild)
+    finally:
+        await server.stop(10)
+    # runpy warns when the module it runs as __main__ is imported already.
+    assert "RuntimeWarning" not in server.log_path.read_text()
+
+
+async def test_interpreter_settings_the_zygote_started_without_mean_a_spawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await start_process("mockllm", MOCK, log_dir=tmp_path)  # the zygote runs
+    await first.stop(10)
+    monkeypatch.setenv("PYTHONWARNINGS", "error")
+    mock = await start_process("mockllm", MOCK, log_dir=tmp_path)
+    try:
+        assert not isinstance(mock.process, ForkedChild)
+    finally:
+        await mock.stop(10)
