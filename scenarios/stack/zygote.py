@@ -30,6 +30,7 @@ import itertools
 import json
 import logging
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -173,15 +174,18 @@ class _Zygote:
                     started.set_result(child.pid)
                 else:
                     started.set_exception(OSError(message["error"]))
-        # The zygote is gone, and its children with it (their parent-death signal).
+        # The zygote is gone. Its children got their parent-death SIGTERM and may still be
+        # shutting down: each counts as exited once it is gone (with that signal as its
+        # status: the real one went to whoever reaped it).
         with self._lock:
             self.alive = False
             for _, started in self._pending.values():
                 started.set_exception(OSError("the zygote exited"))
-            for child in self._children.values():
-                child._exit(-signal.SIGTERM)
+            orphans = list(self._children.values())
             self._pending.clear()
             self._children.clear()
+        for child in orphans:
+            _report_when_gone(child)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -191,6 +195,23 @@ class _Zygote:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _report_when_gone(child: ForkedChild) -> None:
+    try:
+        pidfd = os.pidfd_open(child.pid)
+    except OSError:  # gone already (ProcessLookupError), or no pidfd on this system
+        child._exit(-signal.SIGTERM)
+        return
+
+    def wait() -> None:
+        try:
+            select.select([pidfd], [], [])  # readable once the process has exited
+        finally:
+            os.close(pidfd)
+        child._exit(-signal.SIGTERM)
+
+    threading.Thread(target=wait, name=f"orphan-{child.pid}", daemon=True).start()
 
 
 def _spawn_from_keeper_thread(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

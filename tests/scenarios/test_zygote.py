@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from scenarios.stack import zygote
 from scenarios.stack.procs import ProcessStartError, free_port, start_process
 from scenarios.stack.zygote import ForkedChild, forkable, zygote_pid
 
@@ -130,5 +131,42 @@ async def test_interpreter_settings_the_zygote_started_without_mean_a_spawn(
     mock = await start_process("mockllm", MOCK, log_dir=tmp_path)
     try:
         assert not isinstance(mock.process, ForkedChild)
+    finally:
+        await mock.stop(10)
+
+
+async def test_a_child_left_by_a_dead_zygote_counts_as_exited_once_it_is_gone() -> None:
+    stand_in = await asyncio.create_subprocess_exec("sleep", "60")
+    try:
+        child = ForkedChild(asyncio.get_running_loop())
+        child.pid = stand_in.pid
+        zygote._report_when_gone(child)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(child.wait(), 0.3)  # still running: not exited yet
+        stand_in.kill()
+        async with asyncio.timeout(10):
+            assert await child.wait() == -signal.SIGTERM
+    finally:
+        if stand_in.returncode is None:
+            stand_in.kill()
+        await stand_in.wait()
+
+
+async def test_a_killed_zygote_takes_its_children_along_and_later_servers_are_spawned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(zygote, "_zygote", None)  # a zygote of this test's own
+    mock = await start_process("mockllm", MOCK, log_dir=tmp_path / "forked")
+    try:
+        assert isinstance(mock.process, ForkedChild)
+        os.kill(zygote.zygote_pid() or 0, signal.SIGKILL)
+        async with asyncio.timeout(15):
+            await mock.process.wait()  # its parent-death signal stopped it
+        assert not mock.running
+        again = await start_process("mockllm", MOCK, log_dir=tmp_path / "spawned")
+        try:
+            assert not isinstance(again.process, ForkedChild)
+        finally:
+            assert await again.stop(10) == 0
     finally:
         await mock.stop(10)
