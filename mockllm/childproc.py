@@ -5,7 +5,8 @@ baselines) prints ``<name> listening on http://HOST:PORT`` once it accepts conne
 parent can start it on port 0 and learn where it went. :data:`LISTENING_RE` reads that line;
 :func:`start_child` starts a program and waits for it (synchronously, for benches and
 tests); :func:`stop_process` stops any child; :func:`free_port` is for programs that cannot
-bind port 0 themselves.
+bind port 0 themselves; :func:`die_with_parent`, called in a child, has the kernel stop it when
+its parent dies.
 
 The harness's own launcher (``scenarios.stack.procs``: asyncio, log files, ``PR_SET_PDEATHSIG``)
 reuses :data:`LISTENING_RE` and :func:`free_port` from here; it lives in ``mockllm`` because
@@ -14,20 +15,38 @@ reuses :data:`LISTENING_RE` and :func:`free_port` from here; it lives in ``mockl
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import re
+import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-__all__ = ["LISTENING_RE", "Child", "free_port", "start_child", "stop_process"]
+__all__ = ["LISTENING_RE", "Child", "die_with_parent", "free_port", "start_child", "stop_process"]
 
 #: The line a server prints once listening; group 1 is its URL (``http://HOST:PORT``).
 LISTENING_RE: Final = re.compile(r"listening on (http://\S+)")
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def die_with_parent() -> None:
+    """In a child: SIGTERM from the kernel when its parent dies, even by SIGKILL (Linux's
+    ``PR_SET_PDEATHSIG``; nothing elsewhere). Safe between fork and exec (a ``preexec_fn``).
+
+    The signal follows the parent *thread* that forked the child, and a parent that died
+    before this call sends none: a caller that must not outlive it checks ``os.getppid()``.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -15,7 +15,6 @@ whose parent dies gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``), so none o
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import multiprocessing
@@ -29,6 +28,7 @@ from types import FrameType
 from typing import Final
 
 from mockllm.app import MockApp, MockConfig
+from mockllm.childproc import die_with_parent
 from mockllm.cluster import Cluster
 from mockllm.listen import bind_socket
 from mockllm.server import DRAIN_TIMEOUT_S, make_uvicorn_server
@@ -40,7 +40,6 @@ __all__ = ["listeners", "run_workers"]
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 # How long a stopping worker may take beyond its drain before it is killed.
 _STOP_GRACE_S: Final = DRAIN_TIMEOUT_S + 5.0
-_PR_SET_PDEATHSIG: Final = 1
 
 
 def _wake_only(signum: int, frame: FrameType | None) -> None:
@@ -162,9 +161,7 @@ def _stop_all(workers: list[multiprocessing.process.BaseProcess]) -> None:
 
 def _die_with(parent: int) -> None:
     """SIGTERM when the parent dies, even by SIGKILL (Linux); exit if it already has."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent()
     if os.getppid() != parent:
         os._exit(1)
 

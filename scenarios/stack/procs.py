@@ -26,17 +26,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import os
 import re
 import signal
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mockllm.childproc import LISTENING_RE, free_port
+from mockllm.childproc import LISTENING_RE, die_with_parent, free_port
 from scenarios.errors import HarnessError
 from scenarios.stack.zygote import ForkedChild, fork_child, forkable
 
@@ -59,14 +57,7 @@ class ProcessStartError(StackError):
     """A child process did not become ready."""
 
 
-_PR_SET_PDEATHSIG = 1
 _live: set[ManagedProcess] = set()
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @atexit.register
@@ -109,7 +100,7 @@ class ManagedProcess:
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts + 1}: {' '.join(self.argv)}\n".encode())
             log.flush()
-        module = forkable(self.argv, self.env)
+        module = forkable(self.argv)
         forked = None
         if module is not None:
             forked = await fork_child(module, self.argv[3:], self.env, self.log_path)
@@ -129,7 +120,7 @@ class ManagedProcess:
                 stderr=asyncio.subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent,
             )
 
     async def wait_line(self, pattern: re.Pattern[str], timeout_s: float, offset: int) -> str:

@@ -24,7 +24,6 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
-import ctypes
 import importlib
 import itertools
 import json
@@ -40,7 +39,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
-__all__ = ["RUNNABLE", "ForkedChild", "fork_child", "forkable", "zygote_pid"]
+from mockllm.childproc import die_with_parent
+
+__all__ = [
+    "RUNNABLE",
+    "ForkedChild",
+    "fork_child",
+    "forkable",
+    "interpreter_settings_differ",
+    "zygote_pid",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,26 +59,21 @@ RUNNABLE: Final = {
     "reference_server.naive": "reference_server.naive",
     "scenarios.faultproxy": "scenarios.faultproxy.cli",
 }
-_PR_SET_PDEATHSIG: Final = 1
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def forkable(argv: Sequence[str], env: Mapping[str, str] | None) -> str | None:
-    """The module ``argv`` runs, when the zygote can run it; else None."""
+def forkable(argv: Sequence[str]) -> str | None:
+    """The module ``argv`` runs, when it is one the zygote runs; else None."""
     if len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-m" or argv[2] not in RUNNABLE:
         return None
-    if env is not None:
-        # What the interpreter reads as it starts (PYTHONPATH, PYTHONHASHSEED, ...) is the
-        # zygote's: a child that asks for other values is spawned.
-        names = {k for k in (*env, *os.environ) if k.startswith("PYTHON")}
-        if any(env.get(k) != os.environ.get(k) for k in names):
-            return None
     return argv[2]
+
+
+def interpreter_settings_differ(asked: Mapping[str, str], started: Mapping[str, str]) -> bool:
+    """Whether an environment asks for other ``PYTHON*`` values (PYTHONPATH, PYTHONHASHSEED,
+    ...) than the one the zygote's interpreter started with: what an interpreter reads as it
+    starts, a forked child cannot change, so such a child is spawned."""
+    names = {k for k in (*asked, *started) if k.startswith("PYTHON")}
+    return any(asked.get(k) != started.get(k) for k in names)
 
 
 class ForkedChild:
@@ -91,9 +94,6 @@ class ForkedChild:
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:  # never a pid that may have been reused
             os.kill(self.pid, sig)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -230,7 +230,7 @@ def _spawn_from_keeper_thread(argv: list[str], env: dict[str, str]) -> subproces
                     stdout=subprocess.PIPE,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                    preexec_fn=die_with_parent,
                 )
             )
         except OSError as exc:
@@ -284,11 +284,10 @@ async def fork_child(
     if zygote is None:
         return None
     asked = os.environ if env is None else env
-    names = {k for k in (*asked, *zygote.env) if k.startswith("PYTHON")}
-    if any(asked.get(k) != zygote.env.get(k) for k in names):
-        return None  # the zygote's interpreter started with other PYTHON* settings
+    if interpreter_settings_differ(asked, zygote.env):
+        return None
     try:
-        child, started = zygote.fork(module, args, os.environ if env is None else env, log_path)
+        child, started = zygote.fork(module, args, asked, log_path)
         try:
             await asyncio.shield(asyncio.wrap_future(started))
         except asyncio.CancelledError:
@@ -348,7 +347,7 @@ def _become_child(request: dict[str, Any], zygote_fds: Sequence[int]) -> None:
     for fd in zygote_fds:
         os.close(fd)
     os.setsid()
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != request["zygote"]:
         os._exit(1)  # the zygote died before the signal was set: nobody would stop this one
     os.chdir(request["cwd"])
@@ -369,7 +368,6 @@ def _become_child(request: dict[str, Any], zygote_fds: Sequence[int]) -> None:
 
 def serve() -> None:
     """The zygote's main: import, then fork children on request until stdin closes."""
-    _die_with_parent()
     for name in RUNNABLE.values():
         importlib.import_module(name)
     import gc

@@ -68,20 +68,13 @@ class Serving:
 def serving() -> Iterator[Serving]:
     s = Serving()
     s.thread.start()
-    started = threading.Event()
-    threading.Thread(target=lambda: _wait_started(s, started), daemon=True).start()
-    assert started.wait(10), "the server did not start"
+    wait_for(lambda: s.server.started or not s.thread.is_alive(), what="the server started")
+    assert s.server.started, "the server thread ended before serving"
     yield s
     s.server.force_exit = True
     s.server.request_exit()
     s.thread.join(10)
     s.sock.close()
-
-
-def _wait_started(s: Serving, started: threading.Event) -> None:
-    while not s.server.started and s.thread.is_alive():
-        threading.Event().wait(0.005)
-    started.set()
 
 
 def _get_and_close(port: int) -> bytes:

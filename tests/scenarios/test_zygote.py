@@ -13,7 +13,12 @@ import pytest
 
 from scenarios.stack import zygote
 from scenarios.stack.procs import ProcessStartError, free_port, start_process
-from scenarios.stack.zygote import ForkedChild, forkable, zygote_pid
+from scenarios.stack.zygote import (
+    ForkedChild,
+    forkable,
+    interpreter_settings_differ,
+    zygote_pid,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -21,18 +26,18 @@ MOCK = [sys.executable, "-m", "mockllm", "--host", "127.0.0.1", "--port", "0"]
 
 
 def test_only_our_servers_on_our_interpreter_and_path_are_forked() -> None:
-    assert forkable(MOCK, None) == "mockllm"
-    assert forkable(MOCK, dict(os.environ)) == "mockllm"
-    assert (
-        forkable([sys.executable, "-m", "reference_server.naive"], None) == "reference_server.naive"
-    )
+    assert forkable(MOCK) == "mockllm"
+    assert forkable([sys.executable, "-m", "reference_server.naive"]) == "reference_server.naive"
+    assert forkable(["/usr/bin/python3", *MOCK[1:]]) is None
+    assert forkable([sys.executable, "-m", "locust"]) is None
+    assert forkable([sys.executable, "-c", "pass"]) is None
+    assert forkable(["nginx", "-c", "x"]) is None
+    started = dict(os.environ)
+    assert not interpreter_settings_differ(dict(os.environ), started)
+    assert not interpreter_settings_differ({**os.environ, "STREAMHARNESS_X": "1"}, started)
     # A mutant runs from a folder of its own, first on PYTHONPATH: it must be imported afresh.
-    assert forkable(MOCK, {**os.environ, "PYTHONPATH": "/tmp/mutant"}) is None
-    assert forkable(MOCK, {**os.environ, "PYTHONHASHSEED": "7"}) is None
-    assert forkable(["/usr/bin/python3", *MOCK[1:]], None) is None
-    assert forkable([sys.executable, "-m", "locust"], None) is None
-    assert forkable([sys.executable, "-c", "pass"], None) is None
-    assert forkable(["nginx", "-c", "x"], None) is None
+    assert interpreter_settings_differ({**os.environ, "PYTHONPATH": "/tmp/mutant"}, started)
+    assert interpreter_settings_differ({**os.environ, "PYTHONHASHSEED": "7"}, started)
 
 
 SERVER = [sys.executable, "-m", "reference_server", "--host", "127.0.0.1", "--port", "0"]
