@@ -9,7 +9,7 @@ is never used: ``executable_path`` is Debian's ``/usr/bin/chromium`` (or
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scenarios.browser.bundle import CACHE_NAME, FRONTEND_DIR, ensure_bundle, sources_hash
@@ -47,6 +47,18 @@ class BrowserSession:
     playwright: Any
     browser: Any  # playwright.async_api.Browser
     static: StaticServer
+    contexts: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+
+    async def context_of(self, group: str, viewport: dict[str, int]) -> Any:
+        """The browser context of a client group, made by its first page: a group's pages
+        are tabs of one browser profile (cookies and storage shared, as a user's tabs share
+        them), and pages in one context start far faster than one context each (20 pages
+        here: about 3 s against 9 s). Closed with the browser."""
+        context = self.contexts.get(group)
+        if context is None:
+            context = asyncio.ensure_future(self.browser.new_context(viewport=viewport))
+            self.contexts[group] = context
+        return await asyncio.shield(context)
 
     @property
     def pages_url(self) -> str:

@@ -1,6 +1,7 @@
-"""The browser driver's wait for one answer, on a stand-in page whose frames reach the harness
-late: with 20 Chromium pages on a loaded 2-core machine, Playwright reported a page's
-WebSocket frames seconds after the page had shown and saved the answer."""
+"""The browser driver's wait for one answer, on stand-in pages that are late the way Chromium
+pages were on a loaded 2-core machine with 20 of them open: Playwright reported a page's
+WebSocket frames seconds after the page had shown and saved the answer, and pages took many
+seconds to connect."""
 
 from __future__ import annotations
 
@@ -39,15 +40,19 @@ class _Locator:
 
 
 class LaggingPage:
-    """A page that saves the answer at once, while the frames that carried it are reported
-    to the harness ``FRAMES_LAG_S`` later."""
+    """A page that connects ``connect_s`` after it is asked to and, once sent a message,
+    saves the answer ``answer_s`` later, while the frames that carried it are reported to the
+    harness ``frames_lag_s`` after that."""
 
-    def __init__(self, log: PageLog) -> None:
+    def __init__(
+        self, log: PageLog, connect_s: float = 0.0, answer_s: float = 0.0, frames_lag_s: float = 0.0
+    ) -> None:
         self.log = log
         self.saved = asyncio.Event()
+        self.connect_s, self.answer_s, self.frames_lag_s = connect_s, answer_s, frames_lag_s
 
     async def wait_for_selector(self, selector: str, **options: float) -> None:
-        return None
+        await asyncio.sleep(self.connect_s)  # the page's own start-up, simulated
 
     def locator(self, selector: str) -> _Locator:
         return _Locator(self, selector)
@@ -55,14 +60,16 @@ class LaggingPage:
     async def fill(self, selector: str, text: str) -> None:
         return None
 
-    async def click(self, selector: str) -> None:
+    async def press(self, selector: str, key: str) -> None:
+        assert key == "Enter"
         self._frame(sent=True, payload=json.dumps({"type": "chat"}))
-        self.saved.set()
         loop = asyncio.get_running_loop()
+        loop.call_later(self.answer_s, self.saved.set)
+        lag = self.answer_s + self.frames_lag_s
         for token in ANSWER:
             payload = json.dumps({"type": "token", "content": token})
-            loop.call_later(FRAMES_LAG_S, self._frame, False, payload)
-        loop.call_later(FRAMES_LAG_S, self._frame, False, json.dumps({"type": "end"}))
+            loop.call_later(lag, self._frame, False, payload)
+        loop.call_later(lag, self._frame, False, json.dumps({"type": "end"}))
 
     def _frame(self, sent: bool, payload: str) -> None:
         self.log.frames.append(Frame(time.perf_counter(), time.time(), 0, sent, payload))
@@ -74,7 +81,7 @@ class LaggingPage:
         return []
 
 
-def test_frames_reported_after_the_deadline_still_count_once_the_page_saved_its_answer() -> None:
+def _one_message(**lateness: float) -> StreamState:
     plan = ClientPlan(0, "tabs", 0, "c0", "browser", 0.0, (), ("hi",))
     state = StreamState(plan, 0)
     ctx = SimpleNamespace(
@@ -85,11 +92,30 @@ def test_frames_reported_after_the_deadline_still_count_once_the_page_saved_its_
 
     async def drive() -> None:
         log = PageLog()
-        page = LaggingPage(log)
-        await one_message(ctx, page, log, state, "tutorial", time.perf_counter() + 60)
+        await one_message(ctx, LaggingPage(log, **lateness), log, state, "tutorial")
 
     asyncio.run(asyncio.wait_for(drive(), 30))
+    return state
+
+
+def test_frames_reported_after_the_deadline_still_count_once_the_page_saved_its_answer() -> None:
+    state = _one_message(frames_lag_s=FRAMES_LAG_S)
     [record] = state.records
     assert record.outcome == "completed", (record.outcome, state.notes)
     assert record.text == "".join(ANSWER)
     assert state.saved == "".join(ANSWER)
+
+
+def test_a_page_slow_to_connect_still_gets_the_whole_timeout_from_sending() -> None:
+    # Connecting takes longer than the message's timeout; the answer comes well within the
+    # timeout counted from sending. (Counted from the page's start, it would time out.)
+    state = _one_message(connect_s=3 * TIMEOUT_S, answer_s=TIMEOUT_S / 3)
+    [record] = state.records
+    assert record.outcome == "completed", (record.outcome, state.notes)
+    assert state.saved == "".join(ANSWER)
+
+
+def test_a_page_that_answers_too_late_times_out() -> None:
+    state = _one_message(answer_s=3 * TIMEOUT_S)
+    [record] = state.records
+    assert record.outcome == "timeout" and state.saved is None
