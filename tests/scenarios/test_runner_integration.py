@@ -6,6 +6,7 @@ server, and every scenario aimed at a flaw of the naive server must fail on it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -92,8 +93,10 @@ def _masked(reason: str) -> str:
 async def test_naive_gets_the_verdicts_it_expects_and_the_same_as_a_url_target(
     name: str, naive_by_url: RunOptions
 ) -> None:
-    builtin = await _run(name, "naive")
-    by_url = await run_scenario(CATALOGUE[name], SEED, naive_by_url)
+    # Side by side: each run mostly waits on its paced streams and deadlines.
+    builtin, by_url = await asyncio.gather(
+        _run(name, "naive"), run_scenario(CATALOGUE[name], SEED, naive_by_url)
+    )
     assert builtin.verdict in ("pass", "fail", "skip"), render_scenario_text(builtin)
     assert builtin.as_expected is not False, render_scenario_text(builtin)
     if builtin.verdict == "fail":

@@ -42,6 +42,9 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     # A first run installs LiteLLM (about a minute on a fast index) inside the first test.
     pytest.mark.timeout(litellm.INSTALL_TIMEOUT_S + 300),
+    # One worker runs them all (``--dist loadgroup``), so the proxy starts once (about 8 s
+    # and as many CPU seconds), not once on every worker that gets one of them.
+    pytest.mark.xdist_group("litellm_proxy"),
 ]
 
 MODEL = "gpt-4o-mini"

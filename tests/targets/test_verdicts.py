@@ -138,6 +138,7 @@ async def litellm_target(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
 
 
 @pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.xdist_group("litellm_verdicts")  # one worker, so one proxy start (about 8 s)
 @pytest.mark.parametrize("case", LITELLM_CASES, ids=lambda c: c.scenario)
 async def test_litellm_verdict(case: Case, litellm_target: RunOptions) -> None:
     result = await run_scenario(CATALOGUE[case.scenario], SEED, litellm_target)
