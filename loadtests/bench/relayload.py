@@ -33,6 +33,7 @@ from websockets.typing import Subprotocol
 from mockllm.childproc import start_child, stop_process
 from mockllm.cliargs import CommandParser
 from mockllm.percentiles import percentile
+from reference_server.wire import PROTOCOL_V1
 
 
 def _start(args: list[str], cwd: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
@@ -56,7 +57,7 @@ async def _user(
 ) -> None:
     async with connect(
         f"{url}/ws/chat/load",
-        subprotocols=[Subprotocol("llm-stream.v1")],
+        subprotocols=[Subprotocol(PROTOCOL_V1)],
         compression="deflate" if deflate else None,
         max_queue=None,
     ) as ws:

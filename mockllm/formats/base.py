@@ -44,7 +44,7 @@ Headers = list[tuple[bytes, bytes]]
 SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
-    # nginx buffers a stream unless told not to (DESIGN.md section 9).
+    # nginx buffers a proxied response unless told not to (docs/stack.md, nginx settings).
     (b"x-accel-buffering", b"no"),
 ]
 # OpenAI's rate-limit headers, on every answer of an OpenAI format.
