@@ -23,7 +23,7 @@ from scenarios.clients.records import StreamRecord
 from scenarios.drivers.base import ClientContext, StreamState, TargetUnreachable
 from scenarios.profiles.schema import Profile
 
-__all__ = ["drive_browser", "one_message", "page_client"]
+__all__ = ["drive_browser", "one_message", "page_client", "submit"]
 
 VIEWPORT = {"width": 900, "height": 700}
 # How often the frames Playwright reported are read into the record (no DevTools call).
@@ -35,6 +35,11 @@ CATCH_UP_S = 5.0
 # Added to ``timeout_s`` for the page to connect before a message is sent.
 CONNECT_GRACE_S = 5.0
 STATUS_OPEN = '[data-testid="status"][data-state="open"]'
+PROMPT = '[data-testid="prompt"]'
+SEND_ENABLED = '[data-testid="send"]:not([disabled])'
+PROMPT_EMPTY = "() => document.querySelector('[data-testid=\"prompt\"]').value === ''"
+# How long a page has to empty its input after Enter before the key counts as ignored.
+SUBMIT_CHECK_S = 1.0
 ASSISTANT = '[data-testid="history"] [data-testid="message"][data-role="assistant"]'
 ERROR = '[data-testid="error"]'
 
@@ -115,18 +120,16 @@ async def one_message(
         return
     answers = page.locator(ASSISTANT)
     saved_before = await answers.count()
-    await page.fill('[data-testid="prompt"]', state.prompt)
+    await page.fill(PROMPT, state.prompt)
     mark = len(log.frames)
     sockets_before = len(log.sockets)
     record.sent_at, record.sent_at_epoch = time.perf_counter(), time.time()
     submitted_epoch = record.sent_at_epoch
     ctx.track(state, record)
-    # Enter submits the form as the Send button does. A click would first wait for the
-    # button to stay still, and on a page whose streaming text grows (another tab's tokens
-    # on a shared id) it moves for seconds.
-    await page.press('[data-testid="prompt"]', "Enter")
-    # The stream's time starts when the message is sent, not when the page began loading.
-    deadline = record.sent_at + ctx.group.timeout_s
+    if not await submit(page, time.perf_counter() + ctx.group.timeout_s + CONNECT_GRACE_S):
+        state.notes.append("the page never took the message (its Send button stayed disabled)")
+    # The stream's time starts when the page took the message, not when it began loading.
+    deadline = time.perf_counter() + ctx.group.timeout_s
     reader: TutorialPageReader | V1PageReader = (
         V1PageReader(record) if client == "v1" else TutorialPageReader(record, record.sent_at)
     )
@@ -193,6 +196,32 @@ async def one_message(
     if len(texts) > saved_before:
         state.saved = texts[saved_before]
     state.shown = [(t, text) for t, text in await shown(page) if t >= submitted_epoch]
+
+
+async def submit(page: Any, until: float) -> bool:
+    """Press Enter in the prompt until the page takes the message (its form empties the
+    input), as a person presses again; False if ``until`` passes first.
+
+    Enter submits the form as the Send button does. A click would first wait for the button
+    to stay still, and on a page whose streaming text grows (another tab's tokens on a shared
+    id) it moves for seconds. But a form whose Send button is disabled ignores Enter, and the
+    connection can drop (a server restart) between the check and the key, so the key is
+    pressed again once the button is enabled.
+    """
+    while True:
+        await page.press(PROMPT, "Enter")
+        try:
+            await page.wait_for_function(PROMPT_EMPTY, timeout=SUBMIT_CHECK_S * 1000)
+            return True
+        except Exception:  # Playwright's TimeoutError: the form did not take it
+            pass
+        left = until - time.perf_counter()
+        if left <= 0:
+            return False
+        try:
+            await page.wait_for_selector(SEND_ENABLED, timeout=left * 1000)
+        except Exception:
+            return False
 
 
 def _succeeded(task: asyncio.Future[None]) -> bool:

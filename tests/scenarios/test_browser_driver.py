@@ -45,11 +45,20 @@ class LaggingPage:
     harness ``frames_lag_s`` after that."""
 
     def __init__(
-        self, log: PageLog, connect_s: float = 0.0, answer_s: float = 0.0, frames_lag_s: float = 0.0
+        self,
+        log: PageLog,
+        connect_s: float = 0.0,
+        answer_s: float = 0.0,
+        frames_lag_s: float = 0.0,
+        ignored_presses: int = 0,
     ) -> None:
         self.log = log
         self.saved = asyncio.Event()
         self.connect_s, self.answer_s, self.frames_lag_s = connect_s, answer_s, frames_lag_s
+        # Enter pressed while the Send button is disabled (the connection just dropped).
+        self.ignored_presses = ignored_presses
+        self.presses = 0
+        self.taken = False
 
     async def wait_for_selector(self, selector: str, **options: float) -> None:
         await asyncio.sleep(self.connect_s)  # the page's own start-up, simulated
@@ -60,8 +69,17 @@ class LaggingPage:
     async def fill(self, selector: str, text: str) -> None:
         return None
 
+    async def wait_for_function(self, script: str, **options: float) -> None:
+        if not self.taken:
+            raise TimeoutError("the prompt still holds the message")
+
     async def press(self, selector: str, key: str) -> None:
         assert key == "Enter"
+        self.presses += 1
+        if self.presses <= self.ignored_presses:
+            return
+        assert not self.taken, "Enter pressed again after the page took the message"
+        self.taken = True
         self._frame(sent=True, payload=json.dumps({"type": "chat"}))
         loop = asyncio.get_running_loop()
         loop.call_later(self.answer_s, self.saved.set)
@@ -81,7 +99,7 @@ class LaggingPage:
         return []
 
 
-def _one_message(**lateness: float) -> StreamState:
+def _one_message(**lateness: Any) -> StreamState:
     plan = ClientPlan(0, "tabs", 0, "c0", "browser", 0.0, (), ("hi",))
     state = StreamState(plan, 0)
     ctx = SimpleNamespace(
@@ -92,7 +110,9 @@ def _one_message(**lateness: float) -> StreamState:
 
     async def drive() -> None:
         log = PageLog()
-        await one_message(ctx, LaggingPage(log, **lateness), log, state, "tutorial")
+        page = LaggingPage(log, **lateness)
+        await one_message(ctx, page, log, state, "tutorial")
+        state.notes.append(f"{page.presses} presses")
 
     asyncio.run(asyncio.wait_for(drive(), 30))
     return state
@@ -119,3 +139,10 @@ def test_a_page_that_answers_too_late_times_out() -> None:
     state = _one_message(answer_s=3 * TIMEOUT_S)
     [record] = state.records
     assert record.outcome == "timeout" and state.saved is None
+
+
+def test_enter_pressed_while_the_page_ignores_it_is_pressed_again() -> None:
+    state = _one_message(ignored_presses=2)
+    [record] = state.records
+    assert record.outcome == "completed", (record.outcome, state.notes)
+    assert state.saved == "".join(ANSWER) and state.notes == ["3 presses"]
