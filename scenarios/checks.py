@@ -440,7 +440,10 @@ def _upstream_stopped(check: model.UpstreamStoppedAfterCancel, obs: RunObservati
             continue
         for e in entries:
             if e.ended_at is None:
-                bad.append(f"{s.key}: upstream request {e.id} was still running")
+                bad.append(
+                    f"{s.key}: upstream request {e.id} was still running when the run ended "
+                    f"({e.tokens_sent} tokens sent by then)"
+                )
                 continue
             late = (e.ended_at - cancel) * 1000
             worst = max(worst, late)
