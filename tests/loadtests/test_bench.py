@@ -32,7 +32,10 @@ def test_capacity_measures_lag_against_the_sources_stamps(tmp_path: Path) -> Non
     (row,) = _rows((tmp_path / "capacity.md").read_text())
     fps, lag_p50 = float(row[4].replace(",", "")), float(row[5])
     assert 500 <= fps <= 1200  # 5 users x one token every 5 ms
-    assert 0 <= lag_p50 < 50  # a real, small delay: the stamps are the source's send times
+    # A real delay, well under a second even on a loaded machine (118 ms was seen with the
+    # suite on three workers): the stamps are the source's send times. Measured from the
+    # run's start instead, the lag would grow through the run's 3 s.
+    assert 0 <= lag_p50 < 1000
 
 
 def test_transports_with_injected_latency(tmp_path: Path) -> None:
