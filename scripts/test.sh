@@ -17,10 +17,10 @@ litellm_build=$!
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # Three workers per two cores: most integration tests wait on paced streams and deadlines,
-# so with one worker per core the cores were half idle (two cores: 8 min 50 s against 5 min
-# 35 s). loadgroup keeps each xdist_group (the Chromium scenarios, the busy-loop tests, each
-# LiteLLM module) on one worker. Pass -n 0 to run in one process (e.g. with --pdb);
-# STREAMHARNESS_TEST_WORKERS sets the count.
+# so with one worker per core the cores were half idle (the same tree on two cores: 7 min 18 s
+# with two workers, 5 min 34 s with three). loadgroup keeps each xdist_group (the Chromium
+# scenarios, the busy-loop tests, each LiteLLM module) on one worker. Pass -n 0 to run in one
+# process (e.g. with --pdb); STREAMHARNESS_TEST_WORKERS sets the count.
 cores=$(nproc)
 workers=${STREAMHARNESS_TEST_WORKERS:-$(( cores * 3 / 2 > 0 ? cores * 3 / 2 : 1 ))}
 status=0
