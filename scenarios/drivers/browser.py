@@ -37,7 +37,7 @@ CONNECT_GRACE_S = 5.0
 STATUS_OPEN = '[data-testid="status"][data-state="open"]'
 PROMPT = '[data-testid="prompt"]'
 SEND_ENABLED = '[data-testid="send"]:not([disabled])'
-PROMPT_EMPTY = "() => document.querySelector('[data-testid=\"prompt\"]').value === ''"
+PROMPT_EMPTY = f"() => document.querySelector({PROMPT!r}).value === ''"
 # How long a page has to empty its input after Enter before the key counts as ignored.
 SUBMIT_CHECK_S = 1.0
 ASSISTANT = '[data-testid="history"] [data-testid="message"][data-role="assistant"]'
